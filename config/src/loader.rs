@@ -1,0 +1,431 @@
+//! The loader: `-c` paths → files → YAML documents → typed [`Resource`]s, with every problem
+//! reported as a [`Diagnostic`] naming the file, document index, resource, field path and line.
+//!
+//! Each file is parsed twice by design. The first pass reads every document as a generic
+//! YAML value: it finds syntax errors (after which the parser cannot resynchronise, so the
+//! rest of the file is skipped), empty documents, and the `kind`. The second pass
+//! deserializes the same text into the kind's typed model, so type errors and unknown fields
+//! keep the parser's line numbers, which a conversion from the generic value would lose.
+
+use crate::diag::{Diagnostic, Diagnostics, Origin, Severity};
+use crate::model::{
+    AuthorizationPolicy, DestinationRule, Gateway, Kind, ObjectMeta, PeerAuthentication, Proxy,
+    Resource, ServiceEntry, Spec, VirtualService, DEFAULT_NAMESPACE,
+};
+use serde::de::{DeserializeOwned, IgnoredAny};
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// What loading produced: the documents that parsed, and every problem found.
+#[derive(Debug, Default)]
+pub struct Loaded {
+    /// Documents that parsed, in load order (paths in the order given, files in name order).
+    pub resources: Vec<Resource>,
+    /// Parse errors (and unreadable paths).
+    pub diagnostics: Diagnostics,
+    /// Every file read, in order.
+    pub files: Vec<PathBuf>,
+}
+
+/// Loads every document found at `paths` (files, or directories read recursively in name order).
+pub fn load_paths<P: AsRef<Path>>(paths: &[P]) -> Loaded {
+    let mut out = Loaded::default();
+    let mut files = Vec::new();
+    for p in paths {
+        collect_files(p.as_ref(), true, &mut files, &mut out.diagnostics);
+    }
+    if paths.is_empty() {
+        out.diagnostics.push(Diagnostic::global(
+            Severity::Error,
+            "no configuration path given (use -c PATH)",
+        ));
+    }
+    for file in files {
+        match std::fs::read_to_string(&file) {
+            Ok(text) => load_str(&file, &text, &mut out),
+            Err(e) => out.diagnostics.push(Diagnostic::global(
+                Severity::Error,
+                format!("{}: cannot read: {e}", file.display()),
+            )),
+        }
+        out.files.push(file);
+    }
+    out
+}
+
+/// Collects the config files under `path`. Names starting with `.` are skipped in
+/// directories: a Kubernetes ConfigMap volume holds `..data` and `..<timestamp>` entries
+/// that mirror the visible files, and reading them would load every document twice.
+fn collect_files(path: &Path, explicit: bool, files: &mut Vec<PathBuf>, diags: &mut Diagnostics) {
+    let meta = match std::fs::metadata(path) {
+        Ok(m) => m,
+        Err(e) => {
+            diags.push(Diagnostic::global(
+                Severity::Error,
+                format!("{}: cannot read: {e}", path.display()),
+            ));
+            return;
+        }
+    };
+    if meta.is_dir() {
+        let entries = match std::fs::read_dir(path) {
+            Ok(rd) => rd,
+            Err(e) => {
+                diags.push(Diagnostic::global(
+                    Severity::Error,
+                    format!("{}: cannot list directory: {e}", path.display()),
+                ));
+                return;
+            }
+        };
+        let mut children: Vec<PathBuf> = entries
+            .filter_map(|e| e.ok())
+            .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+            .map(|e| e.path())
+            .collect();
+        children.sort();
+        for child in children {
+            collect_files(&child, false, files, diags);
+        }
+    } else if explicit || is_yaml(path) {
+        files.push(path.to_path_buf());
+    }
+}
+
+fn is_yaml(path: &Path) -> bool {
+    matches!(
+        path.extension().and_then(|e| e.to_str()),
+        Some("yaml") | Some("yml")
+    )
+}
+
+/// The envelope every document has; `spec` is typed per kind.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct Document<S> {
+    #[allow(dead_code)]
+    api_version: IgnoredAny,
+    #[allow(dead_code)]
+    kind: IgnoredAny,
+    #[serde(default)]
+    metadata: ObjectMeta,
+    #[serde(default = "Option::default")]
+    spec: Option<S>,
+    #[allow(dead_code)]
+    #[serde(default)]
+    status: Option<IgnoredAny>,
+}
+
+/// Istio kinds that exist but that meshproxy does not read, named so the error says so.
+const UNSUPPORTED_ISTIO_KINDS: &[&str] = &[
+    "Sidecar",
+    "EnvoyFilter",
+    "WorkloadEntry",
+    "WorkloadGroup",
+    "ProxyConfig",
+    "Telemetry",
+    "RequestAuthentication",
+    "WasmPlugin",
+];
+
+/// Parses every document of one file's text and appends the results to `out`.
+pub fn load_str(file: &Path, text: &str, out: &mut Loaded) {
+    let file = Arc::new(file.to_path_buf());
+    let mut values = Vec::new();
+    for (index, doc) in serde_yaml::Deserializer::from_str(text).enumerate() {
+        match serde_yaml::Value::deserialize(doc) {
+            Ok(v) => values.push(v),
+            Err(e) => {
+                let origin = Origin {
+                    file: file.clone(),
+                    index,
+                };
+                out.diagnostics.push(yaml_error(
+                    origin,
+                    None,
+                    String::new(),
+                    &e,
+                    "YAML syntax error: ",
+                ));
+                break;
+            }
+        }
+    }
+    let docs = serde_yaml::Deserializer::from_str(text).take(values.len());
+    for ((index, doc), value) in docs.enumerate().zip(values) {
+        let origin = Origin {
+            file: file.clone(),
+            index,
+        };
+        if let Some(res) = load_document(origin, doc, value, &mut out.diagnostics) {
+            out.resources.push(res);
+        }
+    }
+}
+
+fn load_document(
+    origin: Origin,
+    doc: serde_yaml::Deserializer<'_>,
+    value: serde_yaml::Value,
+    diags: &mut Diagnostics,
+) -> Option<Resource> {
+    if value.is_null() {
+        return None; // empty document, e.g. a trailing `---`
+    }
+    let err = |diags: &mut Diagnostics, resource: Option<String>, path: &str, msg: String| {
+        diags.push(Diagnostic {
+            severity: Severity::Error,
+            origin: Some(origin.clone()),
+            resource,
+            path: path.to_string(),
+            line: None,
+            message: msg,
+        })
+    };
+    let Some(map) = value.as_mapping() else {
+        err(
+            diags,
+            None,
+            "",
+            "a document must be a mapping with apiVersion, kind, metadata and spec".into(),
+        );
+        return None;
+    };
+    let str_field = |m: &serde_yaml::Mapping, k: &str| -> Option<String> {
+        m.get(k).and_then(|v| v.as_str()).map(str::to_string)
+    };
+    let kind_str = str_field(map, "kind");
+    let meta = map.get("metadata").and_then(|m| m.as_mapping());
+    let name = meta.and_then(|m| str_field(m, "name")).unwrap_or_default();
+    let namespace = meta
+        .and_then(|m| str_field(m, "namespace"))
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| DEFAULT_NAMESPACE.to_string());
+    let id = |kind: &str| Some(format!("{kind}/{namespace}/{name}"));
+
+    let Some(kind_str) = kind_str else {
+        err(diags, None, "kind", "missing field `kind`".into());
+        return None;
+    };
+    let Some(kind) = Kind::from_name(&kind_str) else {
+        let msg = if UNSUPPORTED_ISTIO_KINDS.contains(&kind_str.as_str()) {
+            format!("kind {kind_str:?} is not supported by meshproxy")
+        } else {
+            format!(
+                "unknown kind {kind_str:?} (expected one of {})",
+                Kind::ALL.map(|k| k.as_str()).join(", ")
+            )
+        };
+        err(diags, id(&kind_str), "kind", msg);
+        return None;
+    };
+    let api_version = str_field(map, "apiVersion").unwrap_or_default();
+    if !kind.api_versions().contains(&api_version.as_str()) {
+        let msg = if api_version.is_empty() {
+            "missing field `apiVersion`".to_string()
+        } else {
+            format!(
+                "apiVersion {api_version:?} is not valid for {kind} (expected one of {})",
+                kind.api_versions().join(", ")
+            )
+        };
+        err(diags, id(kind.as_str()), "apiVersion", msg);
+        return None;
+    }
+
+    let parsed = match kind {
+        Kind::VirtualService => typed::<VirtualService>(doc, Spec::VirtualService),
+        Kind::DestinationRule => typed::<DestinationRule>(doc, Spec::DestinationRule),
+        Kind::ServiceEntry => typed::<ServiceEntry>(doc, Spec::ServiceEntry),
+        Kind::Gateway => typed::<Gateway>(doc, Spec::Gateway),
+        Kind::PeerAuthentication => typed::<PeerAuthentication>(doc, Spec::PeerAuthentication),
+        Kind::AuthorizationPolicy => typed::<AuthorizationPolicy>(doc, Spec::AuthorizationPolicy),
+        Kind::Proxy => typed::<Proxy>(doc, Spec::Proxy),
+    };
+    let (meta, spec) = match parsed {
+        Ok(v) => v,
+        Err(e) => {
+            let path = e.path().to_string();
+            let path = if path == "." { String::new() } else { path };
+            diags.push(yaml_error(origin, id(kind.as_str()), path, e.inner(), ""));
+            return None;
+        }
+    };
+    let raw = serde_json::to_value(&value).unwrap_or(serde_json::Value::Null);
+    Some(Resource {
+        origin,
+        api_version,
+        kind,
+        name: meta.name.clone(),
+        namespace,
+        meta,
+        spec,
+        raw,
+    })
+}
+
+type TypedError = serde_path_to_error::Error<serde_yaml::Error>;
+
+fn typed<S: DeserializeOwned + Default>(
+    doc: serde_yaml::Deserializer<'_>,
+    wrap: fn(S) -> Spec,
+) -> Result<(ObjectMeta, Spec), TypedError> {
+    let d: Document<S> = serde_path_to_error::deserialize(doc)?;
+    Ok((d.metadata, wrap(d.spec.unwrap_or_default())))
+}
+
+/// Turns a serde_yaml error into a diagnostic, moving the location out of the message text.
+fn yaml_error(
+    origin: Origin,
+    resource: Option<String>,
+    path: String,
+    e: &serde_yaml::Error,
+    prefix: &str,
+) -> Diagnostic {
+    let line = e.location().map(|l| (l.line(), l.column()));
+    let mut msg = e.to_string();
+    if let Some((l, c)) = line {
+        let suffix = format!(" at line {l} column {c}");
+        if let Some(stripped) = msg.strip_suffix(&suffix) {
+            msg = stripped.to_string();
+        }
+    }
+    // serde_yaml prefixes its own copy of the field path ("spec.http[0]: unknown field").
+    if let Some((head, rest)) = msg.split_once(": ") {
+        if !head.is_empty() && !head.contains(char::is_whitespace) {
+            msg = rest.to_string();
+        }
+    }
+    Diagnostic {
+        severity: Severity::Error,
+        origin: Some(origin),
+        resource,
+        path,
+        line,
+        message: format!("{prefix}{msg}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str) -> Loaded {
+        let mut out = Loaded::default();
+        load_str(Path::new("t.yaml"), text, &mut out);
+        out
+    }
+
+    #[test]
+    fn multi_document_with_empty_and_trailing_separators() {
+        let out = load(
+            "---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: a}\nspec: {hosts: [a], http: [{route: [{destination: {host: a}}]}]}\n---\n---\napiVersion: networking.istio.io/v1beta1\nkind: DestinationRule\nmetadata: {name: b, namespace: x}\nspec: {host: b}\n---\n",
+        );
+        assert!(out.diagnostics.is_empty(), "{}", out.diagnostics);
+        assert_eq!(out.resources.len(), 2);
+        assert_eq!(out.resources[0].id(), "VirtualService/default/a");
+        assert_eq!(out.resources[1].id(), "DestinationRule/x/b");
+        assert_eq!(out.resources[1].origin.index, 2);
+    }
+
+    #[test]
+    fn unknown_field_names_path_and_line() {
+        let out = load(
+            "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: r}\nspec:\n  hosts: [r]\n  http:\n  - route:\n    - destination: {host: r}\n      weigth: 3\n",
+        );
+        let d = &out.diagnostics.0[0];
+        assert_eq!(d.path, "spec.http[0].route[0].weigth");
+        assert!(
+            d.message.starts_with("unknown field `weigth`"),
+            "{}",
+            d.message
+        );
+        assert_eq!(d.line.map(|l| l.0), Some(9));
+        assert_eq!(d.resource.as_deref(), Some("VirtualService/default/r"));
+    }
+
+    #[test]
+    fn snake_case_spellings_are_accepted() {
+        let out = load(
+            "apiVersion: networking.istio.io/v1alpha3\nkind: VirtualService\nmetadata: {name: r}\nspec:\n  hosts: [r]\n  http:\n  - route: [{destination: {host: r}}]\n    retries: {attempts: 3, per_try_timeout: 2s, retry_on: 5xx}\n",
+        );
+        assert!(out.diagnostics.is_empty(), "{}", out.diagnostics);
+        let vs = out.resources[0].as_virtual_service().unwrap();
+        let r = vs.http[0].retries.as_ref().unwrap();
+        assert_eq!(r.retry_on.as_deref(), Some("5xx"));
+        assert_eq!(
+            r.per_try_timeout,
+            Some(crate::duration::Duration::from_secs(2))
+        );
+    }
+
+    #[test]
+    fn syntax_error_stops_the_file_with_a_line() {
+        let out = load("kind: Gateway\n---\nspec: [\n");
+        assert_eq!(out.diagnostics.len(), 2, "{}", out.diagnostics);
+        let syntax = out
+            .diagnostics
+            .0
+            .iter()
+            .find(|d| d.message.starts_with("YAML syntax error"))
+            .unwrap();
+        assert!(syntax.line.is_some());
+    }
+
+    #[test]
+    fn unknown_and_unsupported_kinds() {
+        let out = load("apiVersion: v1\nkind: Foo\nmetadata: {name: x}\n---\napiVersion: networking.istio.io/v1\nkind: Sidecar\nmetadata: {name: y}\n");
+        let msgs: Vec<_> = out
+            .diagnostics
+            .0
+            .iter()
+            .map(|d| d.message.clone())
+            .collect();
+        assert!(msgs[0].contains("unknown kind \"Foo\""), "{msgs:?}");
+        assert!(msgs[1].contains("not supported"), "{msgs:?}");
+    }
+
+    #[test]
+    fn wrong_api_version() {
+        let out = load("apiVersion: security.istio.io/v1\nkind: VirtualService\nmetadata: {name: x}\nspec: {}\n");
+        assert!(out.diagnostics.0[0]
+            .message
+            .contains("not valid for VirtualService"));
+    }
+
+    #[test]
+    fn integer_map_keys_quoted_or_not() {
+        let out = load("apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: p}\nspec:\n  selector: {matchLabels: {app: a}}\n  portLevelMtls:\n    8080: {mode: STRICT}\n    \"9090\": {mode: DISABLE}\n");
+        assert!(out.diagnostics.is_empty(), "{}", out.diagnostics);
+        let pa = out.resources[0].as_peer_authentication().unwrap();
+        assert_eq!(pa.port_level_mtls.as_ref().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn unknown_enum_value_is_an_error() {
+        let out = load("apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: p}\nspec: {mtls: {mode: BLAH}}\n");
+        let d = &out.diagnostics.0[0];
+        assert_eq!(d.path, "spec.mtls.mode");
+        assert!(
+            d.message.contains("unknown variant `BLAH`"),
+            "{}",
+            d.message
+        );
+    }
+
+    #[test]
+    fn configmap_hidden_entries_are_skipped() {
+        let dir = std::env::temp_dir().join(format!("mp-loader-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("..2026_01_01")).unwrap();
+        let doc = "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: a}\nspec: {host: a}\n";
+        std::fs::write(dir.join("..2026_01_01/a.yaml"), doc).unwrap();
+        std::fs::write(dir.join("a.yaml"), doc).unwrap();
+        std::fs::write(dir.join("notes.txt"), "ignored").unwrap();
+        let out = load_paths(&[&dir]);
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(out.diagnostics.is_empty(), "{}", out.diagnostics);
+        assert_eq!(out.resources.len(), 1);
+    }
+}

@@ -1,0 +1,205 @@
+//! The typed model of every configuration kind, and the [`Resource`] envelope that carries
+//! a parsed document with its metadata and origin.
+//!
+//! Every struct denies unknown fields (a typo must not silently change policy) and accepts
+//! both Istio's lowerCamelCase JSON names and the proto's snake_case spellings. Optional
+//! scalars are `Option` where Istio distinguishes "unset" from zero (wrapper types).
+
+pub mod authorization_policy;
+pub mod common;
+pub mod destination_rule;
+pub mod gateway;
+pub mod peer_authentication;
+pub mod proxy;
+pub mod service_entry;
+pub mod virtual_service;
+
+use crate::diag::Origin;
+use std::fmt;
+
+pub use authorization_policy::AuthorizationPolicy;
+pub use common::ObjectMeta;
+pub use destination_rule::DestinationRule;
+pub use gateway::Gateway;
+pub use peer_authentication::PeerAuthentication;
+pub use proxy::Proxy;
+pub use service_entry::ServiceEntry;
+pub use virtual_service::VirtualService;
+
+/// The namespace a document without `metadata.namespace` belongs to.
+pub const DEFAULT_NAMESPACE: &str = "default";
+
+/// The configuration kinds meshproxy reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Kind {
+    /// networking.istio.io VirtualService.
+    VirtualService,
+    /// networking.istio.io DestinationRule.
+    DestinationRule,
+    /// networking.istio.io ServiceEntry.
+    ServiceEntry,
+    /// networking.istio.io Gateway.
+    Gateway,
+    /// security.istio.io PeerAuthentication.
+    PeerAuthentication,
+    /// security.istio.io AuthorizationPolicy.
+    AuthorizationPolicy,
+    /// meshproxy.io Proxy.
+    Proxy,
+}
+
+impl Kind {
+    /// Every kind, in the order summaries print them.
+    pub const ALL: [Kind; 7] = [
+        Kind::Proxy,
+        Kind::Gateway,
+        Kind::ServiceEntry,
+        Kind::VirtualService,
+        Kind::DestinationRule,
+        Kind::PeerAuthentication,
+        Kind::AuthorizationPolicy,
+    ];
+
+    /// The `kind:` string.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Kind::VirtualService => "VirtualService",
+            Kind::DestinationRule => "DestinationRule",
+            Kind::ServiceEntry => "ServiceEntry",
+            Kind::Gateway => "Gateway",
+            Kind::PeerAuthentication => "PeerAuthentication",
+            Kind::AuthorizationPolicy => "AuthorizationPolicy",
+            Kind::Proxy => "Proxy",
+        }
+    }
+
+    /// Parses a `kind:` string.
+    pub fn from_name(s: &str) -> Option<Kind> {
+        Kind::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+
+    /// The `apiVersion` values accepted for this kind. Istio serves one schema under several
+    /// versions (`+cue-gen:<Kind>:versions:v1,v1beta1,v1alpha3`), so all are accepted alike.
+    pub fn api_versions(&self) -> &'static [&'static str] {
+        match self {
+            Kind::VirtualService | Kind::DestinationRule | Kind::ServiceEntry | Kind::Gateway => &[
+                "networking.istio.io/v1",
+                "networking.istio.io/v1beta1",
+                "networking.istio.io/v1alpha3",
+            ],
+            Kind::PeerAuthentication | Kind::AuthorizationPolicy => {
+                &["security.istio.io/v1", "security.istio.io/v1beta1"]
+            }
+            Kind::Proxy => &["meshproxy.io/v1alpha1"],
+        }
+    }
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A parsed `spec`, one variant per kind.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Spec {
+    /// VirtualService.
+    VirtualService(VirtualService),
+    /// DestinationRule.
+    DestinationRule(DestinationRule),
+    /// ServiceEntry.
+    ServiceEntry(ServiceEntry),
+    /// Gateway.
+    Gateway(Gateway),
+    /// PeerAuthentication.
+    PeerAuthentication(PeerAuthentication),
+    /// AuthorizationPolicy.
+    AuthorizationPolicy(AuthorizationPolicy),
+    /// Proxy.
+    Proxy(Proxy),
+}
+
+/// One loaded configuration document.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Resource {
+    /// File and document index.
+    pub origin: Origin,
+    /// The `apiVersion` as written.
+    pub api_version: String,
+    /// The kind.
+    pub kind: Kind,
+    /// `metadata.name`.
+    pub name: String,
+    /// `metadata.namespace`, `default` when absent.
+    pub namespace: String,
+    /// The whole metadata block.
+    pub meta: ObjectMeta,
+    /// The typed spec.
+    pub spec: Spec,
+    /// The document as written (for `/config_dump` and the content hash).
+    pub raw: serde_json::Value,
+}
+
+impl Resource {
+    /// `Kind/namespace/name`, the form every diagnostic uses.
+    pub fn id(&self) -> String {
+        format!("{}/{}/{}", self.kind, self.namespace, self.name)
+    }
+
+    /// The VirtualService spec, if this is one.
+    pub fn as_virtual_service(&self) -> Option<&VirtualService> {
+        match &self.spec {
+            Spec::VirtualService(v) => Some(v),
+            _ => None,
+        }
+    }
+
+    /// The DestinationRule spec, if this is one.
+    pub fn as_destination_rule(&self) -> Option<&DestinationRule> {
+        match &self.spec {
+            Spec::DestinationRule(v) => Some(v),
+            _ => None,
+        }
+    }
+
+    /// The ServiceEntry spec, if this is one.
+    pub fn as_service_entry(&self) -> Option<&ServiceEntry> {
+        match &self.spec {
+            Spec::ServiceEntry(v) => Some(v),
+            _ => None,
+        }
+    }
+
+    /// The Gateway spec, if this is one.
+    pub fn as_gateway(&self) -> Option<&Gateway> {
+        match &self.spec {
+            Spec::Gateway(v) => Some(v),
+            _ => None,
+        }
+    }
+
+    /// The PeerAuthentication spec, if this is one.
+    pub fn as_peer_authentication(&self) -> Option<&PeerAuthentication> {
+        match &self.spec {
+            Spec::PeerAuthentication(v) => Some(v),
+            _ => None,
+        }
+    }
+
+    /// The AuthorizationPolicy spec, if this is one.
+    pub fn as_authorization_policy(&self) -> Option<&AuthorizationPolicy> {
+        match &self.spec {
+            Spec::AuthorizationPolicy(v) => Some(v),
+            _ => None,
+        }
+    }
+
+    /// The Proxy spec, if this is one.
+    pub fn as_proxy(&self) -> Option<&Proxy> {
+        match &self.spec {
+            Spec::Proxy(v) => Some(v),
+            _ => None,
+        }
+    }
+}

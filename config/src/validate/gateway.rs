@@ -1,0 +1,293 @@
+//! Gateway rules (istio/istio `ValidateGateway`, `validateServer`, `validateTLSOptions`).
+
+use super::names;
+use super::V;
+use crate::model::gateway::*;
+use std::collections::BTreeSet;
+
+const GATEWAY_PROTOCOLS: &[&str] = &[
+    "HTTP", "HTTPS", "GRPC", "GRPC-WEB", "HTTP2", "MONGO", "TCP", "TLS",
+];
+
+pub(crate) fn validate(v: &mut V, gw: &Gateway) {
+    if gw.servers.is_empty() {
+        v.err("spec.servers", "gateway must have at least one server");
+    }
+    v.labels("spec.selector", &gw.selector);
+    let mut server_names = BTreeSet::new();
+    for (i, s) in gw.servers.iter().enumerate() {
+        let p = format!("spec.servers[{i}]");
+        server(v, &p, s);
+        if !s.name.is_empty() && !server_names.insert(s.name.as_str()) {
+            v.err(
+                &format!("{p}.name"),
+                format!("server name {:?} is not unique", s.name),
+            );
+        }
+    }
+}
+
+fn server(v: &mut V, p: &str, s: &Server) {
+    let uds = s.bind.starts_with("unix://");
+    let protocol = s
+        .port
+        .as_ref()
+        .map(|pt| pt.protocol.to_ascii_uppercase())
+        .unwrap_or_default();
+    match &s.port {
+        None => v.err(&format!("{p}.port"), "server config must contain a port"),
+        Some(port) => {
+            let pp = format!("{p}.port");
+            if uds {
+                if port.number != 0 {
+                    v.err(
+                        &format!("{pp}.number"),
+                        "port number must be 0 with a unix domain socket bind",
+                    );
+                }
+            } else if let Err(e) = names::check_port(port.number as u64) {
+                v.err(&format!("{pp}.number"), e);
+            }
+            if port.protocol.is_empty() {
+                v.err(&format!("{pp}.protocol"), "port protocol is required");
+            } else if !GATEWAY_PROTOCOLS.contains(&protocol.as_str()) {
+                v.err(
+                    &format!("{pp}.protocol"),
+                    format!(
+                        "invalid protocol {:?} (expected one of {})",
+                        port.protocol,
+                        GATEWAY_PROTOCOLS.join(", ")
+                    ),
+                );
+            }
+            if port.name.is_empty() {
+                v.err(&format!("{pp}.name"), "port name must be set");
+            }
+            if port.target_port.is_some() {
+                v.deprecated(&format!("{pp}.targetPort"), "the port number");
+            }
+        }
+    }
+    if s.hosts.is_empty() {
+        v.err(
+            &format!("{p}.hosts"),
+            "server config must contain at least one host",
+        );
+    }
+    for (i, h) in s.hosts.iter().enumerate() {
+        let hp = format!("{p}.hosts[{i}]");
+        let (ns, host) = match h.split_once('/') {
+            Some((ns, host)) => (Some(ns), host),
+            None => (None, h.as_str()),
+        };
+        if let Some(ns) = ns {
+            if ns != "*" && ns != "." && ns != "~" && !names::is_lower_dns1123_label(ns) {
+                v.err(&hp, format!("invalid namespace {ns:?} in host {h:?}: must be '*', '.', '~' or a namespace name"));
+            }
+        }
+        if host.contains('/') {
+            v.err(&hp, format!("host {h:?} has more than one '/'"));
+        } else if host != "*" && host.parse::<std::net::IpAddr>().is_err() {
+            if let Err(e) = names::check_wildcard_domain(host) {
+                v.err(&hp, e);
+            }
+        }
+    }
+    if !s.bind.is_empty() && !uds && s.bind.parse::<std::net::IpAddr>().is_err() {
+        v.err(
+            &format!("{p}.bind"),
+            format!("bind {:?} must be an IP address or unix:// path", s.bind),
+        );
+    }
+    if !s.default_endpoint.is_empty() {
+        v.not_enforced(
+            &format!("{p}.defaultEndpoint"),
+            "Istio does not implement it either",
+        );
+    }
+    let tls_protocol = protocol == "HTTPS" || protocol == "TLS";
+    match &s.tls {
+        None => {
+            if tls_protocol {
+                v.err(
+                    &format!("{p}.tls"),
+                    format!("server must have TLS settings for {protocol} protocol"),
+                );
+            }
+        }
+        Some(t) => tls(v, &format!("{p}.tls"), t, tls_protocol),
+    }
+}
+
+fn tls(v: &mut V, p: &str, t: &ServerTlsSettings, tls_protocol: bool) {
+    let mode = t.mode.unwrap_or(ServerTlsMode::Passthrough);
+    let only_redirect = t.https_redirect && t.mode.is_none();
+    if !tls_protocol && !only_redirect && t.mode.is_some() {
+        v.err(
+            p,
+            "server cannot have TLS settings for plain text ports (only httpsRedirect)",
+        );
+    }
+    let files = !t.server_certificate.is_empty()
+        || !t.private_key.is_empty()
+        || !t.ca_certificates.is_empty();
+    let has_creds = !t.credential_name.is_empty() || !t.credential_names.is_empty();
+    if has_creds && (files || !t.tls_certificates.is_empty()) {
+        v.err(
+            p,
+            "cannot specify certificate files or tlsCertificates if credentialName(s) is set",
+        );
+    }
+    if !t.credential_name.is_empty() && !t.credential_names.is_empty() {
+        v.err(
+            p,
+            "only one of credentialName or credentialNames can be set",
+        );
+    }
+    if !t.credential_names.is_empty() && !t.tls_certificates.is_empty() {
+        v.err(
+            p,
+            "only one of credentialNames or tlsCertificates can be set",
+        );
+    }
+    if t.credential_names.len() > 2 {
+        v.err(
+            &format!("{p}.credentialNames"),
+            "at most 2 credentialNames are allowed",
+        );
+    }
+    if t.tls_certificates.len() > 2 {
+        v.err(
+            &format!("{p}.tlsCertificates"),
+            "at most 2 tlsCertificates are allowed",
+        );
+    }
+    if !t.tls_certificates.is_empty()
+        && (!t.server_certificate.is_empty() || !t.private_key.is_empty())
+    {
+        v.err(
+            p,
+            "only one of serverCertificate/privateKey or tlsCertificates can be set",
+        );
+    }
+    for (i, c) in t.tls_certificates.iter().enumerate() {
+        if c.server_certificate.is_empty() || c.private_key.is_empty() {
+            v.err(
+                &format!("{p}.tlsCertificates[{i}]"),
+                "serverCertificate and privateKey are both required",
+            );
+        }
+    }
+    let terminates = matches!(
+        mode,
+        ServerTlsMode::Simple | ServerTlsMode::Mutual | ServerTlsMode::OptionalMutual
+    );
+    if terminates && !has_creds && t.tls_certificates.is_empty() {
+        if t.server_certificate.is_empty() {
+            v.err(
+                &format!("{p}.serverCertificate"),
+                "TLS termination requires a server certificate",
+            );
+        }
+        if t.private_key.is_empty() {
+            v.err(
+                &format!("{p}.privateKey"),
+                "TLS termination requires a private key",
+            );
+        }
+    }
+    if matches!(mode, ServerTlsMode::Mutual | ServerTlsMode::OptionalMutual)
+        && !has_creds
+        && t.ca_certificates.is_empty()
+        && t.ca_cert_credential_name.is_empty()
+    {
+        v.err(
+            &format!("{p}.caCertificates"),
+            "MUTUAL TLS requires a client CA bundle",
+        );
+    }
+    if mode == ServerTlsMode::IstioMutual && (files || has_creds || !t.tls_certificates.is_empty())
+    {
+        v.err(p, "ISTIO_MUTUAL uses the mesh identity: certificate files and credentials must not be set");
+    }
+    if !t.subject_alt_names.is_empty()
+        && !matches!(mode, ServerTlsMode::Mutual | ServerTlsMode::OptionalMutual)
+    {
+        v.warn(
+            &format!("{p}.subjectAltNames"),
+            "subjectAltNames only apply to MUTUAL modes",
+        );
+    }
+    if let (Some(min), Some(max)) = (t.min_protocol_version, t.max_protocol_version) {
+        if min != TlsProtocol::TlsAuto && max != TlsProtocol::TlsAuto && max < min {
+            v.err(
+                p,
+                "maxProtocolVersion must be greater than or equal to minProtocolVersion",
+            );
+        }
+    }
+    for (field, ver) in [
+        ("minProtocolVersion", t.min_protocol_version),
+        ("maxProtocolVersion", t.max_protocol_version),
+    ] {
+        if matches!(ver, Some(TlsProtocol::Tlsv10) | Some(TlsProtocol::Tlsv11)) {
+            v.warn(
+                &format!("{p}.{field}"),
+                "TLS 1.0 and 1.1 are not supported; meshproxy speaks TLS 1.2 and 1.3 only",
+            );
+        }
+    }
+    for (field, file) in [
+        ("serverCertificate", &t.server_certificate),
+        ("privateKey", &t.private_key),
+        ("caCertificates", &t.ca_certificates),
+    ] {
+        if !file.is_empty() {
+            super::proxy::file_exists(v, &format!("{p}.{field}"), file);
+        }
+    }
+    for (i, c) in t.tls_certificates.iter().enumerate() {
+        for (field, file) in [
+            ("serverCertificate", &c.server_certificate),
+            ("privateKey", &c.private_key),
+        ] {
+            if !file.is_empty() {
+                super::proxy::file_exists(v, &format!("{p}.tlsCertificates[{i}].{field}"), file);
+            }
+        }
+    }
+    if mode == ServerTlsMode::AutoPassthrough {
+        v.not_enforced(
+            &format!("{p}.mode"),
+            "AUTO_PASSTHROUGH (multi-cluster SNI routing)",
+        );
+    }
+    for (field, set) in [
+        ("credentialName", !t.credential_name.is_empty()),
+        ("credentialNames", !t.credential_names.is_empty()),
+        (
+            "caCertCredentialName",
+            !t.ca_cert_credential_name.is_empty(),
+        ),
+        (
+            "verifyCertificateSpki",
+            !t.verify_certificate_spki.is_empty(),
+        ),
+        (
+            "verifyCertificateHash",
+            !t.verify_certificate_hash.is_empty(),
+        ),
+        ("cipherSuites", !t.cipher_suites.is_empty()),
+        ("ecdhCurves", !t.ecdh_curves.is_empty()),
+        ("caCrl", !t.ca_crl.is_empty()),
+    ] {
+        if set {
+            let why = if field.contains("redential") {
+                "Kubernetes secrets are not read in file mode; use certificate file paths"
+            } else {
+                "meshproxy uses rustls' default, safe TLS parameters"
+            };
+            v.not_enforced(&format!("{p}.{field}"), why);
+        }
+    }
+}

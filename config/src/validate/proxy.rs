@@ -1,0 +1,145 @@
+//! Rules for meshproxy's own `Proxy` kind (SPEC §2).
+
+use super::names;
+use super::V;
+use crate::model::proxy::*;
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::path::Path;
+
+/// Resolves a file path written in a config document: relative paths are relative to the
+/// directory of the file the document came from, so a config directory can be moved whole.
+pub fn resolve_path(config_file: &Path, p: &str) -> std::path::PathBuf {
+    let path = Path::new(p);
+    if path.is_absolute() {
+        return path.to_path_buf();
+    }
+    match config_file.parent() {
+        Some(dir) => dir.join(path),
+        None => path.to_path_buf(),
+    }
+}
+
+pub(crate) fn validate(v: &mut V, px: &Proxy) {
+    if let Some(admin) = &px.admin {
+        if let Some(a) = &admin.address {
+            if a.parse::<SocketAddr>().is_err() {
+                v.err(
+                    "spec.admin.address",
+                    format!("{a:?} is not an ip:port address"),
+                );
+            }
+        }
+    }
+    if let Some(w) = &px.workload {
+        v.labels("spec.workload.labels", &w.labels);
+        if let Some(sa) = &w.service_account {
+            if !names::is_dns1123_subdomain(sa) {
+                v.err(
+                    "spec.workload.serviceAccount",
+                    format!("invalid service account name {sa:?}"),
+                );
+            }
+        }
+    }
+    let admin_addr = px
+        .admin
+        .as_ref()
+        .and_then(|a| a.address.as_ref())
+        .and_then(|a| a.parse::<SocketAddr>().ok());
+    let mut listener_names = BTreeSet::new();
+    let mut addrs = BTreeSet::new();
+    for (i, l) in px.listeners.iter().flatten().enumerate() {
+        let p = format!("spec.listeners[{i}]");
+        if l.name.is_empty() {
+            v.err(&format!("{p}.name"), "listener name is required");
+        } else if !listener_names.insert(l.name.as_str()) {
+            v.err(
+                &format!("{p}.name"),
+                format!("duplicate listener name {:?}", l.name),
+            );
+        }
+        match l.address.parse::<SocketAddr>() {
+            Err(_) => v.err(
+                &format!("{p}.address"),
+                format!("{:?} is not an ip:port address", l.address),
+            ),
+            Ok(a) => {
+                if a.port() != 0 && !addrs.insert(a) {
+                    v.err(
+                        &format!("{p}.address"),
+                        format!("address {a} is used by another listener"),
+                    );
+                }
+                if a.port() != 0 && Some(a) == admin_addr {
+                    v.err(
+                        &format!("{p}.address"),
+                        format!("address {a} is the admin address"),
+                    );
+                }
+            }
+        }
+        match l.direction {
+            None => v.err(
+                &format!("{p}.direction"),
+                "direction is required (OUTBOUND or INBOUND)",
+            ),
+            Some(Direction::Inbound) => match &l.forward_to {
+                None => v.err(
+                    &format!("{p}.forwardTo"),
+                    "an INBOUND listener needs forwardTo (the local app's ip:port)",
+                ),
+                Some(f) if f.parse::<SocketAddr>().is_err() => v.err(
+                    &format!("{p}.forwardTo"),
+                    format!("{f:?} is not an ip:port address"),
+                ),
+                Some(_) => {}
+            },
+            Some(Direction::Outbound) => {
+                if l.forward_to.is_some() {
+                    v.err(
+                        &format!("{p}.forwardTo"),
+                        "forwardTo is only valid on INBOUND listeners",
+                    );
+                }
+            }
+        }
+    }
+    if let Some(id) = &px.identity {
+        for (field, val) in [
+            ("certificate", &id.certificate),
+            ("privateKey", &id.private_key),
+            ("caCertificates", &id.ca_certificates),
+        ] {
+            let p = format!("spec.identity.{field}");
+            if val.is_empty() {
+                v.err(&p, format!("identity.{field} is required"));
+            } else {
+                file_exists(v, &p, val);
+            }
+        }
+    }
+    if let Some(g) = &px.gateway_address {
+        if g.parse::<std::net::IpAddr>().is_err() {
+            v.err("spec.gatewayAddress", format!("{g:?} is not an IP address"));
+        }
+    }
+    if let Some(td) = &px.trust_domain {
+        if let Err(e) = names::check_fqdn(td) {
+            v.err("spec.trustDomain", e);
+        }
+    }
+    if let Some(rn) = &px.root_namespace {
+        if !names::is_lower_dns1123_label(rn) {
+            v.err("spec.rootNamespace", format!("invalid namespace {rn:?}"));
+        }
+    }
+}
+
+/// Errors when a referenced file cannot be read (as `run` would fail on it).
+pub(crate) fn file_exists(v: &mut V, p: &str, file: &str) {
+    let path = resolve_path(&v.res.origin.file, file);
+    if let Err(e) = std::fs::metadata(&path) {
+        v.err(p, format!("cannot read {}: {e}", path.display()));
+    }
+}

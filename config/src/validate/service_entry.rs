@@ -1,0 +1,200 @@
+//! ServiceEntry rules (istio/istio `ValidateServiceEntry` and the CRD's CEL rules).
+
+use super::names;
+use super::V;
+use crate::model::service_entry::*;
+use std::collections::BTreeSet;
+
+pub(crate) fn validate(v: &mut V, se: &ServiceEntry) {
+    let resolution = se.resolution.unwrap_or(Resolution::None);
+    if se.hosts.is_empty() {
+        v.err("spec.hosts", "ServiceEntry must have at least one host");
+    }
+    if se.hosts.len() > 256 {
+        v.err("spec.hosts", "at most 256 hosts are allowed");
+    }
+    for (i, h) in se.hosts.iter().enumerate() {
+        let p = format!("spec.hosts[{i}]");
+        if h == "*" {
+            v.err(&p, "hostname cannot be wildcard");
+        } else if let Err(e) = names::check_wildcard_domain(h) {
+            v.err(&p, e);
+        } else if crate::host::is_wildcard(h)
+            && resolution == Resolution::Dns
+            && se.endpoints.is_empty()
+        {
+            v.err(&p, "a wildcard host needs endpoints when resolution is DNS");
+        }
+    }
+    for (i, a) in se.addresses.iter().enumerate() {
+        let p = format!("spec.addresses[{i}]");
+        if let Err(e) = names::check_ip_or_cidr(a) {
+            v.err(&p, e);
+        } else if a.contains('/') && !matches!(resolution, Resolution::None | Resolution::Static) {
+            v.err(
+                &p,
+                "CIDR addresses are allowed only for NONE/STATIC resolution types",
+            );
+        }
+    }
+    let mut numbers = BTreeSet::new();
+    let mut port_names = BTreeSet::new();
+    if se.ports.len() > 256 {
+        v.err("spec.ports", "at most 256 ports are allowed");
+    }
+    for (i, port) in se.ports.iter().enumerate() {
+        let p = format!("spec.ports[{i}]");
+        if let Err(e) = names::check_port(port.number as u64) {
+            v.err(&format!("{p}.number"), e);
+        } else if !numbers.insert(port.number) {
+            v.err(
+                &format!("{p}.number"),
+                format!("port number {} cannot be duplicated", port.number),
+            );
+        }
+        if port.name.is_empty() {
+            v.err(&format!("{p}.name"), "port name is required");
+        } else if !port_names.insert(port.name.as_str()) {
+            v.err(
+                &format!("{p}.name"),
+                format!("port name {:?} cannot be duplicated", port.name),
+            );
+        }
+        if !port.protocol.is_empty() && !names::is_known_protocol(&port.protocol) {
+            v.err(
+                &format!("{p}.protocol"),
+                format!(
+                    "unsupported protocol {:?} (expected one of {})",
+                    port.protocol,
+                    names::PROTOCOLS.join(", ")
+                ),
+            );
+        }
+        if let Some(tp) = port.target_port {
+            if let Err(e) = names::check_port(tp as u64) {
+                v.err(&format!("{p}.targetPort"), e);
+            }
+        }
+    }
+    if se.workload_selector.is_some() && !se.endpoints.is_empty() {
+        v.err(
+            "spec",
+            "only one of workloadSelector or endpoints can be set",
+        );
+    }
+    if let Some(ws) = &se.workload_selector {
+        v.labels("spec.workloadSelector.labels", &ws.labels);
+        v.not_enforced(
+            "spec.workloadSelector",
+            "selecting workloads needs a registry; list endpoints instead",
+        );
+    }
+    match resolution {
+        Resolution::None => {
+            if !se.endpoints.is_empty() {
+                v.err("spec.endpoints", "NONE mode cannot set endpoints");
+            }
+        }
+        Resolution::Static => {
+            if se.endpoints.is_empty() && se.workload_selector.is_none() {
+                v.err("spec.endpoints", "STATIC resolution requires endpoints");
+            }
+        }
+        Resolution::DnsRoundRobin => {
+            if se.endpoints.len() > 1 {
+                v.err(
+                    "spec.endpoints",
+                    "DNS_ROUND_ROBIN mode cannot have multiple endpoints",
+                );
+            }
+        }
+        Resolution::DynamicDns => {
+            if se.hosts.iter().any(|h| !crate::host::is_wildcard(h)) {
+                v.err(
+                    "spec.hosts",
+                    "DYNAMIC_DNS resolution requires wildcard hosts",
+                );
+            }
+            if se.location == Some(Location::MeshInternal) {
+                v.err(
+                    "spec.location",
+                    "DYNAMIC_DNS resolution is only supported for MESH_EXTERNAL",
+                );
+            }
+            v.not_enforced("spec.resolution", "DYNAMIC_DNS resolution");
+        }
+        Resolution::Dns => {}
+    }
+    if se.endpoints.len() > 4096 {
+        v.err("spec.endpoints", "at most 4096 endpoints are allowed");
+    }
+    for (i, ep) in se.endpoints.iter().enumerate() {
+        let p = format!("spec.endpoints[{i}]");
+        endpoint(v, &p, ep, resolution, &port_names);
+    }
+    v.export_to("spec.exportTo", &se.export_to);
+    for (i, san) in se.subject_alt_names.iter().enumerate() {
+        if san.is_empty() {
+            v.err(
+                &format!("spec.subjectAltNames[{i}]"),
+                "subject alt name must not be empty",
+            );
+        }
+    }
+}
+
+fn endpoint(
+    v: &mut V,
+    p: &str,
+    ep: &WorkloadEntry,
+    resolution: Resolution,
+    port_names: &BTreeSet<&str>,
+) {
+    let addr = ep.address.as_str();
+    if addr.is_empty() {
+        if ep.network.is_empty() {
+            v.err(&format!("{p}.address"), "address is required");
+        }
+    } else if let Some(path) = addr.strip_prefix("unix://") {
+        if !(path.starts_with('/') || path.starts_with('@')) {
+            v.err(
+                &format!("{p}.address"),
+                "UDS must be an absolute path or abstract socket",
+            );
+        }
+        if path.ends_with('/') {
+            v.err(&format!("{p}.address"), "UDS may not be a dir");
+        }
+        if !ep.ports.is_empty() {
+            v.err(&format!("{p}.ports"), "UDS may not include ports");
+        }
+    } else if addr.parse::<std::net::IpAddr>().is_err() {
+        if resolution == Resolution::Static {
+            v.err(
+                &format!("{p}.address"),
+                format!("endpoint address {addr:?} is not a valid IP address (STATIC resolution)"),
+            );
+        } else if let Err(e) = names::check_fqdn(addr) {
+            v.err(&format!("{p}.address"), e);
+        }
+    }
+    for (name, port) in &ep.ports {
+        let pp = format!("{p}.ports.{name}");
+        if !port_names.contains(name.as_str()) {
+            v.err(
+                &pp,
+                format!("endpoint port {name:?} is not defined by the service entry"),
+            );
+        }
+        if let Err(e) = names::check_port(*port as u64) {
+            v.err(&pp, e);
+        }
+    }
+    v.labels(&format!("{p}.labels"), &ep.labels);
+    if !ep.locality.is_empty() {
+        v.not_enforced(&format!("{p}.locality"), "locality-aware load balancing");
+    }
+    if !ep.network.is_empty() {
+        v.not_enforced(&format!("{p}.network"), "multi-network gateways");
+    }
+}

@@ -14,3 +14,5 @@ pub use diag::{Diagnostic, Diagnostics, Origin, Severity};
 pub use duration::Duration;
 pub mod host;
 pub mod validate;
+pub mod compile;
+pub mod paths;

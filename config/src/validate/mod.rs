@@ -9,6 +9,8 @@ pub mod names;
 mod peer_authentication;
 mod proxy;
 mod references;
+pub use references::DEFAULT_ROOT_NAMESPACE;
+pub use virtual_service::decode_base64;
 mod service_entry;
 mod virtual_service;
 

@@ -5,20 +5,7 @@ use super::V;
 use crate::model::proxy::*;
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
-use std::path::Path;
-
-/// Resolves a file path written in a config document: relative paths are relative to the
-/// directory of the file the document came from, so a config directory can be moved whole.
-pub fn resolve_path(config_file: &Path, p: &str) -> std::path::PathBuf {
-    let path = Path::new(p);
-    if path.is_absolute() {
-        return path.to_path_buf();
-    }
-    match config_file.parent() {
-        Some(dir) => dir.join(path),
-        None => path.to_path_buf(),
-    }
-}
+use crate::paths::resolve_path;
 
 pub(crate) fn validate(v: &mut V, px: &Proxy) {
     if let Some(admin) = &px.admin {

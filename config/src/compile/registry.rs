@@ -1,0 +1,203 @@
+//! The service registry in file mode: ServiceEntries turned into services with ports and
+//! endpoints, indexed by qualified host.
+
+use super::cluster::{Endpoint, EndpointAddress, Protocol};
+use crate::host;
+use crate::model::service_entry::{Location, Resolution};
+use crate::model::{Resource, Spec};
+use std::collections::{BTreeMap, HashMap};
+use std::net::{IpAddr, SocketAddr};
+
+/// A service port.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServicePort {
+    /// Port number clients use.
+    pub number: u16,
+    /// Port name (endpoints map names to their own ports).
+    pub name: String,
+    /// Protocol.
+    pub protocol: Protocol,
+    /// Endpoint port when the endpoint names none (default: `number`).
+    pub target_port: Option<u16>,
+}
+
+/// An endpoint as declared, before a port is chosen.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeclaredEndpoint {
+    /// IP, DNS name or `unix://` path.
+    pub address: String,
+    /// Port name → endpoint port.
+    pub ports: BTreeMap<String, u16>,
+    /// Labels.
+    pub labels: BTreeMap<String, String>,
+    /// Weight (default 1).
+    pub weight: u32,
+    /// Service account.
+    pub service_account: Option<String>,
+}
+
+/// A service of the registry.
+#[derive(Clone, Debug)]
+pub struct Service {
+    /// Qualified host (may be a wildcard).
+    pub host: String,
+    /// Namespace of the ServiceEntry.
+    pub namespace: String,
+    /// `ServiceEntry/ns/name`.
+    pub origin: String,
+    /// Ports.
+    pub ports: Vec<ServicePort>,
+    /// Virtual IPs and CIDRs.
+    pub addresses: Vec<ipnet::IpNet>,
+    /// Resolution.
+    pub resolution: Resolution,
+    /// Inside or outside the mesh.
+    pub mesh_internal: bool,
+    /// Declared endpoints.
+    pub endpoints: Vec<DeclaredEndpoint>,
+}
+
+impl Service {
+    /// Short name (first DNS label).
+    pub fn short_name(&self) -> &str {
+        self.host.split('.').next().unwrap_or(&self.host)
+    }
+
+    /// The endpoints serving `port`, as addresses. DNS resolution without endpoints uses the
+    /// host itself, as Istio does.
+    pub fn endpoints_for(&self, port: &ServicePort) -> Vec<Endpoint> {
+        let target = |ep: Option<&DeclaredEndpoint>| -> u16 {
+            ep.and_then(|e| e.ports.get(&port.name).copied())
+                .or(port.target_port)
+                .unwrap_or(port.number)
+        };
+        if self.endpoints.is_empty() {
+            if matches!(self.resolution, Resolution::Dns | Resolution::DnsRoundRobin) && !host::is_wildcard(&self.host) {
+                return vec![Endpoint {
+                    address: EndpointAddress::Dns(self.host.clone(), target(None)),
+                    labels: BTreeMap::new(),
+                    weight: 1,
+                    service_account: None,
+                }];
+            }
+            return Vec::new();
+        }
+        self.endpoints
+            .iter()
+            .map(|e| {
+                let address = if let Some(path) = e.address.strip_prefix("unix://") {
+                    EndpointAddress::Unix(path.into())
+                } else {
+                    match e.address.parse::<IpAddr>() {
+                        Ok(ip) => EndpointAddress::Socket(SocketAddr::new(ip, target(Some(e)))),
+                        Err(_) => EndpointAddress::Dns(e.address.to_ascii_lowercase(), target(Some(e))),
+                    }
+                };
+                Endpoint {
+                    address,
+                    labels: e.labels.clone(),
+                    weight: e.weight,
+                    service_account: e.service_account.clone(),
+                }
+            })
+            .collect()
+    }
+
+    /// The port numbered `n`.
+    pub fn port(&self, n: u16) -> Option<&ServicePort> {
+        self.ports.iter().find(|p| p.number == n)
+    }
+}
+
+/// All services, with lookups by host.
+#[derive(Clone, Debug, Default)]
+pub struct Registry {
+    /// Services in load order.
+    pub services: Vec<Service>,
+    by_host: HashMap<String, usize>,
+}
+
+impl Registry {
+    /// Builds the registry from the ServiceEntries in `resources` visible to `proxy_ns`.
+    /// A host declared twice keeps its first declaration (Istio merges by creation time).
+    pub fn build(resources: &[Resource], visible: impl Fn(&Resource, &[String]) -> bool) -> Registry {
+        let mut reg = Registry::default();
+        for r in resources {
+            let Spec::ServiceEntry(se) = &r.spec else { continue };
+            if !visible(r, &se.export_to) {
+                continue;
+            }
+            let ports: Vec<ServicePort> = se
+                .ports
+                .iter()
+                .filter(|p| (1..=65535).contains(&p.number))
+                .map(|p| ServicePort {
+                    number: p.number as u16,
+                    name: p.name.clone(),
+                    protocol: Protocol::from_port(&p.protocol, &p.name),
+                    target_port: p.target_port.filter(|t| (1..=65535).contains(t)).map(|t| t as u16),
+                })
+                .collect();
+            let endpoints: Vec<DeclaredEndpoint> = se
+                .endpoints
+                .iter()
+                .map(|e| DeclaredEndpoint {
+                    address: e.address.clone(),
+                    ports: e
+                        .ports
+                        .iter()
+                        .filter(|(_, p)| (1..=65535).contains(*p))
+                        .map(|(k, p)| (k.clone(), *p as u16))
+                        .collect(),
+                    labels: e.labels.clone(),
+                    weight: e.weight.filter(|w| *w > 0).unwrap_or(1),
+                    service_account: (!e.service_account.is_empty()).then(|| e.service_account.clone()),
+                })
+                .collect();
+            let addresses = se
+                .addresses
+                .iter()
+                .filter_map(|a| {
+                    a.parse::<ipnet::IpNet>()
+                        .ok()
+                        .or_else(|| a.parse::<IpAddr>().ok().map(ipnet::IpNet::from))
+                })
+                .collect();
+            for h in &se.hosts {
+                let host = host::qualify(h, &r.namespace);
+                if reg.by_host.contains_key(&host) {
+                    continue;
+                }
+                reg.by_host.insert(host.clone(), reg.services.len());
+                reg.services.push(Service {
+                    host,
+                    namespace: r.namespace.clone(),
+                    origin: r.id(),
+                    ports: ports.clone(),
+                    addresses: Vec::clone(&addresses),
+                    resolution: se.resolution.unwrap_or(Resolution::None),
+                    mesh_internal: se.location == Some(Location::MeshInternal),
+                    endpoints: endpoints.clone(),
+                });
+            }
+        }
+        reg
+    }
+
+    /// The service with exactly this qualified host.
+    pub fn get(&self, host: &str) -> Option<usize> {
+        self.by_host.get(host).copied()
+    }
+
+    /// Exact host first, else the most specific wildcard service host that matches.
+    pub fn resolve(&self, host: &str) -> Option<usize> {
+        self.get(host).or_else(|| {
+            self.services
+                .iter()
+                .enumerate()
+                .filter(|(_, s)| host::is_wildcard(&s.host) && host::matches(&s.host, host))
+                .max_by_key(|(_, s)| s.host.len())
+                .map(|(i, _)| i)
+        })
+    }
+}

@@ -1,0 +1,66 @@
+//! The immutable, pre-indexed configuration the data path reads: one `Arc<Snapshot>` is
+//! loaded per request; a reload builds a new one and swaps it in whole.
+
+use super::cluster::{Cluster, ClusterKey};
+use super::listener::Listener;
+use super::proxy_settings::ProxySettings;
+use super::registry::Registry;
+use super::route_table::RouteTable;
+use crate::diag::Diagnostics;
+use crate::model::Resource;
+use std::collections::HashMap;
+use std::time::SystemTime;
+
+/// Index of a cluster in [`Snapshot::clusters`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ClusterId(pub u32);
+
+/// A compiled configuration.
+#[derive(Debug)]
+pub struct Snapshot {
+    /// Content hash of the resources (hex).
+    pub version: String,
+    /// When it was compiled.
+    pub loaded_at: SystemTime,
+    /// This proxy.
+    pub proxy: ProxySettings,
+    /// Listeners to bind.
+    pub listeners: Vec<Listener>,
+    /// Route tables referenced by listeners.
+    pub route_tables: Vec<RouteTable>,
+    /// Upstream clusters.
+    pub clusters: Vec<Cluster>,
+    /// Cluster lookup by identity.
+    pub cluster_index: HashMap<ClusterKey, ClusterId>,
+    /// Services.
+    pub registry: Registry,
+    /// The resources as loaded (for `/config_dump`).
+    pub resources: Vec<Resource>,
+    /// Warnings from validation and compilation.
+    pub warnings: Diagnostics,
+}
+
+impl Snapshot {
+    /// The cluster with this id.
+    pub fn cluster(&self, id: ClusterId) -> &Cluster {
+        &self.clusters[id.0 as usize]
+    }
+
+    /// The cluster with this identity.
+    pub fn find_cluster(&self, key: &ClusterKey) -> Option<ClusterId> {
+        self.cluster_index.get(key).copied()
+    }
+
+    /// The route table of the mesh (outbound) listeners, if any.
+    pub fn mesh_routes(&self) -> Option<&RouteTable> {
+        self.route_tables.iter().find(|t| t.name == "mesh")
+    }
+
+    /// Number of resources per kind, in [`crate::model::Kind::ALL`] order.
+    pub fn counts(&self) -> Vec<(crate::model::Kind, usize)> {
+        crate::model::Kind::ALL
+            .iter()
+            .map(|k| (*k, self.resources.iter().filter(|r| r.kind == *k).count()))
+            .collect()
+    }
+}

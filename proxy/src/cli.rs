@@ -1,0 +1,135 @@
+//! Command-line interface (SPEC §1).
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+/// meshproxy: a sidecar L7 proxy that enforces Istio traffic policy read from YAML.
+#[derive(Debug, Parser)]
+#[command(name = "meshproxy", version, about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Load the config at the given paths and serve.
+    Run(RunArgs),
+    /// Load and validate the config as `run` would; print `ok` and a summary, or every error.
+    Validate(ConfigArgs),
+    /// Start the proxy and built-in demo services from the embedded config.
+    Demo(DemoArgs),
+    /// Mesh certificates: a root CA and SPIFFE workload certificates.
+    Certs {
+        /// Which certificate operation.
+        #[command(subcommand)]
+        command: CertsCommand,
+    },
+    /// Install (or remove) the iptables rules that redirect a pod's traffic through the sidecar.
+    Init(InitArgs),
+}
+
+/// `-c PATH`, repeatable.
+#[derive(Debug, Args)]
+pub struct ConfigArgs {
+    /// Config file or directory (`*.yaml`/`*.yml`, recursive, name order). Repeatable.
+    #[arg(short = 'c', long = "config", required = true, value_name = "PATH")]
+    pub config: Vec<PathBuf>,
+}
+
+/// `run` options.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Config paths.
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// Data-plane worker threads (default: the CPUs available, cgroup limits included).
+    #[arg(long)]
+    pub workers: Option<usize>,
+    /// How long to drain in-flight requests on SIGTERM or listener removal.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub drain_timeout: std::time::Duration,
+    /// Log format.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    /// Access log on or off.
+    #[arg(long, value_enum, default_value_t = OnOff::On)]
+    pub access_log: OnOff,
+}
+
+/// `demo` options.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Log format.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// A switch.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum OnOff {
+    /// Enabled.
+    On,
+    /// Disabled.
+    Off,
+}
+
+/// `certs` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum CertsCommand {
+    /// Create a mesh root CA (`DIR/ca.pem`, `DIR/ca.key`).
+    Ca {
+        /// Output directory.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Issue a workload certificate with a SPIFFE URI SAN.
+    Issue {
+        /// Directory holding the CA (`ca.pem`, `ca.key`).
+        #[arg(long)]
+        ca: PathBuf,
+        /// SPIFFE identity, `spiffe://cluster.local/ns/NS/sa/SA`.
+        #[arg(long)]
+        spiffe: String,
+        /// DNS SANs. Repeatable.
+        #[arg(long)]
+        dns: Vec<String>,
+        /// Output directory.
+        #[arg(long)]
+        out: PathBuf,
+        /// Validity in days.
+        #[arg(long, default_value_t = 90)]
+        days: u32,
+    },
+}
+
+/// `init` options.
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// Print the rules instead of installing them.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Remove the rules.
+    #[arg(long)]
+    pub cleanup: bool,
+}
+
+/// Parses `30s`, `500ms`, `1m` (Go/protobuf duration syntax).
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let d = meshproxy_config::Duration::parse(s)?;
+    if d.is_negative() {
+        return Err("duration must not be negative".into());
+    }
+    Ok(d.to_std())
+}

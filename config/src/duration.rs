@@ -120,9 +120,11 @@ impl Duration {
                         "invalid duration {orig:?}: missing unit (use ns, us, ms, s, m or h)"
                     ))
                 }
-                other => return Err(format!(
+                other => {
+                    return Err(format!(
                     "invalid duration {orig:?}: unknown unit {other:?} (use ns, us, ms, s, m or h)"
-                )),
+                ))
+                }
             };
             let (int_part, frac_part) = match num.split_once('.') {
                 Some((i, f)) => (i, f),

@@ -12,7 +12,7 @@ pub mod model;
 
 pub use diag::{Diagnostic, Diagnostics, Origin, Severity};
 pub use duration::Duration;
-pub mod host;
-pub mod validate;
 pub mod compile;
+pub mod host;
 pub mod paths;
+pub mod validate;

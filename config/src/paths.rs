@@ -21,7 +21,13 @@ mod tests {
 
     #[test]
     fn relative_to_the_config_file() {
-        assert_eq!(resolve_path(Path::new("/etc/mesh/proxy.yaml"), "certs/a.pem"), PathBuf::from("/etc/mesh/certs/a.pem"));
-        assert_eq!(resolve_path(Path::new("/etc/mesh/proxy.yaml"), "/abs.pem"), PathBuf::from("/abs.pem"));
+        assert_eq!(
+            resolve_path(Path::new("/etc/mesh/proxy.yaml"), "certs/a.pem"),
+            PathBuf::from("/etc/mesh/certs/a.pem")
+        );
+        assert_eq!(
+            resolve_path(Path::new("/etc/mesh/proxy.yaml"), "/abs.pem"),
+            PathBuf::from("/abs.pem")
+        );
     }
 }

@@ -75,7 +75,10 @@ impl Protocol {
 
     /// True for protocols the HTTP router handles.
     pub fn is_http(&self) -> bool {
-        matches!(self, Protocol::Http | Protocol::Http2 | Protocol::Grpc | Protocol::GrpcWeb)
+        matches!(
+            self,
+            Protocol::Http | Protocol::Http2 | Protocol::Grpc | Protocol::GrpcWeb
+        )
     }
 
     /// True when the upstream speaks HTTP/2 by this protocol alone.
@@ -270,13 +273,18 @@ impl ConnectionPool {
             });
             p.max_connection_duration = t.max_connection_duration.map(|d| d.to_std());
             if let Some(it) = t.idle_timeout {
-                p.tcp_idle_timeout = if it.is_zero() { None } else { Some(it.to_std()) };
+                p.tcp_idle_timeout = if it.is_zero() {
+                    None
+                } else {
+                    Some(it.to_std())
+                };
                 // Istio: http.idleTimeout falls back to tcp.idleTimeout.
                 p.http_idle_timeout = p.tcp_idle_timeout;
             }
         }
         if let Some(h) = &s.http {
-            p.http1_max_pending_requests = positive(h.http1_max_pending_requests, p.http1_max_pending_requests);
+            p.http1_max_pending_requests =
+                positive(h.http1_max_pending_requests, p.http1_max_pending_requests);
             p.http2_max_requests = positive(h.http2_max_requests, p.http2_max_requests);
             p.max_requests_per_connection = match h.max_requests_per_connection {
                 Some(x) if x > 0 => Some(x.min(u32::MAX as i64) as u32),
@@ -289,9 +297,10 @@ impl ConnectionPool {
             p.h2_upgrade = h.h2_upgrade_policy == Some(dr::H2UpgradePolicy::Upgrade);
             p.use_client_protocol = h.use_client_protocol;
             p.max_concurrent_streams = positive(h.max_concurrent_streams, p.max_concurrent_streams);
-            p.http2_keepalive = h.http2_keep_alive.as_ref().and_then(|k| {
-                Some((k.interval?.to_std(), k.timeout?.to_std()))
-            });
+            p.http2_keepalive = h
+                .http2_keep_alive
+                .as_ref()
+                .and_then(|k| Some((k.interval?.to_std(), k.timeout?.to_std())));
         }
         p
     }
@@ -355,7 +364,10 @@ impl OutlierPolicy {
                 .split_external_local_origin_errors
                 .then(|| o.consecutive_local_origin_failures.unwrap_or(5))
                 .filter(|n| *n > 0),
-            interval: o.interval.map(|d| d.to_std()).unwrap_or(Duration::from_secs(10)),
+            interval: o
+                .interval
+                .map(|d| d.to_std())
+                .unwrap_or(Duration::from_secs(10)),
             base_ejection_time: base,
             // Envoy: max_ejection_time defaults to 300s, or the base if that is larger.
             max_ejection_time: base.max(Duration::from_secs(300)),
@@ -484,7 +496,11 @@ impl LoadBalancer {
                     name: c.name.clone(),
                     path: c.path.clone(),
                     ttl: c.ttl.map(|d| d.to_std()),
-                    attributes: c.attributes.iter().map(|a| (a.name.clone(), a.value.clone())).collect(),
+                    attributes: c
+                        .attributes
+                        .iter()
+                        .map(|a| (a.name.clone(), a.value.clone()))
+                        .collect(),
                 }
             } else if let Some(q) = &ch.http_query_parameter_name {
                 HashKey::QueryParameter(q.clone())
@@ -601,7 +617,10 @@ mod tests {
         };
         let on80 = effective_policy(Some(&tp), None, 80);
         assert_eq!(on80.connection_pool, Some(cp(20)));
-        assert_eq!(on80.outlier_detection, None, "port-level does not inherit top-level blocks");
+        assert_eq!(
+            on80.outlier_detection, None,
+            "port-level does not inherit top-level blocks"
+        );
         let on81 = effective_policy(Some(&tp), None, 81);
         assert_eq!(on81.connection_pool, Some(cp(10)));
         assert_eq!(on81.outlier_detection, Some(od(3)));
@@ -630,7 +649,11 @@ mod tests {
         let eff = effective_policy(Some(&tp), Some(&sub), 80);
         // Whole block replaced: the DR's http settings are gone.
         assert_eq!(eff.connection_pool, Some(cp(99)));
-        assert_eq!(eff.outlier_detection, Some(od(3)), "blocks the subset leaves unset stay");
+        assert_eq!(
+            eff.outlier_detection,
+            Some(od(3)),
+            "blocks the subset leaves unset stay"
+        );
     }
 
     #[test]
@@ -662,7 +685,11 @@ mod tests {
         assert_eq!(p.max_concurrent_streams, i32::MAX as u32);
         assert_eq!(p.max_requests_per_connection, None);
         let zero = ConnectionPool::from_settings(Some(&cp(0)));
-        assert_eq!(zero.max_connections, u32::MAX, "0 means default in Istio's int32 fields");
+        assert_eq!(
+            zero.max_connections,
+            u32::MAX,
+            "0 means default in Istio's int32 fields"
+        );
     }
 
     #[test]
@@ -694,7 +721,10 @@ mod tests {
             ..Default::default()
         });
         assert_eq!(old.consecutive_gateway, Some(3));
-        assert_eq!(old.consecutive_5xx, None, "consecutiveErrors only listens to gateway errors");
+        assert_eq!(
+            old.consecutive_5xx, None,
+            "consecutiveErrors only listens to gateway errors"
+        );
         let off = OutlierPolicy::from_settings(&od(0));
         assert_eq!(off.consecutive_5xx, None);
         let split = OutlierPolicy::from_settings(&dr::OutlierDetection {
@@ -711,12 +741,18 @@ mod tests {
 
     #[test]
     fn lb_defaults() {
-        assert_eq!(LoadBalancer::from_settings(None), LoadBalancer::LeastRequest);
+        assert_eq!(
+            LoadBalancer::from_settings(None),
+            LoadBalancer::LeastRequest
+        );
         let lb = dr::LoadBalancerSettings {
             simple: Some(dr::SimpleLb::LeastConn),
             ..Default::default()
         };
-        assert_eq!(LoadBalancer::from_settings(Some(&lb)), LoadBalancer::LeastRequest);
+        assert_eq!(
+            LoadBalancer::from_settings(Some(&lb)),
+            LoadBalancer::LeastRequest
+        );
         let ch = dr::LoadBalancerSettings {
             consistent_hash: Some(dr::ConsistentHashLb {
                 use_source_ip: Some(true),
@@ -728,7 +764,9 @@ mod tests {
             LoadBalancer::from_settings(Some(&ch)),
             LoadBalancer::ConsistentHash {
                 key: HashKey::SourceIp,
-                algorithm: HashAlgorithm::RingHash { minimum_ring_size: 1024 }
+                algorithm: HashAlgorithm::RingHash {
+                    minimum_ring_size: 1024
+                }
             }
         );
     }

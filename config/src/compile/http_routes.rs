@@ -71,14 +71,27 @@ pub struct RouteCompiler<'a> {
 
 impl RouteCompiler<'_> {
     /// The routes of `vs` (declared by `res`) for `ctx`, in order.
-    pub fn virtual_service(&mut self, res: &Resource, vsv: &vs::VirtualService, ctx: &RouteContext) -> Vec<Route> {
+    pub fn virtual_service(
+        &mut self,
+        res: &Resource,
+        vsv: &vs::VirtualService,
+        ctx: &RouteContext,
+    ) -> Vec<Route> {
         let mut out = Vec::new();
         for (i, rule) in vsv.http.iter().enumerate() {
             let origin = format!("{}#http[{i}]", res.id());
             if let Some(d) = &rule.delegate {
-                let ns = if d.namespace.is_empty() { res.namespace.as_str() } else { d.namespace.as_str() };
+                let ns = if d.namespace.is_empty() {
+                    res.namespace.as_str()
+                } else {
+                    d.namespace.as_str()
+                };
                 let Some((dres, dvs)) = self.resources.iter().find_map(|r| match &r.spec {
-                    Spec::VirtualService(v) if r.namespace == ns && r.name == d.name && v.hosts.is_empty() => Some((r, v)),
+                    Spec::VirtualService(v)
+                        if r.namespace == ns && r.name == d.name && v.hosts.is_empty() =>
+                    {
+                        Some((r, v))
+                    }
                     _ => None,
                 }) else {
                     self.warn(res, &format!("spec.http[{i}].delegate"), format!("delegate {ns}/{} not found or not a delegate VirtualService; rule skipped", d.name));
@@ -86,7 +99,14 @@ impl RouteCompiler<'_> {
                 };
                 for (j, leaf) in dvs.http.iter().enumerate() {
                     let Some(merged) = merge_delegate(rule, leaf) else {
-                        self.warn(dres, &format!("spec.http[{j}]"), format!("match conflicts with the root rule {}; rule skipped", origin));
+                        self.warn(
+                            dres,
+                            &format!("spec.http[{j}]"),
+                            format!(
+                                "match conflicts with the root rule {}; rule skipped",
+                                origin
+                            ),
+                        );
                         continue;
                     };
                     let o = format!("{}#http[{j}] via {origin}", dres.id());
@@ -104,10 +124,18 @@ impl RouteCompiler<'_> {
     }
 
     fn warn(&mut self, res: &Resource, path: &str, msg: String) {
-        self.warnings.push(diag_for(res, Severity::Warning, path, msg));
+        self.warnings
+            .push(diag_for(res, Severity::Warning, path, msg));
     }
 
-    fn rule(&mut self, res: &Resource, rule: &vs::HttpRoute, ctx: &RouteContext, vs_gateways: &[String], origin: String) -> Option<Route> {
+    fn rule(
+        &mut self,
+        res: &Resource,
+        rule: &vs::HttpRoute,
+        ctx: &RouteContext,
+        vs_gateways: &[String],
+        origin: String,
+    ) -> Option<Route> {
         let ns = res.namespace.as_str();
         let mut matches = Vec::new();
         let had_matches = !rule.matches.is_empty();
@@ -117,7 +145,11 @@ impl RouteCompiler<'_> {
                 continue;
             };
             // Config-time filters (Istio evaluates these when generating a proxy's routes).
-            let gws: &[String] = if m.gateways.is_empty() { vs_gateways } else { &m.gateways };
+            let gws: &[String] = if m.gateways.is_empty() {
+                vs_gateways
+            } else {
+                &m.gateways
+            };
             if !ctx.admits(gws, ns) {
                 continue;
             }
@@ -152,8 +184,12 @@ impl RouteCompiler<'_> {
                 authority: rd.authority.clone().filter(|s| !s.is_empty()),
                 port: match (rd.port, rd.derive_port) {
                     (Some(p), _) => RedirectPort::Fixed(p as u16),
-                    (None, Some(vs::RedirectPortSelection::FromProtocolDefault)) => RedirectPort::FromProtocolDefault,
-                    (None, Some(vs::RedirectPortSelection::FromRequestPort)) => RedirectPort::FromRequestPort,
+                    (None, Some(vs::RedirectPortSelection::FromProtocolDefault)) => {
+                        RedirectPort::FromProtocolDefault
+                    }
+                    (None, Some(vs::RedirectPortSelection::FromRequestPort)) => {
+                        RedirectPort::FromRequestPort
+                    }
                     (None, None) => RedirectPort::Keep,
                 },
                 path: match (&rd.uri, &rd.prefix_rewrite) {
@@ -164,7 +200,9 @@ impl RouteCompiler<'_> {
             })
         } else if let Some(dr) = &rule.direct_response {
             let body = match &dr.body {
-                Some(vs::HttpBody { string: Some(s), .. }) => bytes::Bytes::from(s.clone()),
+                Some(vs::HttpBody {
+                    string: Some(s), ..
+                }) => bytes::Bytes::from(s.clone()),
                 Some(vs::HttpBody { bytes: Some(b), .. }) => {
                     bytes::Bytes::from(crate::validate::decode_base64(b).unwrap_or_default())
                 }
@@ -289,9 +327,18 @@ impl RouteCompiler<'_> {
                 if lower.starts_with('@') {
                     continue; // JWT claims: validated as gateway-only, not enforced
                 }
-                let name = HeaderName::from_bytes(lower.as_bytes()).map_err(|_| format!("invalid header name {k:?}"))?;
-                let value = if sm.is_empty() { None } else { Some(self.regex.string_match(sm)?) };
-                out.headers.push(HeaderMatcher { name, value, invert });
+                let name = HeaderName::from_bytes(lower.as_bytes())
+                    .map_err(|_| format!("invalid header name {k:?}"))?;
+                let value = if sm.is_empty() {
+                    None
+                } else {
+                    Some(self.regex.string_match(sm)?)
+                };
+                out.headers.push(HeaderMatcher {
+                    name,
+                    value,
+                    invert,
+                });
             }
         }
         for (k, sm) in &m.query_params {
@@ -307,7 +354,12 @@ impl RouteCompiler<'_> {
     pub fn resolve(&self, d: &vs::Destination, ns: &str) -> (String, ClusterChoice) {
         let host = host::qualify(&d.host, ns);
         let Some(si) = self.registry.resolve(&host) else {
-            return (host.clone(), ClusterChoice::Missing { reason: format!("no service {host}") });
+            return (
+                host.clone(),
+                ClusterChoice::Missing {
+                    reason: format!("no service {host}"),
+                },
+            );
         };
         let svc = &self.registry.services[si];
         let service: Arc<str> = svc.host.as_str().into();
@@ -322,7 +374,9 @@ impl RouteCompiler<'_> {
                 Some(c) => ClusterChoice::Fixed(*c),
                 None => ClusterChoice::Missing {
                     reason: match &subset {
-                        Some(s) if svc.port(n as u16).is_some() => format!("no subset {s} for {host}"),
+                        Some(s) if svc.port(n as u16).is_some() => {
+                            format!("no subset {s} for {host}")
+                        }
                         _ => format!("{host} has no port {n}"),
                     },
                 },
@@ -355,7 +409,11 @@ impl RouteCompiler<'_> {
             let Some(dest) = &d.destination else { continue };
             // Istio: a single destination gets all traffic whatever its weight; with several,
             // weight-0 entries receive nothing.
-            let weight = if single { 1 } else { d.weight.clamp(0, i32::MAX as i64) as u32 };
+            let weight = if single {
+                1
+            } else {
+                d.weight.clamp(0, i32::MAX as i64) as u32
+            };
             if weight == 0 {
                 continue;
             }
@@ -388,17 +446,22 @@ impl RouteCompiler<'_> {
         for o in &c.allow_origin {
             origins.push(super::matcher::StringMatcher::Exact(o.as_str().into()));
         }
-        let join = |l: &[String]| (!l.is_empty()).then(|| HeaderValue::from_str(&l.join(",")).ok()).flatten();
+        let join = |l: &[String]| {
+            (!l.is_empty())
+                .then(|| HeaderValue::from_str(&l.join(",")).ok())
+                .flatten()
+        };
         Cors {
             origins,
             allow_methods: join(&c.allow_methods),
             allow_headers: join(&c.allow_headers),
             expose_headers: join(&c.expose_headers),
-            max_age: c
-                .max_age
-                .and_then(|a| HeaderValue::from_str(&(a.as_nanos() / 1_000_000_000).to_string()).ok()),
+            max_age: c.max_age.and_then(|a| {
+                HeaderValue::from_str(&(a.as_nanos() / 1_000_000_000).to_string()).ok()
+            }),
             allow_credentials: c.allow_credentials,
-            forward_unmatched_preflights: c.unmatched_preflights != Some(vs::UnmatchedPreflights::Ignore),
+            forward_unmatched_preflights: c.unmatched_preflights
+                != Some(vs::UnmatchedPreflights::Ignore),
         }
     }
 }
@@ -459,7 +522,10 @@ fn header_ops(h: &Option<vs::Headers>) -> (HeaderOps, HeaderOps, Option<HeaderVa
                     }
                     continue;
                 }
-                let (Ok(name), Ok(value)) = (HeaderName::from_bytes(lower.as_bytes()), HeaderValue::from_str(v)) else {
+                let (Ok(name), Ok(value)) = (
+                    HeaderName::from_bytes(lower.as_bytes()),
+                    HeaderValue::from_str(v),
+                ) else {
                     continue;
                 };
                 if set {
@@ -511,7 +577,10 @@ pub fn retry_policy(r: Option<&vs::HttpRetry>, consistent_hash: bool) -> RetryPo
         p.on = RetryOn(bits);
         p.status_codes = codes;
     }
-    p.per_try_timeout = r.per_try_timeout.filter(|d| !d.is_zero()).map(|d| d.to_std());
+    p.per_try_timeout = r
+        .per_try_timeout
+        .filter(|d| !d.is_zero())
+        .map(|d| d.to_std());
     if let Some(b) = r.backoff {
         p.backoff_base = b.to_std();
         // Envoy: max interval defaults to 10× the base.
@@ -538,7 +607,11 @@ fn fault(f: &vs::HttpFaultInjection) -> Option<Fault> {
         let kind = if let Some(s) = a.http_status {
             Abort::Http(s.clamp(200, 600) as u16)
         } else if let Some(g) = &a.grpc_status {
-            Abort::Grpc(crate::validate::names::GRPC_STATUS_NAMES.iter().position(|n| n == g)? as u32)
+            Abort::Grpc(
+                crate::validate::names::GRPC_STATUS_NAMES
+                    .iter()
+                    .position(|n| n == g)? as u32,
+            )
         } else {
             return None;
         };
@@ -581,7 +654,11 @@ fn merge_delegate(root: &vs::HttpRoute, leaf: &vs::HttpRoute) -> Option<vs::Http
     if merged.is_empty() {
         return None;
     }
-    out.matches = if merged.iter().all(Option::is_none) { Vec::new() } else { merged };
+    out.matches = if merged.iter().all(Option::is_none) {
+        Vec::new()
+    } else {
+        merged
+    };
     out.delegate = None;
     if out.rewrite.is_none() {
         out.rewrite = root.rewrite.clone();
@@ -613,7 +690,10 @@ fn merge_delegate(root: &vs::HttpRoute, leaf: &vs::HttpRoute) -> Option<vs::Http
     Some(out)
 }
 
-fn merge_match(root: &vs::HttpMatchRequest, leaf: &vs::HttpMatchRequest) -> Option<vs::HttpMatchRequest> {
+fn merge_match(
+    root: &vs::HttpMatchRequest,
+    leaf: &vs::HttpMatchRequest,
+) -> Option<vs::HttpMatchRequest> {
     let mut out = leaf.clone();
     out.name = match (root.name.is_empty(), leaf.name.is_empty()) {
         (false, false) => format!("{}-{}", root.name, leaf.name),
@@ -625,14 +705,22 @@ fn merge_match(root: &vs::HttpMatchRequest, leaf: &vs::HttpMatchRequest) -> Opti
         (Some(r), Some(l)) if !uri_within(r, l) => return None,
         _ => {}
     }
-    for (r, o) in [(&root.scheme, &mut out.scheme), (&root.method, &mut out.method), (&root.authority, &mut out.authority)] {
+    for (r, o) in [
+        (&root.scheme, &mut out.scheme),
+        (&root.method, &mut out.method),
+        (&root.authority, &mut out.authority),
+    ] {
         match (r, &*o) {
             (Some(r), None) => *o = Some(r.clone()),
             (Some(r), Some(l)) if r != l => return None,
             _ => {}
         }
     }
-    for (r, o) in [(&root.headers, &mut out.headers), (&root.query_params, &mut out.query_params), (&root.without_headers, &mut out.without_headers)] {
+    for (r, o) in [
+        (&root.headers, &mut out.headers),
+        (&root.query_params, &mut out.query_params),
+        (&root.without_headers, &mut out.without_headers),
+    ] {
         for (k, v) in r {
             match o.get(k) {
                 Some(existing) if existing != v => return None,
@@ -668,7 +756,10 @@ fn merge_match(root: &vs::HttpMatchRequest, leaf: &vs::HttpMatchRequest) -> Opti
 }
 
 /// Istio requires a delegate's URI condition to be at least as strict as the root's.
-fn uri_within(root: &crate::model::common::StringMatch, leaf: &crate::model::common::StringMatch) -> bool {
+fn uri_within(
+    root: &crate::model::common::StringMatch,
+    leaf: &crate::model::common::StringMatch,
+) -> bool {
     if root == leaf {
         return true;
     }
@@ -690,7 +781,10 @@ mod tests {
 
     #[test]
     fn replacement_syntax() {
-        assert_eq!(envoy_to_rust_replacement(r"\2/instance/\1"), "${2}/instance/${1}");
+        assert_eq!(
+            envoy_to_rust_replacement(r"\2/instance/\1"),
+            "${2}/instance/${1}"
+        );
         assert_eq!(envoy_to_rust_replacement("a$b"), "a$$b");
     }
 
@@ -730,7 +824,10 @@ mod tests {
         let p = retry_policy(Some(&r), true);
         assert_eq!(p.attempts, 5);
         assert_eq!(p.on, RetryPolicy::default().on);
-        assert!(!p.ignore_previous_hosts, "consistent hashing keeps previous hosts");
+        assert!(
+            !p.ignore_previous_hosts,
+            "consistent hashing keeps previous hosts"
+        );
         let off = retry_policy(Some(&vs::HttpRetry::default()), false);
         assert_eq!(off.attempts, 0);
     }
@@ -760,6 +857,9 @@ mod tests {
     fn gateway_names_are_qualified() {
         assert_eq!(qualify_gateway("gw", "ns"), "ns/gw");
         assert_eq!(qualify_gateway("other/gw", "ns"), "other/gw");
-        assert_eq!(qualify_gateway("gw.prod.svc.cluster.local", "ns"), "prod/gw");
+        assert_eq!(
+            qualify_gateway("gw.prod.svc.cluster.local", "ns"),
+            "prod/gw"
+        );
     }
 }

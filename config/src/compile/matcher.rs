@@ -291,15 +291,24 @@ mod tests {
         assert!(!e.matches("/a/b", false));
         assert!(e.matches("/A", true));
         let p = c.string_match(&sm(None, Some("/foo"), None)).unwrap();
-        assert!(p.matches("/foobar", false), "plain string prefix, not segment-aware");
+        assert!(
+            p.matches("/foobar", false),
+            "plain string prefix, not segment-aware"
+        );
         assert!(!p.matches("/FOObar", false));
         assert!(p.matches("/FOObar", true));
         let r = c.string_match(&sm(None, None, Some(r"\d+"))).unwrap();
         assert!(r.matches("123", false));
         assert!(!r.matches("a123", false), "regex is a full-string match");
         assert!(!r.matches("123a", false));
-        assert!(matches!(c.string_match(&sm(None, None, Some("*"))).unwrap(), StringMatcher::Any));
-        assert!(matches!(c.string_match(&sm(None, Some(""), None)).unwrap(), StringMatcher::Any));
+        assert!(matches!(
+            c.string_match(&sm(None, None, Some("*"))).unwrap(),
+            StringMatcher::Any
+        ));
+        assert!(matches!(
+            c.string_match(&sm(None, Some(""), None)).unwrap(),
+            StringMatcher::Any
+        ));
     }
 
     #[test]

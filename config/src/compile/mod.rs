@@ -21,7 +21,9 @@ use crate::host;
 use crate::model::destination_rule::{Subset, TrafficPolicy};
 use crate::model::proxy::{Direction, ListenerProtocol};
 use crate::model::{Resource, Spec};
-use cluster::{fingerprint, Cluster, ClusterKey, ClientTls, ConnectionPool, LoadBalancer, OutlierPolicy};
+use cluster::{
+    fingerprint, ClientTls, Cluster, ClusterKey, ConnectionPool, LoadBalancer, OutlierPolicy,
+};
 use http_routes::{qualify_gateway, RouteCompiler, RouteContext};
 use listener::{GatewayServer, Listener, ListenerRole, ServerTls};
 use matcher::RegexCache;
@@ -57,7 +59,8 @@ fn finish(resources: Vec<Resource>, mut diags: Diagnostics) -> Result<Snapshot, 
     diags.extend(crate::validate::validate(&resources));
     // Report in file order, so a user reads problems top to bottom.
     diags.0.sort_by(|a, b| {
-        let key = |d: &crate::diag::Diagnostic| d.origin.as_ref().map(|o| (o.file.clone(), o.index));
+        let key =
+            |d: &crate::diag::Diagnostic| d.origin.as_ref().map(|o| (o.file.clone(), o.index));
         key(a).cmp(&key(b))
     });
     if diags.has_errors() {
@@ -91,7 +94,10 @@ pub fn compile(resources: Vec<Resource>, mut warnings: Diagnostics) -> Snapshot 
         warnings: &mut warnings,
     };
 
-    let has_outbound = proxy.listeners.iter().any(|l| l.direction == Direction::Outbound);
+    let has_outbound = proxy
+        .listeners
+        .iter()
+        .any(|l| l.direction == Direction::Outbound);
     let mesh_table = has_outbound.then(|| {
         route_tables.push(mesh_route_table(&mut rc, &resources));
         route_tables.len() - 1
@@ -105,7 +111,11 @@ pub fn compile(resources: Vec<Resource>, mut warnings: Diagnostics) -> Snapshot 
                 _ => ListenerRole::Outbound,
             },
             protocol: l.protocol,
-            route_table: if l.direction == Direction::Outbound { mesh_table } else { None },
+            route_table: if l.direction == Direction::Outbound {
+                mesh_table
+            } else {
+                None
+            },
         });
     }
     for (addr, servers) in gateway_servers(&resources, &proxy) {
@@ -119,7 +129,11 @@ pub fn compile(resources: Vec<Resource>, mut warnings: Diagnostics) -> Snapshot 
             name: format!("gateway-{addr}"),
             address: addr,
             role: ListenerRole::Gateway { servers },
-            protocol: if tcp_only { ListenerProtocol::Tcp } else { ListenerProtocol::Http },
+            protocol: if tcp_only {
+                ListenerProtocol::Tcp
+            } else {
+                ListenerProtocol::Http
+            },
             route_table: Some(route_tables.len() - 1),
         });
     }
@@ -154,76 +168,120 @@ fn content_hash(resources: &[Resource]) -> String {
 struct MergedRule {
     traffic_policy: Option<TrafficPolicy>,
     subsets: Vec<Subset>,
+    /// The file of the rule that supplied the policy (relative TLS paths resolve from it).
+    file: Option<std::path::PathBuf>,
 }
 
-/// Istio's DR lookup for a service: visible rules (exportTo, workloadSelector) whose host
-/// is the service's, else the most specific wildcard host; among them the proxy's
-/// namespace, then the service's, then the root namespace, then any other. Rules in the
-/// chosen namespace are merged: first top-level policy and first definition of each subset win.
-fn merged_rule<'a>(resources: &'a [Resource], proxy: &ProxySettings, service_host: &str, service_ns: &str) -> Option<MergedRule> {
-    let candidates: Vec<(&'a Resource, String)> = resources
-        .iter()
-        .filter_map(|r| {
-            let dr = r.as_destination_rule()?;
+/// The DestinationRules visible to this proxy, indexed by qualified host.
+struct RuleIndex<'a> {
+    exact: HashMap<String, Vec<&'a Resource>>,
+    wildcard: Vec<(String, &'a Resource)>,
+}
+
+impl<'a> RuleIndex<'a> {
+    /// Visible rules only: `exportTo` includes the proxy's namespace, and a rule with a
+    /// `workloadSelector` selects this proxy from its own namespace.
+    fn build(resources: &'a [Resource], proxy: &ProxySettings) -> Self {
+        let mut idx = RuleIndex {
+            exact: HashMap::new(),
+            wildcard: Vec::new(),
+        };
+        for r in resources {
+            let Some(dr) = r.as_destination_rule() else {
+                continue;
+            };
             if let Some(ws) = &dr.workload_selector {
                 if r.namespace != proxy.namespace || !proxy.selected_by(&ws.match_labels) {
-                    return None;
+                    continue;
                 }
             }
             if !proxy.sees(&r.namespace, &dr.export_to) {
-                return None;
+                continue;
             }
             let h = host::qualify(&dr.host, &r.namespace);
-            host::matches(&h, service_host).then_some((r, h))
-        })
-        .collect();
-    if candidates.is_empty() {
-        return None;
-    }
-    // Most specific host first: exact beats wildcard, longer wildcard beats shorter.
-    let best_len = candidates
-        .iter()
-        .map(|(_, h)| if h == service_host { usize::MAX } else { h.len() })
-        .max()?;
-    let best: Vec<&(&Resource, String)> = candidates
-        .iter()
-        .filter(|(_, h)| (if h == service_host { usize::MAX } else { h.len() }) == best_len)
-        .collect();
-    let ns_rank = |ns: &str| {
-        if ns == proxy.namespace {
-            0
-        } else if ns == service_ns {
-            1
-        } else if ns == proxy.root_namespace {
-            2
-        } else {
-            3
-        }
-    };
-    let top = best.iter().map(|(r, _)| ns_rank(&r.namespace)).min()?;
-    let mut merged = MergedRule {
-        traffic_policy: None,
-        subsets: Vec::new(),
-    };
-    for (r, _) in best.into_iter().filter(|(r, _)| ns_rank(&r.namespace) == top) {
-        let Some(dr) = r.as_destination_rule() else { continue };
-        if merged.traffic_policy.is_none() {
-            merged.traffic_policy = dr.traffic_policy.clone();
-        }
-        for s in &dr.subsets {
-            if !merged.subsets.iter().any(|m| m.name == s.name) {
-                merged.subsets.push(s.clone());
+            if host::is_wildcard(&h) {
+                idx.wildcard.push((h, r));
+            } else {
+                idx.exact.entry(h).or_default().push(r);
             }
         }
+        idx
     }
-    Some(merged)
+
+    /// Istio's DR lookup for a service: rules for the service's exact host, else those of
+    /// the most specific wildcard host; among them the proxy's namespace, then the
+    /// service's, then the root namespace, then any other. Rules of the chosen namespace
+    /// are merged: the first top-level policy and the first definition of each subset win.
+    fn merged(
+        &self,
+        proxy: &ProxySettings,
+        service_host: &str,
+        service_ns: &str,
+    ) -> Option<MergedRule> {
+        let best: Vec<&Resource> = match self.exact.get(service_host) {
+            Some(v) => v.clone(),
+            None => {
+                let len = self
+                    .wildcard
+                    .iter()
+                    .filter(|(h, _)| host::matches(h, service_host))
+                    .map(|(h, _)| h.len())
+                    .max()?;
+                self.wildcard
+                    .iter()
+                    .filter(|(h, _)| h.len() == len && host::matches(h, service_host))
+                    .map(|(_, r)| *r)
+                    .collect()
+            }
+        };
+        let ns_rank = |ns: &str| {
+            if ns == proxy.namespace {
+                0
+            } else if ns == service_ns {
+                1
+            } else if ns == proxy.root_namespace {
+                2
+            } else {
+                3
+            }
+        };
+        let top = best.iter().map(|r| ns_rank(&r.namespace)).min()?;
+        let mut merged = MergedRule {
+            traffic_policy: None,
+            subsets: Vec::new(),
+            file: None,
+        };
+        for r in best.into_iter().filter(|r| ns_rank(&r.namespace) == top) {
+            let Some(dr) = r.as_destination_rule() else {
+                continue;
+            };
+            if merged.traffic_policy.is_none() && dr.traffic_policy.is_some() {
+                merged.traffic_policy = dr.traffic_policy.clone();
+                merged.file = Some(r.origin.file.as_path().to_path_buf());
+            }
+            for s in &dr.subsets {
+                if !merged.subsets.iter().any(|m| m.name == s.name) {
+                    merged.subsets.push(s.clone());
+                }
+            }
+            if merged.file.is_none() {
+                merged.file = Some(r.origin.file.as_path().to_path_buf());
+            }
+        }
+        Some(merged)
+    }
 }
 
-fn build_clusters(registry: &Registry, resources: &[Resource], proxy: &ProxySettings) -> (Vec<Cluster>, HashMap<ClusterKey, ClusterId>) {
+fn build_clusters(
+    registry: &Registry,
+    resources: &[Resource],
+    proxy: &ProxySettings,
+) -> (Vec<Cluster>, HashMap<ClusterKey, ClusterId>) {
     let mut clusters = Vec::new();
     let mut index = HashMap::new();
+    let rules = RuleIndex::build(resources, proxy);
     for svc in &registry.services {
-        let rule = merged_rule(resources, proxy, &svc.host, &svc.namespace);
+        let rule = rules.merged(proxy, &svc.host, &svc.namespace);
         let service: Arc<str> = svc.host.as_str().into();
         let none = Vec::new();
         let subsets: &Vec<Subset> = rule.as_ref().map(|r| &r.subsets).unwrap_or(&none);
@@ -246,8 +304,15 @@ fn build_clusters(registry: &Registry, resources: &[Resource], proxy: &ProxySett
                 };
                 let lb = LoadBalancer::from_settings(policy.load_balancer.as_ref());
                 let pool = ConnectionPool::from_settings(policy.connection_pool.as_ref());
-                let outlier = policy.outlier_detection.as_ref().map(OutlierPolicy::from_settings);
-                let tls = policy.tls.as_ref().map(|t| client_tls(t, resources, &svc.host));
+                let outlier = policy
+                    .outlier_detection
+                    .as_ref()
+                    .map(OutlierPolicy::from_settings);
+                let file = rule
+                    .as_ref()
+                    .and_then(|r| r.file.clone())
+                    .unwrap_or_default();
+                let tls = policy.tls.as_ref().map(|t| client_tls(t, &file));
                 let key = ClusterKey {
                     service: service.clone(),
                     port: port.number,
@@ -275,19 +340,12 @@ fn build_clusters(registry: &Registry, resources: &[Resource], proxy: &ProxySett
 }
 
 /// Client TLS with file paths resolved against the DestinationRule's file.
-fn client_tls(t: &crate::model::destination_rule::ClientTlsSettings, resources: &[Resource], host: &str) -> ClientTls {
-    // The file the DR came from: the first DR whose host covers this service and sets TLS.
-    let file = resources
-        .iter()
-        .find(|r| {
-            r.as_destination_rule()
-                .is_some_and(|d| host::matches(&host::qualify(&d.host, &r.namespace), host))
-        })
-        .map(|r| r.origin.file.as_path().to_path_buf())
-        .unwrap_or_default();
-    let path = |p: &str| (!p.is_empty()).then(|| crate::paths::resolve_path(&file, p));
+fn client_tls(t: &crate::model::destination_rule::ClientTlsSettings, file: &Path) -> ClientTls {
+    let path = |p: &str| (!p.is_empty()).then(|| crate::paths::resolve_path(file, p));
     ClientTls {
-        mode: t.mode.unwrap_or(crate::model::destination_rule::ClientTlsMode::Disable),
+        mode: t
+            .mode
+            .unwrap_or(crate::model::destination_rule::ClientTlsMode::Disable),
         client_certificate: path(&t.client_certificate),
         private_key: path(&t.private_key),
         ca_certificates: path(&t.ca_certificates),
@@ -346,8 +404,13 @@ fn mesh_route_table(rc: &mut RouteCompiler, resources: &[Resource]) -> RouteTabl
     let mut vhosts: Vec<VirtualHost> = Vec::new();
     let mut claimed: HashMap<String, usize> = HashMap::new();
     for r in resources {
-        let Spec::VirtualService(v) = &r.spec else { continue };
-        if v.hosts.is_empty() || !ctx.admits(&v.gateways, &r.namespace) || !rc.proxy.sees(&r.namespace, &v.export_to) {
+        let Spec::VirtualService(v) = &r.spec else {
+            continue;
+        };
+        if v.hosts.is_empty()
+            || !ctx.admits(&v.gateways, &r.namespace)
+            || !rc.proxy.sees(&r.namespace, &v.export_to)
+        {
             continue;
         }
         let hosts: Vec<String> = v
@@ -416,7 +479,10 @@ fn mesh_route_table(rc: &mut RouteCompiler, resources: &[Resource]) -> RouteTabl
 /// Gateway servers of the Gateways that select this proxy, grouped by bind address.
 /// A Gateway without a selector is not applied: unlike Istio, where only gateway
 /// deployments receive Gateways, every meshproxy could match an empty selector.
-fn gateway_servers(resources: &[Resource], proxy: &ProxySettings) -> BTreeMap<SocketAddr, Vec<GatewayServer>> {
+fn gateway_servers(
+    resources: &[Resource],
+    proxy: &ProxySettings,
+) -> BTreeMap<SocketAddr, Vec<GatewayServer>> {
     let mut out: BTreeMap<SocketAddr, Vec<GatewayServer>> = BTreeMap::new();
     for r in resources {
         let Some(gw) = r.as_gateway() else { continue };
@@ -433,7 +499,9 @@ fn gateway_servers(resources: &[Resource], proxy: &ProxySettings) -> BTreeMap<So
                     Err(_) => continue,
                 }
             };
-            let Ok(num) = u16::try_from(port.number) else { continue };
+            let Ok(num) = u16::try_from(port.number) else {
+                continue;
+            };
             let file = r.origin.file.as_path();
             let path = |p: &str| crate::paths::resolve_path(file, p);
             let tls = s.tls.as_ref().and_then(|t| {
@@ -448,21 +516,24 @@ fn gateway_servers(resources: &[Resource], proxy: &ProxySettings) -> BTreeMap<So
                 Some(ServerTls {
                     mode,
                     certificates,
-                    ca_certificates: (!t.ca_certificates.is_empty()).then(|| path(&t.ca_certificates)),
+                    ca_certificates: (!t.ca_certificates.is_empty())
+                        .then(|| path(&t.ca_certificates)),
                     subject_alt_names: t.subject_alt_names.clone(),
                     min_version: t.min_protocol_version,
                     max_version: t.max_protocol_version,
                     alpn: t.alpn_protocols.clone(),
                 })
             });
-            out.entry(SocketAddr::new(ip, num)).or_default().push(GatewayServer {
-                gateway: format!("{}/{}", r.namespace, r.name),
-                name: s.name.clone(),
-                protocol: port.protocol.to_ascii_uppercase(),
-                hosts: s.hosts.clone(),
-                https_redirect: s.tls.as_ref().is_some_and(|t| t.https_redirect),
-                tls,
-            });
+            out.entry(SocketAddr::new(ip, num))
+                .or_default()
+                .push(GatewayServer {
+                    gateway: format!("{}/{}", r.namespace, r.name),
+                    name: s.name.clone(),
+                    protocol: port.protocol.to_ascii_uppercase(),
+                    hosts: s.hosts.clone(),
+                    https_redirect: s.tls.as_ref().is_some_and(|t| t.https_redirect),
+                    tls,
+                });
         }
     }
     out
@@ -485,23 +556,46 @@ fn server_admits(entry: &str, gw_ns: &str, vs_ns: &str, vs_host: &str) -> Option
     if !host::matches(&h, vs_host) {
         return None;
     }
-    Some(if host::subset_of(vs_host, &h) { vs_host.to_string() } else { h })
+    Some(if host::subset_of(vs_host, &h) {
+        vs_host.to_string()
+    } else {
+        h
+    })
 }
 
 /// A gateway port's route table. Gateways merge the VirtualServices for one host (load
 /// order, catch-all rules moved to the end).
-fn gateway_route_table(rc: &mut RouteCompiler, resources: &[Resource], servers: &[GatewayServer], gateways: &HashSet<String>, port: u16) -> RouteTable {
+fn gateway_route_table(
+    rc: &mut RouteCompiler,
+    resources: &[Resource],
+    servers: &[GatewayServer],
+    gateways: &HashSet<String>,
+    port: u16,
+) -> RouteTable {
     let ctx = RouteContext::Gateways(gateways.clone());
     let mut per_domain: Vec<(String, Vec<Route>)> = Vec::new();
     for r in resources {
-        let Spec::VirtualService(v) = &r.spec else { continue };
-        if v.hosts.is_empty() || !ctx.admits(&v.gateways, &r.namespace) || !rc.proxy.sees(&r.namespace, &v.export_to) {
+        let Spec::VirtualService(v) = &r.spec else {
+            continue;
+        };
+        if v.hosts.is_empty()
+            || !ctx.admits(&v.gateways, &r.namespace)
+            || !rc.proxy.sees(&r.namespace, &v.export_to)
+        {
             continue;
         }
-        let bound: HashSet<String> = v.gateways.iter().map(|g| qualify_gateway(g, &r.namespace)).collect();
+        let bound: HashSet<String> = v
+            .gateways
+            .iter()
+            .map(|g| qualify_gateway(g, &r.namespace))
+            .collect();
         let mut domains = Vec::new();
         for h in &v.hosts {
-            let q = if h == "*" { "*".to_string() } else { host::qualify(h, &r.namespace) };
+            let q = if h == "*" {
+                "*".to_string()
+            } else {
+                host::qualify(h, &r.namespace)
+            };
             for s in servers.iter().filter(|s| bound.contains(&s.gateway)) {
                 let gw_ns = s.gateway.split('/').next().unwrap_or("");
                 for entry in &s.hosts {
@@ -538,4 +632,3 @@ fn gateway_route_table(rc: &mut RouteCompiler, resources: &[Resource], servers: 
     }
     table
 }
-

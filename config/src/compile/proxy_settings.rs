@@ -121,9 +121,17 @@ impl ProxySettings {
                 .collect(),
         };
         ProxySettings {
-            name: if r.name.is_empty() { d.name } else { r.name.clone() },
+            name: if r.name.is_empty() {
+                d.name
+            } else {
+                r.name.clone()
+            },
             namespace: r.namespace.clone(),
-            labels: p.workload.as_ref().map(|w| w.labels.clone()).unwrap_or_default(),
+            labels: p
+                .workload
+                .as_ref()
+                .map(|w| w.labels.clone())
+                .unwrap_or_default(),
             service_account: p.workload.as_ref().and_then(|w| w.service_account.clone()),
             admin_address: p
                 .admin

@@ -72,7 +72,9 @@ impl Service {
                 .unwrap_or(port.number)
         };
         if self.endpoints.is_empty() {
-            if matches!(self.resolution, Resolution::Dns | Resolution::DnsRoundRobin) && !host::is_wildcard(&self.host) {
+            if matches!(self.resolution, Resolution::Dns | Resolution::DnsRoundRobin)
+                && !host::is_wildcard(&self.host)
+            {
                 return vec![Endpoint {
                     address: EndpointAddress::Dns(self.host.clone(), target(None)),
                     labels: BTreeMap::new(),
@@ -90,7 +92,9 @@ impl Service {
                 } else {
                     match e.address.parse::<IpAddr>() {
                         Ok(ip) => EndpointAddress::Socket(SocketAddr::new(ip, target(Some(e)))),
-                        Err(_) => EndpointAddress::Dns(e.address.to_ascii_lowercase(), target(Some(e))),
+                        Err(_) => {
+                            EndpointAddress::Dns(e.address.to_ascii_lowercase(), target(Some(e)))
+                        }
                     }
                 };
                 Endpoint {
@@ -120,10 +124,15 @@ pub struct Registry {
 impl Registry {
     /// Builds the registry from the ServiceEntries in `resources` visible to `proxy_ns`.
     /// A host declared twice keeps its first declaration (Istio merges by creation time).
-    pub fn build(resources: &[Resource], visible: impl Fn(&Resource, &[String]) -> bool) -> Registry {
+    pub fn build(
+        resources: &[Resource],
+        visible: impl Fn(&Resource, &[String]) -> bool,
+    ) -> Registry {
         let mut reg = Registry::default();
         for r in resources {
-            let Spec::ServiceEntry(se) = &r.spec else { continue };
+            let Spec::ServiceEntry(se) = &r.spec else {
+                continue;
+            };
             if !visible(r, &se.export_to) {
                 continue;
             }
@@ -135,7 +144,10 @@ impl Registry {
                     number: p.number as u16,
                     name: p.name.clone(),
                     protocol: Protocol::from_port(&p.protocol, &p.name),
-                    target_port: p.target_port.filter(|t| (1..=65535).contains(t)).map(|t| t as u16),
+                    target_port: p
+                        .target_port
+                        .filter(|t| (1..=65535).contains(t))
+                        .map(|t| t as u16),
                 })
                 .collect();
             let endpoints: Vec<DeclaredEndpoint> = se
@@ -151,7 +163,8 @@ impl Registry {
                         .collect(),
                     labels: e.labels.clone(),
                     weight: e.weight.filter(|w| *w > 0).unwrap_or(1),
-                    service_account: (!e.service_account.is_empty()).then(|| e.service_account.clone()),
+                    service_account: (!e.service_account.is_empty())
+                        .then(|| e.service_account.clone()),
                 })
                 .collect();
             let addresses = se

@@ -288,7 +288,8 @@ pub struct RetryPolicy {
 
 /// Istio's built-in default retry string (ISTIO `retry.go defaultRetryOn`; since 1.24 the
 /// 503 code is no longer retried by default).
-pub const DEFAULT_RETRY_ON: &str = "connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes";
+pub const DEFAULT_RETRY_ON: &str =
+    "connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes";
 
 impl Default for RetryPolicy {
     /// Istio: 2 retries on `connect-failure,refused-stream,unavailable,cancelled,
@@ -411,7 +412,10 @@ mod tests {
         assert!(p.on.has(RetryOn::GRPC_UNAVAILABLE));
         assert!(p.on.has(RetryOn::GRPC_CANCELLED));
         assert!(p.on.has(RetryOn::RETRIABLE_STATUS_CODES));
-        assert!(!p.on.has(RetryOn::FIVE_XX), "503 is not retried by default since Istio 1.24");
+        assert!(
+            !p.on.has(RetryOn::FIVE_XX),
+            "503 is not retried by default since Istio 1.24"
+        );
         assert!(p.status_codes.is_empty());
         assert_eq!(p.backoff_base, Duration::from_millis(25));
     }
@@ -420,7 +424,9 @@ mod tests {
     fn weighted_pick_respects_relative_weights() {
         let d = |w| WeightedDestination {
             weight: w,
-            target: ClusterChoice::Missing { reason: String::new() },
+            target: ClusterChoice::Missing {
+                reason: String::new(),
+            },
             host: String::new(),
             subset: String::new(),
             request_headers: HeaderOps::default(),
@@ -467,9 +473,15 @@ mod tests {
     fn regex_rewrite_substitutes_captures() {
         let rw = Rewrite {
             uri: None,
-            uri_regex: Some((Regex::new("^/service/([^/]+)(/.*)$").unwrap(), "${2}/instance/${1}".into())),
+            uri_regex: Some((
+                Regex::new("^/service/([^/]+)(/.*)$").unwrap(),
+                "${2}/instance/${1}".into(),
+            )),
             authority: None,
         };
-        assert_eq!(rw.path("/service/foo/v1/api", None).unwrap(), "/v1/api/instance/foo");
+        assert_eq!(
+            rw.path("/service/foo/v1/api", None).unwrap(),
+            "/v1/api/instance/foo"
+        );
     }
 }

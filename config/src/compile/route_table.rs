@@ -72,7 +72,7 @@ impl RouteTable {
                 self.exact.insert(d.clone(), idx);
             }
         }
-        self.wildcards.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+        self.wildcards.sort_by_key(|w| std::cmp::Reverse(w.0.len()));
         self.virtual_hosts.push(vh);
         taken
     }
@@ -129,7 +129,11 @@ mod tests {
         assert_eq!(t.find("a.foo.com").unwrap().name, "a");
         assert_eq!(t.find("x.b.foo.com").unwrap().name, "w2");
         assert_eq!(t.find("x.foo.com").unwrap().name, "w1");
-        assert_eq!(t.find("foo.com").unwrap().name, "any", "*.foo.com does not match foo.com");
+        assert_eq!(
+            t.find("foo.com").unwrap().name,
+            "any",
+            "*.foo.com does not match foo.com"
+        );
         assert_eq!(t.find("other").unwrap().name, "any");
     }
 

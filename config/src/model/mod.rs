@@ -101,7 +101,9 @@ impl fmt::Display for Kind {
     }
 }
 
-/// A parsed `spec`, one variant per kind.
+/// A parsed `spec`, one variant per kind. Variants differ in size; resources are few and
+/// built once per load, so boxing would only add indirection.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq)]
 pub enum Spec {
     /// VirtualService.

@@ -376,9 +376,11 @@ pub fn check_path_template(path: &str) -> Result<(), String> {
         match seg {
             "{*}" => {}
             "{**}" => seen_double = true,
-            _ => return Err(format!(
+            _ => {
+                return Err(format!(
                 "invalid path template {path:?}: segment {seg:?} must be exactly {{*}} or {{**}}"
-            )),
+            ))
+            }
         }
     }
     Ok(())

@@ -421,7 +421,7 @@ fn is_prime(n: u64) -> bool {
     }
     let mut i = 2u64;
     while i * i <= n {
-        if n % i == 0 {
+        if n.is_multiple_of(i) {
             return false;
         }
         i += 1;

@@ -3,9 +3,9 @@
 use super::names;
 use super::V;
 use crate::model::proxy::*;
+use crate::paths::resolve_path;
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
-use crate::paths::resolve_path;
 
 pub(crate) fn validate(v: &mut V, px: &Proxy) {
     if let Some(admin) = &px.admin {

@@ -207,13 +207,11 @@ fn http_route(v: &mut V, p: &str, r: &HttpRoute, vs: &VirtualService) {
             "HTTP route rule cannot contain both rewrite and redirect",
         );
     }
-    if has_direct {
-        if has_route || has_redirect || r.fault.is_some() || r.rewrite.is_some() {
-            v.err(
-                p,
-                "directResponse cannot be combined with route, redirect, fault or rewrite",
-            );
-        }
+    if has_direct && (has_route || has_redirect || r.fault.is_some() || r.rewrite.is_some()) {
+        v.err(
+            p,
+            "directResponse cannot be combined with route, redirect, fault or rewrite",
+        );
     }
     if let Some(d) = &r.delegate {
         if has_route || has_redirect {

@@ -36,7 +36,12 @@ pub fn run(paths: &[PathBuf], out: &mut dyn Write) -> i32 {
 pub fn summary(snap: &Snapshot) -> Vec<String> {
     let mut lines = Vec::new();
     for kind in Kind::ALL {
-        let docs: Vec<&Spec> = snap.resources.iter().filter(|r| r.kind == kind).map(|r| &r.spec).collect();
+        let docs: Vec<&Spec> = snap
+            .resources
+            .iter()
+            .filter(|r| r.kind == kind)
+            .map(|r| &r.spec)
+            .collect();
         if docs.is_empty() {
             continue;
         }
@@ -61,10 +66,18 @@ pub fn summary(snap: &Snapshot) -> Vec<String> {
                         _ => 0,
                     })
                     .sum();
-                format!("{subsets} subsets, {} clusters compiled", snap.clusters.len())
+                format!(
+                    "{subsets} subsets, {} clusters compiled",
+                    snap.clusters.len()
+                )
             }
             Kind::ServiceEntry => {
-                let eps: usize = snap.registry.services.iter().map(|s| s.endpoints.len()).sum();
+                let eps: usize = snap
+                    .registry
+                    .services
+                    .iter()
+                    .map(|s| s.endpoints.len())
+                    .sum();
                 format!("{} services, {eps} endpoints", snap.registry.services.len())
             }
             Kind::Gateway => {

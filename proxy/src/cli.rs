@@ -62,6 +62,9 @@ pub struct RunArgs {
 /// `demo` options.
 #[derive(Debug, Args)]
 pub struct DemoArgs {
+    /// Port of the demo proxy's outbound listener on 127.0.0.1 (0: any free port).
+    #[arg(long, default_value_t = 15001)]
+    pub port: u16,
     /// Log format.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,

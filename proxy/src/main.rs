@@ -10,11 +10,12 @@ fn main() -> ExitCode {
     let args = cli::Cli::parse();
     let code = match args.command {
         cli::Command::Validate(c) => commands::validate::run(&c.config, &mut std::io::stdout()),
-        cli::Command::Run(_)
-        | cli::Command::Demo(_)
-        | cli::Command::Certs { .. }
-        | cli::Command::Init(_) => {
-            eprintln!("not yet: this command arrives with the data path; `meshproxy validate` works today");
+        cli::Command::Run(a) => commands::run::run(a),
+        cli::Command::Demo(a) => commands::demo::run(a),
+        cli::Command::Certs { .. } | cli::Command::Init(_) => {
+            eprintln!(
+                "not yet: this command arrives with mTLS (certs) and sidecar interception (init)"
+            );
             2
         }
     };

@@ -1,0 +1,83 @@
+//! `meshproxy run`: load the config, bind the listeners, serve until SIGTERM/SIGINT.
+
+use crate::cli::{LogFormat, OnOff, RunArgs};
+use meshproxy::access_log::AccessLog;
+use meshproxy::server::{available_cpus, Options, Server};
+use meshproxy_config::compile::Snapshot;
+
+/// Runs the command; returns the exit code.
+pub fn run(args: RunArgs) -> i32 {
+    super::logging::init(args.log_format);
+    let snap = match meshproxy_config::compile::load(&args.config.config) {
+        Ok(s) => s,
+        Err(diags) => {
+            for d in diags.0.iter() {
+                eprintln!("{d}");
+            }
+            eprintln!("invalid config: nothing served");
+            return 1;
+        }
+    };
+    let options = Options {
+        workers: args.workers.unwrap_or_else(available_cpus).max(1),
+        drain_timeout: args.drain_timeout,
+    };
+    let log = AccessLog::stdout(
+        args.access_log == OnOff::On,
+        args.log_format == LogFormat::Json,
+    );
+    serve(snap, options, log)
+}
+
+/// Starts a server for `snap` and serves until a termination signal.
+pub fn serve(snap: Snapshot, options: Options, log: AccessLog) -> i32 {
+    for w in snap.warnings.warnings() {
+        tracing::warn!("{w}");
+    }
+    if !snap.proxy.declared {
+        tracing::info!(
+            "no Proxy document: using the local default (outbound listener on {}, no identity, no inbound listener)",
+            snap.proxy.listeners.first().map(|l| l.address.to_string()).unwrap_or_default()
+        );
+    }
+    let version = snap.version.clone();
+    let workers = options.workers;
+    let server = match Server::start(snap, options, log) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start");
+            return 1;
+        }
+    };
+    for (name, addr) in server.addrs() {
+        tracing::info!(listener = %name, address = %addr, "listening");
+    }
+    tracing::info!(%version, workers, "serving");
+    wait_for_signal();
+    tracing::info!("shutting down");
+    server.shutdown();
+    0
+}
+
+fn wait_for_signal() {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(_) => return,
+    };
+    rt.block_on(async {
+        use tokio::signal::unix::{signal, SignalKind};
+        let (Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) else {
+            return;
+        };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+    });
+}

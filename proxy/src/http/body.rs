@@ -1,0 +1,453 @@
+//! Bodies: [`RequestBody`] carries a downstream request body upstream (replayable within a
+//! bound, for retries and mirrors), [`ResponseBody`] carries an upstream or local response
+//! downstream and runs the request's completion (access log, lease release) when it ends.
+
+use bytes::Bytes;
+use http::HeaderMap;
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
+use tokio::sync::Notify;
+
+/// Envoy's default `per_connection_buffer_limit_bytes`: a request body larger than this is
+/// streamed without a copy, and then cannot be retried or mirrored past this point.
+pub const REPLAY_LIMIT: usize = 1024 * 1024;
+
+/// Errors a proxied body can end with.
+#[derive(Debug)]
+pub enum BodyError {
+    /// The downstream body failed (client reset or protocol error).
+    Downstream(hyper::Error),
+    /// The upstream body failed.
+    Upstream(hyper::Error),
+    /// The body could not be replayed (buffer limit exceeded).
+    NotReplayable,
+    /// The route timeout elapsed while streaming.
+    Timeout,
+}
+
+impl std::fmt::Display for BodyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BodyError::Downstream(e) => write!(f, "downstream body: {e}"),
+            BodyError::Upstream(e) => write!(f, "upstream body: {e}"),
+            BodyError::NotReplayable => f.write_str("request body exceeded the replay buffer"),
+            BodyError::Timeout => f.write_str("route timeout while streaming"),
+        }
+    }
+}
+
+impl std::error::Error for BodyError {}
+
+struct Shared {
+    source: Option<Incoming>,
+    chunks: Vec<Bytes>,
+    buffered: usize,
+    overflowed: bool,
+    done: bool,
+    trailers: Option<HeaderMap>,
+    failed: bool,
+    /// The generation allowed to pull from the source (the current attempt).
+    primary: u64,
+    next_generation: u64,
+    received: u64,
+    waiters: Vec<Waker>,
+}
+
+/// The state shared by the copies of one request body.
+#[derive(Clone)]
+pub struct BodyTap {
+    shared: Arc<Mutex<Shared>>,
+    done: Arc<Notify>,
+}
+
+impl BodyTap {
+    /// Wraps a downstream body.
+    pub fn new(body: Incoming) -> Self {
+        let done = body.is_end_stream();
+        BodyTap {
+            shared: Arc::new(Mutex::new(Shared {
+                source: (!done).then_some(body),
+                chunks: Vec::new(),
+                buffered: 0,
+                overflowed: false,
+                done,
+                trailers: None,
+                failed: false,
+                primary: 0,
+                next_generation: 0,
+                received: 0,
+                waiters: Vec::new(),
+            })),
+            done: Arc::new(Notify::new()),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Shared> {
+        // A poisoned lock only means a panic elsewhere; the data stays consistent.
+        self.shared.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// True when the downstream body has ended (or was empty).
+    pub fn is_done(&self) -> bool {
+        self.lock().done
+    }
+
+    /// Waits until the downstream body has been read to its end.
+    pub async fn wait_done(&self) {
+        loop {
+            let notified = self.done.notified();
+            if self.is_done() || self.lock().failed {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// True while every byte read so far is kept, so another attempt can replay it.
+    pub fn replayable(&self) -> bool {
+        !self.lock().overflowed
+    }
+
+    /// Bytes received from downstream so far.
+    pub fn received(&self) -> u64 {
+        self.lock().received
+    }
+
+    /// A body for the next upstream attempt, which becomes the only one allowed to read
+    /// further from downstream. `None` when earlier bytes were not kept (over the limit).
+    pub fn attempt(&self) -> Option<RequestBody> {
+        let mut s = self.lock();
+        if s.overflowed {
+            return None;
+        }
+        s.next_generation += 1;
+        s.primary = s.next_generation;
+        Some(RequestBody::Tapped {
+            tap: self.clone(),
+            pos: 0,
+            generation: s.primary,
+            sent_trailers: false,
+        })
+    }
+
+    /// A body for a mirror: it follows what the attempt reads and never reads itself, so a
+    /// slow mirror never slows the real request; it fails if the buffer overflows.
+    pub fn mirror(&self) -> Option<RequestBody> {
+        let s = self.lock();
+        if s.overflowed {
+            return None;
+        }
+        Some(RequestBody::Tapped {
+            tap: self.clone(),
+            pos: 0,
+            generation: u64::MAX,
+            sent_trailers: false,
+        })
+    }
+
+    fn poll_tapped(
+        &self,
+        cx: &mut Context<'_>,
+        pos: &mut usize,
+        generation: u64,
+        sent_trailers: &mut bool,
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        let mut s = self.lock();
+        if s.overflowed && generation != s.primary {
+            return Poll::Ready(Some(Err(BodyError::NotReplayable)));
+        }
+        if !s.overflowed && *pos < s.chunks.len() {
+            let chunk = s.chunks[*pos].clone();
+            *pos += 1;
+            return Poll::Ready(Some(Ok(Frame::data(chunk))));
+        }
+        if s.done {
+            if !*sent_trailers {
+                *sent_trailers = true;
+                if let Some(t) = s.trailers.clone() {
+                    return Poll::Ready(Some(Ok(Frame::trailers(t))));
+                }
+            }
+            return Poll::Ready(None);
+        }
+        if s.failed {
+            return Poll::Ready(Some(Err(BodyError::NotReplayable)));
+        }
+        if generation != s.primary {
+            // A mirror (or an abandoned attempt) waits for the primary to read more.
+            s.waiters.push(cx.waker().clone());
+            return Poll::Pending;
+        }
+        let Some(src) = s.source.as_mut() else {
+            return Poll::Ready(None);
+        };
+        match Pin::new(src).poll_frame(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(None) => {
+                s.done = true;
+                s.source = None;
+                self.finish(&mut s);
+                Poll::Ready(None)
+            }
+            Poll::Ready(Some(Err(e))) => {
+                s.failed = true;
+                s.source = None;
+                self.finish(&mut s);
+                Poll::Ready(Some(Err(BodyError::Downstream(e))))
+            }
+            Poll::Ready(Some(Ok(frame))) => {
+                match frame.into_data() {
+                    Ok(data) => {
+                        s.received += data.len() as u64;
+                        if !s.overflowed {
+                            if s.buffered + data.len() <= REPLAY_LIMIT {
+                                s.buffered += data.len();
+                                s.chunks.push(data.clone());
+                                *pos = s.chunks.len();
+                            } else {
+                                // Past the limit: stream without a copy from here on.
+                                s.overflowed = true;
+                                s.chunks = Vec::new();
+                                s.buffered = 0;
+                            }
+                        }
+                        for w in s.waiters.drain(..) {
+                            w.wake();
+                        }
+                        Poll::Ready(Some(Ok(Frame::data(data))))
+                    }
+                    Err(frame) => {
+                        // Trailers end the body.
+                        let trailers = frame.into_trailers().ok();
+                        s.trailers = trailers.clone();
+                        s.done = true;
+                        s.source = None;
+                        *sent_trailers = true;
+                        self.finish(&mut s);
+                        match trailers {
+                            Some(t) => Poll::Ready(Some(Ok(Frame::trailers(t)))),
+                            None => Poll::Ready(None),
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn finish(&self, s: &mut Shared) {
+        for w in s.waiters.drain(..) {
+            w.wake();
+        }
+        self.done.notify_waiters();
+    }
+}
+
+/// A request body sent upstream.
+pub enum RequestBody {
+    /// No body.
+    Empty,
+    /// A copy of the downstream body (an attempt or a mirror).
+    Tapped {
+        /// The shared state.
+        tap: BodyTap,
+        /// Next chunk to replay.
+        pos: usize,
+        /// Attempt generation (`u64::MAX` for mirrors).
+        generation: u64,
+        /// Trailers already sent.
+        sent_trailers: bool,
+    },
+}
+
+impl Body for RequestBody {
+    type Data = Bytes;
+    type Error = BodyError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        match self.get_mut() {
+            RequestBody::Empty => Poll::Ready(None),
+            RequestBody::Tapped {
+                tap,
+                pos,
+                generation,
+                sent_trailers,
+            } => tap.poll_tapped(cx, pos, *generation, sent_trailers),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            RequestBody::Empty => true,
+            RequestBody::Tapped {
+                tap,
+                pos,
+                sent_trailers,
+                ..
+            } => {
+                let s = tap.lock();
+                let drained = s.overflowed || *pos >= s.chunks.len();
+                s.done && drained && (s.trailers.is_none() || *sent_trailers)
+            }
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            RequestBody::Empty => SizeHint::with_exact(0),
+            RequestBody::Tapped { .. } => SizeHint::default(),
+        }
+    }
+}
+
+/// Runs when a response body ends or is dropped: the request's completion work.
+pub trait Completion: Send + 'static {
+    /// Called exactly once with the bytes sent downstream and whether the body ended
+    /// normally (false: dropped early, errored or timed out).
+    fn complete(self: Box<Self>, bytes_sent: u64, ended: bool, error: Option<&BodyError>);
+}
+
+enum Inner {
+    Empty,
+    Full(Option<Bytes>),
+    Upstream(Incoming),
+}
+
+/// A response body sent downstream.
+pub struct ResponseBody {
+    inner: Inner,
+    deadline: Option<Pin<Box<tokio::time::Sleep>>>,
+    completion: Option<Box<dyn Completion>>,
+    sent: u64,
+}
+
+impl ResponseBody {
+    /// An empty body.
+    pub fn empty() -> Self {
+        Self::new(Inner::Empty)
+    }
+
+    /// A body of `bytes`.
+    pub fn full(bytes: impl Into<Bytes>) -> Self {
+        let b = bytes.into();
+        Self::new(if b.is_empty() {
+            Inner::Empty
+        } else {
+            Inner::Full(Some(b))
+        })
+    }
+
+    /// The upstream response body.
+    pub fn upstream(body: Incoming) -> Self {
+        Self::new(Inner::Upstream(body))
+    }
+
+    fn new(inner: Inner) -> Self {
+        ResponseBody {
+            inner,
+            deadline: None,
+            completion: None,
+            sent: 0,
+        }
+    }
+
+    /// Ends the stream with an error if it is still running at `at` (the route timeout).
+    pub fn with_deadline(mut self, at: Option<tokio::time::Instant>) -> Self {
+        self.deadline = at.map(|d| Box::pin(tokio::time::sleep_until(d)));
+        self
+    }
+
+    /// Attaches the completion to run at the end.
+    pub fn on_complete(mut self, c: Box<dyn Completion>) -> Self {
+        self.completion = Some(c);
+        self
+    }
+
+    fn complete(&mut self, ended: bool, error: Option<&BodyError>) {
+        if let Some(c) = self.completion.take() {
+            c.complete(self.sent, ended, error);
+        }
+    }
+}
+
+impl Drop for ResponseBody {
+    fn drop(&mut self) {
+        // hyper may drop a body without polling past its end (known length, HEAD, 204).
+        let ended = self.is_end_stream();
+        self.complete(ended, None);
+    }
+}
+
+impl Body for ResponseBody {
+    type Data = Bytes;
+    type Error = BodyError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        let this = self.get_mut();
+        let polled = match &mut this.inner {
+            Inner::Empty => Poll::Ready(None),
+            Inner::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
+            Inner::Upstream(body) => match Pin::new(body).poll_frame(cx) {
+                Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(BodyError::Upstream(e)))),
+                Poll::Ready(Some(Ok(f))) => Poll::Ready(Some(Ok(f))),
+                Poll::Ready(None) => Poll::Ready(None),
+                Poll::Pending => Poll::Pending,
+            },
+        };
+        match polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(d) = frame.data_ref() {
+                    this.sent += d.len() as u64;
+                }
+                if this.is_end_stream() {
+                    this.complete(true, None);
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(None) => {
+                this.complete(true, None);
+                Poll::Ready(None)
+            }
+            Poll::Ready(Some(Err(e))) => {
+                this.complete(false, Some(&e));
+                Poll::Ready(Some(Err(e)))
+            }
+            Poll::Pending => {
+                if let Some(d) = this.deadline.as_mut() {
+                    if d.as_mut().poll(cx).is_ready() {
+                        let e = BodyError::Timeout;
+                        this.complete(false, Some(&e));
+                        return Poll::Ready(Some(Err(e)));
+                    }
+                }
+                Poll::Pending
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.inner {
+            Inner::Empty => true,
+            Inner::Full(b) => b.is_none(),
+            Inner::Upstream(b) => b.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.inner {
+            Inner::Empty => SizeHint::with_exact(0),
+            Inner::Full(Some(b)) => SizeHint::with_exact(b.len() as u64),
+            Inner::Full(None) => SizeHint::with_exact(0),
+            Inner::Upstream(b) => b.size_hint(),
+        }
+    }
+}

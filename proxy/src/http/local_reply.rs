@@ -1,0 +1,69 @@
+//! Responses the proxy makes itself (no route, no healthy upstream, timeouts, faults,
+//! redirects, direct responses), with Envoy's bodies and, for gRPC callers, Envoy's
+//! mapping of the HTTP status onto `grpc-status`.
+
+use super::body::ResponseBody;
+use http::header::{HeaderMap, HeaderValue, CONTENT_TYPE};
+use http::{Response, StatusCode};
+
+/// `x-meshproxy-overloaded` (set on circuit-breaker overflows, SPEC §3).
+pub static OVERLOADED: http::HeaderName = http::HeaderName::from_static("x-meshproxy-overloaded");
+
+/// True when the request is gRPC (`content-type: application/grpc...`).
+pub fn is_grpc(headers: &HeaderMap) -> bool {
+    headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/grpc"))
+}
+
+/// Envoy's `Grpc::Utility::httpToGrpcStatus`.
+pub fn http_to_grpc_status(status: u16) -> u32 {
+    match status {
+        400 => 13,
+        401 => 16,
+        403 => 7,
+        404 => 12,
+        429 | 502 | 503 | 504 => 14,
+        _ => 2,
+    }
+}
+
+/// A local reply: plain text, or a trailers-only gRPC response for gRPC callers.
+pub fn build(status: u16, body: &str, grpc: bool) -> Response<ResponseBody> {
+    if grpc {
+        let mut r = Response::new(ResponseBody::empty());
+        *r.status_mut() = StatusCode::OK;
+        let h = r.headers_mut();
+        h.insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
+        if let Ok(v) = HeaderValue::from_str(&http_to_grpc_status(status).to_string()) {
+            h.insert("grpc-status", v);
+        }
+        if let Ok(v) = HeaderValue::from_str(body) {
+            h.insert("grpc-message", v);
+        }
+        return r;
+    }
+    let mut r = Response::new(ResponseBody::full(body.to_string()));
+    *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+    if !body.is_empty() {
+        r.headers_mut()
+            .insert(CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+    }
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grpc_mapping() {
+        let r = build(503, "no healthy upstream", true);
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.headers()["grpc-status"], "14");
+        let r = build(404, "", false);
+        assert_eq!(r.status(), 404);
+        assert!(r.headers().get(CONTENT_TYPE).is_none());
+    }
+}

@@ -1,0 +1,8 @@
+//! The HTTP data path.
+
+pub mod body;
+pub mod completion;
+pub mod flags;
+pub mod forward;
+pub mod local_reply;
+pub mod router;

@@ -1,0 +1,844 @@
+//! The HTTP request path: load the config once, find the virtual host and route, apply the
+//! route's policies (CORS, fault, rewrite, headers, mirror), pick a weighted destination
+//! and an endpoint, forward with retries and timeouts, and send the response back.
+
+use super::body::{BodyTap, RequestBody, ResponseBody};
+use super::completion::{RequestDone, Returnable};
+use super::flags::Flags;
+use super::forward::{self, Failure, UpstreamHead};
+use super::local_reply;
+use crate::access_log::Record;
+use crate::policy::{cors, fault, headers as hdr, mirror, redirect, retry};
+use crate::server::active::Active;
+use crate::server::Shared;
+use crate::upstream::cluster_state::ClusterState;
+use crate::upstream::{hash_ring, lb};
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::request::Parts;
+use http::{Response, Version};
+use hyper::body::Incoming;
+use meshproxy_config::compile::cluster::{Cluster, HashKey, LoadBalancer};
+use meshproxy_config::compile::listener::ListenerRole;
+use meshproxy_config::compile::matcher::{RequestView, RouteMatch};
+use meshproxy_config::compile::route::{
+    Abort, RetryPolicy, Route, RouteAction, WeightedDestination,
+};
+use meshproxy_config::compile::ClusterId;
+use meshproxy_config::host::split_authority;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+/// What the router knows about the downstream connection.
+#[derive(Debug)]
+pub struct ConnInfo {
+    /// Listener name.
+    pub listener: Arc<str>,
+    /// Local address the connection arrived on.
+    pub local: SocketAddr,
+    /// Client address.
+    pub peer: SocketAddr,
+    /// `http` or `https`.
+    pub scheme: &'static str,
+}
+
+static UPSTREAM_SERVICE_TIME: HeaderName = HeaderName::from_static("x-envoy-upstream-service-time");
+
+/// Per-request bookkeeping for the access log and completion.
+struct Ctx {
+    shared: Arc<Shared>,
+    started: Instant,
+    record: Option<Record>,
+    tap: Option<BodyTap>,
+    grpc: bool,
+}
+
+impl Ctx {
+    fn done(&mut self, status: u16, flags: Flags) -> Box<RequestDone> {
+        let mut record = self.record.take();
+        if let Some(r) = record.as_mut() {
+            r.status = status;
+            r.flags.insert(flags);
+        }
+        Box::new(RequestDone {
+            shared: self.shared.clone(),
+            record,
+            started: self.started,
+            tap: self.tap.clone(),
+            returnable: None,
+            active: None,
+        })
+    }
+
+    fn reply(
+        &mut self,
+        status: u16,
+        flags: Flags,
+        details: &'static str,
+        body: &str,
+    ) -> Response<ResponseBody> {
+        if let Some(r) = self.record.as_mut() {
+            r.details = details;
+        }
+        let mut resp = local_reply::build(status, body, self.grpc);
+        let done = self.done(status, flags);
+        let (parts, b) = resp.into_parts();
+        resp = Response::from_parts(parts, b.on_complete(done));
+        resp
+    }
+
+    fn note_upstream(&mut self, cluster: &str, host: &str, route: &str) {
+        if let Some(r) = self.record.as_mut() {
+            r.upstream_cluster = cluster.to_string();
+            r.upstream_host = host.to_string();
+            r.route_name = route.to_string();
+        }
+    }
+}
+
+fn protocol_name(v: Version) -> &'static str {
+    match v {
+        Version::HTTP_10 => "HTTP/1.0",
+        Version::HTTP_11 => "HTTP/1.1",
+        Version::HTTP_2 => "HTTP/2",
+        Version::HTTP_3 => "HTTP/3",
+        _ => "HTTP/0.9",
+    }
+}
+
+fn header_str<'a>(h: &'a HeaderMap, name: &HeaderName) -> &'a str {
+    h.get(name).and_then(|v| v.to_str().ok()).unwrap_or("")
+}
+
+/// Handles one request.
+pub async fn handle(
+    req: http::Request<Incoming>,
+    conn: Arc<ConnInfo>,
+    shared: Arc<Shared>,
+) -> Response<ResponseBody> {
+    let started = Instant::now();
+    let active = shared.active.load_full();
+    let (parts, body) = req.into_parts();
+    let tap = (!http_body::Body::is_end_stream(&body)).then(|| BodyTap::new(body));
+    let authority = match parts.uri.authority() {
+        Some(a) => a.as_str().to_string(),
+        None => header_str(&parts.headers, &header::HOST).to_string(),
+    };
+    let record = shared.access_log.enabled().then(|| Record {
+        start: Some(SystemTime::now()),
+        method: parts.method.as_str().to_string(),
+        path: parts
+            .uri
+            .path_and_query()
+            .map(|p| p.as_str().to_string())
+            .unwrap_or_default(),
+        protocol: protocol_name(parts.version),
+        forwarded_for: header_str(&parts.headers, &hdr::X_FORWARDED_FOR).to_string(),
+        user_agent: header_str(&parts.headers, &header::USER_AGENT).to_string(),
+        request_id: header_str(&parts.headers, &hdr::X_REQUEST_ID).to_string(),
+        authority: authority.clone(),
+        ..Default::default()
+    });
+    let mut ctx = Ctx {
+        shared: shared.clone(),
+        started,
+        record,
+        tap,
+        grpc: local_reply::is_grpc(&parts.headers),
+    };
+    let snap = &active.snapshot;
+    let Some(listener) = snap.listeners.iter().find(|l| *l.name == *conn.listener) else {
+        return ctx.reply(503, Flags::NONE, "listener_removed", "listener removed");
+    };
+    match &listener.role {
+        ListenerRole::Inbound { .. } => inbound(&mut ctx, &active, &conn, parts, authority).await,
+        ListenerRole::Outbound | ListenerRole::Gateway { .. } => {
+            let gateway = matches!(listener.role, ListenerRole::Gateway { .. });
+            if let ListenerRole::Gateway { servers } = &listener.role {
+                // httpsRedirect on a plain HTTP server: every request is sent to https.
+                if !servers.is_empty() && servers.iter().all(|s| s.https_redirect) {
+                    let (host, _) = split_authority(&authority);
+                    let loc = format!(
+                        "https://{host}{}",
+                        parts
+                            .uri
+                            .path_and_query()
+                            .map(|p| p.as_str())
+                            .unwrap_or("/")
+                    );
+                    return redirect_reply(&mut ctx, 301, &loc);
+                }
+            }
+            let Some(table) = listener.route_table.and_then(|i| snap.route_tables.get(i)) else {
+                return ctx.reply(404, Flags::NO_ROUTE_FOUND, "route_not_found", "");
+            };
+            let (host, port) = split_authority(&authority);
+            let port = port.unwrap_or(if gateway {
+                conn.local.port()
+            } else if conn.scheme == "https" {
+                443
+            } else {
+                80
+            });
+            let view = RequestView {
+                method: parts.method.as_str(),
+                scheme: conn.scheme,
+                authority: &authority,
+                path: parts.uri.path(),
+                query: parts.uri.query().unwrap_or(""),
+                headers: &parts.headers,
+                port,
+            };
+            let Some((route, matched)) = table.find(&host).and_then(|vh| vh.find_route(&view))
+            else {
+                return ctx.reply(404, Flags::NO_ROUTE_FOUND, "route_not_found", "");
+            };
+            let host = host.into_owned();
+            dispatch(
+                &mut ctx, &active, &conn, parts, route, matched, &authority, &host, port,
+            )
+            .await
+        }
+    }
+}
+
+fn redirect_reply(ctx: &mut Ctx, code: u16, location: &str) -> Response<ResponseBody> {
+    let mut resp = Response::new(ResponseBody::empty());
+    *resp.status_mut() =
+        http::StatusCode::from_u16(code).unwrap_or(http::StatusCode::MOVED_PERMANENTLY);
+    if let Ok(v) = HeaderValue::from_str(location) {
+        resp.headers_mut().insert(header::LOCATION, v);
+    }
+    let done = ctx.done(code, Flags::NONE);
+    let (p, b) = resp.into_parts();
+    Response::from_parts(p, b.on_complete(done))
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn dispatch(
+    ctx: &mut Ctx,
+    active: &Arc<Active>,
+    conn: &ConnInfo,
+    parts: Parts,
+    route: &Route,
+    matched: Option<&RouteMatch>,
+    authority: &str,
+    host: &str,
+    port: u16,
+) -> Response<ResponseBody> {
+    if let Some(r) = ctx.record.as_mut() {
+        r.route_name = route.name.clone();
+    }
+    match &route.action {
+        RouteAction::DirectResponse(d) => {
+            let mut resp = Response::new(ResponseBody::full(d.body.clone()));
+            *resp.status_mut() =
+                http::StatusCode::from_u16(d.status).unwrap_or(http::StatusCode::OK);
+            if !d.body.is_empty() {
+                resp.headers_mut()
+                    .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+            }
+            hdr::apply(&route.policy.response_headers, resp.headers_mut());
+            if let Some(r) = ctx.record.as_mut() {
+                r.details = "direct_response";
+            }
+            let done = ctx.done(d.status, Flags::NONE);
+            let (p, b) = resp.into_parts();
+            Response::from_parts(p, b.on_complete(done))
+        }
+        RouteAction::Redirect(rd) => {
+            let (_, authority_port) = split_authority(authority);
+            let loc = redirect::location(
+                rd,
+                &redirect::RequestParts {
+                    scheme: conn.scheme,
+                    host,
+                    authority_port,
+                    listener_port: conn.local.port(),
+                    path: parts.uri.path(),
+                    query: parts.uri.query().unwrap_or(""),
+                },
+                matched,
+            );
+            let mut resp = redirect_reply(ctx, rd.code, &loc);
+            hdr::apply(&route.policy.response_headers, resp.headers_mut());
+            resp
+        }
+        RouteAction::Forward(wc) => {
+            // CORS runs before the fault filter and the router, as in Envoy's chain.
+            let mut cors_headers = HeaderMap::new();
+            if let Some(c) = &route.policy.cors {
+                match cors::evaluate(c, &parts.method, &parts.headers) {
+                    cors::Verdict::None => {}
+                    cors::Verdict::Preflight(h) => {
+                        let mut resp = Response::new(ResponseBody::empty());
+                        resp.headers_mut().extend(h);
+                        let done = ctx.done(200, Flags::NONE);
+                        let (p, b) = resp.into_parts();
+                        return Response::from_parts(p, b.on_complete(done));
+                    }
+                    cors::Verdict::IgnoredPreflight => {
+                        let done = ctx.done(200, Flags::NONE);
+                        return Response::new(ResponseBody::empty().on_complete(done));
+                    }
+                    cors::Verdict::Forward(h) => cors_headers = h,
+                }
+            }
+            let mut fault_flags = Flags::NONE;
+            if let Some(f) = &route.policy.fault {
+                let d = fault::decide(f);
+                if let Some(delay) = d.delay {
+                    tokio::time::sleep(delay).await;
+                    fault_flags.insert(Flags::DELAY_INJECTED);
+                }
+                if let Some(abort) = d.abort {
+                    if let Some(r) = ctx.record.as_mut() {
+                        r.details = "fault_filter_abort";
+                    }
+                    return match abort {
+                        Abort::Http(status) => ctx.reply(
+                            status,
+                            fault_flags | Flags::FAULT_INJECTED,
+                            "fault_filter_abort",
+                            "fault filter abort",
+                        ),
+                        Abort::Grpc(code) => {
+                            let mut resp = Response::new(ResponseBody::empty());
+                            let h = resp.headers_mut();
+                            h.insert(
+                                header::CONTENT_TYPE,
+                                HeaderValue::from_static("application/grpc"),
+                            );
+                            if let Ok(v) = HeaderValue::from_str(&code.to_string()) {
+                                h.insert("grpc-status", v);
+                            }
+                            h.insert(
+                                "grpc-message",
+                                HeaderValue::from_static("fault filter abort"),
+                            );
+                            let done = ctx.done(200, fault_flags | Flags::FAULT_INJECTED);
+                            let (p, b) = resp.into_parts();
+                            Response::from_parts(p, b.on_complete(done))
+                        }
+                    };
+                }
+            }
+            if wc.destinations.is_empty() || wc.total_weight == 0 {
+                return ctx.reply(
+                    503,
+                    fault_flags | Flags::NO_CLUSTER_FOUND,
+                    "cluster_not_found",
+                    "",
+                );
+            }
+            let dest = wc.pick(fastrand::u32(..wc.total_weight));
+            let Some(cid) = dest.target.resolve(port) else {
+                ctx.note_upstream("", "", &route.name);
+                return ctx.reply(
+                    503,
+                    fault_flags | Flags::NO_CLUSTER_FOUND,
+                    "cluster_not_found",
+                    "",
+                );
+            };
+            forward_to_cluster(
+                ctx,
+                active,
+                conn,
+                parts,
+                route,
+                matched,
+                dest,
+                cid,
+                authority,
+                port,
+                cors_headers,
+                fault_flags,
+            )
+            .await
+        }
+    }
+}
+
+/// Builds the upstream request head: rewritten path and authority, hop-by-hop headers
+/// removed, forwarding headers, then the route's and the destination's header operations.
+fn upstream_head(
+    mut parts: Parts,
+    conn: &ConnInfo,
+    route: Option<&Route>,
+    matched: Option<&RouteMatch>,
+    dest: Option<&WeightedDestination>,
+    authority: &str,
+) -> (UpstreamHead, HeaderValue) {
+    let path = parts.uri.path();
+    let query = parts.uri.query();
+    let rewritten = route
+        .and_then(|r| r.policy.rewrite.as_ref())
+        .and_then(|rw| rw.path(path, matched));
+    let mut path_and_query = rewritten.unwrap_or_else(|| path.to_string());
+    if path_and_query.is_empty() {
+        path_and_query.push('/');
+    }
+    if let Some(q) = query {
+        path_and_query.push('?');
+        path_and_query.push_str(q);
+    }
+    let authority = route
+        .and_then(|r| r.policy.rewrite.as_ref())
+        .and_then(|rw| rw.authority.clone())
+        .or_else(|| dest.and_then(|d| d.authority.clone()))
+        .or_else(|| HeaderValue::from_str(authority).ok())
+        .unwrap_or_else(|| HeaderValue::from_static("localhost"));
+    let headers = &mut parts.headers;
+    hdr::strip_hop_by_hop(headers);
+    headers.remove(header::HOST);
+    let request_id = hdr::forwarding(headers, conn.peer.ip(), conn.scheme);
+    if let Some(r) = route {
+        hdr::apply(&r.policy.request_headers, headers);
+    }
+    if let Some(d) = dest {
+        hdr::apply(&d.request_headers, headers);
+    }
+    (
+        UpstreamHead {
+            method: parts.method,
+            path_and_query,
+            authority,
+            headers: parts.headers,
+        },
+        request_id,
+    )
+}
+
+/// Whether to speak HTTP/2 to the upstream: the service port's protocol (`HTTP2`,
+/// `GRPC`), `h2UpgradePolicy: UPGRADE`, or the client's protocol with `useClientProtocol`.
+fn upstream_h2(cluster: &Cluster, downstream: Version) -> bool {
+    if cluster.pool.use_client_protocol {
+        downstream == Version::HTTP_2
+    } else {
+        cluster.protocol.is_h2() || cluster.pool.h2_upgrade
+    }
+}
+
+/// The consistent-hash key of a request, and a cookie to set when one was generated.
+fn hash_key(
+    cluster: &Cluster,
+    head: &UpstreamHead,
+    peer: SocketAddr,
+) -> (Option<u64>, Option<HeaderValue>) {
+    let LoadBalancer::ConsistentHash { key, .. } = &cluster.load_balancer else {
+        return (None, None);
+    };
+    match key {
+        HashKey::Header(name) => (
+            head.headers
+                .get(name)
+                .map(|v| hash_ring::hash_key(v.as_bytes())),
+            None,
+        ),
+        HashKey::SourceIp => (
+            Some(hash_ring::hash_key(peer.ip().to_string().as_bytes())),
+            None,
+        ),
+        HashKey::QueryParameter(p) => {
+            let q = head
+                .path_and_query
+                .split_once('?')
+                .map(|(_, q)| q)
+                .unwrap_or("");
+            let v = q.split('&').find_map(|kv| {
+                let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+                (k == p).then_some(v)
+            });
+            (v.map(|v| hash_ring::hash_key(v.as_bytes())), None)
+        }
+        HashKey::Cookie {
+            name,
+            path,
+            ttl,
+            attributes,
+        } => {
+            let found = head
+                .headers
+                .get_all(header::COOKIE)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .flat_map(|v| v.split(';'))
+                .find_map(|c| {
+                    let (k, v) = c.trim().split_once('=')?;
+                    (k == name).then(|| v.trim_matches('"').to_string())
+                });
+            match (found, ttl) {
+                (Some(v), _) => (Some(hash_ring::hash_key(v.as_bytes())), None),
+                // Envoy generates the cookie when it is absent and a ttl is configured.
+                (None, Some(ttl)) => {
+                    let value = format!("{:016x}", fastrand::u64(..));
+                    let mut c = format!("{name}=\"{value}\"");
+                    if !ttl.is_zero() {
+                        c.push_str(&format!("; Max-Age={}", ttl.as_secs()));
+                    }
+                    if !path.is_empty() {
+                        c.push_str(&format!("; Path={path}"));
+                    }
+                    for (k, v) in attributes {
+                        if v.is_empty() {
+                            c.push_str(&format!("; {k}"));
+                        } else {
+                            c.push_str(&format!("; {k}={v}"));
+                        }
+                    }
+                    c.push_str("; HttpOnly");
+                    (
+                        Some(hash_ring::hash_key(value.as_bytes())),
+                        HeaderValue::from_str(&c).ok(),
+                    )
+                }
+                (None, None) => (None, None),
+            }
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn forward_to_cluster(
+    ctx: &mut Ctx,
+    active: &Arc<Active>,
+    conn: &ConnInfo,
+    parts: Parts,
+    route: &Route,
+    matched: Option<&RouteMatch>,
+    dest: &WeightedDestination,
+    cid: ClusterId,
+    authority: &str,
+    port: u16,
+    cors_headers: HeaderMap,
+    mut flags: Flags,
+) -> Response<ResponseBody> {
+    let snap = &active.snapshot;
+    let cluster = snap.cluster(cid);
+    let state = &active.clusters[cid.0 as usize];
+    let version = parts.version;
+    let (head, request_id) =
+        upstream_head(parts, conn, Some(route), matched, Some(dest), authority);
+    if let Some(r) = ctx.record.as_mut() {
+        r.request_id = request_id.to_str().unwrap_or("").to_string();
+        r.upstream_cluster = cluster.name.clone();
+    }
+    for m in &route.policy.mirrors {
+        if mirror::draw(m.per_million) {
+            if let Some(mid) = m.target.resolve(port) {
+                spawn_mirror(active.clone(), mid, &head, ctx.tap.as_ref(), version);
+            }
+        }
+    }
+    let h2 = upstream_h2(cluster, version);
+    let (hash, set_cookie) = hash_key(cluster, &head, conn.peer);
+    let timeout = route.policy.timeout;
+    let resp = send_with_retries(
+        ctx,
+        cluster,
+        state,
+        &head,
+        h2,
+        hash,
+        &route.policy.retry,
+        timeout,
+        &mut flags,
+    )
+    .await;
+    match resp {
+        Err(resp) => resp,
+        Ok((att, deadline)) => {
+            let (mut parts, body) = att.response.into_parts();
+            hdr::strip_hop_by_hop(&mut parts.headers);
+            hdr::apply(&route.policy.response_headers, &mut parts.headers);
+            hdr::apply(&dest.response_headers, &mut parts.headers);
+            parts.headers.extend(cors_headers);
+            if let Some(c) = set_cookie {
+                parts.headers.append(header::SET_COOKIE, c);
+            }
+            let ust = ctx.started.elapsed();
+            if let Ok(v) = HeaderValue::from_str(&ust.as_millis().to_string()) {
+                parts.headers.insert(UPSTREAM_SERVICE_TIME.clone(), v);
+            }
+            let status = parts.status.as_u16();
+            if let Some(r) = ctx.record.as_mut() {
+                r.upstream_host = att.endpoint.name.clone();
+                r.upstream_service_time = Some(ust);
+            }
+            let mut done = ctx.done(status, flags);
+            done.active = Some(att.active);
+            done.returnable = att.lease.map(|lease| Returnable {
+                endpoint: att.endpoint.clone(),
+                lease,
+                max_requests: cluster.pool.max_requests_per_connection,
+            });
+            let body = ResponseBody::upstream(body)
+                .with_deadline(deadline)
+                .on_complete(done);
+            Response::from_parts(parts, body)
+        }
+    }
+}
+
+/// Runs attempts until one is final: retries per policy, the per-try timeout on each,
+/// the route timeout over all of them (starting once the request body has been received,
+/// as Envoy's route timeout does). Returns the response and the deadline that still
+/// applies to its body, or the local reply to send.
+#[allow(clippy::too_many_arguments)]
+async fn send_with_retries(
+    ctx: &mut Ctx,
+    cluster: &Cluster,
+    state: &Arc<ClusterState>,
+    head: &UpstreamHead,
+    h2: bool,
+    hash: Option<u64>,
+    policy: &RetryPolicy,
+    timeout: Option<std::time::Duration>,
+    flags: &mut Flags,
+) -> Result<(forward::Attempt, Option<tokio::time::Instant>), Response<ResponseBody>> {
+    let tap = ctx.tap.clone();
+    let attempts = attempt_loop(cluster, state, head, h2, hash, policy, tap.as_ref());
+    let outcome = match timeout {
+        None => attempts.await,
+        Some(t) => {
+            let tap2 = tap.clone();
+            let deadline = async move {
+                if let Some(tap) = &tap2 {
+                    tap.wait_done().await;
+                }
+                tokio::time::sleep(t).await;
+            };
+            tokio::select! {
+                r = attempts => r,
+                _ = deadline => {
+                    if let Some(r) = ctx.record.as_mut() { r.details = "upstream_response_timeout"; }
+                    return Err(ctx.reply(504, *flags | Flags::UPSTREAM_REQUEST_TIMEOUT, "upstream_response_timeout", "upstream request timeout"));
+                }
+            }
+        }
+    };
+    match outcome {
+        Ok((att, extra)) => {
+            flags.insert(extra);
+            // The body deadline: the route timeout measured from the end of the request.
+            let deadline = match (timeout, &tap) {
+                (Some(t), None) => Some(tokio::time::Instant::from_std(ctx.started) + t),
+                (Some(t), Some(tap)) if tap.is_done() => Some(tokio::time::Instant::now() + t),
+                _ => None,
+            };
+            Ok((att, deadline))
+        }
+        Err((f, extra)) => {
+            flags.insert(extra | f.flags);
+            if let Some(r) = ctx.record.as_mut() {
+                r.upstream_host = f.endpoint.clone().unwrap_or_default();
+            }
+            let (status, details) = match f.outcome {
+                retry::Outcome::Timeout => (504, "upstream_per_try_timeout"),
+                _ if f.flags.contains(Flags::NO_HEALTHY_UPSTREAM) => (503, "no_healthy_upstream"),
+                _ => (503, "upstream_reset_before_response_started"),
+            };
+            let body = if status == 504 {
+                "upstream request timeout".to_string()
+            } else {
+                f.detail.clone()
+            };
+            Err(ctx.reply(status, Flags::NONE, details, &body))
+        }
+    }
+}
+
+type AttemptResult = Result<(forward::Attempt, Flags), (Failure, Flags)>;
+
+async fn attempt_loop(
+    cluster: &Cluster,
+    state: &Arc<ClusterState>,
+    head: &UpstreamHead,
+    h2: bool,
+    hash: Option<u64>,
+    policy: &RetryPolicy,
+    tap: Option<&BodyTap>,
+) -> AttemptResult {
+    let mut tried: Vec<usize> = Vec::new();
+    let mut retries = 0u32;
+    loop {
+        let body = match tap {
+            None => RequestBody::Empty,
+            Some(t) => match t.attempt() {
+                Some(b) => b,
+                None => {
+                    return Err((
+                        Failure {
+                            outcome: retry::Outcome::Reset,
+                            flags: Flags::UPSTREAM_CONNECTION_TERMINATION,
+                            endpoint: None,
+                            detail: "request body too large to retry".into(),
+                        },
+                        Flags::NONE,
+                    ))
+                }
+            },
+        };
+        let exclude: &[usize] = if policy.ignore_previous_hosts {
+            &tried
+        } else {
+            &[]
+        };
+        let Some(idx) = lb::pick(state, &cluster.load_balancer, hash, exclude) else {
+            return Err((
+                Failure {
+                    outcome: retry::Outcome::ConnectFailure,
+                    flags: Flags::NO_HEALTHY_UPSTREAM,
+                    endpoint: None,
+                    detail: "no healthy upstream".into(),
+                },
+                Flags::NONE,
+            ));
+        };
+        let ep = &state.endpoints[idx];
+        let result = forward::send(cluster, ep, head, body, h2, policy.per_try_timeout).await;
+        let outcome = match &result {
+            Ok(att) => retry::Outcome::Response {
+                status: att.response.status().as_u16(),
+                grpc_status: att
+                    .response
+                    .headers()
+                    .get("grpc-status")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.parse().ok()),
+                ratelimited: att.response.headers().contains_key("x-envoy-ratelimited"),
+            },
+            Err(f) => f.outcome,
+        };
+        let retriable = retry::retriable(policy, outcome);
+        let can_replay = tap.is_none_or(|t| t.replayable());
+        if retriable && retries < policy.attempts && can_replay {
+            retries += 1;
+            tried.push(idx);
+            tracing::debug!(cluster = %cluster.name, endpoint = %ep.name, ?outcome, retry = retries, "retrying");
+            tokio::time::sleep(retry::backoff(policy, retries)).await;
+            continue;
+        }
+        // Envoy: URX when the last attempt would have been retried but the limit is reached.
+        let extra = if retriable && policy.attempts > 0 && retries >= policy.attempts {
+            Flags::UPSTREAM_RETRY_LIMIT_EXCEEDED
+        } else {
+            Flags::NONE
+        };
+        return match result {
+            Ok(att) => Ok((att, extra)),
+            Err(f) => Err((f, extra)),
+        };
+    }
+}
+
+/// Fire-and-forget copy of the request to a mirror cluster, with the `-shadow` host.
+fn spawn_mirror(
+    active: Arc<Active>,
+    cid: ClusterId,
+    head: &UpstreamHead,
+    tap: Option<&BodyTap>,
+    version: Version,
+) {
+    let body = match tap {
+        None => RequestBody::Empty,
+        Some(t) => match t.mirror() {
+            Some(b) => b,
+            None => return,
+        },
+    };
+    let authority = head
+        .authority
+        .to_str()
+        .ok()
+        .and_then(mirror::shadow_authority)
+        .unwrap_or_else(|| head.authority.clone());
+    let shadow = UpstreamHead {
+        method: head.method.clone(),
+        path_and_query: head.path_and_query.clone(),
+        authority,
+        headers: head.headers.clone(),
+    };
+    tokio::spawn(async move {
+        let cluster = active.snapshot.cluster(cid);
+        let state = &active.clusters[cid.0 as usize];
+        let Some(idx) = lb::pick(state, &cluster.load_balancer, None, &[]) else {
+            return;
+        };
+        let h2 = upstream_h2(cluster, version);
+        if let Ok(att) =
+            forward::send(cluster, &state.endpoints[idx], &shadow, body, h2, None).await
+        {
+            // Read the response to its end so the connection can be reused; discard it.
+            let mut body = att.response.into_body();
+            while let Some(Ok(_)) = http_body_util::BodyExt::frame(&mut body).await {}
+            if let Some(lease) = att.lease {
+                att.endpoint
+                    .pool
+                    .put_h1(lease, cluster.pool.max_requests_per_connection);
+            }
+        }
+    });
+}
+
+/// INBOUND: forward to the local application.
+async fn inbound(
+    ctx: &mut Ctx,
+    active: &Arc<Active>,
+    conn: &ConnInfo,
+    parts: Parts,
+    authority: String,
+) -> Response<ResponseBody> {
+    let Some(ib) = active
+        .inbound
+        .iter()
+        .find(|i| *i.listener == *conn.listener)
+    else {
+        return ctx.reply(503, Flags::NO_CLUSTER_FOUND, "cluster_not_found", "");
+    };
+    let version = parts.version;
+    let (head, request_id) = upstream_head(parts, conn, None, None, None, &authority);
+    if let Some(r) = ctx.record.as_mut() {
+        r.request_id = request_id.to_str().unwrap_or("").to_string();
+        r.upstream_cluster = ib.cluster.name.clone();
+    }
+    let h2 = upstream_h2(&ib.cluster, version);
+    let policy = RetryPolicy {
+        attempts: 0,
+        ..RetryPolicy::default()
+    };
+    let mut flags = Flags::NONE;
+    match send_with_retries(
+        ctx,
+        &ib.cluster,
+        &ib.state,
+        &head,
+        h2,
+        None,
+        &policy,
+        None,
+        &mut flags,
+    )
+    .await
+    {
+        Err(resp) => resp,
+        Ok((att, _)) => {
+            let (mut parts, body) = att.response.into_parts();
+            hdr::strip_hop_by_hop(&mut parts.headers);
+            let status = parts.status.as_u16();
+            if let Some(r) = ctx.record.as_mut() {
+                r.upstream_host = att.endpoint.name.clone();
+                r.upstream_service_time = Some(ctx.started.elapsed());
+            }
+            let mut done = ctx.done(status, flags);
+            done.active = Some(att.active);
+            done.returnable = att.lease.map(|lease| Returnable {
+                endpoint: att.endpoint.clone(),
+                lease,
+                max_requests: None,
+            });
+            Response::from_parts(parts, ResponseBody::upstream(body).on_complete(done))
+        }
+    }
+}

@@ -1,0 +1,8 @@
+//! meshproxy's runtime: the data path, its policies and the process around them.
+
+pub mod access_log;
+pub mod demo;
+pub mod http;
+pub mod policy;
+pub mod server;
+pub mod upstream;

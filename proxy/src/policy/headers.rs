@@ -1,0 +1,173 @@
+//! Header work on the forwarding path: the route's header operations, hop-by-hop header
+//! removal (RFC 9110 §7.6.1), and the forwarding headers Envoy adds.
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use meshproxy_config::compile::route::HeaderOps;
+use std::net::IpAddr;
+
+/// `x-forwarded-for`.
+pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+/// `x-forwarded-proto`.
+pub static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+/// `x-request-id`.
+pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+/// `proxy-connection` (non-standard, hop-by-hop in practice).
+static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+/// `keep-alive`.
+static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+
+/// Applies `set` (overwrite), `add` (append) and `remove`.
+pub fn apply(ops: &HeaderOps, headers: &mut HeaderMap) {
+    for name in &ops.remove {
+        headers.remove(name);
+    }
+    for (name, value) in &ops.set {
+        headers.insert(name.clone(), value.clone());
+    }
+    for (name, value) in &ops.add {
+        headers.append(name.clone(), value.clone());
+    }
+}
+
+/// Removes hop-by-hop headers: those listed in `Connection` and the fixed set. `TE` is
+/// kept only as `trailers` (what gRPC needs and HTTP/2 allows).
+pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    if headers.contains_key(header::CONNECTION) {
+        let listed: Vec<HeaderName> = headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|t| HeaderName::from_bytes(t.trim().to_ascii_lowercase().as_bytes()).ok())
+            .collect();
+        for name in listed {
+            if name != header::TE {
+                headers.remove(&name);
+            }
+        }
+        headers.remove(header::CONNECTION);
+    }
+    headers.remove(&KEEP_ALIVE);
+    headers.remove(&PROXY_CONNECTION);
+    headers.remove(header::TRANSFER_ENCODING);
+    headers.remove(header::UPGRADE);
+    if let Some(te) = headers.get(header::TE) {
+        let trailers = te
+            .to_str()
+            .map(|v| {
+                v.split(',')
+                    .any(|t| t.trim().eq_ignore_ascii_case("trailers"))
+            })
+            .unwrap_or(false);
+        if trailers {
+            headers.insert(header::TE, HeaderValue::from_static("trailers"));
+        } else {
+            headers.remove(header::TE);
+        }
+    }
+}
+
+/// Adds the client address to `x-forwarded-for`, sets `x-forwarded-proto` when absent,
+/// and generates `x-request-id` when absent (Envoy's behaviour). Returns the request id.
+pub fn forwarding(headers: &mut HeaderMap, client: IpAddr, scheme: &'static str) -> HeaderValue {
+    let ip = client.to_string();
+    let xff = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
+        Some(existing) if !existing.is_empty() => format!("{existing}, {ip}"),
+        _ => ip,
+    };
+    if let Ok(v) = HeaderValue::from_str(&xff) {
+        headers.insert(X_FORWARDED_FOR.clone(), v);
+    }
+    if !headers.contains_key(&X_FORWARDED_PROTO) {
+        headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(scheme));
+    }
+    match headers.get(&X_REQUEST_ID) {
+        Some(v) if !v.is_empty() => v.clone(),
+        _ => {
+            let id = request_id();
+            headers.insert(X_REQUEST_ID.clone(), id.clone());
+            id
+        }
+    }
+}
+
+/// A random (version 4) UUID, as Envoy generates for `x-request-id`.
+pub fn request_id() -> HeaderValue {
+    let mut b = fastrand::u128(..).to_be_bytes();
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut out = [0u8; 36];
+    let mut j = 0;
+    for (i, byte) in b.iter().enumerate() {
+        if matches!(i, 4 | 6 | 8 | 10) {
+            out[j] = b'-';
+            j += 1;
+        }
+        out[j] = HEX[(byte >> 4) as usize];
+        out[j + 1] = HEX[(byte & 0xf) as usize];
+        j += 2;
+    }
+    HeaderValue::from_bytes(&out).unwrap_or(HeaderValue::from_static(
+        "00000000-0000-4000-8000-000000000000",
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hop_by_hop_headers_are_removed() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("keep-alive, x-private"),
+        );
+        h.insert("x-private", HeaderValue::from_static("1"));
+        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        h.insert(header::TE, HeaderValue::from_static("gzip, trailers"));
+        h.insert(header::UPGRADE, HeaderValue::from_static("h2c"));
+        h.insert("x-kept", HeaderValue::from_static("1"));
+        strip_hop_by_hop(&mut h);
+        assert!(h.get("x-private").is_none());
+        assert!(h.get("keep-alive").is_none());
+        assert!(h.get(header::CONNECTION).is_none());
+        assert!(h.get(header::UPGRADE).is_none());
+        assert_eq!(h.get(header::TE).unwrap(), "trailers");
+        assert_eq!(h.get("x-kept").unwrap(), "1");
+    }
+
+    #[test]
+    fn forwarding_headers() {
+        let mut h = HeaderMap::new();
+        h.insert("x-forwarded-for", HeaderValue::from_static("1.2.3.4"));
+        let id = forwarding(&mut h, "10.0.0.1".parse().unwrap(), "http");
+        assert_eq!(h.get("x-forwarded-for").unwrap(), "1.2.3.4, 10.0.0.1");
+        assert_eq!(h.get("x-forwarded-proto").unwrap(), "http");
+        assert_eq!(id.len(), 36);
+        assert_eq!(&id.to_str().unwrap()[14..15], "4");
+        let mut h2 = HeaderMap::new();
+        h2.insert("x-request-id", HeaderValue::from_static("abc"));
+        assert_eq!(forwarding(&mut h2, "::1".parse().unwrap(), "https"), "abc");
+    }
+
+    #[test]
+    fn header_ops() {
+        let mut h = HeaderMap::new();
+        h.insert("a", HeaderValue::from_static("old"));
+        h.insert("gone", HeaderValue::from_static("x"));
+        let ops = HeaderOps {
+            set: vec![(
+                HeaderName::from_static("a"),
+                HeaderValue::from_static("new"),
+            )],
+            add: vec![(HeaderName::from_static("b"), HeaderValue::from_static("1"))],
+            remove: vec![HeaderName::from_static("gone")],
+        };
+        apply(&ops, &mut h);
+        assert_eq!(h.get("a").unwrap(), "new");
+        assert_eq!(h.get("b").unwrap(), "1");
+        assert!(h.get("gone").is_none());
+    }
+}

@@ -1,0 +1,105 @@
+//! The configuration in force: the compiled snapshot plus the live state of its clusters,
+//! swapped together so a request loads both with one atomic load.
+
+use crate::upstream::cluster_state::ClusterState;
+use meshproxy_config::compile::cluster::{
+    Cluster, ClusterKey, ConnectionPool, Endpoint, EndpointAddress, LoadBalancer, Protocol,
+};
+use meshproxy_config::compile::listener::ListenerRole;
+use meshproxy_config::compile::Snapshot;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+/// The local-app cluster of an INBOUND listener.
+pub struct InboundCluster {
+    /// Listener name.
+    pub listener: String,
+    /// Synthesized cluster (`inbound|<port>||`).
+    pub cluster: Cluster,
+    /// Its state.
+    pub state: Arc<ClusterState>,
+}
+
+/// A snapshot and the live state of its clusters (index-aligned with `snapshot.clusters`).
+pub struct Active {
+    /// The compiled config.
+    pub snapshot: Arc<Snapshot>,
+    /// Live state per cluster, same order as `snapshot.clusters`.
+    pub clusters: Vec<Arc<ClusterState>>,
+    /// Inbound listeners' local clusters.
+    pub inbound: Vec<InboundCluster>,
+}
+
+impl Active {
+    /// Builds the live state for `snapshot`, reusing `previous` state for every cluster
+    /// whose identity and fingerprint are unchanged (pools, counters, ejections survive).
+    pub fn build(snapshot: Arc<Snapshot>, previous: Option<&Active>, workers: usize) -> Active {
+        let mut old: HashMap<&ClusterKey, &Arc<ClusterState>> = HashMap::new();
+        if let Some(p) = previous {
+            for s in &p.clusters {
+                old.insert(&s.key, s);
+            }
+            for i in &p.inbound {
+                old.insert(&i.state.key, &i.state);
+            }
+        }
+        let reuse = |c: &Cluster| match old.get(&c.key) {
+            Some(s) if s.fingerprint == c.fingerprint => (*s).clone(),
+            _ => Arc::new(ClusterState::new(c, workers)),
+        };
+        let clusters = snapshot.clusters.iter().map(reuse).collect();
+        let mut inbound = Vec::new();
+        for l in &snapshot.listeners {
+            if let ListenerRole::Inbound { forward_to } = &l.role {
+                let key = ClusterKey {
+                    service: format!("inbound|{}||", forward_to.port()).into(),
+                    port: forward_to.port(),
+                    subset: None,
+                };
+                let endpoints = vec![Endpoint {
+                    address: EndpointAddress::Socket(*forward_to),
+                    labels: BTreeMap::new(),
+                    weight: 1,
+                    service_account: None,
+                }];
+                let pool = ConnectionPool {
+                    // The local app speaks whatever the caller spoke (Istio inbound).
+                    use_client_protocol: true,
+                    ..ConnectionPool::default()
+                };
+                let fingerprint = meshproxy_config::compile::cluster::fingerprint(
+                    &endpoints,
+                    &LoadBalancer::RoundRobin,
+                    &pool,
+                    &None,
+                    &None,
+                    Protocol::Http,
+                );
+                let cluster = Cluster {
+                    name: key.service.to_string(),
+                    key,
+                    service_name: snapshot.proxy.name.clone(),
+                    service_namespace: snapshot.proxy.namespace.clone(),
+                    protocol: Protocol::Http,
+                    endpoints,
+                    load_balancer: LoadBalancer::RoundRobin,
+                    pool,
+                    outlier: None,
+                    tls: None,
+                    fingerprint,
+                };
+                let state = reuse(&cluster);
+                inbound.push(InboundCluster {
+                    listener: l.name.clone(),
+                    cluster,
+                    state,
+                });
+            }
+        }
+        Active {
+            snapshot,
+            clusters,
+            inbound,
+        }
+    }
+}

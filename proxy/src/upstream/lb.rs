@@ -1,0 +1,243 @@
+//! Endpoint selection: Istio's load balancers over a cluster's live state.
+//!
+//! `exclude` lists endpoints already tried by this request (Envoy's `previous_hosts`
+//! retry predicate); they are avoided while another choice exists.
+
+use super::cluster_state::ClusterState;
+use meshproxy_config::compile::cluster::{HashAlgorithm, LoadBalancer};
+use std::sync::atomic::Ordering;
+
+/// Picks an endpoint index, or `None` when the cluster has no endpoint.
+pub fn pick(
+    state: &ClusterState,
+    lb: &LoadBalancer,
+    hash: Option<u64>,
+    exclude: &[usize],
+) -> Option<usize> {
+    let n = state.endpoints.len();
+    if n == 0 {
+        return None;
+    }
+    if n == 1 {
+        return Some(0);
+    }
+    let allowed = |i: usize| !exclude.contains(&i);
+    let any_allowed = (0..n).any(allowed);
+    let ok = |i: usize| !any_allowed || allowed(i);
+    match lb {
+        LoadBalancer::RoundRobin => Some(round_robin(state, ok)),
+        LoadBalancer::Random | LoadBalancer::Passthrough => Some(random(state, ok)),
+        LoadBalancer::LeastRequest => Some(least_request(state, ok)),
+        LoadBalancer::ConsistentHash { algorithm, .. } => match (hash, &state.hash) {
+            (Some(h), Some(table)) => {
+                let first = match (table, algorithm) {
+                    (super::cluster_state::HashTable::Maglev(m), HashAlgorithm::Maglev { .. }) => {
+                        m.lookup(h)
+                    }
+                    (super::cluster_state::HashTable::Ring(r), _) => {
+                        r.walk(h).find(|i| ok(*i as usize))
+                    }
+                    (super::cluster_state::HashTable::Maglev(m), _) => m.lookup(h),
+                };
+                match first {
+                    Some(i) if ok(i as usize) => Some(i as usize),
+                    _ => Some(random(state, ok)),
+                }
+            }
+            // Envoy: no hash key in the request → a random host.
+            _ => Some(random(state, ok)),
+        },
+    }
+}
+
+fn round_robin(state: &ClusterState, ok: impl Fn(usize) -> bool) -> usize {
+    let n = state.endpoints.len();
+    for _ in 0..n {
+        let c = state.cursor.fetch_add(1, Ordering::Relaxed);
+        let i = if state.equal_weights {
+            (c % n as u64) as usize
+        } else {
+            weighted_index(state, c % state.total_weight.max(1))
+        };
+        if ok(i) {
+            return i;
+        }
+    }
+    random(state, ok)
+}
+
+fn weighted_index(state: &ClusterState, mut r: u64) -> usize {
+    for (i, e) in state.endpoints.iter().enumerate() {
+        let w = u64::from(e.weight);
+        if r < w {
+            return i;
+        }
+        r -= w;
+    }
+    state.endpoints.len() - 1
+}
+
+fn random(state: &ClusterState, ok: impl Fn(usize) -> bool) -> usize {
+    let n = state.endpoints.len();
+    for _ in 0..8 {
+        let i = if state.equal_weights {
+            fastrand::usize(..n)
+        } else {
+            weighted_index(state, fastrand::u64(..state.total_weight.max(1)))
+        };
+        if ok(i) {
+            return i;
+        }
+    }
+    (0..n).find(|i| ok(*i)).unwrap_or(0)
+}
+
+/// Envoy's least-request with equal weights: power of two random choices, the one with
+/// fewer active requests wins. With unequal weights Envoy divides the weight by the active
+/// requests (plus one); the candidates are drawn by weight.
+fn least_request(state: &ClusterState, ok: impl Fn(usize) -> bool + Copy) -> usize {
+    let a = random(state, ok);
+    let mut b = random(state, ok);
+    if a == b {
+        b = random(state, ok);
+    }
+    let active = |i: usize| state.endpoints[i].active_requests.load(Ordering::Relaxed);
+    if state.equal_weights {
+        if active(b) < active(a) {
+            b
+        } else {
+            a
+        }
+    } else {
+        let score = |i: usize| f64::from(state.endpoints[i].weight) / (f64::from(active(i)) + 1.0);
+        if score(b) > score(a) {
+            b
+        } else {
+            a
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::upstream::cluster_state::ClusterState;
+    use meshproxy_config::compile::cluster::*;
+    use std::collections::BTreeMap;
+    use std::sync::atomic::Ordering;
+
+    fn cluster(n: usize, lb: LoadBalancer, weights: Option<Vec<u32>>) -> ClusterState {
+        let endpoints = (0..n)
+            .map(|i| Endpoint {
+                address: EndpointAddress::Socket(format!("10.0.0.{i}:80").parse().unwrap()),
+                labels: BTreeMap::new(),
+                weight: weights.as_ref().map(|w| w[i]).unwrap_or(1),
+                service_account: None,
+            })
+            .collect();
+        let c = Cluster {
+            key: ClusterKey {
+                service: "s".into(),
+                port: 80,
+                subset: None,
+            },
+            name: "c".into(),
+            service_name: "s".into(),
+            service_namespace: "default".into(),
+            protocol: Protocol::Http,
+            endpoints,
+            load_balancer: lb,
+            pool: ConnectionPool::default(),
+            outlier: None,
+            tls: None,
+            fingerprint: 0,
+        };
+        ClusterState::new(&c, 1)
+    }
+
+    #[test]
+    fn round_robin_cycles() {
+        let s = cluster(3, LoadBalancer::RoundRobin, None);
+        let picks: Vec<usize> = (0..6)
+            .map(|_| pick(&s, &LoadBalancer::RoundRobin, None, &[]).unwrap())
+            .collect();
+        for i in 0..3 {
+            assert_eq!(picks.iter().filter(|p| **p == i).count(), 2, "{picks:?}");
+        }
+        assert_ne!(picks[0], picks[1]);
+    }
+
+    #[test]
+    fn weighted_round_robin_follows_weights() {
+        let s = cluster(2, LoadBalancer::RoundRobin, Some(vec![3, 1]));
+        let picks: Vec<usize> = (0..400)
+            .map(|_| pick(&s, &LoadBalancer::RoundRobin, None, &[]).unwrap())
+            .collect();
+        assert_eq!(picks.iter().filter(|p| **p == 0).count(), 300);
+    }
+
+    #[test]
+    fn random_is_roughly_uniform() {
+        let s = cluster(4, LoadBalancer::Random, None);
+        let mut counts = [0; 4];
+        for _ in 0..40_000 {
+            counts[pick(&s, &LoadBalancer::Random, None, &[]).unwrap()] += 1;
+        }
+        for c in counts {
+            assert!((9_000..11_000).contains(&c), "{counts:?}");
+        }
+    }
+
+    #[test]
+    fn least_request_avoids_busy_endpoints() {
+        let s = cluster(2, LoadBalancer::LeastRequest, None);
+        s.endpoints[0].active_requests.store(10, Ordering::Relaxed);
+        let picks: Vec<usize> = (0..1000)
+            .map(|_| pick(&s, &LoadBalancer::LeastRequest, None, &[]).unwrap())
+            .collect();
+        // P2C with 2 endpoints: the idle one wins whenever both are drawn (3/4 of draws
+        // differ or draw it twice), the busy one only when drawn twice.
+        let busy = picks.iter().filter(|p| **p == 0).count();
+        assert!(busy < 150, "busy endpoint picked {busy} times");
+    }
+
+    #[test]
+    fn previous_hosts_are_avoided() {
+        for lb in [
+            LoadBalancer::RoundRobin,
+            LoadBalancer::Random,
+            LoadBalancer::LeastRequest,
+        ] {
+            let s = cluster(3, lb.clone(), None);
+            for _ in 0..100 {
+                let p = pick(&s, &lb, None, &[0, 1]).unwrap();
+                assert_eq!(p, 2, "{lb:?}");
+            }
+            // Everything excluded: still answers.
+            assert!(pick(&s, &lb, None, &[0, 1, 2]).is_some());
+        }
+    }
+
+    #[test]
+    fn consistent_hash_is_sticky() {
+        for algorithm in [
+            HashAlgorithm::RingHash {
+                minimum_ring_size: 1024,
+            },
+            HashAlgorithm::Maglev { table_size: 65537 },
+        ] {
+            let lb = LoadBalancer::ConsistentHash {
+                key: HashKey::SourceIp,
+                algorithm,
+            };
+            let s = cluster(5, lb.clone(), None);
+            for k in 0..200u64 {
+                let h = crate::upstream::hash_ring::hash_key(&k.to_le_bytes());
+                let first = pick(&s, &lb, Some(h), &[]).unwrap();
+                for _ in 0..5 {
+                    assert_eq!(pick(&s, &lb, Some(h), &[]).unwrap(), first);
+                }
+            }
+        }
+    }
+}

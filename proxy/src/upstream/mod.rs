@@ -1,0 +1,8 @@
+//! Upstream side: cluster live state, load balancing, connection pools, connecting.
+
+pub mod cluster_state;
+pub mod connect;
+pub mod dns;
+pub mod hash_ring;
+pub mod lb;
+pub mod pool;

@@ -1,0 +1,324 @@
+//! Test support: real upstream servers on 127.0.0.1:0 with scriptable behaviour, an
+//! in-process proxy started from YAML, and HTTP/1.1 and h2c clients.
+#![allow(dead_code)]
+
+use bytes::Bytes;
+use http::{HeaderMap, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use meshproxy::access_log::AccessLog;
+use meshproxy::server::{Options, Server};
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::net::TcpListener;
+
+/// What an upstream saw.
+#[derive(Default)]
+pub struct Seen {
+    /// Requests received.
+    pub requests: AtomicU64,
+    /// Headers of every request, in order.
+    pub headers: Mutex<Vec<HeaderMap>>,
+    /// Paths (with query) of every request.
+    pub paths: Mutex<Vec<String>>,
+    /// Protocol versions seen.
+    pub versions: Mutex<Vec<http::Version>>,
+    /// Connections accepted.
+    pub connections: AtomicU64,
+}
+
+/// A running test upstream.
+pub struct Upstream {
+    /// Its address.
+    pub addr: SocketAddr,
+    /// Its name (echoed in responses and `x-upstream` header).
+    pub name: String,
+    /// What it saw.
+    pub seen: Arc<Seen>,
+}
+
+impl Upstream {
+    /// Requests received so far.
+    pub fn count(&self) -> u64 {
+        self.seen.requests.load(Ordering::SeqCst)
+    }
+
+    /// Headers of the last request.
+    pub fn last_headers(&self) -> HeaderMap {
+        self.seen
+            .headers
+            .lock()
+            .unwrap()
+            .last()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Path of the last request.
+    pub fn last_path(&self) -> String {
+        self.seen
+            .paths
+            .lock()
+            .unwrap()
+            .last()
+            .cloned()
+            .unwrap_or_default()
+    }
+}
+
+/// Behaviour switches read from request headers:
+/// `x-test-status: N` answers N; `x-test-delay-ms: N` waits first; `x-test-reset: <name>`
+/// makes the upstream called `<name>` close the connection without answering (or `all`);
+/// `x-test-fail-first: N` answers 503 to the first N requests; POST bodies are counted and
+/// the byte count returned.
+pub async fn upstream(name: &str) -> Upstream {
+    upstream_with(name, Proto::Auto).await
+}
+
+/// Which protocols an upstream accepts.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Proto {
+    /// HTTP/1.1 and h2c (prior knowledge), detected.
+    Auto,
+    /// HTTP/2 only.
+    H2Only,
+    /// HTTP/1.1 only.
+    H1Only,
+}
+
+/// Starts an upstream speaking `proto`.
+pub async fn upstream_with(name: &str, proto: Proto) -> Upstream {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen = Arc::new(Seen::default());
+    let name_s: Arc<str> = name.into();
+    let s = seen.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            s.connections.fetch_add(1, Ordering::SeqCst);
+            let s = s.clone();
+            let name = name_s.clone();
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
+                    let s = s.clone();
+                    let name = name.clone();
+                    async move { Ok::<_, Infallible>(respond(req, &s, &name).await) }
+                });
+                let io = TokioIo::new(stream);
+                let _ = match proto {
+                    Proto::Auto => {
+                        hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                            .serve_connection_with_upgrades(io, svc)
+                            .await
+                            .map_err(|_| ())
+                    }
+                    Proto::H2Only => hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                        .serve_connection(io, svc)
+                        .await
+                        .map_err(|_| ()),
+                    Proto::H1Only => hyper::server::conn::http1::Builder::new()
+                        .serve_connection(io, svc)
+                        .await
+                        .map_err(|_| ()),
+                };
+            });
+        }
+    });
+    Upstream {
+        addr,
+        name: name.to_string(),
+        seen,
+    }
+}
+
+async fn respond(req: Request<Incoming>, s: &Seen, name: &str) -> Response<Full<Bytes>> {
+    let n = s.requests.fetch_add(1, Ordering::SeqCst) + 1;
+    s.headers.lock().unwrap().push(req.headers().clone());
+    s.paths.lock().unwrap().push(
+        req.uri()
+            .path_and_query()
+            .map(|p| p.to_string())
+            .unwrap_or_default(),
+    );
+    s.versions.lock().unwrap().push(req.version());
+    let h = req.headers().clone();
+    let get = |k: &str| h.get(k).and_then(|v| v.to_str().ok()).map(str::to_string);
+    if let Some(ms) = get("x-test-delay-ms").and_then(|v| v.parse::<u64>().ok()) {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
+    if let Some(target) = get("x-test-reset") {
+        if target == name || target == "all" {
+            // Panicking in the service makes hyper drop the connection without a response.
+            std::panic::panic_any("reset requested");
+        }
+    }
+    let mut status = get("x-test-status")
+        .and_then(|v| v.parse::<u16>().ok())
+        .unwrap_or(200);
+    if let Some(first) = get("x-test-fail-first").and_then(|v| v.parse::<u64>().ok()) {
+        if n <= first {
+            status = 503;
+        }
+    }
+    let mut bytes = 0u64;
+    let mut body = req.into_body();
+    while let Some(frame) = body.frame().await {
+        match frame {
+            Ok(f) => bytes += f.data_ref().map(|d| d.len() as u64).unwrap_or(0),
+            Err(_) => break,
+        }
+    }
+    let text = if bytes > 0 {
+        format!("{name} {bytes}")
+    } else {
+        name.to_string()
+    };
+    let mut resp = Response::new(Full::new(Bytes::from(text)));
+    *resp.status_mut() = StatusCode::from_u16(status).unwrap();
+    resp.headers_mut()
+        .insert("x-upstream", name.parse().unwrap());
+    resp
+}
+
+/// A running in-process proxy.
+pub struct Proxy {
+    /// The server.
+    pub server: Server,
+    /// The outbound listener's address.
+    pub addr: SocketAddr,
+}
+
+/// Replaces `{name}` placeholders with `ports`.
+pub fn render(yaml: &str, ports: &HashMap<&str, u16>) -> String {
+    let mut out = yaml.to_string();
+    for (k, v) in ports {
+        out = out.replace(&format!("{{{k}}}"), &v.to_string());
+    }
+    out
+}
+
+/// Starts a proxy (one worker) from config text; the outbound listener binds 127.0.0.1:0.
+pub fn proxy(yaml: &str) -> Proxy {
+    let proxy_doc = "apiVersion: meshproxy.io/v1alpha1\nkind: Proxy\nmetadata: {name: test, namespace: default}\nspec:\n  workload: {labels: {app: test}}\n  listeners:\n  - {name: outbound, address: \"127.0.0.1:0\", direction: OUTBOUND}\n";
+    let text = if yaml.contains("kind: Proxy") {
+        yaml.to_string()
+    } else {
+        format!("{proxy_doc}---\n{yaml}")
+    };
+    let snap = meshproxy_config::compile::load_str("test.yaml", &text)
+        .unwrap_or_else(|d| panic!("config refused:\n{d}"));
+    let server =
+        Server::start(snap, Options::default(), AccessLog::disabled()).expect("proxy starts");
+    let addr = server.addrs()[0].1;
+    Proxy { server, addr }
+}
+
+/// A ServiceEntry for `host` with one endpoint per `(port, labels)`.
+pub fn service(host: &str, endpoints: &[(u16, &str)]) -> String {
+    let mut eps = String::new();
+    for (port, labels) in endpoints {
+        eps.push_str(&format!(
+            "  - {{address: 127.0.0.1, ports: {{http: {port}}}, labels: {{{labels}}}}}\n"
+        ));
+    }
+    format!(
+        "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {{name: {name}}}\nspec:\n  hosts: [{host}]\n  ports: [{{number: 80, name: http, protocol: HTTP}}]\n  resolution: STATIC\n  endpoints:\n{eps}---\n",
+        name = host.split('.').next().unwrap()
+    )
+}
+
+/// An HTTP/1.1 client.
+pub fn h1_client() -> Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>> {
+    Client::builder(TokioExecutor::new()).build_http()
+}
+
+/// An h2c (prior knowledge) client.
+pub fn h2_client() -> Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>> {
+    Client::builder(TokioExecutor::new())
+        .http2_only(true)
+        .build_http()
+}
+
+/// A simple response: status, headers, body text.
+pub struct Reply {
+    /// Status.
+    pub status: u16,
+    /// Headers.
+    pub headers: HeaderMap,
+    /// Body.
+    pub body: String,
+}
+
+impl Reply {
+    /// A header as a string ("" if absent).
+    pub fn header(&self, name: &str) -> &str {
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    }
+}
+
+/// Sends a GET to the proxy with a Host header and extra headers.
+pub async fn get(p: &Proxy, host: &str, path: &str, headers: &[(&str, &str)]) -> Reply {
+    send(p.addr, "GET", host, path, headers, Bytes::new(), false).await
+}
+
+/// Sends a request over HTTP/1.1 (or h2c when `h2`).
+pub async fn send(
+    addr: SocketAddr,
+    method: &str,
+    host: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Bytes,
+    h2: bool,
+) -> Reply {
+    let client = if h2 { h2_client() } else { h1_client() };
+    let uri = format!("http://{addr}{path}");
+    let mut req = Request::builder().method(method).uri(uri);
+    if !h2 {
+        req = req.header("host", host);
+    } else {
+        // h2: the authority carries the host
+        req = req.uri(format!("http://{host}{path}"));
+    }
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let req = req.body(Full::new(body)).unwrap();
+    let resp = if h2 {
+        // Connect to the proxy address but keep the virtual authority.
+        let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (mut sender, conn) =
+            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+                .await
+                .unwrap();
+        tokio::spawn(conn);
+        sender.send_request(req).await.unwrap()
+    } else {
+        client.request(req).await.unwrap()
+    };
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let body = resp
+        .into_body()
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    Reply {
+        status,
+        headers,
+        body: String::from_utf8_lossy(&body).to_string(),
+    }
+}

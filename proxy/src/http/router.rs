@@ -644,7 +644,7 @@ async fn send_with_retries(
             } else {
                 f.detail.clone()
             };
-            Err(ctx.reply(status, Flags::NONE, details, &body))
+            Err(ctx.reply(status, *flags, details, &body))
         }
     }
 }

@@ -1,0 +1,81 @@
+//! End to end: `meshproxy demo` starts from the embedded config and the curl lines it
+//! prints work as they say.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+fn sh(cmd: &str) -> String {
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(cmd)
+        .output()
+        .expect("sh runs");
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+#[test]
+fn demo_prints_curl_lines_that_work() {
+    if Command::new("curl").arg("--version").output().is_err() {
+        panic!("curl is required for this test (.ci/run installs it)");
+    }
+    let started = Instant::now();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_meshproxy"))
+        .args(["demo", "--port", "0"])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn demo");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let mut curls = Vec::new();
+    for line in lines.by_ref() {
+        let line = line.expect("line");
+        if line.starts_with("curl") || line.starts_with("for ") {
+            curls.push(line.clone());
+        }
+        if line.starts_with("(access log below") {
+            break;
+        }
+    }
+    let ready_after = started.elapsed();
+    eprintln!("demo ready after {ready_after:?}");
+    assert_eq!(curls.len(), 4, "{curls:?}");
+
+    let jason = sh(&curls[0]);
+    assert!(
+        jason.contains("\"version\":\"v2\""),
+        "header routing: {jason}"
+    );
+
+    let split = sh(&curls[1]);
+    assert!(
+        split.contains("\"version\":\"v1\""),
+        "weighted split: {split}"
+    );
+    assert!(
+        !split.contains("\"version\":\"v2\""),
+        "v2 is only for jason: {split}"
+    );
+
+    let fault = sh(&curls[2]);
+    assert!(fault.starts_with("HTTP/1.1 503"), "fault: {fault}");
+
+    let no_route = sh(&curls[3]);
+    assert!(no_route.starts_with("HTTP/1.1 404"), "no route: {no_route}");
+
+    // The access log records the flags.
+    let mut log = String::new();
+    for line in lines.by_ref() {
+        let line = line.expect("line");
+        log.push_str(&line);
+        log.push('\n');
+        if line.contains("\" 404 NR ") {
+            break;
+        }
+    }
+    assert!(log.contains(" 503 FI "), "{log}");
+    let _ = child.kill();
+    let _ = child.wait();
+}

@@ -562,7 +562,8 @@ pub fn retry_policy(r: Option<&vs::HttpRetry>, consistent_hash: bool) -> RetryPo
     if p.attempts == 0 {
         return p;
     }
-    if let Some(on) = &r.retry_on {
+    // Istio: an empty retryOn is unset, so the default conditions stay.
+    if let Some(on) = r.retry_on.as_deref().filter(|s| !s.is_empty()) {
         let mut bits = 0;
         let mut codes = Vec::new();
         for tok in on.split(',').map(str::trim).filter(|t| !t.is_empty()) {

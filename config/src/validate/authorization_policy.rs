@@ -89,16 +89,23 @@ pub(crate) fn validate(v: &mut V, ap: &AuthorizationPolicy) {
         v.warn("spec.action", "CUSTOM (external authorization) is not supported by meshproxy: this policy is not enforced");
     }
     if let Some(dry) = v.res.meta.annotations.get("istio.io/dry-run") {
-        if dry != "true" && dry != "false" {
-            v.err(
-                "metadata.annotations.istio.io/dry-run",
-                format!("invalid value {dry:?}: must be \"true\" or \"false\""),
-            );
-        } else if matches!(action, Action::Custom | Action::Audit) {
-            v.err(
-                "metadata.annotations.istio.io/dry-run",
-                "dry-run is only supported for ALLOW and DENY",
-            );
+        const DRY_RUN: &str = "metadata.annotations.istio.io/dry-run";
+        // Istio (`checkDryRunAnnotation`): only ALLOW and DENY take the annotation, whatever
+        // its value; there it must parse with Go's strconv.ParseBool.
+        if matches!(action, Action::Custom | Action::Audit) {
+            v.err(DRY_RUN, "dry-run is only supported for ALLOW and DENY");
+        } else {
+            match parse_go_bool(dry) {
+                None => v.err(
+                    DRY_RUN,
+                    format!("invalid value {dry:?}: must be a boolean (\"true\" or \"false\"; also 1, t, T, TRUE, True, 0, f, F, FALSE, False)"),
+                ),
+                Some(true) => v.not_enforced(
+                    DRY_RUN,
+                    "dry-run; meshproxy enforces this policy as if the annotation were absent",
+                ),
+                Some(false) => {}
+            }
         }
     }
     match &ap.rules {
@@ -125,6 +132,15 @@ pub(crate) fn validate(v: &mut V, ap: &AuthorizationPolicy) {
                 }
             }
         }
+    }
+}
+
+/// Go's `strconv.ParseBool`.
+fn parse_go_bool(s: &str) -> Option<bool> {
+    match s {
+        "1" | "t" | "T" | "TRUE" | "true" | "True" => Some(true),
+        "0" | "f" | "F" | "FALSE" | "false" | "False" => Some(false),
+        _ => None,
     }
 }
 
@@ -293,19 +309,24 @@ fn source(v: &mut V, p: &str, s: &Source, action: Action) {
             "JWT request authentication; such a source never matches",
         );
     }
-    if action == Action::Custom
-        && (s.principals.is_some()
-            || s.not_principals.is_some()
-            || s.namespaces.is_some()
-            || s.not_namespaces.is_some()
-            || s.request_principals.is_some()
-            || s.not_request_principals.is_some()
-            || s.service_accounts.is_some()
-            || s.not_service_accounts.is_some()
-            || s.trust_domains.is_some()
-            || s.not_trust_domains.is_some())
-    {
-        v.err(p, "CUSTOM rules cannot use identity fields (principals, namespaces, serviceAccounts, requestPrincipals, trustDomains)");
+    if action == Action::Custom {
+        // Istio rejects exactly these source fields with CUSTOM (serviceAccounts,
+        // trustDomains and IP blocks are accepted).
+        for (name, list) in [
+            ("namespaces", &s.namespaces),
+            ("notNamespaces", &s.not_namespaces),
+            ("principals", &s.principals),
+            ("notPrincipals", &s.not_principals),
+            ("requestPrincipals", &s.request_principals),
+            ("notRequestPrincipals", &s.not_request_principals),
+        ] {
+            if list.as_ref().is_some_and(|l| !l.is_empty()) {
+                v.err(
+                    &format!("{p}.{name}"),
+                    format!("{name} is currently not supported with CUSTOM action"),
+                );
+            }
+        }
     }
 }
 
@@ -447,11 +468,16 @@ fn condition(v: &mut V, p: &str, c: &Condition, action: Action) {
     if key.starts_with("experimental.envoy.filters.") {
         v.not_enforced(&format!("{p}.key"), "Envoy filter metadata");
     }
-    if action == Action::Custom && (key.starts_with("source.") || key.starts_with("request.auth."))
+    // Istio rejects only these condition keys with CUSTOM; other source.* keys (source.ip,
+    // source.serviceAccount, ...) are accepted.
+    if action == Action::Custom
+        && (key == "source.namespace"
+            || key == "source.principal"
+            || key.starts_with("request.auth."))
     {
         v.err(
             &format!("{p}.key"),
-            "CUSTOM rules cannot use source.* or request.auth.* conditions",
+            format!("{key} is currently not supported with CUSTOM action"),
         );
     }
 }

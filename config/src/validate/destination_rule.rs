@@ -576,13 +576,19 @@ fn client_tls(v: &mut V, p: &str, t: &ClientTlsSettings) {
     let has_files = !t.client_certificate.is_empty()
         || !t.private_key.is_empty()
         || !t.ca_certificates.is_empty();
-    if !t.credential_name.is_empty() && has_files {
+    let istio_mutual = t.mode == Some(ClientTlsMode::IstioMutual);
+    // Istio checks credentialName against the file fields for SIMPLE and MUTUAL only.
+    let simple_or_mutual = matches!(
+        t.mode,
+        Some(ClientTlsMode::Simple) | Some(ClientTlsMode::Mutual)
+    );
+    if simple_or_mutual && !t.credential_name.is_empty() && has_files {
         v.err(
             p,
             "cannot specify client certificates or CA certificate if credentialName is set",
         );
     }
-    if !t.credential_name.is_empty() && !t.ca_crl.is_empty() {
+    if simple_or_mutual && !t.credential_name.is_empty() && !t.ca_crl.is_empty() {
         v.err(p, "cannot specify caCrl if credentialName is set");
     }
     let skip = t.insecure_skip_verify == Some(true);
@@ -616,8 +622,19 @@ fn client_tls(v: &mut V, p: &str, t: &ClientTlsSettings) {
             }
         }
         Some(ClientTlsMode::IstioMutual) => {
-            if has_files || !t.credential_name.is_empty() || !t.ca_cert_credential_name.is_empty() {
-                v.err(p, "ISTIO_MUTUAL uses the mesh identity: clientCertificate, privateKey, caCertificates and credentialName must not be set");
+            // Istio accepts these fields with ISTIO_MUTUAL and ignores them.
+            for (field, set) in [
+                ("clientCertificate", !t.client_certificate.is_empty()),
+                ("privateKey", !t.private_key.is_empty()),
+                ("caCertificates", !t.ca_certificates.is_empty()),
+                ("credentialName", !t.credential_name.is_empty()),
+            ] {
+                if set {
+                    v.warn(
+                        &format!("{p}.{field}"),
+                        format!("{field} is ignored with ISTIO_MUTUAL: the mesh identity is used"),
+                    );
+                }
             }
         }
         Some(ClientTlsMode::Disable) | None => {}
@@ -627,7 +644,8 @@ fn client_tls(v: &mut V, p: &str, t: &ClientTlsSettings) {
         ("privateKey", &t.private_key),
         ("caCertificates", &t.ca_certificates),
     ] {
-        if !file.is_empty() {
+        // With ISTIO_MUTUAL the files are ignored (warned above), so they need not exist.
+        if !file.is_empty() && !istio_mutual {
             super::proxy::file_exists(v, &format!("{p}.{field}"), file);
         }
     }
@@ -642,7 +660,7 @@ fn client_tls(v: &mut V, p: &str, t: &ClientTlsSettings) {
             "caCertCredentialName is only valid with SIMPLE or MUTUAL",
         );
     }
-    if !t.credential_name.is_empty() {
+    if !t.credential_name.is_empty() && !istio_mutual {
         v.not_enforced(&format!("{p}.credentialName"), "Kubernetes secrets are not read in file mode; use clientCertificate/privateKey/caCertificates");
     }
     if !t.ca_cert_credential_name.is_empty() {

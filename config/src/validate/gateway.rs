@@ -10,11 +10,23 @@ const GATEWAY_PROTOCOLS: &[&str] = &[
 ];
 
 pub(crate) fn validate(v: &mut V, gw: &Gateway) {
+    // Istio: a Gateway's name must be a DNS-1123 label (no dots), stricter than the
+    // subdomain rule every kind gets.
+    if names::is_dns1123_subdomain(&v.res.name) && !names::is_dns1123_label(&v.res.name) {
+        v.err(
+            "metadata.name",
+            format!(
+                "invalid gateway name {:?}: must be a DNS-1123 label (no dots)",
+                v.res.name
+            ),
+        );
+    }
     if gw.servers.is_empty() {
         v.err("spec.servers", "gateway must have at least one server");
     }
     v.labels("spec.selector", &gw.selector);
     let mut server_names = BTreeSet::new();
+    let mut port_names = BTreeSet::new();
     for (i, s) in gw.servers.iter().enumerate() {
         let p = format!("spec.servers[{i}]");
         server(v, &p, s);
@@ -24,6 +36,56 @@ pub(crate) fn validate(v: &mut V, gw: &Gateway) {
                 format!("server name {:?} is not unique", s.name),
             );
         }
+        // Istio: port names are unique across all servers of the Gateway.
+        if let Some(port) = &s.port {
+            if !port_names.insert(port.name.as_str()) {
+                v.err(
+                    &format!("{p}.port.name"),
+                    format!(
+                        "port names in servers must be unique: duplicate name {:?}",
+                        port.name
+                    ),
+                );
+            }
+        }
+    }
+}
+
+/// Istio `ValidateNamespaceSlashWildcardHostname` for gateways: `[namespace/]dnsName`, the
+/// namespace `*`, `.` or a DNS-1123 label; the name `*`, an IP, or a dotted (non-short)
+/// DNS name whose only wildcard is a leading `*.`.
+fn server_host(v: &mut V, hp: &str, h: &str) {
+    let host = match h.split_once('/') {
+        Some((ns, host)) => {
+            if ns.is_empty() || host.is_empty() {
+                v.err(
+                    hp,
+                    format!("config namespace and dnsName in host {h:?} cannot be empty"),
+                );
+            }
+            if ns != "*" && ns != "." && !names::is_dns1123_label(ns) {
+                v.err(
+                    hp,
+                    format!("invalid namespace {ns:?} in host {h:?}: must be '*', '.' or a namespace name"),
+                );
+            }
+            host
+        }
+        None => h,
+    };
+    if host != "*" && !host.contains('.') {
+        v.err(
+            hp,
+            format!("short names (non FQDN) are not allowed: {host:?}"),
+        );
+    }
+    if host.parse::<std::net::IpAddr>().is_err() {
+        if let Err(e) = names::check_wildcard_domain(host) {
+            v.err(hp, e);
+        }
+    }
+    if host.contains('*') && host != "*" && !host.starts_with("*.") {
+        v.err(hp, format!("partial wildcard {host:?} not allowed"));
     }
 }
 
@@ -63,8 +125,11 @@ fn server(v: &mut V, p: &str, s: &Server) {
             if port.name.is_empty() {
                 v.err(&format!("{pp}.name"), "port name must be set");
             }
-            if port.target_port.is_some() {
-                v.deprecated(&format!("{pp}.targetPort"), "the port number");
+            if port.target_port.is_some_and(|tp| tp > 0) {
+                v.err(
+                    &format!("{pp}.targetPort"),
+                    "targetPort has no impact on Gateways",
+                );
             }
         }
     }
@@ -75,23 +140,7 @@ fn server(v: &mut V, p: &str, s: &Server) {
         );
     }
     for (i, h) in s.hosts.iter().enumerate() {
-        let hp = format!("{p}.hosts[{i}]");
-        let (ns, host) = match h.split_once('/') {
-            Some((ns, host)) => (Some(ns), host),
-            None => (None, h.as_str()),
-        };
-        if let Some(ns) = ns {
-            if ns != "*" && ns != "." && ns != "~" && !names::is_lower_dns1123_label(ns) {
-                v.err(&hp, format!("invalid namespace {ns:?} in host {h:?}: must be '*', '.', '~' or a namespace name"));
-            }
-        }
-        if host.contains('/') {
-            v.err(&hp, format!("host {h:?} has more than one '/'"));
-        } else if host != "*" && host.parse::<std::net::IpAddr>().is_err() {
-            if let Err(e) = names::check_wildcard_domain(host) {
-                v.err(&hp, e);
-            }
-        }
+        server_host(v, &format!("{p}.hosts[{i}]"), h);
     }
     if !s.bind.is_empty() && !uds && s.bind.parse::<std::net::IpAddr>().is_err() {
         v.err(
@@ -204,6 +253,14 @@ fn tls(v: &mut V, p: &str, t: &ServerTlsSettings, tls_protocol: bool) {
         v.err(
             &format!("{p}.caCertificates"),
             "MUTUAL TLS requires a client CA bundle",
+        );
+    }
+    // Istio: a CRL cannot be used with SIMPLE (no client certificates to check), unless the
+    // credentials come from credentialName(s), where Istio stops checking.
+    if mode == ServerTlsMode::Simple && !t.ca_crl.is_empty() && !has_creds {
+        v.err(
+            &format!("{p}.caCrl"),
+            "CRL is not supported with SIMPLE TLS",
         );
     }
     if mode == ServerTlsMode::IstioMutual && (files || has_creds || !t.tls_certificates.is_empty())

@@ -87,6 +87,14 @@ impl V<'_> {
                 ),
             );
         }
+        if res.kind != crate::model::Kind::AuthorizationPolicy
+            && res.meta.annotations.contains_key("istio.io/dry-run")
+        {
+            self.err(
+                "metadata.annotations.istio.io/dry-run",
+                "the istio.io/dry-run annotation is only supported on AuthorizationPolicy",
+            );
+        }
         if !names::is_lower_dns1123_label(&res.namespace) {
             self.err(
                 "metadata.namespace",
@@ -133,24 +141,29 @@ impl V<'_> {
 
     /// `exportTo` lists.
     pub fn export_to(&mut self, path: &str, list: &[String]) {
-        for e in names::check_export_to(list) {
+        let is_se = matches!(self.res.spec, Spec::ServiceEntry(_));
+        for e in names::check_export_to(list, &self.res.namespace, is_se) {
             self.err(path, e);
         }
     }
 
     /// A `StringMatch`. `allow_empty_prefix` is true only for `uri` (Istio allows
-    /// `prefix: ""` there); `allow_presence` lets `{}` and `regex: "*"` mean "present".
+    /// `prefix: ""` there); `allow_unset` lets `{}` (no matcher) through, which match
+    /// conditions accept as "present"; `star_is_presence` accepts `regex: "*"` as a presence
+    /// match, which Istio does only for `withoutHeaders` (everywhere else `*` is compiled as
+    /// a regex and fails).
     pub fn string_match(
         &mut self,
         path: &str,
         m: &StringMatch,
         allow_empty_prefix: bool,
-        allow_presence: bool,
+        allow_unset: bool,
+        star_is_presence: bool,
     ) {
         if m.kinds_set() > 1 {
             self.err(path, "only one of exact, prefix or regex may be set");
         }
-        if m.is_empty() && !allow_presence {
+        if m.is_empty() && !allow_unset {
             self.err(path, "one of exact, prefix or regex must be set");
         }
         if let Some(p) = &m.prefix {
@@ -159,7 +172,7 @@ impl V<'_> {
             }
         }
         if let Some(re) = &m.regex {
-            if !(allow_presence && re == "*") {
+            if !(star_is_presence && re == "*") {
                 self.regex(&format!("{path}.regex"), re);
             }
         }

@@ -25,18 +25,17 @@ pub fn is_dns1123_subdomain(s: &str) -> bool {
     s.len() <= 253 && s.split('.').all(is_lower_dns1123_label)
 }
 
-/// Istio `labels.IsWildcardDNS1123Label`: `*`, or `*` followed by label characters.
+/// Istio `labels.IsWildcardDNS1123Label`: `*`, or a DNS-1123 label optionally prefixed by
+/// `*` or `*-` (`^(\*|(\*|\*-)?<label>)$`, at most 63 characters in all).
 fn is_wildcard_label(s: &str) -> bool {
     if s == "*" {
         return true;
     }
+    if s.len() > 63 {
+        return false;
+    }
     match s.strip_prefix('*') {
-        Some(rest) => {
-            !rest.is_empty()
-                && rest.len() < 63
-                && rest.as_bytes()[rest.len() - 1].is_ascii_alphanumeric()
-                && rest.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-')
-        }
+        Some(rest) => is_dns1123_label(rest.strip_prefix('-').unwrap_or(rest)),
         None => is_dns1123_label(s),
     }
 }
@@ -85,7 +84,12 @@ fn check_dns1123_labels(whole: &str, labels: &str) -> Result<(), String> {
             ));
         }
     }
-    for label in parts {
+    let last = parts.len() - 1;
+    for (i, label) in parts.into_iter().enumerate() {
+        // Istio: the last label may be empty, for unambiguous names like `istio.io.`.
+        if i == last && label.is_empty() && i > 0 {
+            return Ok(());
+        }
         if !is_dns1123_label(label) {
             return Err(format!(
                 "domain name {whole:?} invalid (label {label:?} invalid)"
@@ -146,6 +150,14 @@ fn is_label_name(s: &str) -> bool {
         && b[b.len() - 1].is_ascii_alphanumeric()
         && b.iter()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
+}
+
+/// Istio's header-name rule for match keys and CORS header lists (`validHeaderRegex`,
+/// `^[-_A-Za-z0-9]+$`).
+pub fn is_istio_header_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_')
 }
 
 /// RFC 9110 token (header names).
@@ -215,15 +227,28 @@ pub fn check_port(p: u64) -> Result<(), String> {
     }
 }
 
-/// Istio `validateExportTo`: `.`, `*` or namespace names; no duplicates; `*` alone.
-pub fn check_export_to(list: &[String]) -> Vec<String> {
+/// Istio `validateExportTo`: `.`, `*` or namespace names (and `~`, "visible to no one",
+/// for ServiceEntries only); no duplicates, where `.` and the resource's own `namespace`
+/// are the same entry; `*` and `~` stand alone.
+pub fn check_export_to(list: &[String], namespace: &str, is_service_entry: bool) -> Vec<String> {
     let mut errs = Vec::new();
-    let mut seen = std::collections::BTreeSet::new();
+    // key (with `.` read as `namespace`) -> the entry as written
+    let mut seen = std::collections::BTreeMap::new();
     for e in list {
-        if !seen.insert(e.as_str()) {
-            errs.push(format!("duplicate entry {e:?} in exportTo"));
+        let key = if e == "." { namespace } else { e.as_str() };
+        if let Some(first) = seen.insert(key, e.as_str()) {
+            if first != e {
+                errs.push(format!(
+                    "duplicate entries in exportTo: . and current namespace {namespace:?}"
+                ));
+            } else {
+                errs.push(format!("duplicate entry {e:?} in exportTo"));
+            }
+            continue;
         }
-        if e != "." && e != "*" && e != "~" && !is_lower_dns1123_label(e) {
+        if e == "~" && !is_service_entry {
+            errs.push("exportTo ~ (none) is allowed only for ServiceEntries".into());
+        } else if e != "." && e != "*" && e != "~" && !is_lower_dns1123_label(e) {
             errs.push(format!(
                 "invalid exportTo entry {e:?}: must be '.', '*' or a namespace name"
             ));
@@ -231,6 +256,9 @@ pub fn check_export_to(list: &[String]) -> Vec<String> {
     }
     if list.len() > 1 && list.iter().any(|e| e == "*") {
         errs.push("exportTo '*' cannot be combined with other entries".into());
+    }
+    if is_service_entry && list.len() > 1 && list.iter().any(|e| e == "~") {
+        errs.push("cannot export service entry to no one (~) and someone".into());
     }
     errs
 }
@@ -293,6 +321,12 @@ mod tests {
         assert!(check_wildcard_domain("*.foo.com").is_ok());
         assert!(check_wildcard_domain("*foo.com").is_ok());
         assert!(check_wildcard_domain("*-foo.com").is_ok());
+        assert!(check_wildcard_domain("*--foo.com").is_err());
+        assert!(check_wildcard_domain("*-.com").is_err());
+        assert!(check_wildcard_domain("10.0.0.1").is_err());
+        assert!(is_istio_header_name("x-Foo_bar9"));
+        assert!(!is_istio_header_name("x.foo"));
+        assert!(!is_istio_header_name(""));
         assert!(check_wildcard_domain("*").is_ok());
         assert!(check_wildcard_domain("reviews").is_ok());
         assert!(check_wildcard_domain("foo.*.com").is_err());
@@ -302,6 +336,8 @@ mod tests {
         assert!(check_wildcard_domain("").is_err());
         assert!(check_fqdn("foo.123").is_err());
         assert!(check_fqdn("foo.com.").is_ok());
+        assert!(check_wildcard_domain("istio.io.").is_ok());
+        assert!(check_wildcard_domain("istio..io").is_err());
     }
 
     #[test]
@@ -329,10 +365,23 @@ mod tests {
 
     #[test]
     fn export_to_rules() {
-        assert!(check_export_to(&[".".into()]).is_empty());
-        assert!(!check_export_to(&["*".into(), "a".into()]).is_empty());
-        assert!(!check_export_to(&["a".into(), "a".into()]).is_empty());
-        assert!(!check_export_to(&["Bad_NS".into()]).is_empty());
+        let ex = |l: &[&str], se: bool| {
+            let l: Vec<String> = l.iter().map(|s| s.to_string()).collect();
+            check_export_to(&l, "shop", se)
+        };
+        assert!(ex(&["."], false).is_empty());
+        assert!(ex(&[".", "frontend"], false).is_empty());
+        assert!(!ex(&["*", "a"], false).is_empty());
+        assert!(!ex(&["a", "a"], false).is_empty());
+        assert!(!ex(&["Bad_NS"], false).is_empty());
+        assert_eq!(
+            ex(&[".", "shop"], false),
+            vec!["duplicate entries in exportTo: . and current namespace \"shop\"".to_string()]
+        );
+        assert!(!ex(&["shop", "."], false).is_empty());
+        assert!(ex(&["~"], true).is_empty());
+        assert!(!ex(&["~"], false).is_empty());
+        assert!(!ex(&["~", "a"], true).is_empty());
     }
 
     #[test]

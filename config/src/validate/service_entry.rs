@@ -19,11 +19,21 @@ pub(crate) fn validate(v: &mut V, se: &ServiceEntry) {
             v.err(&p, "hostname cannot be wildcard");
         } else if let Err(e) = names::check_wildcard_domain(h) {
             v.err(&p, e);
-        } else if crate::host::is_wildcard(h)
-            && resolution == Resolution::Dns
+        } else if h.starts_with('*') && !h.starts_with("*.") {
+            v.warn(&p, format!("partial wildcard host {h:?} is not supported: only a leading \"*.\" label is matched as a wildcard"));
+        } else if matches!(resolution, Resolution::Dns | Resolution::DnsRoundRobin)
             && se.endpoints.is_empty()
+            && names::check_fqdn(h).is_err()
         {
-            v.err(&p, "a wildcard host needs endpoints when resolution is DNS");
+            // Istio: without endpoints the hosts themselves are resolved, so they must be
+            // FQDNs (no wildcard).
+            v.err(
+                &p,
+                format!(
+                    "hosts must be FQDN if no endpoints are provided for resolution mode {}",
+                    resolution_name(resolution)
+                ),
+            );
         }
     }
     for (i, a) in se.addresses.iter().enumerate() {
@@ -54,11 +64,22 @@ pub(crate) fn validate(v: &mut V, se: &ServiceEntry) {
         }
         if port.name.is_empty() {
             v.err(&format!("{p}.name"), "port name is required");
-        } else if !port_names.insert(port.name.as_str()) {
-            v.err(
-                &format!("{p}.name"),
-                format!("port name {:?} cannot be duplicated", port.name),
-            );
+        } else {
+            if !names::is_dns1123_label(&port.name) {
+                v.err(
+                    &format!("{p}.name"),
+                    format!(
+                        "invalid port name {:?}: must be a DNS-1123 label",
+                        port.name
+                    ),
+                );
+            }
+            if !port_names.insert(port.name.as_str()) {
+                v.err(
+                    &format!("{p}.name"),
+                    format!("port name {:?} cannot be duplicated", port.name),
+                );
+            }
         }
         if !port.protocol.is_empty() && !names::is_known_protocol(&port.protocol) {
             v.err(
@@ -125,12 +146,37 @@ pub(crate) fn validate(v: &mut V, se: &ServiceEntry) {
         }
         Resolution::Dns => {}
     }
+    // Istio: with several hosts and a resolution other than NONE, every port must be
+    // HTTP-family or TLS, whose requests carry the host (authority or SNI); plain TCP (or an
+    // unset protocol) cannot tell the hosts apart.
+    if resolution != Resolution::None && se.hosts.len() > 1 {
+        if let Some(i) = se
+            .ports
+            .iter()
+            .position(|p| !is_http_or_tls_protocol(&p.protocol))
+        {
+            v.err(
+                &format!("spec.ports[{i}].protocol"),
+                "multiple hosts provided with non-HTTP, non-TLS ports",
+            );
+        }
+    }
     if se.endpoints.len() > 4096 {
         v.err("spec.endpoints", "at most 4096 endpoints are allowed");
     }
     for (i, ep) in se.endpoints.iter().enumerate() {
         let p = format!("spec.endpoints[{i}]");
         endpoint(v, &p, ep, resolution, &port_names);
+        // Istio: a unix:// endpoint serves exactly one service port.
+        if ep.address.starts_with("unix://") && se.ports.len() != 1 {
+            v.err(
+                &format!("{p}.address"),
+                format!(
+                    "exactly 1 service port required for unix endpoints, the service entry has {}",
+                    se.ports.len()
+                ),
+            );
+        }
     }
     v.export_to("spec.exportTo", &se.export_to);
     for (i, san) in se.subject_alt_names.iter().enumerate() {
@@ -140,6 +186,31 @@ pub(crate) fn validate(v: &mut V, se: &ServiceEntry) {
                 "subject alt name must not be empty",
             );
         }
+    }
+}
+
+/// Istio `protocol.Parse(p).IsHTTP() || IsTLS()` (case-insensitive; unset is neither).
+fn is_http_or_tls_protocol(p: &str) -> bool {
+    [
+        "HTTP",
+        "HTTP2",
+        "HTTP_PROXY",
+        "GRPC",
+        "GRPC-WEB",
+        "HTTPS",
+        "TLS",
+    ]
+    .iter()
+    .any(|k| k.eq_ignore_ascii_case(p))
+}
+
+fn resolution_name(r: Resolution) -> &'static str {
+    match r {
+        Resolution::None => "NONE",
+        Resolution::Static => "STATIC",
+        Resolution::Dns => "DNS",
+        Resolution::DnsRoundRobin => "DNS_ROUND_ROBIN",
+        Resolution::DynamicDns => "DYNAMIC_DNS",
     }
 }
 

@@ -252,8 +252,17 @@ fn http_route(v: &mut V, p: &str, r: &HttpRoute, vs: &VirtualService) {
         .rewrite
         .as_ref()
         .is_some_and(|rw| rw.authority.as_deref().is_some_and(|a| !a.is_empty()));
-    let mut authority_sets = route_sets_authority as usize;
-    authority_sets += headers(v, &format!("{p}.headers"), &r.headers);
+    // Istio (`validateAuthorityRewrite`): rewrite.authority and the route's request
+    // set/add of `:authority`/`host` together may set the authority once. meshproxy also
+    // counts a destination's own header operations on top of the route's.
+    let route_authority =
+        route_sets_authority as usize + headers(v, &format!("{p}.headers"), &r.headers);
+    if route_authority > 1 {
+        v.err(
+            &format!("{p}.headers"),
+            "authority header cannot be set multiple times",
+        );
+    }
     for (i, d) in r.route.iter().enumerate() {
         let dp = format!("{p}.route[{i}]");
         destination(v, &format!("{dp}.destination"), &d.destination);
@@ -270,18 +279,12 @@ fn http_route(v: &mut V, p: &str, r: &HttpRoute, vs: &VirtualService) {
             );
         }
         let dest_auth = headers(v, &format!("{dp}.headers"), &d.headers);
-        if authority_sets + dest_auth > 1 {
+        if dest_auth > 0 && route_authority + dest_auth > 1 {
             v.err(
                 &format!("{dp}.headers"),
                 "authority header cannot be set multiple times",
             );
         }
-    }
-    if authority_sets > 1 {
-        v.err(
-            &format!("{p}.headers"),
-            "authority header cannot be set multiple times",
-        );
     }
     if r.route.len() > 1 && r.route.iter().all(|d| d.weight == 0) {
         v.err(&format!("{p}.route"), "total destination weight = 0");
@@ -331,7 +334,7 @@ fn http_route(v: &mut V, p: &str, r: &HttpRoute, vs: &VirtualService) {
 
 fn http_match(v: &mut V, p: &str, m: &HttpMatchRequest, vs: &VirtualService) {
     if let Some(u) = &m.uri {
-        v.string_match(&format!("{p}.uri"), u, true, true);
+        v.string_match(&format!("{p}.uri"), u, true, true, false);
     }
     for (name, sm) in [
         ("scheme", &m.scheme),
@@ -339,7 +342,7 @@ fn http_match(v: &mut V, p: &str, m: &HttpMatchRequest, vs: &VirtualService) {
         ("authority", &m.authority),
     ] {
         if let Some(sm) = sm {
-            v.string_match(&format!("{p}.{name}"), sm, false, true);
+            v.string_match(&format!("{p}.{name}"), sm, false, true, false);
         }
     }
     let match_gateways: &[String] = if m.gateways.is_empty() {
@@ -370,15 +373,20 @@ fn http_match(v: &mut V, p: &str, m: &HttpMatchRequest, vs: &VirtualService) {
                     &hp,
                     "JWT claim routing needs request authentication, which meshproxy does not do",
                 );
-            } else if !names::is_token(k) {
-                v.err(&hp, format!("invalid header name {k:?}"));
+            } else if !names::is_istio_header_name(k) {
+                v.err(
+                    &hp,
+                    format!("header name {k:?} is not a valid header name (letters, digits, '-' and '_' only)"),
+                );
             } else if k.bytes().any(|c| c.is_ascii_uppercase()) {
                 v.warn(
                     &hp,
                     "header names are matched lower-case; write the key in lower case",
                 );
             }
-            v.string_match(&hp, sm, false, true);
+            // Only withoutHeaders reads `regex: "*"` as "present"; Istio compiles it as a
+            // regex (and fails) everywhere else.
+            v.string_match(&hp, sm, false, true, field == "withoutHeaders");
         }
     }
     for (k, sm) in &m.query_params {
@@ -389,7 +397,7 @@ fn http_match(v: &mut V, p: &str, m: &HttpMatchRequest, vs: &VirtualService) {
                 "query parameter name must not be empty",
             );
         }
-        v.string_match(&qp, sm, false, true);
+        v.string_match(&qp, sm, false, true, false);
     }
     if let Some(port) = m.port {
         if let Err(e) = names::check_port(port as u64) {
@@ -415,18 +423,18 @@ fn http_match(v: &mut V, p: &str, m: &HttpMatchRequest, vs: &VirtualService) {
     }
 }
 
-/// Validates header operations; returns how many of them set the authority.
+/// Validates header operations; returns how many request set/add entries set the
+/// authority (`:authority` or `host`; each entry counts, as in Istio).
 fn headers(v: &mut V, p: &str, h: &Option<Headers>) -> usize {
     let Some(h) = h else { return 0 };
     let mut authority = 0;
     if let Some(req) = &h.request {
         let rp = format!("{p}.request");
-        let mut req_auth = false;
         for (op, map) in [("set", &req.set), ("add", &req.add)] {
             for (k, val) in map {
                 let kp = format!("{rp}.{op}.{k}");
                 if k.eq_ignore_ascii_case(":authority") || k.eq_ignore_ascii_case("host") {
-                    req_auth = true;
+                    authority += 1;
                 } else {
                     header_op_name(v, &kp, k);
                 }
@@ -435,7 +443,6 @@ fn headers(v: &mut V, p: &str, h: &Option<Headers>) -> usize {
                 }
             }
         }
-        authority += req_auth as usize;
         for (i, k) in req.remove.iter().enumerate() {
             header_op_name(v, &format!("{rp}.remove[{i}]"), k);
         }
@@ -480,10 +487,10 @@ pub(crate) fn destination(v: &mut V, p: &str, d: &Option<Destination>) {
         v.err(&format!("{p}.host"), "destination host is required");
     } else if d.host == "*" {
         v.err(&format!("{p}.host"), "invalid destination host *");
-    } else if d.host.parse::<std::net::IpAddr>().is_err() {
-        if let Err(e) = names::check_wildcard_domain(&d.host) {
-            v.err(&format!("{p}.host"), e);
-        }
+    } else if let Err(e) = names::check_wildcard_domain(&d.host) {
+        // Istio runs the domain check on IP literals too: `10.0.0.1` fails on its
+        // all-numeric top-level label, an IPv6 literal on its first label.
+        v.err(&format!("{p}.host"), e);
     }
     if !d.subset.is_empty() && !names::is_dns1123_label(&d.subset) {
         v.err(
@@ -657,9 +664,11 @@ fn retries(v: &mut V, p: &str, rt: &HttpRetry) {
     if rt.attempts < 0 {
         v.err(&format!("{p}.attempts"), "attempts cannot be negative");
     }
+    // Istio reads an empty retryOn string as unset.
+    let retry_on = rt.retry_on.as_deref().filter(|s| !s.is_empty());
     if rt.attempts == 0
         && (rt.per_try_timeout.is_some()
-            || rt.retry_on.is_some()
+            || retry_on.is_some()
             || rt.retry_remote_localities.is_some())
     {
         v.err(
@@ -669,12 +678,10 @@ fn retries(v: &mut V, p: &str, rt: &HttpRetry) {
     }
     v.duration(&format!("{p}.perTryTimeout"), &rt.per_try_timeout);
     v.duration(&format!("{p}.backoff"), &rt.backoff);
-    if let Some(on) = &rt.retry_on {
+    if let Some(on) = retry_on {
+        // Istio splits on ',' without trimming: "5xx, reset" has the token " reset", and a
+        // trailing comma an empty token; both are invalid.
         for tok in on.split(',') {
-            let tok = tok.trim();
-            if tok.is_empty() {
-                continue;
-            }
             let ok = RETRY_ON_TOKENS.contains(&tok)
                 || tok.parse::<u32>().is_ok_and(names::is_known_http_status);
             if !ok {
@@ -706,7 +713,8 @@ fn fault(v: &mut V, p: &str, f: &HttpFaultInjection) {
             );
         }
         if d.fixed_delay.is_none() && d.exponential_delay.is_none() {
-            v.err(&dp, "delay must set fixedDelay");
+            // Istio accepts this; Envoy then has no delay to inject.
+            v.warn(&dp, "delay has no fixedDelay: no delay is injected");
         }
         v.duration(&format!("{dp}.fixedDelay"), &d.fixed_delay);
         fault_percentage(v, &format!("{dp}.percentage"), &d.percentage);
@@ -726,7 +734,11 @@ fn fault(v: &mut V, p: &str, f: &HttpFaultInjection) {
             + a.grpc_status.is_some() as u8
             + a.http2_error.is_some() as u8;
         if kinds == 0 {
-            v.err(&ap, "abort must set httpStatus or grpcStatus");
+            // Istio only warns; nothing is aborted.
+            v.warn(
+                &ap,
+                "abort configured, but error type not set: no request is aborted",
+            );
         }
         if kinds > 1 {
             v.err(
@@ -787,7 +799,7 @@ fn cors(v: &mut V, p: &str, c: &CorsPolicy) {
         if empty_value {
             v.err(&op, "origin matcher must not be empty");
         } else {
-            v.string_match(&op, o, false, false);
+            v.string_match(&op, o, false, false, false);
         }
     }
     for (i, m) in c.allow_methods.iter().enumerate() {
@@ -808,16 +820,18 @@ fn cors(v: &mut V, p: &str, c: &CorsPolicy) {
                     &format!("{p}.{field}[{i}]"),
                     "header name must not be empty",
                 );
-            } else if h != "*" && !names::is_token(h) {
+            } else if h != "*" && !names::is_istio_header_name(h) {
                 v.err(
                     &format!("{p}.{field}[{i}]"),
-                    format!("invalid header name {h:?}"),
+                    format!("header name {h:?} is not a valid header name (letters, digits, '-' and '_' only)"),
                 );
             }
         }
     }
     if let Some(age) = &c.max_age {
-        if age.is_negative() || age.as_nanos() % 1_000_000_000 != 0 {
+        // Istio applies its general duration rule (≥ 1ms, whole ms) and then whole seconds.
+        v.duration(&format!("{p}.maxAge"), &c.max_age);
+        if age.as_nanos() % 1_000_000_000 != 0 {
             v.err(
                 &format!("{p}.maxAge"),
                 format!("maxAge {age} must be a whole number of seconds"),
@@ -948,6 +962,62 @@ fn route_destinations(v: &mut V, p: &str, route: &[RouteDestination], what: &str
 #[cfg(test)]
 mod tests {
     use super::decode_base64;
+
+    /// The (path, message) of every error in `yaml`.
+    fn errors(yaml: &str) -> Vec<(String, String)> {
+        match crate::compile::load_str("test.yaml", yaml) {
+            Ok(_) => Vec::new(),
+            Err(d) => d
+                .errors()
+                .map(|e| (e.path.clone(), e.message.clone()))
+                .collect(),
+        }
+    }
+
+    fn authority_errors(yaml: &str) -> Vec<String> {
+        errors(yaml)
+            .into_iter()
+            .filter(|(_, m)| m.contains("authority header cannot be set multiple times"))
+            .map(|(p, _)| p)
+            .collect()
+    }
+
+    const VS: &str = "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: r}\nspec:\n  hosts: [r.example.com]\n  http:\n";
+
+    #[test]
+    fn route_level_authority_twice_is_reported_once_at_the_route() {
+        let yaml = format!(
+            "{VS}  - rewrite: {{authority: a.example.com}}\n    headers: {{request: {{set: {{':authority': b.example.com}}}}}}\n    route:\n    - destination: {{host: r.example.com}}\n      weight: 50\n    - destination: {{host: r.example.com}}\n      weight: 50\n      headers: {{request: {{set: {{x-a: b}}}}}}\n"
+        );
+        assert_eq!(authority_errors(&yaml), vec!["spec.http[0].headers"]);
+    }
+
+    #[test]
+    fn destination_authority_is_reported_only_where_it_is_set() {
+        let yaml = format!(
+            "{VS}  - headers: {{request: {{set: {{host: b.example.com}}}}}}\n    route:\n    - destination: {{host: r.example.com}}\n      weight: 50\n    - destination: {{host: r.example.com}}\n      weight: 50\n      headers: {{request: {{add: {{':authority': c.example.com}}}}}}\n"
+        );
+        assert_eq!(
+            authority_errors(&yaml),
+            vec!["spec.http[0].route[1].headers"]
+        );
+    }
+
+    #[test]
+    fn one_authority_per_destination_without_route_level_is_fine() {
+        let yaml = format!(
+            "{VS}  - route:\n    - destination: {{host: r.example.com}}\n      weight: 50\n      headers: {{request: {{set: {{':authority': a.example.com}}}}}}\n    - destination: {{host: r.example.com}}\n      weight: 50\n      headers: {{request: {{set: {{host: b.example.com}}}}}}\n"
+        );
+        assert!(authority_errors(&yaml).is_empty());
+    }
+
+    #[test]
+    fn set_and_add_of_the_authority_in_one_block_conflict() {
+        let yaml = format!(
+            "{VS}  - headers: {{request: {{set: {{':authority': a.example.com}}, add: {{host: b.example.com}}}}}}\n    route:\n    - destination: {{host: r.example.com}}\n"
+        );
+        assert_eq!(authority_errors(&yaml), vec!["spec.http[0].headers"]);
+    }
 
     #[test]
     fn base64() {

@@ -6,6 +6,15 @@ mod common;
 
 use std::time::Duration;
 
+/// (host, path, request headers, expected status, expected flags)
+type Case = (
+    &'static str,
+    &'static str,
+    &'static [(&'static str, &'static str)],
+    u16,
+    &'static str,
+);
+
 fn next_line(p: &binary::Running) -> String {
     p.stdout
         .recv_timeout(Duration::from_secs(10))
@@ -74,7 +83,7 @@ spec:
     );
     let p = binary::run(&yaml, &["--workers", "1"]);
     let addr = p.addr("outbound");
-    let cases: [(&str, &str, &[(&str, &str)], u16, &str); 8] = [
+    let cases: [Case; 8] = [
         ("nowhere", "/", &[], 404, " NR "),
         ("ok", "/nc", &[], 503, " NC "),
         ("ok", "/uh", &[], 503, " UH "),

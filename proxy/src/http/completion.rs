@@ -4,21 +4,22 @@
 
 use super::body::{BodyError, BodyTap, Completion};
 use super::flags::Flags;
+use super::forward::Lease;
 use crate::access_log::Record;
 use crate::server::Shared;
-use crate::upstream::cluster_state::{ActiveRequest, EndpointState};
-use crate::upstream::pool::H1Lease;
+use crate::upstream::cluster_state::{ActiveRequest, ClusterState};
+use crate::upstream::limits::RequestSlot;
 use std::sync::Arc;
 use std::time::Instant;
 
-/// An HTTP/1.1 connection to return after the response body ends.
+/// The connection of a response, given back when its body ends.
 pub struct Returnable {
-    /// The endpoint whose pool takes it back.
-    pub endpoint: Arc<EndpointState>,
-    /// The connection.
-    pub lease: H1Lease,
-    /// `maxRequestsPerConnection`.
-    pub max_requests: Option<u32>,
+    /// The cluster that owns it.
+    pub cluster: Arc<ClusterState>,
+    /// Endpoint index.
+    pub index: usize,
+    /// The connection (an HTTP/1.1 connection is parked; an HTTP/2 stream is released).
+    pub lease: Lease,
 }
 
 /// The completion of one request.
@@ -35,17 +36,21 @@ pub struct RequestDone {
     pub returnable: Option<Returnable>,
     /// Active-request accounting of the endpoint.
     pub active: Option<ActiveRequest>,
+    /// The cluster's in-flight request slot (`http2MaxRequests`).
+    pub request_slot: Option<RequestSlot>,
 }
 
 impl Completion for RequestDone {
     fn complete(self: Box<Self>, bytes_sent: u64, ended: bool, error: Option<&BodyError>) {
         let this = *self;
-        if ended {
-            if let Some(r) = this.returnable {
-                r.endpoint.pool.put_h1(r.lease, r.max_requests);
+        if let Some(r) = this.returnable {
+            // Only a connection whose response was read to its end can carry another one.
+            if let (true, Lease::H1(lease)) = (ended, r.lease) {
+                r.cluster.park(r.index, lease);
             }
         }
         drop(this.active);
+        drop(this.request_slot);
         if let Some(mut rec) = this.record {
             rec.bytes_sent = bytes_sent;
             rec.bytes_received = this.tap.as_ref().map(BodyTap::received).unwrap_or(0);

@@ -4,16 +4,19 @@
 use super::body::RequestBody;
 use super::flags::Flags;
 use crate::policy::retry::Outcome;
-use crate::upstream::cluster_state::{ActiveRequest, EndpointState};
+use crate::upstream::cluster_state::{ActiveRequest, ClusterState, EndpointState};
 use crate::upstream::connect::{connect, ConnectError};
-use crate::upstream::pool::{H1Lease, H1Sender, H2Sender};
+use crate::upstream::limits::Limit;
+use crate::upstream::pool::{H1Lease, H2Lease};
 use http::header::{HeaderMap, HeaderValue, HOST};
 use http::{Method, Request, Response, Uri, Version};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use meshproxy_config::compile::cluster::{Cluster, EndpointAddress};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+use tokio::sync::OwnedSemaphorePermit;
 
 /// The request as it goes upstream (rebuilt for every attempt).
 pub struct UpstreamHead {
@@ -27,14 +30,24 @@ pub struct UpstreamHead {
     pub headers: HeaderMap,
 }
 
+/// The connection a response is streaming on.
+pub enum Lease {
+    /// An HTTP/1.1 connection, parked again when the body ends.
+    H1(H1Lease),
+    /// A stream on an HTTP/2 connection.
+    H2(H2Lease),
+}
+
 /// A successful attempt.
 pub struct Attempt {
     /// The response.
     pub response: Response<Incoming>,
     /// The endpoint that answered.
     pub endpoint: Arc<EndpointState>,
-    /// The HTTP/1.1 connection, to return to the pool when the body ends.
-    pub lease: Option<H1Lease>,
+    /// Its index in the cluster.
+    pub index: usize,
+    /// The connection.
+    pub lease: Lease,
     /// Active-request accounting.
     pub active: ActiveRequest,
 }
@@ -52,22 +65,19 @@ pub struct Failure {
     pub detail: String,
 }
 
-enum Sender {
-    H1(H1Sender, u32),
-    H2(H2Sender),
-}
-
 /// Sends `head` + `body` to endpoint `ep` of `cluster`, over HTTP/2 when `h2`.
 pub async fn send(
     cluster: &Cluster,
-    ep: &Arc<EndpointState>,
+    state: &ClusterState,
+    index: usize,
     head: &UpstreamHead,
     body: RequestBody,
     h2: bool,
     per_try: Option<Duration>,
 ) -> Result<Attempt, Failure> {
+    let ep = &state.endpoints[index];
     let active = ep.start_request();
-    let fut = send_inner(cluster, ep, head, body, h2);
+    let fut = send_inner(cluster, state, index, head, body, h2);
     let result = match per_try {
         Some(t) => match tokio::time::timeout(t, fut).await {
             Ok(r) => r,
@@ -83,6 +93,7 @@ pub async fn send(
     result.map(|(response, lease)| Attempt {
         response,
         endpoint: ep.clone(),
+        index,
         lease,
         active,
     })
@@ -119,34 +130,30 @@ fn build(head: &UpstreamHead, body: RequestBody, h2: bool) -> Request<RequestBod
 
 async fn send_inner(
     cluster: &Cluster,
-    ep: &Arc<EndpointState>,
+    state: &ClusterState,
+    index: usize,
     head: &UpstreamHead,
     body: RequestBody,
     h2: bool,
-) -> Result<(Response<Incoming>, Option<H1Lease>), Failure> {
+) -> Result<(Response<Incoming>, Lease), Failure> {
+    let ep = &state.endpoints[index];
     let mut req = build(head, body, h2);
     // A pooled connection may have been closed by the peer while idle; such a request
     // was never written, so it is re-sent on a fresh connection (once).
     for fresh in [false, true] {
-        let sender = checkout(cluster, ep, h2, fresh).await?;
-        match sender {
-            Sender::H1(mut s, served) => match s.try_send_request(req).await {
+        match checkout(cluster, state, index, h2, fresh).await? {
+            Lease::H1(mut lease) => match lease.sender.try_send_request(req).await {
                 Ok(resp) => {
-                    return Ok((
-                        resp,
-                        Some(H1Lease {
-                            sender: s,
-                            served: served + 1,
-                        }),
-                    ))
+                    lease.served += 1;
+                    return Ok((resp, Lease::H1(lease)));
                 }
                 Err(mut e) => match e.take_message() {
                     Some(back) if !fresh => req = back,
                     _ => return Err(classify(e.into_error(), ep)),
                 },
             },
-            Sender::H2(mut s) => match s.try_send_request(req).await {
-                Ok(resp) => return Ok((resp, None)),
+            Lease::H2(mut lease) => match lease.sender.try_send_request(req).await {
+                Ok(resp) => return Ok((resp, Lease::H2(lease))),
                 Err(mut e) => match e.take_message() {
                     Some(back) if !fresh => req = back,
                     _ => return Err(classify(e.into_error(), ep)),
@@ -173,28 +180,97 @@ fn connect_failure(ep: &EndpointState, e: impl std::fmt::Display) -> Failure {
     }
 }
 
+/// Envoy's overflow reply, `UO`.
+pub fn overflow(ep: Option<&EndpointState>) -> Failure {
+    Failure {
+        outcome: Outcome::Overflow,
+        flags: Flags::UPSTREAM_OVERFLOW,
+        endpoint: ep.map(|e| e.name.clone()),
+        detail: "upstream connect error or disconnect/reset before headers. reset reason: overflow"
+            .into(),
+    }
+}
+
+fn reuse_existing(
+    state: &ClusterState,
+    ep: &EndpointState,
+    h2: bool,
+    any_worker: bool,
+) -> Option<Lease> {
+    if h2 {
+        ep.pool.h2(state.reuse).map(Lease::H2)
+    } else if any_worker {
+        ep.pool.take_h1_any(state.reuse).map(Lease::H1)
+    } else {
+        ep.pool.take_h1(state.reuse).map(Lease::H1)
+    }
+}
+
+/// A connection for one request: a pooled one, a new one within `maxConnections`, or, at
+/// the cap, a wait in the pending queue (bounded by `http1MaxPendingRequests`) for a
+/// connection to this endpoint to come back or a permit to free up.
 async fn checkout(
     cluster: &Cluster,
-    ep: &Arc<EndpointState>,
+    state: &ClusterState,
+    index: usize,
     h2: bool,
     fresh: bool,
-) -> Result<Sender, Failure> {
+) -> Result<Lease, Failure> {
+    let ep = &state.endpoints[index];
     if !fresh {
-        if h2 {
-            if let Some(s) = ep.pool.h2() {
-                return Ok(Sender::H2(s));
-            }
-        } else if let Some(l) = ep.pool.take_h1(cluster.pool.http_idle_timeout) {
-            return Ok(Sender::H1(l.sender, l.served));
+        if let Some(l) = reuse_existing(state, ep, h2, false) {
+            return Ok(l);
         }
     }
+    if let Some(permit) = state.limits.try_connection() {
+        return open(cluster, state, ep, h2, permit).await;
+    }
+    state.limits.overflowed(Limit::Connections);
+    if let Some(l) = reuse_existing(state, ep, h2, true) {
+        return Ok(l);
+    }
+    let Some(_pending) = state.limits.enter_pending() else {
+        return Err(overflow(Some(ep)));
+    };
+    ep.waiting.fetch_add(1, Ordering::AcqRel);
+    struct Waiting<'a>(&'a EndpointState);
+    impl Drop for Waiting<'_> {
+        fn drop(&mut self) {
+            self.0.waiting.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+    let _waiting = Waiting(ep);
+    loop {
+        // Idle connections of other endpoints hold permits nobody uses: close one.
+        state.evict_idle(index);
+        tokio::select! {
+            permit = state.limits.connections.clone().acquire_owned() => {
+                let Ok(permit) = permit else { return Err(overflow(Some(ep))) };
+                return open(cluster, state, ep, h2, permit).await;
+            }
+            _ = ep.returned.notified() => {
+                if let Some(l) = reuse_existing(state, ep, h2, true) {
+                    return Ok(l);
+                }
+            }
+        }
+    }
+}
+
+async fn open(
+    cluster: &Cluster,
+    state: &ClusterState,
+    ep: &EndpointState,
+    h2: bool,
+    permit: OwnedSemaphorePermit,
+) -> Result<Lease, Failure> {
     let pool = &cluster.pool;
     match &ep.address {
         EndpointAddress::Socket(a) => {
             let stream = connect(*a, pool.connect_timeout, pool.tcp_keepalive.as_ref())
                 .await
                 .map_err(|e| connect_failure(ep, e))?;
-            handshake(TokioIo::new(stream), ep, h2).await
+            handshake(stream, state, ep, h2, permit, pool.http2_keepalive).await
         }
         EndpointAddress::Dns(host, port) => {
             let a = crate::upstream::dns::resolve(host, *port)
@@ -207,7 +283,7 @@ async fn checkout(
             let stream = connect(a, pool.connect_timeout, pool.tcp_keepalive.as_ref())
                 .await
                 .map_err(|e| connect_failure(ep, e))?;
-            handshake(TokioIo::new(stream), ep, h2).await
+            handshake(stream, state, ep, h2, permit, pool.http2_keepalive).await
         }
         EndpointAddress::Unix(path) => {
             let stream = match tokio::time::timeout(
@@ -220,40 +296,79 @@ async fn checkout(
                 Ok(Err(e)) => return Err(connect_failure(ep, ConnectError::Io(e))),
                 Err(_) => return Err(connect_failure(ep, ConnectError::Timeout)),
             };
-            handshake(TokioIo::new(stream), ep, h2).await
+            handshake(stream, state, ep, h2, permit, pool.http2_keepalive).await
         }
     }
 }
 
-async fn handshake<IO>(io: IO, ep: &Arc<EndpointState>, h2: bool) -> Result<Sender, Failure>
+/// The connection's I/O task holds the connection permit: it is released when the
+/// connection closes, whoever closes it.
+async fn handshake<S>(
+    stream: S,
+    _state: &ClusterState,
+    ep: &EndpointState,
+    h2: bool,
+    permit: OwnedSemaphorePermit,
+    keepalive: Option<(Duration, Duration)>,
+) -> Result<Lease, Failure>
 where
-    IO: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
+    let io = TokioIo::new(stream);
     if h2 {
-        let (sender, conn) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
-            .timer(TokioTimer::new())
+        let mut b = hyper::client::conn::http2::Builder::new(TokioExecutor::new());
+        b.timer(TokioTimer::new());
+        if let Some((interval, timeout)) = keepalive {
+            b.keep_alive_interval(interval)
+                .keep_alive_timeout(timeout)
+                .keep_alive_while_idle(true);
+        }
+        let (sender, conn) = b
             .handshake(io)
             .await
             .map_err(|e| connect_failure(ep, format!("HTTP/2 handshake: {e}")))?;
         tokio::spawn(async move {
+            let _permit = permit;
             if let Err(e) = conn.await {
                 tracing::debug!(error = %e, "upstream h2 connection ended");
             }
         });
-        ep.pool.set_h2(sender.clone());
-        Ok(Sender::H2(sender))
+        Ok(Lease::H2(ep.pool.add_h2(sender)))
     } else {
         let (sender, conn) = hyper::client::conn::http1::Builder::new()
             .handshake(io)
             .await
             .map_err(|e| connect_failure(ep, format!("HTTP/1.1 handshake: {e}")))?;
         tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(error = %e, "upstream h1 connection ended");
+            let _permit = permit;
+            match conn.without_shutdown().await {
+                Ok(parts) => close_fully(parts.io.into_inner()).await,
+                Err(e) => tracing::debug!(error = %e, "upstream h1 connection ended"),
             }
         });
-        Ok(Sender::H1(sender, 0))
+        Ok(Lease::H1(H1Lease {
+            sender,
+            served: 0,
+            created: Instant::now(),
+        }))
     }
+}
+
+/// Closes a connection the way a careful peer does: send FIN, then wait (briefly) for
+/// the upstream's own close. The connection permit is released only after, so
+/// `maxConnections` also holds as the upstream counts connections.
+async fn close_fully<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(mut s: S) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let _ = s.shutdown().await;
+    let mut buf = [0u8; 512];
+    let drain = async {
+        while let Ok(n) = s.read(&mut buf).await {
+            if n == 0 {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(1), drain).await;
 }
 
 /// Maps a hyper client error to a retry outcome and Envoy flags.

@@ -12,7 +12,8 @@ use crate::policy::{cors, fault, headers as hdr, mirror, redirect, retry};
 use crate::server::active::Active;
 use crate::server::Shared;
 use crate::upstream::cluster_state::ClusterState;
-use crate::upstream::{hash_ring, lb};
+use crate::upstream::limits::RequestSlot;
+use crate::upstream::{hash_ring, lb, outlier};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::request::Parts;
 use http::{Response, Version};
@@ -67,6 +68,7 @@ impl Ctx {
             tap: self.tap.clone(),
             returnable: None,
             active: None,
+            request_slot: None,
         })
     }
 
@@ -200,6 +202,22 @@ pub async fn handle(
             .await
         }
     }
+}
+
+/// A circuit breaker refused the request: 503 at once, flag `UO`,
+/// `x-meshproxy-overloaded: true` (SPEC §3), nothing sent upstream.
+fn overflow_reply(ctx: &mut Ctx, flags: Flags) -> Response<ResponseBody> {
+    let mut resp = ctx.reply(
+        503,
+        flags | Flags::UPSTREAM_OVERFLOW,
+        "upstream_overflow",
+        "upstream connect error or disconnect/reset before headers. reset reason: overflow",
+    );
+    resp.headers_mut().insert(
+        local_reply::OVERLOADED.clone(),
+        HeaderValue::from_static("true"),
+    );
+    resp
 }
 
 fn redirect_reply(ctx: &mut Ctx, code: u16, location: &str) -> Response<ResponseBody> {
@@ -531,6 +549,11 @@ async fn forward_to_cluster(
             }
         }
     }
+    // http2MaxRequests: requests in flight to the cluster (HTTP/1.1 and HTTP/2 alike).
+    if !state.limits.start_request() {
+        return overflow_reply(ctx, flags);
+    }
+    let request_slot = RequestSlot(state.clone());
     let h2 = upstream_h2(cluster, version);
     let (hash, set_cookie) = hash_key(cluster, &head, conn.peer);
     let timeout = route.policy.timeout;
@@ -568,10 +591,11 @@ async fn forward_to_cluster(
             }
             let mut done = ctx.done(status, flags);
             done.active = Some(att.active);
-            done.returnable = att.lease.map(|lease| Returnable {
-                endpoint: att.endpoint.clone(),
-                lease,
-                max_requests: cluster.pool.max_requests_per_connection,
+            done.request_slot = Some(request_slot);
+            done.returnable = Some(Returnable {
+                cluster: state.clone(),
+                index: att.index,
+                lease: att.lease,
             });
             let body = ResponseBody::upstream(body)
                 .with_deadline(deadline)
@@ -634,6 +658,9 @@ async fn send_with_retries(
             if let Some(r) = ctx.record.as_mut() {
                 r.upstream_host = f.endpoint.clone().unwrap_or_default();
             }
+            if f.outcome == retry::Outcome::Overflow {
+                return Err(overflow_reply(ctx, *flags));
+            }
             let (status, details) = match f.outcome {
                 retry::Outcome::Timeout => (504, "upstream_per_try_timeout"),
                 _ if f.flags.contains(Flags::NO_HEALTHY_UPSTREAM) => (503, "no_healthy_upstream"),
@@ -662,6 +689,8 @@ async fn attempt_loop(
 ) -> AttemptResult {
     let mut tried: Vec<usize> = Vec::new();
     let mut retries = 0u32;
+    // The retry in flight holds a maxRetries slot until its attempt is over.
+    let mut retry_slot = None;
     loop {
         let body = match tap {
             None => RequestBody::Empty,
@@ -686,6 +715,9 @@ async fn attempt_loop(
             &[]
         };
         let Some(idx) = lb::pick(state, &cluster.load_balancer, hash, exclude) else {
+            state
+                .no_healthy
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             return Err((
                 Failure {
                     outcome: retry::Outcome::ConnectFailure,
@@ -697,7 +729,14 @@ async fn attempt_loop(
             ));
         };
         let ep = &state.endpoints[idx];
-        let result = forward::send(cluster, ep, head, body, h2, policy.per_try_timeout).await;
+        let result =
+            forward::send(cluster, state, idx, head, body, h2, policy.per_try_timeout).await;
+        // Outlier detection sees every attempt, inline.
+        match &result {
+            Ok(att) => state.record(idx, outlier::Event::Status(att.response.status().as_u16())),
+            Err(f) if matches!(f.outcome, retry::Outcome::Overflow) => {}
+            Err(_) => state.record(idx, outlier::Event::LocalOriginFailure),
+        }
         let outcome = match &result {
             Ok(att) => retry::Outcome::Response {
                 status: att.response.status().as_u16(),
@@ -713,19 +752,26 @@ async fn attempt_loop(
         };
         let retriable = retry::retriable(policy, outcome);
         let can_replay = tap.is_none_or(|t| t.replayable());
+        let mut extra = Flags::NONE;
         if retriable && retries < policy.attempts && can_replay {
-            retries += 1;
-            tried.push(idx);
-            tracing::debug!(cluster = %cluster.name, endpoint = %ep.name, ?outcome, retry = retries, "retrying");
-            tokio::time::sleep(retry::backoff(policy, retries)).await;
-            continue;
+            // maxRetries: concurrent retries across the cluster.
+            match state.limits.start_retry() {
+                Some(slot) => {
+                    retries += 1;
+                    tried.push(idx);
+                    tracing::debug!(cluster = %cluster.name, endpoint = %ep.name, ?outcome, retry = retries, "retrying");
+                    drop(result);
+                    tokio::time::sleep(retry::backoff(policy, retries)).await;
+                    retry_slot = Some(slot);
+                    continue;
+                }
+                None => extra.insert(Flags::UPSTREAM_OVERFLOW),
+            }
+        } else if retriable && policy.attempts > 0 && retries >= policy.attempts {
+            // Envoy: URX when the last attempt would have been retried but the limit is reached.
+            extra.insert(Flags::UPSTREAM_RETRY_LIMIT_EXCEEDED);
         }
-        // Envoy: URX when the last attempt would have been retried but the limit is reached.
-        let extra = if retriable && policy.attempts > 0 && retries >= policy.attempts {
-            Flags::UPSTREAM_RETRY_LIMIT_EXCEEDED
-        } else {
-            Flags::NONE
-        };
+        drop(retry_slot);
         return match result {
             Ok(att) => Ok((att, extra)),
             Err(f) => Err((f, extra)),
@@ -767,16 +813,22 @@ fn spawn_mirror(
             return;
         };
         let h2 = upstream_h2(cluster, version);
-        if let Ok(att) =
-            forward::send(cluster, &state.endpoints[idx], &shadow, body, h2, None).await
-        {
+        if !state.limits.start_request() {
+            return;
+        }
+        let _slot = RequestSlot(state.clone());
+        if let Ok(att) = forward::send(cluster, state, idx, &shadow, body, h2, None).await {
             // Read the response to its end so the connection can be reused; discard it.
             let mut body = att.response.into_body();
-            while let Some(Ok(_)) = http_body_util::BodyExt::frame(&mut body).await {}
-            if let Some(lease) = att.lease {
-                att.endpoint
-                    .pool
-                    .put_h1(lease, cluster.pool.max_requests_per_connection);
+            let mut complete = true;
+            while let Some(frame) = http_body_util::BodyExt::frame(&mut body).await {
+                if frame.is_err() {
+                    complete = false;
+                    break;
+                }
+            }
+            if let (true, forward::Lease::H1(lease)) = (complete, att.lease) {
+                state.park(att.index, lease);
             }
         }
     });
@@ -833,10 +885,10 @@ async fn inbound(
             }
             let mut done = ctx.done(status, flags);
             done.active = Some(att.active);
-            done.returnable = att.lease.map(|lease| Returnable {
-                endpoint: att.endpoint.clone(),
-                lease,
-                max_requests: None,
+            done.returnable = Some(Returnable {
+                cluster: ib.state.clone(),
+                index: att.index,
+                lease: att.lease,
             });
             Response::from_parts(parts, ResponseBody::upstream(body).on_complete(done))
         }

@@ -28,6 +28,8 @@ pub enum Outcome {
     Timeout,
     /// The upstream sent something that is not valid HTTP.
     ProtocolError,
+    /// A circuit breaker refused the request locally (Envoy never retries an overflow).
+    Overflow,
 }
 
 /// Whether `outcome` is retriable under `policy`.
@@ -67,6 +69,7 @@ pub fn retriable(policy: &RetryPolicy, outcome: Outcome) -> bool {
                 || on.has(RetryOn::FIVE_XX)
                 || on.has(RetryOn::GATEWAY_ERROR)
         }
+        Outcome::Overflow => false,
         Outcome::Reset | Outcome::Timeout | Outcome::ProtocolError => {
             on.has(RetryOn::RESET) || on.has(RetryOn::FIVE_XX) || on.has(RetryOn::GATEWAY_ERROR)
         }

@@ -137,6 +137,7 @@ impl Server {
                                 Err(e) => tracing::error!(error = %e, "cannot register listener"),
                             }
                         }
+                        tokio::spawn(sweep_idle(shared.clone()));
                         let _ = stop_rx.wait_for(|s| *s).await;
                     });
                 })?;
@@ -177,6 +178,26 @@ impl Drop for Server {
         let _ = self.stop.send(true);
         for t in self.threads.drain(..) {
             let _ = t.join();
+        }
+    }
+}
+
+/// Closes this worker's pooled connections past `http.idleTimeout` or
+/// `tcp.maxConnectionDuration`, once a second (checkout also refuses stale ones).
+async fn sweep_idle(shared: Arc<Shared>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        tick.tick().await;
+        let active = shared.active.load();
+        for c in active
+            .clusters
+            .iter()
+            .chain(active.inbound.iter().map(|i| &i.state))
+        {
+            for e in &c.endpoints {
+                e.pool.sweep(c.reuse);
+            }
         }
     }
 }

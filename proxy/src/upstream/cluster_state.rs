@@ -1,15 +1,19 @@
-//! Live state of an upstream cluster: its endpoints with their connection pools and
-//! active-request counts, load-balancer cursors and hash tables. It outlives a config
-//! snapshot: a reload that leaves a cluster's fingerprint unchanged keeps its state.
+//! Live state of an upstream cluster: its endpoints with their connection pools,
+//! active-request counts and outlier state, the circuit breakers, load-balancer cursors
+//! and hash tables. It outlives a config snapshot: a reload that leaves a cluster's
+//! fingerprint unchanged keeps its state.
 
 use super::hash_ring::{Maglev, Ring};
-use super::pool::EndpointPool;
+use super::limits::Limits;
+use super::outlier::{self, OutlierState};
+use super::pool::{EndpointPool, H1Lease, Reuse};
 use meshproxy_config::compile::cluster::{
-    Cluster, ClusterKey, EndpointAddress, HashAlgorithm, LoadBalancer,
+    Cluster, ClusterKey, EndpointAddress, HashAlgorithm, LoadBalancer, OutlierPolicy,
 };
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
+use tokio::sync::Notify;
 
 /// One endpoint of a cluster.
 pub struct EndpointState {
@@ -25,6 +29,12 @@ pub struct EndpointState {
     pub active_requests: AtomicU32,
     /// Pooled connections.
     pub pool: EndpointPool,
+    /// Outlier detection state.
+    pub outlier: OutlierState,
+    /// Requests waiting for a connection to this endpoint.
+    pub waiting: AtomicU32,
+    /// Signalled when a connection to this endpoint is parked while requests wait.
+    pub returned: Notify,
 }
 
 impl EndpointState {
@@ -60,6 +70,16 @@ pub struct ClusterState {
     pub fingerprint: u64,
     /// Endpoints.
     pub endpoints: Vec<Arc<EndpointState>>,
+    /// Circuit breakers.
+    pub limits: Limits,
+    /// Outlier detection policy (`None` = off).
+    pub outlier: Option<OutlierPolicy>,
+    /// Connection reuse limits.
+    pub reuse: Reuse,
+    /// `http.maxRequestsPerConnection`.
+    pub max_requests_per_connection: Option<u32>,
+    /// Times the cluster had no available endpoint.
+    pub no_healthy: AtomicU64,
     /// Round-robin cursor.
     pub(super) cursor: AtomicU64,
     /// Consistent-hash table, for consistent-hash clusters.
@@ -84,6 +104,9 @@ impl ClusterState {
                     labels: e.labels.clone(),
                     active_requests: AtomicU32::new(0),
                     pool: EndpointPool::new(workers),
+                    outlier: OutlierState::default(),
+                    waiting: AtomicU32::new(0),
+                    returned: Notify::new(),
                 })
             })
             .collect();
@@ -104,14 +127,97 @@ impl ClusterState {
         };
         let total_weight = weights.iter().map(|w| u64::from(*w)).sum();
         let equal_weights = weights.windows(2).all(|w| w[0] == w[1]);
+        let p = &cluster.pool;
         ClusterState {
             key: cluster.key.clone(),
             fingerprint: cluster.fingerprint,
             endpoints,
+            limits: Limits::new(
+                p.max_connections,
+                p.http1_max_pending_requests,
+                p.http2_max_requests,
+                p.max_retries,
+            ),
+            outlier: cluster.outlier.clone(),
+            reuse: Reuse {
+                idle_timeout: p.http_idle_timeout,
+                max_duration: p.max_connection_duration,
+                max_streams: p.max_concurrent_streams.max(1),
+            },
+            max_requests_per_connection: p.max_requests_per_connection,
+            no_healthy: AtomicU64::new(0),
             cursor: AtomicU64::new(fastrand::u64(..)),
             hash,
             total_weight,
             equal_weights,
         }
+    }
+
+    /// Endpoints the load balancer may use at `now`: all when outlier detection is off or
+    /// in panic mode (`minHealthPercent`), else the ones not ejected. `None` = all.
+    pub fn available(&self, now: u64) -> Option<Vec<bool>> {
+        let policy = self.outlier.as_ref()?;
+        let healthy = self
+            .endpoints
+            .iter()
+            .filter(|e| !e.outlier.is_ejected(now))
+            .count();
+        if healthy == self.endpoints.len()
+            || outlier::panic_mode(policy, healthy, self.endpoints.len())
+        {
+            return None;
+        }
+        Some(
+            self.endpoints
+                .iter()
+                .map(|e| !e.outlier.is_ejected(now))
+                .collect(),
+        )
+    }
+
+    /// Records what a request to endpoint `i` showed; ejects it when a threshold trips.
+    pub fn record(&self, i: usize, event: outlier::Event) {
+        let Some(policy) = &self.outlier else { return };
+        let refs: Vec<&OutlierState> = self.endpoints.iter().map(|e| &e.outlier).collect();
+        if outlier::record(policy, &refs, i, event, outlier::now_nanos()) {
+            let ep = &self.endpoints[i];
+            tracing::info!(cluster = %self.key.name(), endpoint = %ep.name, times = ep.outlier.times_ejected(), "outlier ejected");
+            // Envoy closes an unhealthy host's pooled connections.
+            ep.pool.clear();
+        }
+    }
+
+    /// Parks a connection to endpoint `i` after its response ended: handed to a request
+    /// waiting for this endpoint, or closed when requests wait for other endpoints at the
+    /// connection cap (its permit goes to them), or kept idle.
+    pub fn park(&self, i: usize, lease: H1Lease) {
+        let ep = &self.endpoints[i];
+        if self
+            .max_requests_per_connection
+            .is_some_and(|m| lease.served >= m)
+        {
+            return;
+        }
+        if ep.outlier.is_ejected(outlier::now_nanos()) {
+            return;
+        }
+        if ep.waiting.load(Ordering::Acquire) > 0 {
+            ep.pool.put_h1(lease);
+            ep.returned.notify_one();
+        } else if self.limits.pending() > 0 {
+            drop(lease);
+        } else {
+            ep.pool.put_h1(lease);
+        }
+    }
+
+    /// Closes one idle connection of an endpoint nobody waits for, to free a connection
+    /// permit for endpoint `except`'s waiters. True if one was closed.
+    pub fn evict_idle(&self, except: usize) -> bool {
+        self.endpoints
+            .iter()
+            .enumerate()
+            .filter(|(j, e)| *j != except && e.waiting.load(Ordering::Acquire) == 0)
+            .any(|(_, e)| e.pool.evict_one())
     }
 }

@@ -15,15 +15,18 @@ pub fn pick(
     exclude: &[usize],
 ) -> Option<usize> {
     let n = state.endpoints.len();
-    if n == 0 {
+    // Ejected endpoints are skipped unless the cluster is in panic mode.
+    let avail = state.available(super::outlier::now_nanos());
+    let usable = |i: usize| avail.as_ref().is_none_or(|a| a[i]);
+    if n == 0 || !(0..n).any(usable) {
         return None;
     }
     if n == 1 {
         return Some(0);
     }
-    let allowed = |i: usize| !exclude.contains(&i);
+    let allowed = |i: usize| usable(i) && !exclude.contains(&i);
     let any_allowed = (0..n).any(allowed);
-    let ok = |i: usize| !any_allowed || allowed(i);
+    let ok = |i: usize| if any_allowed { allowed(i) } else { usable(i) };
     match lb {
         LoadBalancer::RoundRobin => Some(round_robin(state, ok)),
         LoadBalancer::Random | LoadBalancer::Passthrough => Some(random(state, ok)),
@@ -89,7 +92,11 @@ fn random(state: &ClusterState, ok: impl Fn(usize) -> bool) -> usize {
             return i;
         }
     }
-    (0..n).find(|i| ok(*i)).unwrap_or(0)
+    let start = fastrand::usize(..n);
+    (0..n)
+        .map(|k| (start + k) % n)
+        .find(|i| ok(*i))
+        .unwrap_or(0)
 }
 
 /// Envoy's least-request with equal weights: power of two random choices, the one with

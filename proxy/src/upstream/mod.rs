@@ -5,4 +5,6 @@ pub mod connect;
 pub mod dns;
 pub mod hash_ring;
 pub mod lb;
+pub mod limits;
+pub mod outlier;
 pub mod pool;

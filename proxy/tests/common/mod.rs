@@ -322,3 +322,112 @@ pub async fn send(
         body: String::from_utf8_lossy(&body).to_string(),
     }
 }
+
+/// Like [`upstream`], but every request waits `delay` before it is answered (the
+/// connection is counted at once, the request once answered).
+pub async fn upstream_delayed(name: &str, delay: Duration) -> Upstream {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen = Arc::new(Seen::default());
+    let name_s: Arc<str> = name.into();
+    let s = seen.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            s.connections.fetch_add(1, Ordering::SeqCst);
+            let s = s.clone();
+            let name = name_s.clone();
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
+                    let s = s.clone();
+                    let name = name.clone();
+                    async move {
+                        tokio::time::sleep(delay).await;
+                        Ok::<_, Infallible>(respond(req, &s, &name).await)
+                    }
+                });
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection_with_upgrades(TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    Upstream {
+        addr,
+        name: name.to_string(),
+        seen,
+    }
+}
+
+/// A local port nothing listens on (bound, then released): connecting to it is refused.
+pub fn closed_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+/// Like [`service`], with the service port's `protocol` (`HTTP`, `HTTP2`, `GRPC`...); the
+/// port is named after the protocol in lower case.
+pub fn service_proto(host: &str, protocol: &str, endpoints: &[(u16, &str)]) -> String {
+    let pname = protocol.to_ascii_lowercase();
+    let mut eps = String::new();
+    for (port, labels) in endpoints {
+        eps.push_str(&format!(
+            "  - {{address: 127.0.0.1, ports: {{{pname}: {port}}}, labels: {{{labels}}}}}\n"
+        ));
+    }
+    format!(
+        "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {{name: {name}}}\nspec:\n  hosts: [{host}]\n  ports: [{{number: 80, name: {pname}, protocol: {protocol}}}]\n  resolution: STATIC\n  endpoints:\n{eps}---\n",
+        name = host.split('.').next().unwrap()
+    )
+}
+
+/// Sends a GET over `client` (which pools its connections to the proxy).
+pub async fn get_with(
+    client: &Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>,
+    addr: SocketAddr,
+    host: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Reply {
+    let mut req = Request::builder()
+        .method("GET")
+        .uri(format!("http://{addr}{path}"))
+        .header("host", host);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let resp = client
+        .request(req.body(Full::new(Bytes::new())).unwrap())
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let body = resp
+        .into_body()
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    Reply {
+        status,
+        headers,
+        body: String::from_utf8_lossy(&body).to_string(),
+    }
+}
+
+/// Polls `cond` every few milliseconds until it holds or `within` has passed; returns
+/// whether it held.
+pub async fn eventually(within: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if cond() {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}

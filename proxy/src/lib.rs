@@ -1,6 +1,7 @@
 //! meshproxy's runtime: the data path, its policies and the process around them.
 
 pub mod access_log;
+pub mod admin;
 pub mod demo;
 pub mod http;
 pub mod policy;

@@ -26,6 +26,11 @@ struct Tracked {
 /// An upstream answering `status` after `delay_ms`, counting connections (current and
 /// peak) and requests.
 async fn tracked(status: u16, delay_ms: u64) -> Tracked {
+    tracked_proto(status, delay_ms, false).await
+}
+
+/// Like [`tracked`], speaking HTTP/2 (prior knowledge) when `h2`.
+async fn tracked_proto(status: u16, delay_ms: u64, h2: bool) -> Tracked {
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = l.local_addr().unwrap().port();
     let t = Arc::new(Track::default());
@@ -55,9 +60,18 @@ async fn tracked(status: u16, delay_ms: u64) -> Tracked {
                         }
                     },
                 );
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(hyper_util::rt::TokioIo::new(s), svc)
+                let io = hyper_util::rt::TokioIo::new(s);
+                if h2 {
+                    let _ = hyper::server::conn::http2::Builder::new(
+                        hyper_util::rt::TokioExecutor::new(),
+                    )
+                    .serve_connection(io, svc)
                     .await;
+                } else {
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(io, svc)
+                        .await;
+                }
                 t.open.fetch_sub(1, Ordering::SeqCst);
             });
         }
@@ -524,4 +538,63 @@ async fn ejection_closes_the_endpoints_idle_connections() {
         || flaky.t.open.load(Ordering::SeqCst) == 0,
     )
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn http2_streams_per_connection_are_capped() {
+    let up = tracked_proto(200, 300, true).await;
+    let p = proxy(&format!(
+        "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {{name: web}}\nspec:\n  hosts: [web.default.svc.cluster.local]\n  ports: [{{number: 80, name: http2, protocol: HTTP2}}]\n  resolution: STATIC\n  endpoints: [{{address: 127.0.0.1, ports: {{http2: {}}}}}]\n---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {{name: web}}\nspec:\n  host: web\n  trafficPolicy:\n    connectionPool:\n      http: {{maxConcurrentStreams: 2}}\n",
+        up.port
+    ));
+    let addr = p.addr;
+    let tasks: Vec<_> = (0..6)
+        .map(|_| {
+            tokio::spawn(async move {
+                send(addr, "GET", "web", "/", &[], bytes::Bytes::new(), false)
+                    .await
+                    .status
+            })
+        })
+        .collect();
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), 200);
+    }
+    assert_eq!(up.t.requests.load(Ordering::SeqCst), 6);
+    assert_eq!(
+        up.t.connections.load(Ordering::SeqCst),
+        3,
+        "6 concurrent streams, 2 per connection"
+    );
+
+    // Without the cap, one multiplexed connection carries them all.
+    let up2 = tracked_proto(200, 300, true).await;
+    let p2 = proxy(&format!(
+        "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {{name: web}}\nspec:\n  hosts: [web.default.svc.cluster.local]\n  ports: [{{number: 80, name: http2, protocol: HTTP2}}]\n  resolution: STATIC\n  endpoints: [{{address: 127.0.0.1, ports: {{http2: {}}}}}]\n",
+        up2.port
+    ));
+    let addr = p2.addr;
+    let first = tokio::spawn(async move {
+        send(addr, "GET", "web", "/", &[], bytes::Bytes::new(), false)
+            .await
+            .status
+    });
+    until("the first stream", Duration::from_secs(5), || {
+        up2.t.in_flight.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    let rest: Vec<_> = (0..5)
+        .map(|_| {
+            tokio::spawn(async move {
+                send(addr, "GET", "web", "/", &[], bytes::Bytes::new(), false)
+                    .await
+                    .status
+            })
+        })
+        .collect();
+    assert_eq!(first.await.unwrap(), 200);
+    for t in rest {
+        assert_eq!(t.await.unwrap(), 200);
+    }
+    assert_eq!(up2.t.connections.load(Ordering::SeqCst), 1);
 }

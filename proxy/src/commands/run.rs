@@ -49,12 +49,22 @@ pub fn serve(snap: Snapshot, options: Options, log: AccessLog) -> i32 {
             return 1;
         }
     };
+    let admin_addr = server.shared.active.load().snapshot.proxy.admin_address;
+    let admin = match meshproxy::admin::Admin::start(server.shared.clone(), admin_addr) {
+        Ok(a) => a,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start the admin server");
+            return 1;
+        }
+    };
+    tracing::info!(listener = "admin", address = %admin.addr, "listening");
     for (name, addr) in server.addrs() {
         tracing::info!(listener = %name, address = %addr, "listening");
     }
     tracing::info!(%version, workers, "serving");
     wait_for_signal();
     tracing::info!("shutting down");
+    drop(admin);
     server.shutdown();
     0
 }

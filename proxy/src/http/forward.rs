@@ -7,7 +7,7 @@ use crate::policy::retry::Outcome;
 use crate::upstream::cluster_state::{ActiveRequest, ClusterState, EndpointState};
 use crate::upstream::connect::{connect, ConnectError};
 use crate::upstream::limits::Limit;
-use crate::upstream::pool::{H1Lease, H2Lease};
+use crate::upstream::pool::{H1Lease, H2Checkout, H2Lease};
 use http::header::{HeaderMap, HeaderValue, HOST};
 use http::{Method, Request, Response, Uri, Version};
 use hyper::body::Incoming;
@@ -217,13 +217,26 @@ async fn checkout(
     fresh: bool,
 ) -> Result<Lease, Failure> {
     let ep = &state.endpoints[index];
-    if !fresh {
+    // HTTP/2: requests arriving together share the connection one of them opens.
+    let mut ticket = None;
+    if h2 && !fresh {
+        match ep.pool.h2_checkout(state.reuse) {
+            H2Checkout::Ready(l) => return Ok(Lease::H2(l)),
+            H2Checkout::Wait(rx) => {
+                return match rx.await {
+                    Ok(Some(l)) => Ok(Lease::H2(l)),
+                    _ => Err(connect_failure(ep, "connection failure")),
+                }
+            }
+            H2Checkout::Open(t) => ticket = Some(H2Ticket { ep, ticket: t }),
+        }
+    } else if !fresh {
         if let Some(l) = reuse_existing(state, ep, h2, false) {
             return Ok(l);
         }
     }
     if let Some(permit) = state.limits.try_connection() {
-        return open(cluster, state, ep, h2, permit).await;
+        return finish_h2(ep, open(cluster, state, ep, h2, permit).await, ticket);
     }
     state.limits.overflowed(Limit::Connections);
     if let Some(l) = reuse_existing(state, ep, h2, true) {
@@ -246,7 +259,7 @@ async fn checkout(
         tokio::select! {
             permit = state.limits.connections.clone().acquire_owned() => {
                 let Ok(permit) = permit else { return Err(overflow(Some(ep))) };
-                return open(cluster, state, ep, h2, permit).await;
+                return finish_h2(ep, open(cluster, state, ep, h2, permit).await, ticket);
             }
             _ = ep.returned.notified() => {
                 if let Some(l) = reuse_existing(state, ep, h2, true) {
@@ -257,13 +270,52 @@ async fn checkout(
     }
 }
 
+/// A pending HTTP/2 connection opening; if dropped before [`finish_h2`] resolves it
+/// (error, overflow, cancellation), the requests waiting on it are failed.
+struct H2Ticket<'a> {
+    ep: &'a EndpointState,
+    ticket: u64,
+}
+
+impl Drop for H2Ticket<'_> {
+    fn drop(&mut self) {
+        self.ep.pool.h2_failed(self.ticket);
+    }
+}
+
+/// A connection just opened.
+enum Opened {
+    H1(H1Lease),
+    H2(crate::upstream::pool::H2Sender),
+}
+
+/// Registers a newly opened connection: an HTTP/2 one under its ticket (the requests
+/// waiting for it get streams on it), or as a new pooled connection.
+fn finish_h2(
+    ep: &EndpointState,
+    opened: Result<Opened, Failure>,
+    ticket: Option<H2Ticket<'_>>,
+) -> Result<Lease, Failure> {
+    match opened? {
+        Opened::H1(l) => Ok(Lease::H1(l)),
+        Opened::H2(sender) => match ticket {
+            Some(t) => {
+                let lease = t.ep.pool.h2_opened(t.ticket, sender);
+                std::mem::forget(t);
+                Ok(Lease::H2(lease))
+            }
+            None => Ok(Lease::H2(ep.pool.add_h2(sender))),
+        },
+    }
+}
+
 async fn open(
     cluster: &Cluster,
     state: &ClusterState,
-    ep: &EndpointState,
+    ep: &Arc<EndpointState>,
     h2: bool,
     permit: OwnedSemaphorePermit,
-) -> Result<Lease, Failure> {
+) -> Result<Opened, Failure> {
     let pool = &cluster.pool;
     match &ep.address {
         EndpointAddress::Socket(a) => {
@@ -306,15 +358,16 @@ async fn open(
 async fn handshake<S>(
     stream: S,
     _state: &ClusterState,
-    ep: &EndpointState,
+    ep: &Arc<EndpointState>,
     h2: bool,
     permit: OwnedSemaphorePermit,
     keepalive: Option<(Duration, Duration)>,
-) -> Result<Lease, Failure>
+) -> Result<Opened, Failure>
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let io = TokioIo::new(stream);
+    let counted = OpenConnection::new(ep);
     if h2 {
         let mut b = hyper::client::conn::http2::Builder::new(TokioExecutor::new());
         b.timer(TokioTimer::new());
@@ -329,11 +382,12 @@ where
             .map_err(|e| connect_failure(ep, format!("HTTP/2 handshake: {e}")))?;
         tokio::spawn(async move {
             let _permit = permit;
+            let _counted = counted;
             if let Err(e) = conn.await {
                 tracing::debug!(error = %e, "upstream h2 connection ended");
             }
         });
-        Ok(Lease::H2(ep.pool.add_h2(sender)))
+        Ok(Opened::H2(sender))
     } else {
         let (sender, conn) = hyper::client::conn::http1::Builder::new()
             .handshake(io)
@@ -341,16 +395,33 @@ where
             .map_err(|e| connect_failure(ep, format!("HTTP/1.1 handshake: {e}")))?;
         tokio::spawn(async move {
             let _permit = permit;
+            let _counted = counted;
             match conn.without_shutdown().await {
                 Ok(parts) => close_fully(parts.io.into_inner()).await,
                 Err(e) => tracing::debug!(error = %e, "upstream h1 connection ended"),
             }
         });
-        Ok(Lease::H1(H1Lease {
+        Ok(Opened::H1(H1Lease {
             sender,
             served: 0,
             created: Instant::now(),
         }))
+    }
+}
+
+/// Counts an open connection on its endpoint for as long as its I/O task runs.
+struct OpenConnection(Arc<EndpointState>);
+
+impl OpenConnection {
+    fn new(ep: &Arc<EndpointState>) -> Self {
+        ep.connections.fetch_add(1, Ordering::Relaxed);
+        OpenConnection(ep.clone())
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.connections.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

@@ -62,6 +62,8 @@ pub struct Shared {
     pub options: Options,
     /// Access log sink.
     pub access_log: AccessLog,
+    /// True once every listener is bound (admin `/ready`); false again when draining.
+    pub ready: std::sync::atomic::AtomicBool,
 }
 
 /// A running proxy.
@@ -87,6 +89,7 @@ impl Server {
             active: ArcSwap::from_pointee(active),
             options,
             access_log,
+            ready: std::sync::atomic::AtomicBool::new(false),
         });
         let mut addrs = Vec::new();
         // per_worker[w] = [(listener name, socket)]
@@ -143,6 +146,9 @@ impl Server {
                 })?;
             threads.push(t);
         }
+        shared
+            .ready
+            .store(true, std::sync::atomic::Ordering::Release);
         Ok(Server {
             shared,
             addrs,

@@ -33,6 +33,8 @@ pub struct EndpointState {
     pub outlier: OutlierState,
     /// Requests waiting for a connection to this endpoint.
     pub waiting: AtomicU32,
+    /// Open connections to this endpoint (all workers).
+    pub connections: AtomicU32,
     /// Signalled when a connection to this endpoint is parked while requests wait.
     pub returned: Notify,
 }
@@ -106,6 +108,7 @@ impl ClusterState {
                     pool: EndpointPool::new(workers),
                     outlier: OutlierState::default(),
                     waiting: AtomicU32::new(0),
+                    connections: AtomicU32::new(0),
                     returned: Notify::new(),
                 })
             })

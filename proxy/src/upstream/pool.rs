@@ -52,10 +52,31 @@ impl Drop for H2Lease {
     }
 }
 
+/// An HTTP/2 connection being opened, and the requests waiting to share it.
+struct Connecting {
+    ticket: u64,
+    waiters: Vec<tokio::sync::oneshot::Sender<Option<H2Lease>>>,
+    /// Streams it can still take besides the opener's.
+    room: u32,
+}
+
 #[derive(Default)]
 struct Slot {
     idle: Vec<IdleH1>,
     h2: Vec<H2Conn>,
+    connecting: Vec<Connecting>,
+    next_ticket: u64,
+}
+
+/// How to get an HTTP/2 stream.
+pub enum H2Checkout {
+    /// A stream on an open connection.
+    Ready(H2Lease),
+    /// Wait for a connection another request is opening (`None`: it failed).
+    Wait(tokio::sync::oneshot::Receiver<Option<H2Lease>>),
+    /// Open a connection; report it with [`EndpointPool::h2_opened`] or
+    /// [`EndpointPool::h2_failed`] using this ticket.
+    Open(u64),
 }
 
 /// Age and reuse limits applied at checkout.
@@ -146,6 +167,75 @@ impl EndpointPool {
             sender: c.sender.clone(),
             streams: c.streams.clone(),
         })
+    }
+
+    /// A stream on an open connection with room; else a place on a connection being
+    /// opened; else a ticket to open one. Requests arriving together share one new
+    /// connection instead of each opening their own.
+    pub fn h2_checkout(&self, r: Reuse) -> H2Checkout {
+        let mut slot = self.lock(worker_id());
+        slot.h2
+            .retain(|c| !c.sender.is_closed() && !too_old(c.created, r.max_duration));
+        if let Some(c) = slot
+            .h2
+            .iter()
+            .find(|c| c.streams.load(Ordering::Relaxed) < r.max_streams)
+        {
+            c.streams.fetch_add(1, Ordering::Relaxed);
+            return H2Checkout::Ready(H2Lease {
+                sender: c.sender.clone(),
+                streams: c.streams.clone(),
+            });
+        }
+        if let Some(c) = slot.connecting.iter_mut().find(|c| c.room > 0) {
+            c.room -= 1;
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            c.waiters.push(tx);
+            return H2Checkout::Wait(rx);
+        }
+        slot.next_ticket += 1;
+        let ticket = slot.next_ticket;
+        slot.connecting.push(Connecting {
+            ticket,
+            waiters: Vec::new(),
+            room: r.max_streams.saturating_sub(1),
+        });
+        H2Checkout::Open(ticket)
+    }
+
+    /// The connection of `ticket` is open: streams for the opener and its waiters.
+    pub fn h2_opened(&self, ticket: u64, sender: H2Sender) -> H2Lease {
+        let mut slot = self.lock(worker_id());
+        let waiters = match slot.connecting.iter().position(|c| c.ticket == ticket) {
+            Some(i) => slot.connecting.swap_remove(i).waiters,
+            None => Vec::new(),
+        };
+        let streams = Arc::new(AtomicU32::new(1 + waiters.len() as u32));
+        slot.h2.push(H2Conn {
+            sender: sender.clone(),
+            created: Instant::now(),
+            streams: streams.clone(),
+        });
+        drop(slot);
+        for w in waiters {
+            let lease = H2Lease {
+                sender: sender.clone(),
+                streams: streams.clone(),
+            };
+            // A waiter that went away drops its lease, which gives the stream back.
+            let _ = w.send(Some(lease));
+        }
+        H2Lease { sender, streams }
+    }
+
+    /// The connection of `ticket` could not be opened: its waiters fail too.
+    pub fn h2_failed(&self, ticket: u64) {
+        let mut slot = self.lock(worker_id());
+        if let Some(i) = slot.connecting.iter().position(|c| c.ticket == ticket) {
+            for w in slot.connecting.swap_remove(i).waiters {
+                let _ = w.send(None);
+            }
+        }
     }
 
     /// Adds a new HTTP/2 connection and returns a stream on it.

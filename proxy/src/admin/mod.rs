@@ -1,0 +1,120 @@
+//! The admin server (SPEC §4), on its own thread and runtime so it answers while the data
+//! plane is saturated: `/ready`, `/clusters`, `/config_dump`.
+
+pub mod clusters;
+pub mod config_dump;
+
+use crate::server::Shared;
+use bytes::Bytes;
+use http::{header, Method, Request, Response, StatusCode};
+use http_body_util::Full;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use tokio::sync::watch;
+
+/// A running admin server.
+pub struct Admin {
+    /// Bound address.
+    pub addr: SocketAddr,
+    stop: watch::Sender<bool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Admin {
+    /// Binds `addr` and serves the admin endpoints for `shared`.
+    pub fn start(shared: Arc<Shared>, addr: SocketAddr) -> io::Result<Admin> {
+        let std_listener = std::net::TcpListener::bind(addr)
+            .map_err(|e| io::Error::new(e.kind(), format!("admin address {addr}: {e}")))?;
+        std_listener.set_nonblocking(true)?;
+        let addr = std_listener.local_addr()?;
+        let (stop, mut stop_rx) = watch::channel(false);
+        let thread = std::thread::Builder::new().name("admin".into()).spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
+                tracing::error!("cannot start the admin runtime");
+                return;
+            };
+            rt.block_on(async move {
+                let Ok(listener) = tokio::net::TcpListener::from_std(std_listener) else { return };
+                loop {
+                    tokio::select! {
+                        _ = stop_rx.wait_for(|s| *s) => break,
+                        accepted = listener.accept() => {
+                            let Ok((stream, _)) = accepted else { continue };
+                            let shared = shared.clone();
+                            tokio::spawn(async move {
+                                let svc = hyper::service::service_fn(move |req| {
+                                    let shared = shared.clone();
+                                    async move { Ok::<_, std::convert::Infallible>(handle(req, &shared).await) }
+                                });
+                                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                                    .serve_connection(TokioIo::new(stream), svc)
+                                    .await;
+                            });
+                        }
+                    }
+                }
+            });
+        })?;
+        Ok(Admin {
+            addr,
+            stop,
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for Admin {
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn reply(
+    status: StatusCode,
+    content_type: &'static str,
+    body: impl Into<Bytes>,
+) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(body.into()));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        http::HeaderValue::from_static(content_type),
+    );
+    r
+}
+
+fn json(v: serde_json::Value) -> Response<Full<Bytes>> {
+    let mut text = serde_json::to_string_pretty(&v).unwrap_or_else(|_| "{}".into());
+    text.push('\n');
+    reply(StatusCode::OK, "application/json", text)
+}
+
+async fn handle(req: Request<hyper::body::Incoming>, shared: &Shared) -> Response<Full<Bytes>> {
+    match (req.method(), req.uri().path()) {
+        (&Method::GET, "/ready") => {
+            if shared.ready.load(Ordering::Acquire) {
+                reply(StatusCode::OK, "text/plain", "LIVE\n")
+            } else {
+                reply(StatusCode::SERVICE_UNAVAILABLE, "text/plain", "NOT READY\n")
+            }
+        }
+        (&Method::GET, "/clusters") => json(clusters::render(&shared.active.load())),
+        (&Method::GET, "/config_dump") => json(config_dump::render(&shared.active.load())),
+        (_, "/ready" | "/clusters" | "/config_dump") => reply(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "text/plain",
+            "method not allowed\n",
+        ),
+        _ => reply(
+            StatusCode::NOT_FOUND,
+            "text/plain",
+            "not found; endpoints: GET /ready, GET /clusters, GET /config_dump\n",
+        ),
+    }
+}

@@ -57,6 +57,9 @@ pub struct RunArgs {
     /// Access log on or off.
     #[arg(long, value_enum, default_value_t = OnOff::On)]
     pub access_log: OnOff,
+    /// Istio request metrics on or off (off only for benchmarking their cost).
+    #[arg(long, value_enum, default_value_t = OnOff::On)]
+    pub metrics: OnOff,
 }
 
 /// `demo` options.
@@ -65,6 +68,9 @@ pub struct DemoArgs {
     /// Port of the demo proxy's outbound listener on 127.0.0.1 (0: any free port).
     #[arg(long, default_value_t = 15001)]
     pub port: u16,
+    /// Port of the admin server on 127.0.0.1 (0: any free port).
+    #[arg(long, default_value_t = 15000)]
+    pub admin_port: u16,
     /// Log format.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,

@@ -4,6 +4,8 @@ pub mod access_log;
 pub mod admin;
 pub mod demo;
 pub mod http;
+pub mod log_control;
 pub mod policy;
 pub mod server;
+pub mod telemetry;
 pub mod upstream;

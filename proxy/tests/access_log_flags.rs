@@ -36,6 +36,7 @@ async fn local_replies_carry_envoy_flags() {
 kind: Proxy
 metadata: {{name: flags}}
 spec:
+  admin: {{address: \"127.0.0.1:0\"}}
   listeners:
   - {{name: outbound, address: \"127.0.0.1:0\", direction: OUTBOUND}}
 ---
@@ -103,4 +104,53 @@ spec:
         );
         assert!(line.contains(&format!("\"GET {path} HTTP/1.1\"")), "{line}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_access_log() {
+    let ok = common::upstream("ok").await;
+    let yaml = format!(
+        "apiVersion: meshproxy.io/v1alpha1\nkind: Proxy\nmetadata: {{name: j}}\nspec:\n  admin: {{address: \"127.0.0.1:0\"}}\n  listeners:\n  - {{name: outbound, address: \"127.0.0.1:0\", direction: OUTBOUND}}\n---\n{}",
+        common::service("ok.default.svc.cluster.local", &[(ok.addr.port(), "app: ok")])
+    );
+    let p = binary::run(&yaml, &["--workers", "1", "--log-format", "json"]);
+    let r = common::send(
+        p.addr("outbound"),
+        "GET",
+        "ok",
+        "/j?x=1",
+        &[("user-agent", "t/1"), ("x-request-id", "rid-1")],
+        bytes::Bytes::new(),
+        false,
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    let line = next_line(&p);
+    let v: serde_json::Value = serde_json::from_str(&line).expect("one JSON object per line");
+    assert_eq!(v["method"], "GET");
+    assert_eq!(v["path"], "/j?x=1");
+    assert_eq!(v["protocol"], "HTTP/1.1");
+    assert_eq!(v["response_code"], 200);
+    assert_eq!(v["response_flags"], "-");
+    assert_eq!(v["user_agent"], "t/1");
+    assert_eq!(v["request_id"], "rid-1");
+    assert_eq!(v["authority"], "ok");
+    assert_eq!(v["upstream_host"], ok.addr.to_string());
+    assert_eq!(v["bytes_sent"], 2);
+    assert!(v["start_time"].as_str().unwrap().ends_with('Z'));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn access_log_off_writes_nothing() {
+    let ok = common::upstream("ok").await;
+    let yaml = format!(
+        "apiVersion: meshproxy.io/v1alpha1\nkind: Proxy\nmetadata: {{name: j}}\nspec:\n  admin: {{address: \"127.0.0.1:0\"}}\n  listeners:\n  - {{name: outbound, address: \"127.0.0.1:0\", direction: OUTBOUND}}\n---\n{}",
+        common::service("ok.default.svc.cluster.local", &[(ok.addr.port(), "app: ok")])
+    );
+    let p = binary::run(&yaml, &["--workers", "1", "--access-log", "off"]);
+    assert_eq!(common::get_at(p.addr("outbound"), "ok").await, 200);
+    assert!(
+        p.stdout.recv_timeout(Duration::from_millis(300)).is_err(),
+        "no access log line expected"
+    );
 }

@@ -136,6 +136,32 @@ async fn ready_clusters_and_config_dump() {
     assert_eq!(d["resources"][2]["document"]["spec"]["host"], "web");
     assert_eq!(d["listeners"][0]["role"], "OUTBOUND");
 
+    let set = common::send(
+        admin,
+        "POST",
+        "admin",
+        "/logging?level=debug",
+        &[],
+        bytes::Bytes::new(),
+        false,
+    )
+    .await;
+    assert_eq!(set.status, 200, "{}", set.body);
+    let bad = common::send(
+        admin,
+        "POST",
+        "admin",
+        "/logging?level=%25%25",
+        &[],
+        bytes::Bytes::new(),
+        false,
+    )
+    .await;
+    assert_eq!(bad.status, 400, "{}", bad.body);
+    let metrics = admin_get(admin, "/metrics").await;
+    assert_eq!(metrics.status, 200);
+    assert!(metrics.header("content-type").starts_with("text/plain"));
+
     assert_eq!(admin_get(admin, "/nope").await.status, 404);
     let post = common::send(
         admin,

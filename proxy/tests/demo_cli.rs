@@ -21,7 +21,7 @@ fn demo_prints_curl_lines_that_work() {
     }
     let started = Instant::now();
     let mut child = Command::new(env!("CARGO_BIN_EXE_meshproxy"))
-        .args(["demo", "--port", "0"])
+        .args(["demo", "--port", "0", "--admin-port", "0"])
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -41,7 +41,7 @@ fn demo_prints_curl_lines_that_work() {
     }
     let ready_after = started.elapsed();
     eprintln!("demo ready after {ready_after:?}");
-    assert_eq!(curls.len(), 4, "{curls:?}");
+    assert_eq!(curls.len(), 6, "{curls:?}");
 
     let jason = sh(&curls[0]);
     assert!(
@@ -64,6 +64,11 @@ fn demo_prints_curl_lines_that_work() {
 
     let no_route = sh(&curls[3]);
     assert!(no_route.starts_with("HTTP/1.1 404"), "no route: {no_route}");
+
+    let metrics = sh(&curls[4]);
+    assert!(metrics.contains("istio_requests_total{") && metrics.contains("response_flags=\"FI\""), "metrics: {metrics}");
+    let clusters = sh(&curls[5]);
+    assert!(clusters.contains("outbound|9080|v2|reviews.default.svc.cluster.local"), "clusters: {clusters}");
 
     // The access log records the flags.
     let mut log = String::new();

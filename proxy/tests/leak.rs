@@ -85,6 +85,7 @@ async fn no_descriptor_or_memory_leak_under_flapping_endpoints() {
 kind: Proxy
 metadata: {{name: leak}}
 spec:
+  admin: {{address: \"127.0.0.1:0\"}}
   listeners:
   - {{name: outbound, address: \"127.0.0.1:0\", direction: OUTBOUND}}
 ---

@@ -96,6 +96,7 @@ async fn one_gib_each_way_with_bounded_memory() {
 kind: Proxy
 metadata: {{name: stream}}
 spec:
+  admin: {{address: \"127.0.0.1:0\"}}
   listeners:
   - {{name: outbound, address: \"127.0.0.1:0\", direction: OUTBOUND}}
 ---

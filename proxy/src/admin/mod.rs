@@ -1,5 +1,5 @@
 //! The admin server (SPEC §4), on its own thread and runtime so it answers while the data
-//! plane is saturated: `/ready`, `/clusters`, `/config_dump`.
+//! plane is saturated: `/ready`, `/metrics`, `/clusters`, `/config_dump`.
 
 pub mod clusters;
 pub mod config_dump;
@@ -38,6 +38,15 @@ impl Admin {
             };
             rt.block_on(async move {
                 let Ok(listener) = tokio::net::TcpListener::from_std(std_listener) else { return };
+                // Histogram samples are folded into buckets periodically, scraped or not.
+                let upkeep_shared = shared.clone();
+                tokio::spawn(async move {
+                    let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
+                    loop {
+                        tick.tick().await;
+                        upkeep_shared.metrics.upkeep();
+                    }
+                });
                 loop {
                     tokio::select! {
                         _ = stop_rx.wait_for(|s| *s) => break,
@@ -104,9 +113,35 @@ async fn handle(req: Request<hyper::body::Incoming>, shared: &Shared) -> Respons
                 reply(StatusCode::SERVICE_UNAVAILABLE, "text/plain", "NOT READY\n")
             }
         }
+        (&Method::GET, "/metrics") => {
+            let active = shared.active.load();
+            let mut text = shared.metrics.render();
+            crate::telemetry::state::render(&mut text, shared, &active);
+            crate::telemetry::process::render(&mut text);
+            reply(StatusCode::OK, "text/plain; version=0.0.4; charset=utf-8", text)
+        }
+        (&Method::POST, "/logging") => {
+            let level = req
+                .uri()
+                .query()
+                .unwrap_or("")
+                .split('&')
+                .find_map(|kv| kv.strip_prefix("level="))
+                .unwrap_or("");
+            if level.is_empty() {
+                return reply(StatusCode::BAD_REQUEST, "text/plain", "usage: POST /logging?level=debug\n");
+            }
+            match crate::log_control::set(level) {
+                Ok(()) => {
+                    tracing::info!(filter = level, "log level changed");
+                    reply(StatusCode::OK, "text/plain", format!("log level set to {level}\n"))
+                }
+                Err(e) => reply(StatusCode::BAD_REQUEST, "text/plain", format!("{e}\n")),
+            }
+        }
         (&Method::GET, "/clusters") => json(clusters::render(&shared.active.load())),
         (&Method::GET, "/config_dump") => json(config_dump::render(&shared.active.load())),
-        (_, "/ready" | "/clusters" | "/config_dump") => reply(
+        (_, "/ready" | "/metrics" | "/clusters" | "/config_dump" | "/logging") => reply(
             StatusCode::METHOD_NOT_ALLOWED,
             "text/plain",
             "method not allowed\n",
@@ -114,7 +149,7 @@ async fn handle(req: Request<hyper::body::Incoming>, shared: &Shared) -> Respons
         _ => reply(
             StatusCode::NOT_FOUND,
             "text/plain",
-            "not found; endpoints: GET /ready, GET /clusters, GET /config_dump\n",
+            "not found; endpoints: GET /ready, GET /metrics, GET /clusters, GET /config_dump, POST /logging?level=\n",
         ),
     }
 }

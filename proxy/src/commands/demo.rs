@@ -65,6 +65,17 @@ pub fn run(args: DemoArgs) -> i32 {
         eprintln!("the demo proxy has no outbound listener");
         return 1;
     };
+    let admin_addr = std::net::SocketAddr::from(([127, 0, 0, 1], args.admin_port));
+    let admin = match meshproxy::admin::Admin::start(server.shared.clone(), admin_addr) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!(
+                "cannot start the admin server: {e} (is port {} free? try --admin-port 0)",
+                args.admin_port
+            );
+            return 1;
+        }
+    };
     let mut out = std::io::stdout().lock();
     let _ = writeln!(
         out,
@@ -73,12 +84,23 @@ pub fn run(args: DemoArgs) -> i32 {
     for line in demo::instructions(addr) {
         let _ = writeln!(out, "{line}");
     }
+    let _ = writeln!(
+        out,
+        "# admin: Istio metrics, clusters and endpoints, the config in force"
+    );
+    let _ = writeln!(
+        out,
+        "curl -s http://{}/metrics | grep istio_requests_total",
+        admin.addr
+    );
+    let _ = writeln!(out, "curl -s http://{}/clusters", admin.addr);
     let _ = writeln!(out, "\n(access log below; Ctrl-C to stop)");
     let _ = out.flush();
     drop(out);
     rt.block_on(async {
         let _ = tokio::signal::ctrl_c().await;
     });
+    drop(admin);
     server.shutdown();
     0
 }

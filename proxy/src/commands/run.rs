@@ -21,6 +21,7 @@ pub fn run(args: RunArgs) -> i32 {
     let options = Options {
         workers: args.workers.unwrap_or_else(available_cpus).max(1),
         drain_timeout: args.drain_timeout,
+        metrics: args.metrics == OnOff::On,
     };
     let log = AccessLog::stdout(
         args.access_log == OnOff::On,

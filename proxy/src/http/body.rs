@@ -308,9 +308,16 @@ impl Body for RequestBody {
 
 /// Runs when a response body ends or is dropped: the request's completion work.
 pub trait Completion: Send + 'static {
-    /// Called exactly once with the bytes sent downstream and whether the body ended
-    /// normally (false: dropped early, errored or timed out).
-    fn complete(self: Box<Self>, bytes_sent: u64, ended: bool, error: Option<&BodyError>);
+    /// Called exactly once with the bytes sent downstream, whether the body ended
+    /// normally (false: dropped early, errored or timed out), and the `grpc-status` of
+    /// the trailers if there were any.
+    fn complete(
+        self: Box<Self>,
+        bytes_sent: u64,
+        ended: bool,
+        error: Option<&BodyError>,
+        grpc_status: Option<u32>,
+    );
 }
 
 enum Inner {
@@ -325,6 +332,7 @@ pub struct ResponseBody {
     deadline: Option<Pin<Box<tokio::time::Sleep>>>,
     completion: Option<Box<dyn Completion>>,
     sent: u64,
+    grpc_status: Option<u32>,
 }
 
 impl ResponseBody {
@@ -354,6 +362,7 @@ impl ResponseBody {
             deadline: None,
             completion: None,
             sent: 0,
+            grpc_status: None,
         }
     }
 
@@ -371,7 +380,7 @@ impl ResponseBody {
 
     fn complete(&mut self, ended: bool, error: Option<&BodyError>) {
         if let Some(c) = self.completion.take() {
-            c.complete(self.sent, ended, error);
+            c.complete(self.sent, ended, error, self.grpc_status);
         }
     }
 }
@@ -407,6 +416,11 @@ impl Body for ResponseBody {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(d) = frame.data_ref() {
                     this.sent += d.len() as u64;
+                } else if let Some(t) = frame.trailers_ref() {
+                    this.grpc_status = t
+                        .get("grpc-status")
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| v.parse().ok());
                 }
                 if this.is_end_stream() {
                     this.complete(true, None);

@@ -7,6 +7,7 @@ use super::flags::Flags;
 use super::forward::Lease;
 use crate::access_log::Record;
 use crate::server::Shared;
+use crate::telemetry::istio::RequestLabels;
 use crate::upstream::cluster_state::{ActiveRequest, ClusterState};
 use crate::upstream::limits::RequestSlot;
 use std::sync::Arc;
@@ -38,32 +39,61 @@ pub struct RequestDone {
     pub active: Option<ActiveRequest>,
     /// The cluster's in-flight request slot (`http2MaxRequests`).
     pub request_slot: Option<RequestSlot>,
+    /// Response status (0 if none).
+    pub status: u16,
+    /// Response flags.
+    pub flags: Flags,
+    /// `grpc-status` of a trailers-only response.
+    pub grpc_status: Option<u32>,
+    /// Istio metric labels (`None`: not recorded).
+    pub labels: Option<RequestLabels>,
 }
 
 impl Completion for RequestDone {
-    fn complete(self: Box<Self>, bytes_sent: u64, ended: bool, error: Option<&BodyError>) {
-        let this = *self;
-        if let Some(r) = this.returnable {
+    fn complete(
+        self: Box<Self>,
+        bytes_sent: u64,
+        ended: bool,
+        error: Option<&BodyError>,
+        grpc_status: Option<u32>,
+    ) {
+        let mut this = *self;
+        if let Some(r) = this.returnable.take() {
             // Only a connection whose response was read to its end can carry another one.
             if let (true, Lease::H1(lease)) = (ended, r.lease) {
                 r.cluster.park(r.index, lease);
             }
         }
-        drop(this.active);
-        drop(this.request_slot);
-        if let Some(mut rec) = this.record {
-            rec.bytes_sent = bytes_sent;
-            rec.bytes_received = this.tap.as_ref().map(BodyTap::received).unwrap_or(0);
-            rec.duration = this.started.elapsed();
-            match error {
-                Some(BodyError::Timeout) => rec.flags.insert(Flags::UPSTREAM_REQUEST_TIMEOUT),
-                Some(BodyError::Upstream(_)) => {
-                    rec.flags.insert(Flags::UPSTREAM_CONNECTION_TERMINATION)
-                }
-                Some(_) => {}
-                None if !ended => rec.flags.insert(Flags::DOWNSTREAM_CONNECTION_TERMINATION),
-                None => {}
+        drop(this.active.take());
+        drop(this.request_slot.take());
+        match error {
+            Some(BodyError::Timeout) => this.flags.insert(Flags::UPSTREAM_REQUEST_TIMEOUT),
+            Some(BodyError::Upstream(_)) => {
+                this.flags.insert(Flags::UPSTREAM_CONNECTION_TERMINATION)
             }
+            Some(_) => {}
+            None if !ended => this.flags.insert(Flags::DOWNSTREAM_CONNECTION_TERMINATION),
+            None => {}
+        }
+        let received = this.tap.as_ref().map(BodyTap::received).unwrap_or(0);
+        let duration = this.started.elapsed();
+        if let Some(l) = &this.labels {
+            let grpc = grpc_status.or(this.grpc_status);
+            this.shared.metrics.record_request(
+                l,
+                this.status,
+                this.flags,
+                grpc,
+                received,
+                bytes_sent,
+                duration,
+            );
+        }
+        if let Some(mut rec) = this.record.take() {
+            rec.bytes_sent = bytes_sent;
+            rec.bytes_received = received;
+            rec.duration = duration;
+            rec.flags = this.flags;
             this.shared.access_log.log(&rec);
         }
     }

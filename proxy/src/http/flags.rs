@@ -4,7 +4,7 @@
 use std::fmt;
 
 /// A set of response flags.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct Flags(u32);
 
 macro_rules! flags {

@@ -415,6 +415,7 @@ struct OpenConnection(Arc<EndpointState>);
 impl OpenConnection {
     fn new(ep: &Arc<EndpointState>) -> Self {
         ep.connections.fetch_add(1, Ordering::Relaxed);
+        ep.opened.fetch_add(1, Ordering::Relaxed);
         OpenConnection(ep.clone())
     }
 }
@@ -422,6 +423,7 @@ impl OpenConnection {
 impl Drop for OpenConnection {
     fn drop(&mut self) {
         self.0.connections.fetch_sub(1, Ordering::Relaxed);
+        self.0.closed.fetch_add(1, Ordering::Relaxed);
     }
 }
 

@@ -11,6 +11,7 @@ use crate::access_log::Record;
 use crate::policy::{cors, fault, headers as hdr, mirror, redirect, retry};
 use crate::server::active::Active;
 use crate::server::Shared;
+use crate::telemetry::istio::{Reporter, RequestLabels, Security};
 use crate::upstream::cluster_state::ClusterState;
 use crate::upstream::limits::RequestSlot;
 use crate::upstream::{hash_ring, lb, outlier};
@@ -52,6 +53,7 @@ struct Ctx {
     record: Option<Record>,
     tap: Option<BodyTap>,
     grpc: bool,
+    labels: Option<RequestLabels>,
 }
 
 impl Ctx {
@@ -69,6 +71,10 @@ impl Ctx {
             returnable: None,
             active: None,
             request_slot: None,
+            status,
+            flags,
+            grpc_status: None,
+            labels: self.labels.take(),
         })
     }
 
@@ -141,17 +147,41 @@ pub async fn handle(
         authority: authority.clone(),
         ..Default::default()
     });
+    let grpc = local_reply::is_grpc(&parts.headers);
     let mut ctx = Ctx {
         shared: shared.clone(),
         started,
         record,
         tap,
-        grpc: local_reply::is_grpc(&parts.headers),
+        grpc,
+        labels: None,
     };
     let snap = &active.snapshot;
     let Some(listener) = snap.listeners.iter().find(|l| *l.name == *conn.listener) else {
         return ctx.reply(503, Flags::NONE, "listener_removed", "listener removed");
     };
+    if shared.metrics.enabled {
+        let inbound = matches!(listener.role, ListenerRole::Inbound { .. });
+        ctx.labels = Some(if inbound {
+            RequestLabels {
+                reporter: Reporter::Destination,
+                source: active.unknown_peer.clone(),
+                destination: active.local_peer.clone(),
+                service: active.inbound_service.clone(),
+                grpc,
+                security: Security::None,
+            }
+        } else {
+            RequestLabels {
+                reporter: Reporter::Source,
+                source: active.local_peer.clone(),
+                destination: active.unknown_peer.clone(),
+                service: active.unknown_service.clone(),
+                grpc,
+                security: Security::Unknown,
+            }
+        });
+    }
     match &listener.role {
         ListenerRole::Inbound { .. } => inbound(&mut ctx, &active, &conn, parts, authority).await,
         ListenerRole::Outbound | ListenerRole::Gateway { .. } => {
@@ -283,6 +313,14 @@ async fn dispatch(
             resp
         }
         RouteAction::Forward(wc) => {
+            // The weighted destination is chosen with the route, before the filters run
+            // (as Envoy caches the route and cluster), so faults are reported against it.
+            let picked = (wc.total_weight > 0 && !wc.destinations.is_empty())
+                .then(|| wc.pick(fastrand::u32(..wc.total_weight)))
+                .and_then(|d| d.target.resolve(port).map(|cid| (d, cid)));
+            if let (Some((_, cid)), Some(l)) = (&picked, ctx.labels.as_mut()) {
+                l.service = active.clusters[cid.0 as usize].service_labels.clone();
+            }
             // CORS runs before the fault filter and the router, as in Envoy's chain.
             let mut cors_headers = HeaderMap::new();
             if let Some(c) = &route.policy.cors {
@@ -341,16 +379,7 @@ async fn dispatch(
                     };
                 }
             }
-            if wc.destinations.is_empty() || wc.total_weight == 0 {
-                return ctx.reply(
-                    503,
-                    fault_flags | Flags::NO_CLUSTER_FOUND,
-                    "cluster_not_found",
-                    "",
-                );
-            }
-            let dest = wc.pick(fastrand::u32(..wc.total_weight));
-            let Some(cid) = dest.target.resolve(port) else {
+            let Some((dest, cid)) = picked else {
                 ctx.note_upstream("", "", &route.name);
                 return ctx.reply(
                     503,
@@ -535,6 +564,9 @@ async fn forward_to_cluster(
     let snap = &active.snapshot;
     let cluster = snap.cluster(cid);
     let state = &active.clusters[cid.0 as usize];
+    if let Some(l) = ctx.labels.as_mut() {
+        l.service = state.service_labels.clone();
+    }
     let version = parts.version;
     let (head, request_id) =
         upstream_head(parts, conn, Some(route), matched, Some(dest), authority);
@@ -590,6 +622,11 @@ async fn forward_to_cluster(
                 r.upstream_service_time = Some(ust);
             }
             let mut done = ctx.done(status, flags);
+            done.grpc_status = parts
+                .headers
+                .get("grpc-status")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse().ok());
             done.active = Some(att.active);
             done.request_slot = Some(request_slot);
             done.returnable = Some(Returnable {
@@ -758,6 +795,9 @@ async fn attempt_loop(
             match state.limits.start_retry() {
                 Some(slot) => {
                     retries += 1;
+                    state
+                        .retries
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     tried.push(idx);
                     tracing::debug!(cluster = %cluster.name, endpoint = %ep.name, ?outcome, retry = retries, "retrying");
                     drop(result);

@@ -1,6 +1,7 @@
 //! The configuration in force: the compiled snapshot plus the live state of its clusters,
 //! swapped together so a request loads both with one atomic load.
 
+use crate::telemetry::labels::{Peer, Service};
 use crate::upstream::cluster_state::ClusterState;
 use meshproxy_config::compile::cluster::{
     Cluster, ClusterKey, ConnectionPool, Endpoint, EndpointAddress, LoadBalancer, Protocol,
@@ -28,6 +29,14 @@ pub struct Active {
     pub clusters: Vec<Arc<ClusterState>>,
     /// Inbound listeners' local clusters.
     pub inbound: Vec<InboundCluster>,
+    /// This workload's metric labels.
+    pub local_peer: Arc<Peer>,
+    /// Labels of a peer nothing is known about.
+    pub unknown_peer: Arc<Peer>,
+    /// Labels of no service.
+    pub unknown_service: Arc<Service>,
+    /// `destination_service` of inbound requests: this workload's service.
+    pub inbound_service: Arc<Service>,
 }
 
 impl Active {
@@ -96,7 +105,30 @@ impl Active {
                 });
             }
         }
+        let p = &snapshot.proxy;
+        let inbound_service = Arc::new(Service {
+            id: crate::telemetry::labels::next_id(),
+            host: format!(
+                "{}.{}.svc.{}",
+                p.name,
+                p.namespace,
+                meshproxy_config::host::DEFAULT_DOMAIN_SUFFIX
+            )
+            .into(),
+            name: p.name.as_str().into(),
+            namespace: p.namespace.as_str().into(),
+            version: p
+                .labels
+                .get("version")
+                .map(|v| v.as_str())
+                .unwrap_or("unknown")
+                .into(),
+        });
         Active {
+            local_peer: Peer::local(&snapshot.proxy),
+            unknown_peer: Peer::unknown(),
+            unknown_service: Service::unknown(),
+            inbound_service,
             snapshot,
             clusters,
             inbound,

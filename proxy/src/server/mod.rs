@@ -35,6 +35,8 @@ pub struct Options {
     pub workers: usize,
     /// Drain bound on shutdown.
     pub drain_timeout: Duration,
+    /// Record Istio request metrics.
+    pub metrics: bool,
 }
 
 impl Default for Options {
@@ -42,6 +44,7 @@ impl Default for Options {
         Options {
             workers: 1,
             drain_timeout: Duration::from_secs(30),
+            metrics: true,
         }
     }
 }
@@ -64,6 +67,12 @@ pub struct Shared {
     pub access_log: AccessLog,
     /// True once every listener is bound (admin `/ready`); false again when draining.
     pub ready: std::sync::atomic::AtomicBool,
+    /// Prometheus metrics.
+    pub metrics: crate::telemetry::istio::Metrics,
+    /// Config reloads accepted.
+    pub reloads_accepted: std::sync::atomic::AtomicU64,
+    /// Config reloads refused.
+    pub reloads_rejected: std::sync::atomic::AtomicU64,
 }
 
 /// A running proxy.
@@ -85,11 +94,15 @@ impl Server {
         let workers = options.workers.max(1);
         let snapshot = Arc::new(snapshot);
         let active = Active::build(snapshot.clone(), None, workers);
+        let metrics = crate::telemetry::istio::Metrics::new(options.metrics);
         let shared = Arc::new(Shared {
             active: ArcSwap::from_pointee(active),
             options,
             access_log,
             ready: std::sync::atomic::AtomicBool::new(false),
+            metrics,
+            reloads_accepted: std::sync::atomic::AtomicU64::new(0),
+            reloads_rejected: std::sync::atomic::AtomicU64::new(0),
         });
         let mut addrs = Vec::new();
         // per_worker[w] = [(listener name, socket)]

@@ -35,6 +35,10 @@ pub struct EndpointState {
     pub waiting: AtomicU32,
     /// Open connections to this endpoint (all workers).
     pub connections: AtomicU32,
+    /// Connections opened.
+    pub opened: AtomicU64,
+    /// Connections closed.
+    pub closed: AtomicU64,
     /// Signalled when a connection to this endpoint is parked while requests wait.
     pub returned: Notify,
 }
@@ -82,6 +86,10 @@ pub struct ClusterState {
     pub max_requests_per_connection: Option<u32>,
     /// Times the cluster had no available endpoint.
     pub no_healthy: AtomicU64,
+    /// Retries sent.
+    pub retries: AtomicU64,
+    /// Destination labels for Istio metrics.
+    pub service_labels: Arc<crate::telemetry::labels::Service>,
     /// Round-robin cursor.
     pub(super) cursor: AtomicU64,
     /// Consistent-hash table, for consistent-hash clusters.
@@ -109,6 +117,8 @@ impl ClusterState {
                     outlier: OutlierState::default(),
                     waiting: AtomicU32::new(0),
                     connections: AtomicU32::new(0),
+                    opened: AtomicU64::new(0),
+                    closed: AtomicU64::new(0),
                     returned: Notify::new(),
                 })
             })
@@ -149,6 +159,8 @@ impl ClusterState {
             },
             max_requests_per_connection: p.max_requests_per_connection,
             no_healthy: AtomicU64::new(0),
+            retries: AtomicU64::new(0),
+            service_labels: crate::telemetry::labels::Service::of_cluster(cluster),
             cursor: AtomicU64::new(fastrand::u64(..)),
             hash,
             total_weight,

@@ -86,8 +86,13 @@ pub fn run(yaml: &str, extra: &[&str]) -> Running {
             Err(_) => panic!("meshproxy did not start; listeners so far {listeners:?}"),
         };
         if line.contains("listening") {
-            let name = field(&line, "listener=");
-            let addr = field(&line, "address=");
+            let (name, addr) = if line.starts_with('{') {
+                let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+                let f = |k: &str| v["fields"][k].as_str().map(str::to_string);
+                (f("listener"), f("address"))
+            } else {
+                (field(&line, "listener="), field(&line, "address="))
+            };
             if let (Some(n), Some(a)) = (name, addr.and_then(|a| a.parse().ok())) {
                 listeners.push((n, a));
             }

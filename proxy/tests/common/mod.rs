@@ -431,3 +431,10 @@ pub async fn eventually(within: Duration, mut cond: impl FnMut() -> bool) -> boo
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
+
+/// A GET to `addr` with `host`; the status.
+pub async fn get_at(addr: SocketAddr, host: &str) -> u16 {
+    send(addr, "GET", host, "/", &[], Bytes::new(), false)
+        .await
+        .status
+}

@@ -1,0 +1,313 @@
+//! Istio's standard request metrics (`istio_requests_total`,
+//! `istio_request_duration_milliseconds`, `istio_request_bytes`, `istio_response_bytes`,
+//! `istio_build`) on the `metrics` facade with a Prometheus recorder per server.
+//!
+//! The request path never builds label strings: metric handles are resolved once per
+//! (workload, service, status, flags, ...) combination and cached per worker thread, so
+//! recording a request is a thread-local lookup and four atomic updates.
+
+use super::labels::{Peer, Service};
+use crate::http::flags::Flags;
+use metrics::{Counter, Histogram, Key, Label, Metadata, Recorder};
+use metrics_exporter_prometheus::{
+    Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
+};
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Envoy's default histogram buckets, in milliseconds (`histogram_impl.cc defaultBuckets`).
+pub const DURATION_BUCKETS: [f64; 19] = [
+    0.5, 1.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0, 30000.0,
+    60000.0, 300000.0, 600000.0, 1800000.0, 3600000.0,
+];
+
+/// Size buckets for the byte histograms (decades up to 10 MB).
+pub const SIZE_BUCKETS: [f64; 8] = [
+    1.0, 10.0, 100.0, 1000.0, 10000.0, 100000.0, 1000000.0, 10000000.0,
+];
+
+/// Which proxy reports (`reporter` label).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Reporter {
+    /// The client-side proxy (outbound, gateways).
+    Source,
+    /// The server-side proxy (inbound).
+    Destination,
+}
+
+/// `connection_security_policy`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Security {
+    /// Always on `reporter=source`.
+    Unknown,
+    /// Plain text.
+    None,
+    /// Mutual TLS.
+    MutualTls,
+}
+
+impl Security {
+    fn as_str(&self) -> &'static str {
+        match self {
+            Security::Unknown => "unknown",
+            Security::None => "none",
+            Security::MutualTls => "mutual_tls",
+        }
+    }
+}
+
+/// Who talked to whom, for one request.
+#[derive(Clone, Debug)]
+pub struct RequestLabels {
+    /// Reporter.
+    pub reporter: Reporter,
+    /// Calling workload.
+    pub source: Arc<Peer>,
+    /// Called workload.
+    pub destination: Arc<Peer>,
+    /// Called service.
+    pub service: Arc<Service>,
+    /// gRPC request.
+    pub grpc: bool,
+    /// Connection security.
+    pub security: Security,
+}
+
+struct Handles {
+    requests: Counter,
+    duration: Histogram,
+    request_bytes: Histogram,
+    response_bytes: Histogram,
+}
+
+type CacheKey = (
+    u64,
+    Reporter,
+    u64,
+    u64,
+    u64,
+    bool,
+    Security,
+    u16,
+    Flags,
+    Option<u32>,
+);
+
+thread_local! {
+    static CACHE: RefCell<HashMap<CacheKey, Rc<Handles>>> = RefCell::new(HashMap::new());
+}
+
+static NEXT: AtomicU64 = AtomicU64::new(1);
+
+/// A server's metrics: its own Prometheus recorder (several servers in one process, as in
+/// tests, do not mix their counts).
+pub struct Metrics {
+    id: u64,
+    recorder: PrometheusRecorder,
+    handle: PrometheusHandle,
+    /// When false, requests are not recorded (the benchmark's metrics-off mode).
+    pub enabled: bool,
+}
+
+fn meta() -> Metadata<'static> {
+    Metadata::new(module_path!(), metrics::Level::INFO, Some(module_path!()))
+}
+
+impl Metrics {
+    /// A recorder with Envoy's duration buckets and `istio_build` set.
+    pub fn new(enabled: bool) -> Metrics {
+        let builder = PrometheusBuilder::new()
+            .set_buckets_for_metric(
+                Matcher::Full("istio_request_duration_milliseconds".into()),
+                &DURATION_BUCKETS,
+            )
+            .and_then(|b| {
+                b.set_buckets_for_metric(Matcher::Full("istio_request_bytes".into()), &SIZE_BUCKETS)
+            })
+            .and_then(|b| {
+                b.set_buckets_for_metric(
+                    Matcher::Full("istio_response_bytes".into()),
+                    &SIZE_BUCKETS,
+                )
+            });
+        let recorder = match builder {
+            Ok(b) => b.build_recorder(),
+            Err(_) => PrometheusBuilder::new().build_recorder(),
+        };
+        let handle = recorder.handle();
+        let m = Metrics {
+            id: NEXT.fetch_add(1, Ordering::Relaxed),
+            recorder,
+            handle,
+            enabled,
+        };
+        // HELP texts (istio.io `reference/config/metrics`).
+        m.recorder.describe_counter(
+            "istio_requests_total".into(),
+            None,
+            "Requests handled by the proxy (Istio standard metric).".into(),
+        );
+        m.recorder.describe_histogram(
+            "istio_request_duration_milliseconds".into(),
+            Some(metrics::Unit::Milliseconds),
+            "Time from the start of a request to the end of its response.".into(),
+        );
+        m.recorder.describe_histogram(
+            "istio_request_bytes".into(),
+            Some(metrics::Unit::Bytes),
+            "Request body sizes.".into(),
+        );
+        m.recorder.describe_histogram(
+            "istio_response_bytes".into(),
+            Some(metrics::Unit::Bytes),
+            "Response body sizes.".into(),
+        );
+        m.recorder.describe_gauge(
+            "istio_build".into(),
+            None,
+            "Proxy version (Istio standard metric).".into(),
+        );
+        let build = Key::from_parts(
+            "istio_build",
+            vec![
+                Label::new("component", "proxy"),
+                Label::new("tag", env!("CARGO_PKG_VERSION")),
+            ],
+        );
+        m.recorder.register_gauge(&build, &meta()).set(1.0);
+        m
+    }
+
+    /// The Prometheus text of every facade metric (callers append their own families).
+    pub fn render(&self) -> String {
+        self.handle.render()
+    }
+
+    /// Drains histogram samples into buckets (call periodically).
+    pub fn upkeep(&self) {
+        self.handle.run_upkeep();
+    }
+
+    fn handles(
+        &self,
+        l: &RequestLabels,
+        status: u16,
+        flags: Flags,
+        grpc_status: Option<u32>,
+    ) -> Rc<Handles> {
+        let key: CacheKey = (
+            self.id,
+            l.reporter,
+            l.source.id,
+            l.destination.id,
+            l.service.id,
+            l.grpc,
+            l.security,
+            status,
+            flags,
+            grpc_status,
+        );
+        CACHE.with(|c| {
+            if let Some(h) = c.borrow().get(&key) {
+                return h.clone();
+            }
+            let labels = self.labels(l, status, flags, grpc_status);
+            let k = |name: &'static str| Key::from_parts(name, labels.clone());
+            let h = Rc::new(Handles {
+                requests: self
+                    .recorder
+                    .register_counter(&k("istio_requests_total"), &meta()),
+                duration: self
+                    .recorder
+                    .register_histogram(&k("istio_request_duration_milliseconds"), &meta()),
+                request_bytes: self
+                    .recorder
+                    .register_histogram(&k("istio_request_bytes"), &meta()),
+                response_bytes: self
+                    .recorder
+                    .register_histogram(&k("istio_response_bytes"), &meta()),
+            });
+            c.borrow_mut().insert(key, h.clone());
+            h
+        })
+    }
+
+    fn labels(
+        &self,
+        l: &RequestLabels,
+        status: u16,
+        flags: Flags,
+        grpc_status: Option<u32>,
+    ) -> Vec<Label> {
+        let s = &l.source;
+        let d = &l.destination;
+        let v = &l.service;
+        let text = |a: &Arc<str>| a.to_string();
+        vec![
+            Label::new(
+                "reporter",
+                if l.reporter == Reporter::Source {
+                    "source"
+                } else {
+                    "destination"
+                },
+            ),
+            Label::new("source_workload", text(&s.workload)),
+            Label::new("source_canonical_service", text(&s.canonical_service)),
+            Label::new("source_canonical_revision", text(&s.canonical_revision)),
+            Label::new("source_workload_namespace", text(&s.namespace)),
+            Label::new("source_principal", text(&s.principal)),
+            Label::new("source_app", text(&s.app)),
+            Label::new("source_version", text(&s.version)),
+            Label::new("source_cluster", text(&s.cluster)),
+            Label::new("destination_workload", text(&d.workload)),
+            Label::new("destination_workload_namespace", text(&d.namespace)),
+            Label::new("destination_principal", text(&d.principal)),
+            Label::new("destination_app", text(&d.app)),
+            Label::new("destination_version", text(&v.version)),
+            Label::new("destination_service", text(&v.host)),
+            Label::new("destination_canonical_service", text(&d.canonical_service)),
+            Label::new(
+                "destination_canonical_revision",
+                text(&d.canonical_revision),
+            ),
+            Label::new("destination_service_name", text(&v.name)),
+            Label::new("destination_service_namespace", text(&v.namespace)),
+            Label::new("destination_cluster", text(&d.cluster)),
+            Label::new("request_protocol", if l.grpc { "grpc" } else { "http" }),
+            Label::new("response_code", status.to_string()),
+            Label::new(
+                "grpc_response_status",
+                grpc_status.map(|g| g.to_string()).unwrap_or_default(),
+            ),
+            Label::new("response_flags", flags.to_string()),
+            Label::new("connection_security_policy", l.security.as_str()),
+        ]
+    }
+
+    /// Records one finished request.
+    #[allow(clippy::too_many_arguments)]
+    pub fn record_request(
+        &self,
+        l: &RequestLabels,
+        status: u16,
+        flags: Flags,
+        grpc_status: Option<u32>,
+        request_bytes: u64,
+        response_bytes: u64,
+        duration: Duration,
+    ) {
+        if !self.enabled {
+            return;
+        }
+        let h = self.handles(l, status, flags, grpc_status);
+        h.requests.increment(1);
+        h.duration.record(duration.as_secs_f64() * 1000.0);
+        h.request_bytes.record(request_bytes as f64);
+        h.response_bytes.record(response_bytes as f64);
+    }
+}

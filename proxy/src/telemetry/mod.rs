@@ -1,0 +1,6 @@
+//! Telemetry: Istio's standard metrics and meshproxy's own state, in Prometheus format.
+
+pub mod istio;
+pub mod labels;
+pub mod process;
+pub mod state;

@@ -1,0 +1,222 @@
+//! meshproxy's own state as Prometheus families, read from the live state at scrape time
+//! (no per-request cost, and no stale series for clusters removed by a reload).
+
+use crate::server::active::Active;
+use crate::server::Shared;
+use crate::upstream::limits::Limit;
+use std::fmt::Write;
+use std::sync::atomic::Ordering;
+use std::time::UNIX_EPOCH;
+
+/// Escapes a Prometheus label value.
+pub fn escape(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+fn family(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+}
+
+/// Appends the cluster, outlier, config and access-log families.
+pub fn render(out: &mut String, shared: &Shared, active: &Active) {
+    let clusters: Vec<(&str, &crate::upstream::cluster_state::ClusterState)> = active
+        .snapshot
+        .clusters
+        .iter()
+        .zip(&active.clusters)
+        .map(|(c, s)| (c.name.as_str(), s.as_ref()))
+        .chain(
+            active
+                .inbound
+                .iter()
+                .map(|i| (i.cluster.name.as_str(), i.state.as_ref())),
+        )
+        .collect();
+
+    let per_cluster =
+        |out: &mut String,
+         name: &str,
+         kind: &str,
+         help: &str,
+         f: &dyn Fn(&crate::upstream::cluster_state::ClusterState) -> u64| {
+            family(out, name, kind, help);
+            for (cname, s) in &clusters {
+                let _ = writeln!(out, "{name}{{cluster=\"{}\"}} {}", escape(cname), f(s));
+            }
+        };
+    per_cluster(
+        out,
+        "meshproxy_cluster_connections_active",
+        "gauge",
+        "Open upstream connections.",
+        &|s| {
+            s.endpoints
+                .iter()
+                .map(|e| u64::from(e.connections.load(Ordering::Relaxed)))
+                .sum()
+        },
+    );
+    per_cluster(
+        out,
+        "meshproxy_cluster_connections_opened_total",
+        "counter",
+        "Upstream connections opened.",
+        &|s| {
+            s.endpoints
+                .iter()
+                .map(|e| e.opened.load(Ordering::Relaxed))
+                .sum()
+        },
+    );
+    per_cluster(
+        out,
+        "meshproxy_cluster_connections_closed_total",
+        "counter",
+        "Upstream connections closed.",
+        &|s| {
+            s.endpoints
+                .iter()
+                .map(|e| e.closed.load(Ordering::Relaxed))
+                .sum()
+        },
+    );
+    per_cluster(
+        out,
+        "meshproxy_cluster_requests_pending",
+        "gauge",
+        "Requests waiting for an upstream connection.",
+        &|s| u64::from(s.limits.pending()),
+    );
+    per_cluster(
+        out,
+        "meshproxy_cluster_requests_active",
+        "gauge",
+        "Requests in flight to the cluster.",
+        &|s| u64::from(s.limits.requests()),
+    );
+    per_cluster(
+        out,
+        "meshproxy_cluster_retries_total",
+        "counter",
+        "Retries sent.",
+        &|s| s.retries.load(Ordering::Relaxed),
+    );
+    per_cluster(
+        out,
+        "meshproxy_cluster_no_healthy_upstream_total",
+        "counter",
+        "Requests that found no available endpoint (UH).",
+        &|s| s.no_healthy.load(Ordering::Relaxed),
+    );
+    family(
+        out,
+        "meshproxy_cluster_overflows_total",
+        "counter",
+        "Requests refused by a circuit breaker (UO), per limit.",
+    );
+    for (cname, s) in &clusters {
+        for l in [
+            Limit::Connections,
+            Limit::Pending,
+            Limit::Requests,
+            Limit::Retries,
+        ] {
+            let _ = writeln!(
+                out,
+                "meshproxy_cluster_overflows_total{{cluster=\"{}\",limit=\"{}\"}} {}",
+                escape(cname),
+                l.as_str(),
+                s.limits.overflows(l)
+            );
+        }
+    }
+    let now = crate::upstream::outlier::now_nanos();
+    family(
+        out,
+        "meshproxy_outlier_ejections_total",
+        "counter",
+        "Outlier ejections per endpoint.",
+    );
+    for (cname, s) in &clusters {
+        for e in &s.endpoints {
+            let _ = writeln!(
+                out,
+                "meshproxy_outlier_ejections_total{{cluster=\"{}\",endpoint=\"{}\"}} {}",
+                escape(cname),
+                escape(&e.name),
+                e.outlier.ejections_total()
+            );
+        }
+    }
+    family(
+        out,
+        "meshproxy_outlier_ejected",
+        "gauge",
+        "1 while the endpoint is ejected.",
+    );
+    for (cname, s) in &clusters {
+        for e in &s.endpoints {
+            let _ = writeln!(
+                out,
+                "meshproxy_outlier_ejected{{cluster=\"{}\",endpoint=\"{}\"}} {}",
+                escape(cname),
+                escape(&e.name),
+                e.outlier.is_ejected(now) as u8
+            );
+        }
+    }
+    let snap = &active.snapshot;
+    family(
+        out,
+        "meshproxy_config_version_info",
+        "gauge",
+        "The config in force (version = content hash).",
+    );
+    let _ = writeln!(
+        out,
+        "meshproxy_config_version_info{{version=\"{}\"}} 1",
+        escape(&snap.version)
+    );
+    family(
+        out,
+        "meshproxy_config_loaded_timestamp_seconds",
+        "gauge",
+        "When the config in force was loaded.",
+    );
+    let loaded = snap
+        .loaded_at
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0);
+    let _ = writeln!(out, "meshproxy_config_loaded_timestamp_seconds {loaded}");
+    family(
+        out,
+        "meshproxy_config_reloads_total",
+        "counter",
+        "Config reloads, by result.",
+    );
+    let _ = writeln!(
+        out,
+        "meshproxy_config_reloads_total{{result=\"accepted\"}} {}",
+        shared.reloads_accepted.load(Ordering::Relaxed)
+    );
+    let _ = writeln!(
+        out,
+        "meshproxy_config_reloads_total{{result=\"rejected\"}} {}",
+        shared.reloads_rejected.load(Ordering::Relaxed)
+    );
+    family(
+        out,
+        "meshproxy_access_log_dropped_total",
+        "counter",
+        "Access log lines dropped because the writer fell behind.",
+    );
+    let _ = writeln!(
+        out,
+        "meshproxy_access_log_dropped_total {}",
+        shared.access_log.dropped()
+    );
+}

@@ -66,9 +66,15 @@ fn demo_prints_curl_lines_that_work() {
     assert!(no_route.starts_with("HTTP/1.1 404"), "no route: {no_route}");
 
     let metrics = sh(&curls[4]);
-    assert!(metrics.contains("istio_requests_total{") && metrics.contains("response_flags=\"FI\""), "metrics: {metrics}");
+    assert!(
+        metrics.contains("istio_requests_total{") && metrics.contains("response_flags=\"FI\""),
+        "metrics: {metrics}"
+    );
     let clusters = sh(&curls[5]);
-    assert!(clusters.contains("outbound|9080|v2|reviews.default.svc.cluster.local"), "clusters: {clusters}");
+    assert!(
+        clusters.contains("outbound|9080|v2|reviews.default.svc.cluster.local"),
+        "clusters: {clusters}"
+    );
 
     // The access log records the flags.
     let mut log = String::new();

@@ -222,3 +222,53 @@ async fn generated_cookie_pins_the_client() {
         first.body
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn passthrough_goes_to_the_original_destination() {
+    let target = upstream("target").await;
+    let other = upstream("other").await;
+    // A NONE-resolution service is an original-destination cluster (Istio ORIGINAL_DST);
+    // PASSTHROUGH in a DestinationRule does the same for a service with endpoints.
+    let yaml = format!(
+        "apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {{name: ext}}
+spec:
+  hosts: [ext.test]
+  addresses: [127.0.0.1]
+  ports: [{{number: {port}, name: http}}]
+  resolution: NONE
+---
+{svc}apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {{name: web}}
+spec:
+  host: web
+  trafficPolicy: {{loadBalancer: {{simple: PASSTHROUGH}}}}
+",
+        port = target.addr.port(),
+        svc = service(
+            "web.default.svc.cluster.local",
+            &[(other.addr.port(), "app: web")]
+        )
+    );
+    let p = proxy(&yaml);
+    // The authority is the original destination.
+    let r = get(&p, &target.addr.to_string(), "/", &[]).await;
+    assert_eq!((r.status, r.body.as_str()), (200, "target"));
+    // Envoy's x-envoy-original-dst-host header names it explicitly.
+    let dst = target.addr.to_string();
+    let r = get(
+        &p,
+        "web",
+        "/",
+        &[("x-envoy-original-dst-host", dst.as_str())],
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.body.as_str()),
+        (200, "target"),
+        "not the listed endpoint"
+    );
+    assert_eq!(other.count(), 0);
+}

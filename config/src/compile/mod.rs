@@ -302,7 +302,13 @@ fn build_clusters(
                         .cloned()
                         .collect(),
                 };
-                let lb = LoadBalancer::from_settings(policy.load_balancer.as_ref());
+                // Istio: `resolution: NONE` services are ORIGINAL_DST clusters: requests go
+                // to the address the client connected to, whatever the load balancer says.
+                let lb = if svc.resolution == crate::model::service_entry::Resolution::None {
+                    LoadBalancer::Passthrough
+                } else {
+                    LoadBalancer::from_settings(policy.load_balancer.as_ref())
+                };
                 let pool = ConnectionPool::from_settings(policy.connection_pool.as_ref());
                 let outlier = policy
                     .outlier_detection

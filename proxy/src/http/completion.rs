@@ -17,8 +17,8 @@ use std::time::Instant;
 pub struct Returnable {
     /// The cluster that owns it.
     pub cluster: Arc<ClusterState>,
-    /// Endpoint index.
-    pub index: usize,
+    /// The endpoint.
+    pub endpoint: Arc<crate::upstream::cluster_state::EndpointState>,
     /// The connection (an HTTP/1.1 connection is parked; an HTTP/2 stream is released).
     pub lease: Lease,
 }
@@ -61,7 +61,7 @@ impl Completion for RequestDone {
         if let Some(r) = this.returnable.take() {
             // Only a connection whose response was read to its end can carry another one.
             if let (true, Lease::H1(lease)) = (ended, r.lease) {
-                r.cluster.park(r.index, lease);
+                r.cluster.park(&r.endpoint, lease);
             }
         }
         drop(this.active.take());

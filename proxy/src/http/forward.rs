@@ -44,8 +44,6 @@ pub struct Attempt {
     pub response: Response<Incoming>,
     /// The endpoint that answered.
     pub endpoint: Arc<EndpointState>,
-    /// Its index in the cluster.
-    pub index: usize,
     /// The connection.
     pub lease: Lease,
     /// Active-request accounting.
@@ -69,15 +67,14 @@ pub struct Failure {
 pub async fn send(
     cluster: &Cluster,
     state: &ClusterState,
-    index: usize,
+    ep: &Arc<EndpointState>,
     head: &UpstreamHead,
     body: RequestBody,
     h2: bool,
     per_try: Option<Duration>,
 ) -> Result<Attempt, Failure> {
-    let ep = &state.endpoints[index];
     let active = ep.start_request();
-    let fut = send_inner(cluster, state, index, head, body, h2);
+    let fut = send_inner(cluster, state, ep, head, body, h2);
     let result = match per_try {
         Some(t) => match tokio::time::timeout(t, fut).await {
             Ok(r) => r,
@@ -93,7 +90,6 @@ pub async fn send(
     result.map(|(response, lease)| Attempt {
         response,
         endpoint: ep.clone(),
-        index,
         lease,
         active,
     })
@@ -131,17 +127,16 @@ fn build(head: &UpstreamHead, body: RequestBody, h2: bool) -> Request<RequestBod
 async fn send_inner(
     cluster: &Cluster,
     state: &ClusterState,
-    index: usize,
+    ep: &Arc<EndpointState>,
     head: &UpstreamHead,
     body: RequestBody,
     h2: bool,
 ) -> Result<(Response<Incoming>, Lease), Failure> {
-    let ep = &state.endpoints[index];
     let mut req = build(head, body, h2);
     // A pooled connection may have been closed by the peer while idle; such a request
     // was never written, so it is re-sent on a fresh connection (once).
     for fresh in [false, true] {
-        match checkout(cluster, state, index, h2, fresh).await? {
+        match checkout(cluster, state, ep, h2, fresh).await? {
             Lease::H1(mut lease) => match lease.sender.try_send_request(req).await {
                 Ok(resp) => {
                     lease.served += 1;
@@ -212,11 +207,10 @@ fn reuse_existing(
 async fn checkout(
     cluster: &Cluster,
     state: &ClusterState,
-    index: usize,
+    ep: &Arc<EndpointState>,
     h2: bool,
     fresh: bool,
 ) -> Result<Lease, Failure> {
-    let ep = &state.endpoints[index];
     // HTTP/2: requests arriving together share the connection one of them opens.
     let mut ticket = None;
     if h2 && !fresh {
@@ -255,7 +249,7 @@ async fn checkout(
     let _waiting = Waiting(ep);
     loop {
         // Idle connections of other endpoints hold permits nobody uses: close one.
-        state.evict_idle(index);
+        state.evict_idle(ep);
         tokio::select! {
             permit = state.limits.connections.clone().acquire_owned() => {
                 let Ok(permit) = permit else { return Err(overflow(Some(ep))) };

@@ -42,6 +42,8 @@ pub struct ConnInfo {
     pub peer: SocketAddr,
     /// `http` or `https`.
     pub scheme: &'static str,
+    /// Where the client meant to connect, when the connection was intercepted.
+    pub original_dst: Option<SocketAddr>,
 }
 
 static UPSTREAM_SERVICE_TIME: HeaderName = HeaderName::from_static("x-envoy-upstream-service-time");
@@ -588,6 +590,11 @@ async fn forward_to_cluster(
     let request_slot = RequestSlot(state.clone());
     let h2 = upstream_h2(cluster, version);
     let (hash, set_cookie) = hash_key(cluster, &head, conn.peer);
+    let original_dst = if cluster.load_balancer == LoadBalancer::Passthrough {
+        original_destination(conn, &head, port).await
+    } else {
+        None
+    };
     let timeout = route.policy.timeout;
     let resp = send_with_retries(
         ctx,
@@ -595,7 +602,7 @@ async fn forward_to_cluster(
         state,
         &head,
         h2,
-        hash,
+        Pick { hash, original_dst },
         &route.policy.retry,
         timeout,
         &mut flags,
@@ -631,7 +638,7 @@ async fn forward_to_cluster(
             done.request_slot = Some(request_slot);
             done.returnable = Some(Returnable {
                 cluster: state.clone(),
-                index: att.index,
+                endpoint: att.endpoint.clone(),
                 lease: att.lease,
             });
             let body = ResponseBody::upstream(body)
@@ -653,13 +660,13 @@ async fn send_with_retries(
     state: &Arc<ClusterState>,
     head: &UpstreamHead,
     h2: bool,
-    hash: Option<u64>,
+    pick: Pick,
     policy: &RetryPolicy,
     timeout: Option<std::time::Duration>,
     flags: &mut Flags,
 ) -> Result<(forward::Attempt, Option<tokio::time::Instant>), Response<ResponseBody>> {
     let tap = ctx.tap.clone();
-    let attempts = attempt_loop(cluster, state, head, h2, hash, policy, tap.as_ref());
+    let attempts = attempt_loop(cluster, state, head, h2, pick, policy, tap.as_ref());
     let outcome = match timeout {
         None => attempts.await,
         Some(t) => {
@@ -713,6 +720,46 @@ async fn send_with_retries(
     }
 }
 
+static ORIGINAL_DST_HOST: HeaderName = HeaderName::from_static("x-envoy-original-dst-host");
+
+/// Where a PASSTHROUGH request goes: the connection's original destination when it was
+/// intercepted; else Envoy's `x-envoy-original-dst-host` header; else the request's
+/// authority (an address, or a name resolved through DNS) — so PASSTHROUGH also works
+/// for a local dev proxy that receives requests addressed to their real destination.
+async fn original_destination(
+    conn: &ConnInfo,
+    head: &UpstreamHead,
+    port: u16,
+) -> Option<SocketAddr> {
+    if let Some(a) = conn.original_dst {
+        return Some(a);
+    }
+    if let Some(a) = head
+        .headers
+        .get(&ORIGINAL_DST_HOST)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+    {
+        return Some(a);
+    }
+    let auth = head.authority.to_str().ok()?;
+    let (host, p) = split_authority(auth);
+    let p = p.unwrap_or(port);
+    match host.parse::<std::net::IpAddr>() {
+        Ok(ip) => Some(SocketAddr::new(ip, p)),
+        Err(_) => crate::upstream::dns::resolve(&host, p).await.ok(),
+    }
+}
+
+/// What endpoint selection needs from the request.
+#[derive(Clone, Copy, Default)]
+struct Pick {
+    /// Consistent-hash key.
+    hash: Option<u64>,
+    /// The original destination (PASSTHROUGH).
+    original_dst: Option<SocketAddr>,
+}
+
 type AttemptResult = Result<(forward::Attempt, Flags), (Failure, Flags)>;
 
 async fn attempt_loop(
@@ -720,7 +767,7 @@ async fn attempt_loop(
     state: &Arc<ClusterState>,
     head: &UpstreamHead,
     h2: bool,
-    hash: Option<u64>,
+    pick: Pick,
     policy: &RetryPolicy,
     tap: Option<&BodyTap>,
 ) -> AttemptResult {
@@ -751,7 +798,14 @@ async fn attempt_loop(
         } else {
             &[]
         };
-        let Some(idx) = lb::pick(state, &cluster.load_balancer, hash, exclude) else {
+        // PASSTHROUGH goes to the request's original destination, no balancing.
+        let chosen = if cluster.load_balancer == LoadBalancer::Passthrough {
+            pick.original_dst.map(|a| (None, state.passthrough(a)))
+        } else {
+            lb::pick(state, &cluster.load_balancer, pick.hash, exclude)
+                .map(|i| (Some(i), state.endpoints[i].clone()))
+        };
+        let Some((idx, ep)) = chosen else {
             state
                 .no_healthy
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -765,14 +819,17 @@ async fn attempt_loop(
                 Flags::NONE,
             ));
         };
-        let ep = &state.endpoints[idx];
+        let ep = &ep;
         let result =
-            forward::send(cluster, state, idx, head, body, h2, policy.per_try_timeout).await;
+            forward::send(cluster, state, ep, head, body, h2, policy.per_try_timeout).await;
         // Outlier detection sees every attempt, inline.
-        match &result {
-            Ok(att) => state.record(idx, outlier::Event::Status(att.response.status().as_u16())),
-            Err(f) if matches!(f.outcome, retry::Outcome::Overflow) => {}
-            Err(_) => state.record(idx, outlier::Event::LocalOriginFailure),
+        match (&result, idx) {
+            (_, None) => {}
+            (Ok(att), Some(i)) => {
+                state.record(i, outlier::Event::Status(att.response.status().as_u16()))
+            }
+            (Err(f), _) if matches!(f.outcome, retry::Outcome::Overflow) => {}
+            (Err(_), Some(i)) => state.record(i, outlier::Event::LocalOriginFailure),
         }
         let outcome = match &result {
             Ok(att) => retry::Outcome::Response {
@@ -798,7 +855,9 @@ async fn attempt_loop(
                     state
                         .retries
                         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    tried.push(idx);
+                    if let Some(i) = idx {
+                        tried.push(i);
+                    }
                     tracing::debug!(cluster = %cluster.name, endpoint = %ep.name, ?outcome, retry = retries, "retrying");
                     drop(result);
                     tokio::time::sleep(retry::backoff(policy, retries)).await;
@@ -857,7 +916,17 @@ fn spawn_mirror(
             return;
         }
         let _slot = RequestSlot(state.clone());
-        if let Ok(att) = forward::send(cluster, state, idx, &shadow, body, h2, None).await {
+        if let Ok(att) = forward::send(
+            cluster,
+            state,
+            &state.endpoints[idx].clone(),
+            &shadow,
+            body,
+            h2,
+            None,
+        )
+        .await
+        {
             // Read the response to its end so the connection can be reused; discard it.
             let mut body = att.response.into_body();
             let mut complete = true;
@@ -868,7 +937,7 @@ fn spawn_mirror(
                 }
             }
             if let (true, forward::Lease::H1(lease)) = (complete, att.lease) {
-                state.park(att.index, lease);
+                state.park(&att.endpoint, lease);
             }
         }
     });
@@ -907,7 +976,7 @@ async fn inbound(
         &ib.state,
         &head,
         h2,
-        None,
+        Pick::default(),
         &policy,
         None,
         &mut flags,
@@ -927,7 +996,7 @@ async fn inbound(
             done.active = Some(att.active);
             done.returnable = Some(Returnable {
                 cluster: ib.state.clone(),
-                index: att.index,
+                endpoint: att.endpoint.clone(),
                 lease: att.lease,
             });
             Response::from_parts(parts, ResponseBody::upstream(body).on_complete(done))

@@ -239,6 +239,7 @@ async fn accept_loop(listener: TcpListener, name: Arc<str>, shared: Arc<Shared>)
             local: local.unwrap_or(peer),
             peer,
             scheme: "http",
+            original_dst: None,
         });
         tokio::spawn(serve_connection(stream, conn, shared.clone()));
     }

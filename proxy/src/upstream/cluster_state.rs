@@ -44,6 +44,29 @@ pub struct EndpointState {
 }
 
 impl EndpointState {
+    /// A fresh endpoint with pools for `workers`.
+    pub fn new(
+        address: EndpointAddress,
+        weight: u32,
+        labels: BTreeMap<String, String>,
+        workers: usize,
+    ) -> Self {
+        EndpointState {
+            name: address.to_string(),
+            address,
+            weight: weight.max(1),
+            labels,
+            active_requests: AtomicU32::new(0),
+            pool: EndpointPool::new(workers),
+            outlier: OutlierState::default(),
+            waiting: AtomicU32::new(0),
+            connections: AtomicU32::new(0),
+            opened: AtomicU64::new(0),
+            closed: AtomicU64::new(0),
+            returned: Notify::new(),
+        }
+    }
+
     /// Counts a request as active until the guard drops.
     pub fn start_request(self: &Arc<Self>) -> ActiveRequest {
         self.active_requests.fetch_add(1, Ordering::Relaxed);
@@ -76,6 +99,9 @@ pub struct ClusterState {
     pub fingerprint: u64,
     /// Endpoints.
     pub endpoints: Vec<Arc<EndpointState>>,
+    /// PASSTHROUGH clusters' endpoints, created per original destination.
+    passthrough: dashmap::DashMap<std::net::SocketAddr, Arc<EndpointState>>,
+    workers: usize,
     /// Circuit breakers.
     pub limits: Limits,
     /// Outlier detection policy (`None` = off).
@@ -107,20 +133,12 @@ impl ClusterState {
             .endpoints
             .iter()
             .map(|e| {
-                Arc::new(EndpointState {
-                    name: e.address.to_string(),
-                    address: e.address.clone(),
-                    weight: e.weight.max(1),
-                    labels: e.labels.clone(),
-                    active_requests: AtomicU32::new(0),
-                    pool: EndpointPool::new(workers),
-                    outlier: OutlierState::default(),
-                    waiting: AtomicU32::new(0),
-                    connections: AtomicU32::new(0),
-                    opened: AtomicU64::new(0),
-                    closed: AtomicU64::new(0),
-                    returned: Notify::new(),
-                })
+                Arc::new(EndpointState::new(
+                    e.address.clone(),
+                    e.weight,
+                    e.labels.clone(),
+                    workers,
+                ))
             })
             .collect();
         let names: Vec<String> = endpoints.iter().map(|e| e.name.clone()).collect();
@@ -158,6 +176,8 @@ impl ClusterState {
                 max_streams: p.max_concurrent_streams.max(1),
             },
             max_requests_per_connection: p.max_requests_per_connection,
+            passthrough: dashmap::DashMap::new(),
+            workers,
             no_healthy: AtomicU64::new(0),
             retries: AtomicU64::new(0),
             service_labels: crate::telemetry::labels::Service::of_cluster(cluster),
@@ -166,6 +186,31 @@ impl ClusterState {
             total_weight,
             equal_weights,
         }
+    }
+
+    /// The endpoint for an original destination of a PASSTHROUGH cluster (created on
+    /// first use; unused ones are forgotten when the map grows past 4096).
+    pub fn passthrough(&self, addr: std::net::SocketAddr) -> Arc<EndpointState> {
+        if let Some(e) = self.passthrough.get(&addr) {
+            return e.clone();
+        }
+        if self.passthrough.len() >= 4096 {
+            self.passthrough.retain(|_, e| {
+                e.active_requests.load(Ordering::Relaxed) > 0
+                    || e.connections.load(Ordering::Relaxed) > 0
+            });
+        }
+        self.passthrough
+            .entry(addr)
+            .or_insert_with(|| {
+                Arc::new(EndpointState::new(
+                    EndpointAddress::Socket(addr),
+                    1,
+                    BTreeMap::new(),
+                    self.workers,
+                ))
+            })
+            .clone()
     }
 
     /// Endpoints the load balancer may use at `now`: all when outlier detection is off or
@@ -202,11 +247,10 @@ impl ClusterState {
         }
     }
 
-    /// Parks a connection to endpoint `i` after its response ended: handed to a request
+    /// Parks a connection to endpoint `ep` after its response ended: handed to a request
     /// waiting for this endpoint, or closed when requests wait for other endpoints at the
     /// connection cap (its permit goes to them), or kept idle.
-    pub fn park(&self, i: usize, lease: H1Lease) {
-        let ep = &self.endpoints[i];
+    pub fn park(&self, ep: &EndpointState, lease: H1Lease) {
         if self
             .max_requests_per_connection
             .is_some_and(|m| lease.served >= m)
@@ -227,12 +271,11 @@ impl ClusterState {
     }
 
     /// Closes one idle connection of an endpoint nobody waits for, to free a connection
-    /// permit for endpoint `except`'s waiters. True if one was closed.
-    pub fn evict_idle(&self, except: usize) -> bool {
+    /// permit for the waiters of `except`. True if one was closed.
+    pub fn evict_idle(&self, except: &EndpointState) -> bool {
         self.endpoints
             .iter()
-            .enumerate()
-            .filter(|(j, e)| *j != except && e.waiting.load(Ordering::Acquire) == 0)
-            .any(|(_, e)| e.pool.evict_one())
+            .filter(|e| !std::ptr::eq(e.as_ref(), except) && e.waiting.load(Ordering::Acquire) == 0)
+            .any(|e| e.pool.evict_one())
     }
 }

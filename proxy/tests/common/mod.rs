@@ -141,7 +141,7 @@ pub async fn upstream_with(name: &str, proto: Proto) -> Upstream {
 }
 
 async fn respond(req: Request<Incoming>, s: &Seen, name: &str) -> Response<Full<Bytes>> {
-    let n = s.requests.fetch_add(1, Ordering::SeqCst) + 1;
+    // Record what was seen before counting it: tests wait on the count, then read these.
     s.headers.lock().unwrap().push(req.headers().clone());
     s.paths.lock().unwrap().push(
         req.uri()
@@ -150,6 +150,7 @@ async fn respond(req: Request<Incoming>, s: &Seen, name: &str) -> Response<Full<
             .unwrap_or_default(),
     );
     s.versions.lock().unwrap().push(req.version());
+    let n = s.requests.fetch_add(1, Ordering::SeqCst) + 1;
     let h = req.headers().clone();
     let get = |k: &str| h.get(k).and_then(|v| v.to_str().ok()).map(str::to_string);
     if let Some(ms) = get("x-test-delay-ms").and_then(|v| v.parse::<u64>().ok()) {

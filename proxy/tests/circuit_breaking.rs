@@ -60,7 +60,13 @@ async fn tracked_proto(status: u16, delay_ms: u64, h2: bool) -> Tracked {
                         }
                     },
                 );
-                let io = hyper_util::rt::TokioIo::new(s);
+                // Counted closed at the first EOF or shutdown, which happens before the
+                // proxy can see the close and open a replacement: counting after
+                // `serve_connection` returns would race that replacement.
+                let io = hyper_util::rt::TokioIo::new(CountedStream {
+                    inner: s,
+                    track: Some(t.clone()),
+                });
                 if h2 {
                     let _ = hyper::server::conn::http2::Builder::new(
                         hyper_util::rt::TokioExecutor::new(),
@@ -72,11 +78,71 @@ async fn tracked_proto(status: u16, delay_ms: u64, h2: bool) -> Tracked {
                         .serve_connection(io, svc)
                         .await;
                 }
-                t.open.fetch_sub(1, Ordering::SeqCst);
             });
         }
     });
     Tracked { port, t }
+}
+
+/// A TCP stream that decrements [`Track::open`] once, when it first reads EOF, is shut
+/// down, or is dropped.
+struct CountedStream {
+    inner: tokio::net::TcpStream,
+    track: Option<Arc<Track>>,
+}
+
+impl CountedStream {
+    fn closed(&mut self) {
+        if let Some(t) = self.track.take() {
+            t.open.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+}
+
+impl Drop for CountedStream {
+    fn drop(&mut self) {
+        self.closed();
+    }
+}
+
+impl tokio::io::AsyncRead for CountedStream {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let r = std::pin::Pin::new(&mut self.inner).poll_read(cx, buf);
+        if matches!(r, std::task::Poll::Ready(Ok(()))) && buf.filled().len() == before {
+            self.closed();
+        }
+        r
+    }
+}
+
+impl tokio::io::AsyncWrite for CountedStream {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        self.closed();
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
 }
 
 fn with_policy(ports: &[u16], policy: &str) -> Proxy {

@@ -2,19 +2,21 @@
 //! their listening sockets, and the state they share.
 
 pub mod active;
+pub mod connection;
 pub mod listen;
+pub mod listeners;
 
 use crate::access_log::AccessLog;
-use crate::http::router::{self, ConnInfo};
 use active::Active;
 use arc_swap::ArcSwap;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use meshproxy_config::compile::Snapshot;
 use meshproxy_config::model::proxy::ListenerProtocol;
 use std::cell::Cell;
+use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -66,22 +68,51 @@ pub struct Shared {
     /// Access log sink.
     pub access_log: AccessLog,
     /// True once every listener is bound (admin `/ready`); false again when draining.
-    pub ready: std::sync::atomic::AtomicBool,
+    pub ready: AtomicBool,
     /// Prometheus metrics.
     pub metrics: crate::telemetry::istio::Metrics,
     /// Config reloads accepted.
-    pub reloads_accepted: std::sync::atomic::AtomicU64,
+    pub reloads_accepted: AtomicU64,
     /// Config reloads refused.
-    pub reloads_rejected: std::sync::atomic::AtomicU64,
+    pub reloads_rejected: AtomicU64,
+    /// Open downstream connections.
+    pub connections: AtomicU64,
+}
+
+/// A command to a worker.
+enum Command {
+    /// Accept on this socket (one of a listener's per-worker sockets).
+    Serve {
+        name: Arc<str>,
+        socket: std::net::TcpListener,
+        stop: watch::Receiver<bool>,
+        drain: watch::Receiver<bool>,
+        kill: watch::Receiver<bool>,
+    },
+}
+
+/// What a config change did to the listeners.
+#[derive(Debug, Default)]
+pub struct Applied {
+    /// Listeners bound by this change.
+    pub added: Vec<String>,
+    /// Listeners retired (draining).
+    pub removed: Vec<String>,
 }
 
 /// A running proxy.
 pub struct Server {
     /// Shared state (for tests and the admin server).
     pub shared: Arc<Shared>,
-    addrs: Vec<(String, SocketAddr)>,
+    workers: Vec<tokio::sync::mpsc::UnboundedSender<Command>>,
+    listeners: Mutex<Vec<listeners::Bound>>,
     stop: watch::Sender<bool>,
-    threads: Vec<std::thread::JoinHandle<()>>,
+    threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
+    apply_lock: Mutex<()>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Server {
@@ -91,6 +122,17 @@ impl Server {
         options: Options,
         access_log: AccessLog,
     ) -> io::Result<Server> {
+        Self::start_with(snapshot, options, access_log, HashMap::new())
+    }
+
+    /// Like [`Server::start`], adopting listening sockets handed over by a previous
+    /// process (by listener name) instead of binding new ones.
+    pub fn start_with(
+        snapshot: Snapshot,
+        options: Options,
+        access_log: AccessLog,
+        mut inherited: HashMap<String, Vec<std::net::TcpListener>>,
+    ) -> io::Result<Server> {
         let workers = options.workers.max(1);
         let snapshot = Arc::new(snapshot);
         let active = Active::build(snapshot.clone(), None, workers);
@@ -99,94 +141,161 @@ impl Server {
             active: ArcSwap::from_pointee(active),
             options,
             access_log,
-            ready: std::sync::atomic::AtomicBool::new(false),
+            ready: AtomicBool::new(false),
             metrics,
-            reloads_accepted: std::sync::atomic::AtomicU64::new(0),
-            reloads_rejected: std::sync::atomic::AtomicU64::new(0),
+            reloads_accepted: AtomicU64::new(0),
+            reloads_rejected: AtomicU64::new(0),
+            connections: AtomicU64::new(0),
         });
-        let mut addrs = Vec::new();
-        // per_worker[w] = [(listener name, socket)]
-        let mut per_worker: Vec<Vec<(Arc<str>, std::net::TcpListener)>> =
-            (0..workers).map(|_| Vec::new()).collect();
+        let mut fresh = Vec::new();
         for l in &snapshot.listeners {
             if l.protocol == ListenerProtocol::Tcp {
                 tracing::warn!(listener = %l.name, "TCP listeners are not served yet; skipped");
                 continue;
             }
-            let (local, sockets) = listen::bind_many(l.address, workers).map_err(|e| {
-                io::Error::new(
-                    e.kind(),
-                    format!("listener {} on {}: {e}", l.name, l.address),
-                )
-            })?;
-            addrs.push((l.name.clone(), local));
-            let name: Arc<str> = l.name.as_str().into();
-            for (w, s) in sockets.into_iter().enumerate() {
-                per_worker[w].push((name.clone(), s));
-            }
+            fresh.push(listeners::bind(l, workers, inherited.remove(&l.name))?);
         }
         let (stop, stop_rx) = watch::channel(false);
+        let mut senders = Vec::new();
         let mut threads = Vec::new();
-        for (w, sockets) in per_worker.into_iter().enumerate() {
+        for w in 0..workers {
+            let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+            senders.push(tx);
             let shared = shared.clone();
-            let mut stop_rx = stop_rx.clone();
+            let stop_rx = stop_rx.clone();
             let t = std::thread::Builder::new()
                 .name(format!("worker-{w}"))
-                .spawn(move || {
-                    WORKER_ID.with(|id| id.set(w));
-                    let rt = match tokio::runtime::Builder::new_current_thread()
-                        .enable_all()
-                        .build()
-                    {
-                        Ok(rt) => rt,
-                        Err(e) => {
-                            tracing::error!(worker = w, error = %e, "cannot start worker runtime");
-                            return;
-                        }
-                    };
-                    rt.block_on(async move {
-                        for (name, socket) in sockets {
-                            match TcpListener::from_std(socket) {
-                                Ok(l) => {
-                                    tokio::spawn(accept_loop(l, name, shared.clone()));
-                                }
-                                Err(e) => tracing::error!(error = %e, "cannot register listener"),
-                            }
-                        }
-                        tokio::spawn(sweep_idle(shared.clone()));
-                        let _ = stop_rx.wait_for(|s| *s).await;
-                    });
-                })?;
+                .spawn(move || worker(w, shared, rx, stop_rx))?;
             threads.push(t);
         }
-        shared
-            .ready
-            .store(true, std::sync::atomic::Ordering::Release);
-        Ok(Server {
+        let server = Server {
             shared,
-            addrs,
+            workers: senders,
+            listeners: Mutex::new(Vec::new()),
             stop,
-            threads,
-        })
+            threads: Mutex::new(threads),
+            apply_lock: Mutex::new(()),
+        };
+        for f in fresh {
+            server.serve(f);
+        }
+        server.shared.ready.store(true, Ordering::Release);
+        Ok(server)
+    }
+
+    fn serve(&self, f: listeners::Fresh) {
+        let name: Arc<str> = f.bound.name.as_str().into();
+        for (w, socket) in f.per_worker.into_iter().enumerate() {
+            let tx = &self.workers[w % self.workers.len()];
+            let _ = tx.send(Command::Serve {
+                name: name.clone(),
+                socket,
+                stop: f.bound.stop.subscribe(),
+                drain: f.bound.drain.subscribe(),
+                kill: f.bound.kill.subscribe(),
+            });
+        }
+        lock(&self.listeners).push(f.bound);
     }
 
     /// The bound address of a listener (useful with port 0).
     pub fn addr(&self, listener: &str) -> Option<SocketAddr> {
-        self.addrs
+        lock(&self.listeners)
             .iter()
-            .find(|(n, _)| n == listener)
-            .map(|(_, a)| *a)
+            .find(|b| b.name == listener)
+            .map(|b| b.local)
     }
 
     /// Every listener's bound address.
-    pub fn addrs(&self) -> &[(String, SocketAddr)] {
-        &self.addrs
+    pub fn addrs(&self) -> Vec<(String, SocketAddr)> {
+        lock(&self.listeners)
+            .iter()
+            .map(|b| (b.name.clone(), b.local))
+            .collect()
+    }
+
+    /// Duplicates of every listening socket, by listener name (binary upgrade hand-over).
+    pub fn listening_sockets(&self) -> io::Result<Vec<(String, Vec<std::net::TcpListener>)>> {
+        lock(&self.listeners)
+            .iter()
+            .map(|b| {
+                Ok((
+                    b.name.clone(),
+                    b.sockets
+                        .iter()
+                        .map(|s| s.try_clone())
+                        .collect::<io::Result<Vec<_>>>()?,
+                ))
+            })
+            .collect()
+    }
+
+    /// Puts `snapshot` in force: new listeners are bound first (a failure refuses the
+    /// whole config, the old one stays), then the config and cluster state are swapped
+    /// in one atomic store, then removed listeners stop accepting and drain. Requests
+    /// already running finish under the config they started with; every later request,
+    /// on new or existing connections, uses the new one.
+    pub fn apply(&self, snapshot: Snapshot) -> Result<Applied, String> {
+        let _serial = lock(&self.apply_lock);
+        let workers = self.workers.len();
+        let mut fresh = Vec::new();
+        {
+            let bound = lock(&self.listeners);
+            for l in &snapshot.listeners {
+                if l.protocol == ListenerProtocol::Tcp || bound.iter().any(|b| b.same_as(l)) {
+                    continue;
+                }
+                fresh.push(listeners::bind(l, workers, None).map_err(|e| e.to_string())?);
+            }
+        }
+        let old = self.shared.active.load_full();
+        if snapshot.proxy.admin_address != old.snapshot.proxy.admin_address {
+            tracing::warn!("a changed admin address takes effect at the next restart");
+        }
+        let snapshot = Arc::new(snapshot);
+        let active = Active::build(snapshot.clone(), Some(&old), workers);
+        self.shared.active.store(Arc::new(active));
+        let mut applied = Applied::default();
+        for f in fresh {
+            applied.added.push(f.bound.name.clone());
+            self.serve(f);
+        }
+        let drain_timeout = self.shared.options.drain_timeout;
+        lock(&self.listeners).retain(|b| {
+            let keep = snapshot.listeners.iter().any(|l| b.same_as(l));
+            if !keep {
+                applied.removed.push(b.name.clone());
+                b.retire(drain_timeout);
+            }
+            keep
+        });
+        Ok(applied)
+    }
+
+    /// Stops accepting everywhere, lets connections finish their in-flight requests
+    /// (HTTP/1.1 `Connection: close`, HTTP/2 GOAWAY) until they are all gone or
+    /// `timeout` passes; `/ready` answers 503 from the start.
+    pub fn drain(&self, timeout: Duration) {
+        self.shared.ready.store(false, Ordering::Release);
+        for b in lock(&self.listeners).iter() {
+            b.retire(timeout);
+        }
+        let deadline = std::time::Instant::now() + timeout;
+        while self.shared.connections.load(Ordering::Acquire) > 0
+            && std::time::Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 
     /// Stops the workers and waits for them.
-    pub fn shutdown(mut self) {
+    pub fn shutdown(self) {
+        self.stop_workers();
+    }
+
+    fn stop_workers(&self) {
         let _ = self.stop.send(true);
-        for t in self.threads.drain(..) {
+        for t in lock(&self.threads).drain(..) {
             let _ = t.join();
         }
     }
@@ -194,11 +303,44 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
-        let _ = self.stop.send(true);
-        for t in self.threads.drain(..) {
-            let _ = t.join();
-        }
+        self.stop_workers();
     }
+}
+
+fn worker(
+    w: usize,
+    shared: Arc<Shared>,
+    mut rx: tokio::sync::mpsc::UnboundedReceiver<Command>,
+    mut stop: watch::Receiver<bool>,
+) {
+    WORKER_ID.with(|id| id.set(w));
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!(worker = w, error = %e, "cannot start worker runtime");
+            return;
+        }
+    };
+    rt.block_on(async move {
+        tokio::spawn(sweep_idle(shared.clone()));
+        loop {
+            tokio::select! {
+                _ = stop.wait_for(|s| *s) => break,
+                cmd = rx.recv() => match cmd {
+                    None => break,
+                    Some(Command::Serve { name, socket, stop, drain, kill }) => match TcpListener::from_std(socket) {
+                        Ok(l) => {
+                            tokio::spawn(connection::accept_loop(l, name, shared.clone(), stop, drain, kill));
+                        }
+                        Err(e) => tracing::error!(listener = %name, error = %e, "cannot register listener"),
+                    },
+                },
+            }
+        }
+    });
 }
 
 /// Closes this worker's pooled connections past `http.idleTimeout` or
@@ -218,46 +360,5 @@ async fn sweep_idle(shared: Arc<Shared>) {
                 e.pool.sweep(c.reuse);
             }
         }
-    }
-}
-
-async fn accept_loop(listener: TcpListener, name: Arc<str>, shared: Arc<Shared>) {
-    let local = listener.local_addr().ok();
-    loop {
-        let (stream, peer) = match listener.accept().await {
-            Ok(x) => x,
-            Err(e) => {
-                // EMFILE and friends: back off instead of spinning.
-                tracing::warn!(listener = %name, error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        let _ = stream.set_nodelay(true);
-        let conn = Arc::new(ConnInfo {
-            listener: name.clone(),
-            local: local.unwrap_or(peer),
-            peer,
-            scheme: "http",
-            original_dst: None,
-        });
-        tokio::spawn(serve_connection(stream, conn, shared.clone()));
-    }
-}
-
-async fn serve_connection(stream: tokio::net::TcpStream, conn: Arc<ConnInfo>, shared: Arc<Shared>) {
-    let svc = hyper::service::service_fn(move |req| {
-        let conn = conn.clone();
-        let shared = shared.clone();
-        async move { Ok::<_, std::convert::Infallible>(router::handle(req, conn, shared).await) }
-    });
-    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-    builder.http1().timer(TokioTimer::new());
-    builder.http2().timer(TokioTimer::new());
-    if let Err(e) = builder
-        .serve_connection_with_upgrades(TokioIo::new(stream), svc)
-        .await
-    {
-        tracing::debug!(error = %e, "connection ended with an error");
     }
 }

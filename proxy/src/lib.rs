@@ -6,6 +6,7 @@ pub mod demo;
 pub mod http;
 pub mod log_control;
 pub mod policy;
+pub mod reload;
 pub mod server;
 pub mod telemetry;
 pub mod upstream;

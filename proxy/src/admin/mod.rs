@@ -1,5 +1,5 @@
 //! The admin server (SPEC §4), on its own thread and runtime so it answers while the data
-//! plane is saturated: `/ready`, `/metrics`, `/clusters`, `/config_dump`.
+//! plane is saturated: `/ready`, `/metrics`, `/clusters`, `/config_dump`, `/reload`, `/logging`.
 
 pub mod clusters;
 pub mod config_dump;
@@ -139,9 +139,10 @@ async fn handle(req: Request<hyper::body::Incoming>, shared: &Shared) -> Respons
                 Err(e) => reply(StatusCode::BAD_REQUEST, "text/plain", format!("{e}\n")),
             }
         }
+        (&Method::POST, "/reload") => reload(shared).await,
         (&Method::GET, "/clusters") => json(clusters::render(&shared.active.load())),
         (&Method::GET, "/config_dump") => json(config_dump::render(&shared.active.load())),
-        (_, "/ready" | "/metrics" | "/clusters" | "/config_dump" | "/logging") => reply(
+        (_, "/ready" | "/metrics" | "/clusters" | "/config_dump" | "/logging" | "/reload") => reply(
             StatusCode::METHOD_NOT_ALLOWED,
             "text/plain",
             "method not allowed\n",
@@ -149,7 +150,48 @@ async fn handle(req: Request<hyper::body::Incoming>, shared: &Shared) -> Respons
         _ => reply(
             StatusCode::NOT_FOUND,
             "text/plain",
-            "not found; endpoints: GET /ready, GET /metrics, GET /clusters, GET /config_dump, POST /logging?level=\n",
+            "not found; endpoints: GET /ready, GET /metrics, GET /clusters, GET /config_dump, POST /reload, POST /logging?level=\n",
         ),
+    }
+}
+
+/// `POST /reload`: 200 with the version in force after the reload, 400 with every error
+/// (the config in force stays).
+async fn reload(shared: &Shared) -> Response<Full<Bytes>> {
+    use crate::reload::{Outcome, Trigger};
+    let Some(reloader) = shared.reloader.get().cloned() else {
+        return reply(
+            StatusCode::BAD_REQUEST,
+            "text/plain",
+            "this config was not read from files: nothing to reload\n",
+        );
+    };
+    // Compiling is CPU work: keep it off the admin runtime's thread.
+    let outcome = match tokio::task::spawn_blocking(move || reloader.reload(Trigger::Admin)).await {
+        Ok(o) => o,
+        Err(e) => {
+            return reply(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "text/plain",
+                format!("reload failed: {e}\n"),
+            )
+        }
+    };
+    match outcome {
+        Outcome::Applied { version, applied } => json(serde_json::json!({
+            "version": version,
+            "changed": true,
+            "listeners_added": applied.added,
+            "listeners_removed": applied.removed,
+        })),
+        Outcome::Unchanged { version } => json(serde_json::json!({
+            "version": version,
+            "changed": false,
+        })),
+        Outcome::Rejected { errors } => {
+            let mut r = json(serde_json::json!({ "errors": errors }));
+            *r.status_mut() = StatusCode::BAD_REQUEST;
+            r
+        }
     }
 }

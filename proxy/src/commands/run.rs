@@ -1,9 +1,13 @@
-//! `meshproxy run`: load the config, bind the listeners, serve until SIGTERM/SIGINT.
+//! `meshproxy run`: load the config, bind the listeners, serve (reloading on change)
+//! until SIGTERM/SIGINT, then drain.
 
 use crate::cli::{LogFormat, OnOff, RunArgs};
 use meshproxy::access_log::AccessLog;
+use meshproxy::reload::{self, Reloader, Trigger};
 use meshproxy::server::{available_cpus, Options, Server};
 use meshproxy_config::compile::Snapshot;
+use std::path::PathBuf;
+use std::sync::Arc;
 
 /// Runs the command; returns the exit code.
 pub fn run(args: RunArgs) -> i32 {
@@ -27,11 +31,12 @@ pub fn run(args: RunArgs) -> i32 {
         args.access_log == OnOff::On,
         args.log_format == LogFormat::Json,
     );
-    serve(snap, options, log)
+    serve(snap, options, log, args.config.config)
 }
 
-/// Starts a server for `snap` and serves until a termination signal.
-pub fn serve(snap: Snapshot, options: Options, log: AccessLog) -> i32 {
+/// Starts a server for `snap` read from `paths`, reloads it on file changes and
+/// `SIGHUP`, and serves until `SIGTERM`/`SIGINT`, then drains.
+pub fn serve(snap: Snapshot, options: Options, log: AccessLog, paths: Vec<PathBuf>) -> i32 {
     for w in snap.warnings.warnings() {
         tracing::warn!("{w}");
     }
@@ -43,11 +48,22 @@ pub fn serve(snap: Snapshot, options: Options, log: AccessLog) -> i32 {
     }
     let version = snap.version.clone();
     let workers = options.workers;
+    let drain_timeout = options.drain_timeout;
     let server = match Server::start(snap, options, log) {
-        Ok(s) => s,
+        Ok(s) => Arc::new(s),
         Err(e) => {
             tracing::error!(error = %e, "cannot start");
             return 1;
+        }
+    };
+    let reloader = Reloader::new(paths, &server);
+    let _ = server.shared.reloader.set(reloader.clone());
+    let _watcher = match reload::watch(reloader.clone()) {
+        Ok(w) => Some(w),
+        Err(e) => {
+            // Still reloadable by SIGHUP and POST /reload.
+            tracing::warn!(error = %e, "cannot watch the config paths: reload with SIGHUP or POST /reload");
+            None
         }
     };
     let admin_addr = server.shared.active.load().snapshot.proxy.admin_address;
@@ -63,14 +79,19 @@ pub fn serve(snap: Snapshot, options: Options, log: AccessLog) -> i32 {
         tracing::info!(listener = %name, address = %addr, "listening");
     }
     tracing::info!(%version, workers, "serving");
-    wait_for_signal();
-    tracing::info!("shutting down");
+    wait_for_termination(&reloader);
+    tracing::info!(timeout_ms = drain_timeout.as_millis() as u64, "draining");
+    server.drain(drain_timeout);
+    tracing::info!("drained; exiting");
     drop(admin);
-    server.shutdown();
+    drop(_watcher);
+    drop(reloader);
+    server.stop();
     0
 }
 
-fn wait_for_signal() {
+/// Blocks until SIGTERM or SIGINT, reloading on each SIGHUP.
+fn wait_for_termination(reloader: &Reloader) {
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -80,15 +101,21 @@ fn wait_for_signal() {
     };
     rt.block_on(async {
         use tokio::signal::unix::{signal, SignalKind};
-        let (Ok(mut term), Ok(mut int)) = (
+        let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
             signal(SignalKind::terminate()),
             signal(SignalKind::interrupt()),
+            signal(SignalKind::hangup()),
         ) else {
             return;
         };
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = int.recv() => {}
+        loop {
+            tokio::select! {
+                _ = term.recv() => return,
+                _ = int.recv() => return,
+                _ = hup.recv() => {
+                    reloader.reload(Trigger::Signal);
+                }
+            }
         }
     });
 }

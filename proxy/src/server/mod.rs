@@ -77,6 +77,9 @@ pub struct Shared {
     pub reloads_rejected: AtomicU64,
     /// Open downstream connections.
     pub connections: AtomicU64,
+    /// Reloads the config from its paths (admin `POST /reload`); unset when the config
+    /// came from memory (the demo).
+    pub reloader: std::sync::OnceLock<Arc<crate::reload::Reloader>>,
 }
 
 /// A command to a worker.
@@ -146,6 +149,7 @@ impl Server {
             reloads_accepted: AtomicU64::new(0),
             reloads_rejected: AtomicU64::new(0),
             connections: AtomicU64::new(0),
+            reloader: std::sync::OnceLock::new(),
         });
         let mut fresh = Vec::new();
         for l in &snapshot.listeners {
@@ -290,6 +294,11 @@ impl Server {
 
     /// Stops the workers and waits for them.
     pub fn shutdown(self) {
+        self.stop_workers();
+    }
+
+    /// Like [`Server::shutdown`] for a shared server.
+    pub fn stop(&self) {
         self.stop_workers();
     }
 

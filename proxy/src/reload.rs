@@ -1,0 +1,261 @@
+//! Config reload (SPEC §3): the config paths are loaded, validated and compiled off the
+//! request path, then put in force with one atomic swap ([`Server::apply`]). A config with
+//! any error is refused whole and the one in force stays. Triggers: a change under a
+//! `-c` path ([`watch`]), `SIGHUP`, and the admin `POST /reload`.
+
+use crate::server::{Applied, Server};
+use meshproxy_config::diag::Diagnostics;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
+
+/// What asked for a reload (for the log).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Trigger {
+    /// A file changed under a config path.
+    File,
+    /// `SIGHUP`.
+    Signal,
+    /// Admin `POST /reload`.
+    Admin,
+}
+
+impl Trigger {
+    fn as_str(self) -> &'static str {
+        match self {
+            Trigger::File => "file",
+            Trigger::Signal => "SIGHUP",
+            Trigger::Admin => "admin",
+        }
+    }
+}
+
+/// The result of one reload.
+#[derive(Debug)]
+pub enum Outcome {
+    /// A new config is in force.
+    Applied {
+        /// Its version (content hash).
+        version: String,
+        /// Listeners added and removed.
+        applied: Applied,
+    },
+    /// The config on disk is the one in force already (same content hash); nothing done.
+    Unchanged {
+        /// The version in force.
+        version: String,
+    },
+    /// Refused: the config in force stays.
+    Rejected {
+        /// Every error, one per line, as `meshproxy validate` prints them.
+        errors: Vec<String>,
+    },
+}
+
+/// Reloads the config of one running server from its config paths.
+pub struct Reloader {
+    paths: Vec<PathBuf>,
+    server: Weak<Server>,
+    /// One reload at a time: two triggers at once would compile the same files twice
+    /// and could apply them out of order.
+    serial: Mutex<()>,
+}
+
+impl Reloader {
+    /// A reloader for `server` reading `paths`. It holds the server weakly, so it never
+    /// keeps a stopped server alive.
+    pub fn new(paths: Vec<PathBuf>, server: &Arc<Server>) -> Arc<Reloader> {
+        Arc::new(Reloader {
+            paths,
+            server: Arc::downgrade(server),
+            serial: Mutex::new(()),
+        })
+    }
+
+    /// The config paths this reloader reads.
+    pub fn paths(&self) -> &[PathBuf] {
+        &self.paths
+    }
+
+    /// Loads, validates and compiles the config paths and puts the result in force, or
+    /// refuses it whole (logged and counted in `meshproxy_config_reloads_total`).
+    pub fn reload(&self, trigger: Trigger) -> Outcome {
+        let _serial = self.serial.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(server) = self.server.upgrade() else {
+            return Outcome::Rejected {
+                errors: vec!["the proxy is shutting down".into()],
+            };
+        };
+        let started = Instant::now();
+        let shared = &server.shared;
+        let snapshot = match meshproxy_config::compile::load(&self.paths) {
+            Ok(s) => s,
+            Err(diags) => {
+                shared.reloads_rejected.fetch_add(1, Ordering::Relaxed);
+                let errors = error_lines(&diags);
+                for e in &errors {
+                    tracing::error!(trigger = trigger.as_str(), "{e}");
+                }
+                tracing::error!(
+                    trigger = trigger.as_str(),
+                    errors = errors.len(),
+                    version = %shared.active.load().snapshot.version,
+                    "config refused: the config in force stays"
+                );
+                return Outcome::Rejected { errors };
+            }
+        };
+        let version = snapshot.version.clone();
+        if version == shared.active.load().snapshot.version {
+            tracing::debug!(trigger = trigger.as_str(), %version, "config unchanged");
+            return Outcome::Unchanged { version };
+        }
+        for w in snapshot.warnings.warnings() {
+            tracing::warn!("{w}");
+        }
+        match server.apply(snapshot) {
+            Ok(applied) => {
+                shared.reloads_accepted.fetch_add(1, Ordering::Relaxed);
+                for (name, addr) in server.addrs() {
+                    if applied.added.contains(&name) {
+                        tracing::info!(listener = %name, address = %addr, "listening");
+                    }
+                }
+                for name in &applied.removed {
+                    tracing::info!(listener = %name, "listener removed: draining");
+                }
+                tracing::info!(
+                    trigger = trigger.as_str(),
+                    %version,
+                    took_ms = started.elapsed().as_secs_f64() * 1e3,
+                    "config reloaded"
+                );
+                Outcome::Applied { version, applied }
+            }
+            Err(e) => {
+                shared.reloads_rejected.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(
+                    trigger = trigger.as_str(),
+                    error = %e,
+                    "config refused: the config in force stays"
+                );
+                Outcome::Rejected { errors: vec![e] }
+            }
+        }
+    }
+}
+
+fn error_lines(diags: &Diagnostics) -> Vec<String> {
+    diags.errors().map(|d| d.to_string()).collect()
+}
+
+/// How long the files must stay quiet before a change is loaded: an editor's save or a
+/// ConfigMap's symlink swap is a burst of events, and loading mid-burst would read a
+/// half-written file.
+const QUIET: Duration = Duration::from_millis(10);
+/// A burst that never goes quiet is loaded after this long anyway.
+const MAX_DELAY: Duration = Duration::from_millis(250);
+
+/// A running file watcher; dropping it stops watching.
+pub struct Watcher {
+    _watcher: notify::RecommendedWatcher,
+}
+
+/// Watches every config path and reloads through `reloader` after each debounced burst
+/// of changes. A directory is watched recursively; a file through its parent directory,
+/// so a rename over it (editors, `kubectl cp`) or a ConfigMap `..data` symlink swap next
+/// to it is seen too.
+pub fn watch(reloader: Arc<Reloader>) -> notify::Result<Watcher> {
+    use notify::{RecursiveMode, Watcher as _};
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    let mut watcher = notify::recommended_watcher(move |ev: notify::Result<notify::Event>| {
+        if let Ok(ev) = ev {
+            if relevant(&ev.kind) {
+                let _ = tx.send(());
+            }
+        }
+    })?;
+    for p in reloader.paths() {
+        if p.is_dir() {
+            watcher.watch(p, RecursiveMode::Recursive)?;
+        } else {
+            watcher.watch(watch_target(p), RecursiveMode::NonRecursive)?;
+        }
+    }
+    let weak = Arc::downgrade(&reloader);
+    drop(reloader);
+    std::thread::Builder::new()
+        .name("config-watch".into())
+        .spawn(move || debounce(rx, weak))
+        .map_err(notify::Error::io)?;
+    Ok(Watcher { _watcher: watcher })
+}
+
+/// The directory to watch for a config file: its parent (the file itself may be
+/// replaced by a rename, which a watch on the file would lose).
+fn watch_target(file: &Path) -> &Path {
+    match file.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
+}
+
+/// Reads and opens do not change the config; everything else might.
+fn relevant(kind: &notify::EventKind) -> bool {
+    use notify::event::{AccessKind, AccessMode};
+    match kind {
+        notify::EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
+        notify::EventKind::Access(_) => false,
+        _ => true,
+    }
+}
+
+fn debounce(rx: std::sync::mpsc::Receiver<()>, reloader: Weak<Reloader>) {
+    // Ends when the watcher (and with it the sender) is dropped.
+    while rx.recv().is_ok() {
+        let first = Instant::now();
+        loop {
+            let left = MAX_DELAY.saturating_sub(first.elapsed());
+            if left.is_zero() {
+                break;
+            }
+            match rx.recv_timeout(QUIET.min(left)) {
+                Ok(()) => continue,
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => break,
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return,
+            }
+        }
+        let Some(r) = reloader.upgrade() else { return };
+        r.reload(Trigger::File);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use notify::event::{AccessKind, AccessMode, CreateKind, ModifyKind};
+    use notify::EventKind;
+
+    #[test]
+    fn reads_do_not_trigger_but_writes_and_renames_do() {
+        assert!(!relevant(&EventKind::Access(AccessKind::Read)));
+        assert!(!relevant(&EventKind::Access(AccessKind::Open(
+            AccessMode::Any
+        ))));
+        assert!(relevant(&EventKind::Access(AccessKind::Close(
+            AccessMode::Write
+        ))));
+        assert!(relevant(&EventKind::Modify(ModifyKind::Any)));
+        assert!(relevant(&EventKind::Create(CreateKind::File)));
+    }
+
+    #[test]
+    fn a_bare_file_name_is_watched_through_the_current_directory() {
+        assert_eq!(watch_target(Path::new("a.yaml")), Path::new("."));
+        assert_eq!(
+            watch_target(Path::new("/etc/m/a.yaml")),
+            Path::new("/etc/m")
+        );
+    }
+}

@@ -48,6 +48,10 @@ pub struct RunArgs {
     /// Data-plane worker threads (default: the CPUs available, cgroup limits included).
     #[arg(long)]
     pub workers: Option<usize>,
+    /// Binary upgrade hand-over socket: a process started with the same path takes the
+    /// listening sockets of the one running there, which then drains and exits.
+    #[arg(long, value_name = "PATH")]
+    pub upgrade_socket: Option<std::path::PathBuf>,
     /// How long to drain in-flight requests on SIGTERM or listener removal.
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     pub drain_timeout: std::time::Duration,

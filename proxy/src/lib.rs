@@ -3,6 +3,7 @@
 pub mod access_log;
 pub mod admin;
 pub mod demo;
+pub mod handover;
 pub mod http;
 pub mod log_control;
 pub mod policy;

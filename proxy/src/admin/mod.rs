@@ -19,6 +19,8 @@ use tokio::sync::watch;
 pub struct Admin {
     /// Bound address.
     pub addr: SocketAddr,
+    /// A duplicate of the listening socket (handed to a successor on binary upgrade).
+    socket: std::net::TcpListener,
     stop: watch::Sender<bool>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -28,7 +30,14 @@ impl Admin {
     pub fn start(shared: Arc<Shared>, addr: SocketAddr) -> io::Result<Admin> {
         let std_listener = std::net::TcpListener::bind(addr)
             .map_err(|e| io::Error::new(e.kind(), format!("admin address {addr}: {e}")))?;
+        Self::start_on(shared, std_listener)
+    }
+
+    /// Serves the admin endpoints on an already bound socket (one handed over by a
+    /// previous process).
+    pub fn start_on(shared: Arc<Shared>, std_listener: std::net::TcpListener) -> io::Result<Admin> {
         std_listener.set_nonblocking(true)?;
+        let socket = std_listener.try_clone()?;
         let addr = std_listener.local_addr()?;
         let (stop, mut stop_rx) = watch::channel(false);
         let thread = std::thread::Builder::new().name("admin".into()).spawn(move || {
@@ -69,9 +78,17 @@ impl Admin {
         })?;
         Ok(Admin {
             addr,
+            socket,
             stop,
             thread: Some(thread),
         })
+    }
+}
+
+impl Admin {
+    /// A duplicate of the listening socket.
+    pub fn socket(&self) -> io::Result<std::net::TcpListener> {
+        self.socket.try_clone()
     }
 }
 

@@ -3,6 +3,8 @@
 
 use crate::cli::{LogFormat, OnOff, RunArgs};
 use meshproxy::access_log::AccessLog;
+use meshproxy::admin::Admin;
+use meshproxy::handover;
 use meshproxy::reload::{self, Reloader, Trigger};
 use meshproxy::server::{available_cpus, Options, Server};
 use meshproxy_config::compile::Snapshot;
@@ -31,12 +33,19 @@ pub fn run(args: RunArgs) -> i32 {
         args.access_log == OnOff::On,
         args.log_format == LogFormat::Json,
     );
-    serve(snap, options, log, args.config.config)
+    serve(snap, options, log, args.config.config, args.upgrade_socket)
 }
 
-/// Starts a server for `snap` read from `paths`, reloads it on file changes and
-/// `SIGHUP`, and serves until `SIGTERM`/`SIGINT`, then drains.
-pub fn serve(snap: Snapshot, options: Options, log: AccessLog, paths: Vec<PathBuf>) -> i32 {
+/// Starts a server for `snap` read from `paths` (taking the sockets of the process at
+/// `upgrade_socket`, if one runs there), reloads it on file changes and `SIGHUP`, and
+/// serves until `SIGTERM`/`SIGINT` or a successor takes over, then drains.
+pub fn serve(
+    snap: Snapshot,
+    options: Options,
+    log: AccessLog,
+    paths: Vec<PathBuf>,
+    upgrade_socket: Option<PathBuf>,
+) -> i32 {
     for w in snap.warnings.warnings() {
         tracing::warn!("{w}");
     }
@@ -46,10 +55,26 @@ pub fn serve(snap: Snapshot, options: Options, log: AccessLog, paths: Vec<PathBu
             snap.proxy.listeners.first().map(|l| l.address.to_string()).unwrap_or_default()
         );
     }
+    let mut inherited = match upgrade_socket.as_deref().map(handover::take_over) {
+        None | Some(Ok(None)) => None,
+        Some(Ok(Some(i))) => {
+            tracing::info!("took over the listening sockets of the running process");
+            Some(i)
+        }
+        Some(Err(e)) => {
+            tracing::error!(error = %e, "cannot take over from the running process");
+            return 1;
+        }
+    };
+    let mut sockets = inherited
+        .as_mut()
+        .map(|i| std::mem::take(&mut i.sockets))
+        .unwrap_or_default();
+    let admin_socket = sockets.remove(handover::ADMIN).and_then(|mut v| v.pop());
     let version = snap.version.clone();
     let workers = options.workers;
     let drain_timeout = options.drain_timeout;
-    let server = match Server::start(snap, options, log) {
+    let server = match Server::start_with(snap, options, log, sockets) {
         Ok(s) => Arc::new(s),
         Err(e) => {
             tracing::error!(error = %e, "cannot start");
@@ -58,7 +83,7 @@ pub fn serve(snap: Snapshot, options: Options, log: AccessLog, paths: Vec<PathBu
     };
     let reloader = Reloader::new(paths, &server);
     let _ = server.shared.reloader.set(reloader.clone());
-    let _watcher = match reload::watch(reloader.clone()) {
+    let watcher = match reload::watch(reloader.clone()) {
         Ok(w) => Some(w),
         Err(e) => {
             // Still reloadable by SIGHUP and POST /reload.
@@ -67,8 +92,12 @@ pub fn serve(snap: Snapshot, options: Options, log: AccessLog, paths: Vec<PathBu
         }
     };
     let admin_addr = server.shared.active.load().snapshot.proxy.admin_address;
-    let admin = match meshproxy::admin::Admin::start(server.shared.clone(), admin_addr) {
-        Ok(a) => a,
+    let admin = match admin_socket {
+        Some(s) => Admin::start_on(server.shared.clone(), s),
+        None => Admin::start(server.shared.clone(), admin_addr),
+    };
+    let admin = match admin {
+        Ok(a) => Arc::new(a),
         Err(e) => {
             tracing::error!(error = %e, "cannot start the admin server");
             return 1;
@@ -78,26 +107,76 @@ pub fn serve(snap: Snapshot, options: Options, log: AccessLog, paths: Vec<PathBu
     for (name, addr) in server.addrs() {
         tracing::info!(listener = %name, address = %addr, "listening");
     }
+    if let Some(i) = inherited {
+        if let Err(e) = i.ready() {
+            tracing::warn!(error = %e, "could not tell the previous process to drain");
+        }
+    }
+    let (handed_over_tx, handed_over) = tokio::sync::oneshot::channel();
+    let _offer = match &upgrade_socket {
+        Some(path) => {
+            let (server, admin) = (Arc::downgrade(&server), Arc::downgrade(&admin));
+            let sockets = move || {
+                let (Some(server), Some(admin)) = (server.upgrade(), admin.upgrade()) else {
+                    return Err(std::io::Error::other("shutting down"));
+                };
+                let mut all = server.listening_sockets()?;
+                all.push((handover::ADMIN.to_string(), vec![admin.socket()?]));
+                Ok(all)
+            };
+            match handover::offer(path, sockets, move || {
+                let _ = handed_over_tx.send(());
+            }) {
+                Ok(o) => Some(o),
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot offer the listening sockets for upgrades");
+                    return 1;
+                }
+            }
+        }
+        None => None,
+    };
     tracing::info!(%version, workers, "serving");
-    wait_for_termination(&reloader);
+    let why = wait_for_termination(&reloader, handed_over);
+    // The successor answers the admin port now: stop answering /ready here first.
+    if why == Ended::HandedOver {
+        tracing::info!("a new process serves the listeners: draining");
+        drop(admin);
+    }
+    // Not ready from the first moment of draining (the log line below says so).
+    server
+        .shared
+        .ready
+        .store(false, std::sync::atomic::Ordering::Release);
     tracing::info!(timeout_ms = drain_timeout.as_millis() as u64, "draining");
+    drop(watcher);
     server.drain(drain_timeout);
     tracing::info!("drained; exiting");
-    drop(admin);
-    drop(_watcher);
     drop(reloader);
     server.stop();
     0
 }
 
-/// Blocks until SIGTERM or SIGINT, reloading on each SIGHUP.
-fn wait_for_termination(reloader: &Reloader) {
+/// Why serving ended.
+#[derive(Debug, PartialEq, Eq)]
+enum Ended {
+    /// SIGTERM or SIGINT.
+    Signal,
+    /// A new process took the listening sockets.
+    HandedOver,
+}
+
+/// Blocks until SIGTERM, SIGINT or a hand-over, reloading on each SIGHUP.
+fn wait_for_termination(
+    reloader: &Reloader,
+    handed_over: tokio::sync::oneshot::Receiver<()>,
+) -> Ended {
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {
         Ok(rt) => rt,
-        Err(_) => return,
+        Err(_) => return Ended::Signal,
     };
     rt.block_on(async {
         use tokio::signal::unix::{signal, SignalKind};
@@ -106,16 +185,25 @@ fn wait_for_termination(reloader: &Reloader) {
             signal(SignalKind::interrupt()),
             signal(SignalKind::hangup()),
         ) else {
-            return;
+            return Ended::Signal;
         };
+        // An offer that is never taken must not end the wait.
+        let handed_over = async {
+            match handed_over.await {
+                Ok(()) => (),
+                Err(_) => std::future::pending().await,
+            }
+        };
+        tokio::pin!(handed_over);
         loop {
             tokio::select! {
-                _ = term.recv() => return,
-                _ = int.recv() => return,
+                _ = term.recv() => return Ended::Signal,
+                _ = int.recv() => return Ended::Signal,
+                _ = &mut handed_over => return Ended::HandedOver,
                 _ = hup.recv() => {
                     reloader.reload(Trigger::Signal);
                 }
             }
         }
-    });
+    })
 }

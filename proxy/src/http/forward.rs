@@ -1,5 +1,6 @@
 //! One upstream attempt: open or reuse a connection to the chosen endpoint, send the
-//! request, and classify what happened.
+//! request, and classify what happened. An HTTP/1.1 Upgrade request (WebSocket) gets a
+//! dedicated new connection instead (see [`Transport::Upgrade`] and `http/upgrade.rs`).
 
 use super::body::RequestBody;
 use super::flags::Flags;
@@ -7,7 +8,7 @@ use crate::policy::retry::Outcome;
 use crate::upstream::cluster_state::{ActiveRequest, ClusterState, EndpointState};
 use crate::upstream::connect::{connect, ConnectError};
 use crate::upstream::limits::Limit;
-use crate::upstream::pool::{H1Lease, H2Checkout, H2Lease};
+use crate::upstream::pool::{H1Lease, H1Sender, H2Checkout, H2Lease};
 use http::header::{HeaderMap, HeaderValue, HOST};
 use http::{Method, Request, Response, Uri, Version};
 use hyper::body::Incoming;
@@ -30,12 +31,57 @@ pub struct UpstreamHead {
     pub headers: HeaderMap,
 }
 
+/// How an attempt reaches its endpoint.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transport {
+    /// A pooled HTTP/1.1 connection, or a new one that joins the pool.
+    Http1,
+    /// A stream on a shared HTTP/2 connection.
+    Http2,
+    /// A new HTTP/1.1 connection of its own, never pooled and never HTTP/2 (whatever the
+    /// cluster's protocol): the request carries `Connection: upgrade` and, if the upstream
+    /// answers 101, the connection becomes a byte tunnel. Envoy does the same for the
+    /// upgrade types Istio enables (`upgrade_configs: websocket`): an upgraded stream owns
+    /// its upstream connection.
+    Upgrade,
+}
+
+impl Transport {
+    /// The transport for an ordinary request: HTTP/2 when `h2`.
+    pub fn pooled(h2: bool) -> Self {
+        if h2 {
+            Transport::Http2
+        } else {
+            Transport::Http1
+        }
+    }
+}
+
 /// The connection a response is streaming on.
 pub enum Lease {
     /// An HTTP/1.1 connection, parked again when the body ends.
     H1(H1Lease),
     /// A stream on an HTTP/2 connection.
     H2(H2Lease),
+    /// The dedicated connection of an Upgrade request; never parked, closed when dropped.
+    Upgrade(UpgradeLease),
+}
+
+/// The dedicated HTTP/1.1 connection of an Upgrade request. Holding it keeps the
+/// connection counted (its `maxConnections` permit and the endpoint's open-connection
+/// count) even after hyper has handed the socket over to the tunnel, so the accounting
+/// lasts as long as the tunnel does. Dropping it closes the connection.
+pub struct UpgradeLease {
+    /// Keeps the connection's request side open until the response has been dealt with
+    /// (a dropped sender lets hyper close the connection under a streaming response).
+    _sender: H1Sender,
+    _held: Arc<Held>,
+}
+
+/// What a dedicated connection holds while either its I/O task or its lease is alive.
+struct Held {
+    _permit: OwnedSemaphorePermit,
+    _counted: OpenConnection,
 }
 
 /// A successful attempt.
@@ -63,18 +109,24 @@ pub struct Failure {
     pub detail: String,
 }
 
-/// Sends `head` + `body` to endpoint `ep` of `cluster`, over HTTP/2 when `h2`.
+/// Sends `head` + `body` to endpoint `ep` of `cluster` over `transport`.
 pub async fn send(
     cluster: &Cluster,
     state: &ClusterState,
     ep: &Arc<EndpointState>,
     head: &UpstreamHead,
     body: RequestBody,
-    h2: bool,
+    transport: Transport,
     per_try: Option<Duration>,
 ) -> Result<Attempt, Failure> {
     let active = ep.start_request();
-    let fut = send_inner(cluster, state, ep, head, body, h2);
+    let fut = async {
+        match transport {
+            Transport::Http1 => send_inner(cluster, state, ep, head, body, false).await,
+            Transport::Http2 => send_inner(cluster, state, ep, head, body, true).await,
+            Transport::Upgrade => send_upgrade(cluster, state, ep, head, body).await,
+        }
+    };
     let result = match per_try {
         Some(t) => match tokio::time::timeout(t, fut).await {
             Ok(r) => r,
@@ -154,6 +206,9 @@ async fn send_inner(
                     _ => return Err(classify(e.into_error(), ep)),
                 },
             },
+            // `checkout` only hands out pooled connections; an upgrade lease never comes
+            // from it (and would be a reset-before-request below if it did).
+            Lease::Upgrade(_) => break,
         }
     }
     Err(Failure {
@@ -303,20 +358,21 @@ fn finish_h2(
     }
 }
 
-async fn open(
-    cluster: &Cluster,
-    state: &ClusterState,
-    ep: &Arc<EndpointState>,
-    h2: bool,
-    permit: OwnedSemaphorePermit,
-) -> Result<Opened, Failure> {
+/// A connected socket to an endpoint, before any HTTP.
+enum Stream {
+    Tcp(tokio::net::TcpStream),
+    Unix(tokio::net::UnixStream),
+}
+
+/// Connects to `ep` (resolving a DNS endpoint first) within the cluster's connect timeout.
+async fn connect_endpoint(cluster: &Cluster, ep: &EndpointState) -> Result<Stream, Failure> {
     let pool = &cluster.pool;
     match &ep.address {
         EndpointAddress::Socket(a) => {
-            let stream = connect(*a, pool.connect_timeout, pool.tcp_keepalive.as_ref())
+            connect(*a, pool.connect_timeout, pool.tcp_keepalive.as_ref())
                 .await
-                .map_err(|e| connect_failure(ep, e))?;
-            handshake(stream, state, ep, h2, permit, pool.http2_keepalive).await
+                .map(Stream::Tcp)
+                .map_err(|e| connect_failure(ep, e))
         }
         EndpointAddress::Dns(host, port) => {
             let a = crate::upstream::dns::resolve(host, *port)
@@ -326,24 +382,34 @@ async fn open(
                     f.flags = Flags::UPSTREAM_CONNECTION_FAILURE | Flags::DNS_RESOLUTION_FAILED;
                     f
                 })?;
-            let stream = connect(a, pool.connect_timeout, pool.tcp_keepalive.as_ref())
+            connect(a, pool.connect_timeout, pool.tcp_keepalive.as_ref())
                 .await
-                .map_err(|e| connect_failure(ep, e))?;
-            handshake(stream, state, ep, h2, permit, pool.http2_keepalive).await
+                .map(Stream::Tcp)
+                .map_err(|e| connect_failure(ep, e))
         }
         EndpointAddress::Unix(path) => {
-            let stream = match tokio::time::timeout(
-                pool.connect_timeout,
-                tokio::net::UnixStream::connect(path),
-            )
-            .await
+            match tokio::time::timeout(pool.connect_timeout, tokio::net::UnixStream::connect(path))
+                .await
             {
-                Ok(Ok(s)) => s,
-                Ok(Err(e)) => return Err(connect_failure(ep, ConnectError::Io(e))),
-                Err(_) => return Err(connect_failure(ep, ConnectError::Timeout)),
-            };
-            handshake(stream, state, ep, h2, permit, pool.http2_keepalive).await
+                Ok(Ok(s)) => Ok(Stream::Unix(s)),
+                Ok(Err(e)) => Err(connect_failure(ep, ConnectError::Io(e))),
+                Err(_) => Err(connect_failure(ep, ConnectError::Timeout)),
+            }
         }
+    }
+}
+
+async fn open(
+    cluster: &Cluster,
+    state: &ClusterState,
+    ep: &Arc<EndpointState>,
+    h2: bool,
+    permit: OwnedSemaphorePermit,
+) -> Result<Opened, Failure> {
+    let keepalive = cluster.pool.http2_keepalive;
+    match connect_endpoint(cluster, ep).await? {
+        Stream::Tcp(s) => handshake(s, state, ep, h2, permit, keepalive).await,
+        Stream::Unix(s) => handshake(s, state, ep, h2, permit, keepalive).await,
     }
 }
 
@@ -419,6 +485,96 @@ impl Drop for OpenConnection {
         self.0.connections.fetch_sub(1, Ordering::Relaxed);
         self.0.closed.fetch_add(1, Ordering::Relaxed);
     }
+}
+
+/// One attempt of an Upgrade request: a connection permit (waiting as a pending request
+/// at the cap, like any other request), a new HTTP/1.1 connection driven with upgrades
+/// enabled, and the request sent on it. The response is whatever the upstream answers;
+/// on a 101 the caller takes the upgraded socket from it with `hyper::upgrade::on`.
+async fn send_upgrade(
+    cluster: &Cluster,
+    state: &ClusterState,
+    ep: &Arc<EndpointState>,
+    head: &UpstreamHead,
+    body: RequestBody,
+) -> Result<(Response<Incoming>, Lease), Failure> {
+    let permit = upgrade_permit(state, ep).await?;
+    let (mut sender, held) = match connect_endpoint(cluster, ep).await? {
+        Stream::Tcp(s) => handshake_upgrade(s, ep, permit).await?,
+        Stream::Unix(s) => handshake_upgrade(s, ep, permit).await?,
+    };
+    let req = build(head, body, false);
+    match sender.send_request(req).await {
+        Ok(resp) => Ok((
+            resp,
+            Lease::Upgrade(UpgradeLease {
+                _sender: sender,
+                _held: held,
+            }),
+        )),
+        Err(e) => Err(classify(e, ep)),
+    }
+}
+
+/// A `maxConnections` permit for a dedicated connection. An upgrade cannot use a pooled
+/// connection, so at the cap it waits in the pending queue (bounded by
+/// `http1MaxPendingRequests`, overflow `UO` as for any request) for a permit, closing an
+/// idle pooled connection to free one: idle connections hold permits nobody is using.
+async fn upgrade_permit(
+    state: &ClusterState,
+    ep: &EndpointState,
+) -> Result<OwnedSemaphorePermit, Failure> {
+    if let Some(permit) = state.limits.try_connection() {
+        return Ok(permit);
+    }
+    state.limits.overflowed(Limit::Connections);
+    let Some(_pending) = state.limits.enter_pending() else {
+        return Err(overflow(Some(ep)));
+    };
+    // While this request is pending, `park` closes connections that come back instead of
+    // keeping them idle, so one eviction now is enough to stop idle connections from
+    // holding every permit. This endpoint's own idle connections are fair game unless
+    // ordinary requests wait for them.
+    if !state.evict_idle(ep) && ep.waiting.load(Ordering::Acquire) == 0 {
+        ep.pool.evict_one();
+    }
+    state
+        .limits
+        .connections
+        .clone()
+        .acquire_owned()
+        .await
+        .map_err(|_| overflow(Some(ep)))
+}
+
+/// The HTTP/1.1 handshake of a dedicated connection. Its I/O task runs with upgrades
+/// enabled, so on a 101 hyper hands the socket (and any bytes read past the response
+/// head) to the upgrade future and the task ends; the connection stays counted through
+/// the [`Held`] shared with the lease until the tunnel ends too.
+async fn handshake_upgrade<S>(
+    stream: S,
+    ep: &Arc<EndpointState>,
+    permit: OwnedSemaphorePermit,
+) -> Result<(H1Sender, Arc<Held>), Failure>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let held = Arc::new(Held {
+        _permit: permit,
+        _counted: OpenConnection::new(ep),
+    });
+    let (sender, conn) = hyper::client::conn::http1::Builder::new()
+        .handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| connect_failure(ep, format!("HTTP/1.1 handshake: {e}")))?;
+    let task_held = held.clone();
+    tokio::spawn(async move {
+        let _held = task_held;
+        if let Err(e) = conn.with_upgrades().await {
+            tracing::debug!(error = %e, "upstream upgrade connection ended");
+        }
+    });
+    Ok((sender, held))
 }
 
 /// Closes a connection the way a careful peer does: send FIN, then wait (briefly) for

@@ -6,3 +6,4 @@ pub mod flags;
 pub mod forward;
 pub mod local_reply;
 pub mod router;
+pub mod upgrade;

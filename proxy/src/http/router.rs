@@ -5,14 +5,15 @@
 use super::body::{BodyTap, RequestBody, ResponseBody};
 use super::completion::{RequestDone, Returnable};
 use super::flags::Flags;
-use super::forward::{self, Failure, UpstreamHead};
+use super::forward::{self, Failure, Transport, UpstreamHead};
 use super::local_reply;
+use super::upgrade;
 use crate::access_log::Record;
 use crate::policy::{cors, fault, headers as hdr, mirror, redirect, retry};
 use crate::server::active::Active;
 use crate::server::Shared;
 use crate::telemetry::istio::{Reporter, RequestLabels, Security};
-use crate::upstream::cluster_state::ClusterState;
+use crate::upstream::cluster_state::{ActiveRequest, ClusterState};
 use crate::upstream::limits::RequestSlot;
 use crate::upstream::{hash_ring, lb, outlier};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
@@ -56,6 +57,9 @@ struct Ctx {
     tap: Option<BodyTap>,
     grpc: bool,
     labels: Option<RequestLabels>,
+    /// The downstream upgrade, when the request asks for one (WebSocket...). Dropped
+    /// unused when the request ends in a local reply or the upstream does not answer 101.
+    upgrade: Option<upgrade::Requested>,
 }
 
 impl Ctx {
@@ -128,7 +132,9 @@ pub async fn handle(
 ) -> Response<ResponseBody> {
     let started = Instant::now();
     let active = shared.active.load_full();
-    let (parts, body) = req.into_parts();
+    let (mut parts, body) = req.into_parts();
+    // Before anything strips hop-by-hop headers: `Connection: upgrade` + `Upgrade`.
+    let upgrade = upgrade::detect(&mut parts);
     let tap = (!http_body::Body::is_end_stream(&body)).then(|| BodyTap::new(body));
     let authority = match parts.uri.authority() {
         Some(a) => a.as_str().to_string(),
@@ -157,6 +163,7 @@ pub async fn handle(
         tap,
         grpc,
         labels: None,
+        upgrade,
     };
     let snap = &active.snapshot;
     let Some(listener) = snap.listeners.iter().find(|l| *l.name == *conn.listener) else {
@@ -570,13 +577,23 @@ async fn forward_to_cluster(
         l.service = state.service_labels.clone();
     }
     let version = parts.version;
-    let (head, request_id) =
+    let (mut head, request_id) =
         upstream_head(parts, conn, Some(route), matched, Some(dest), authority);
     if let Some(r) = ctx.record.as_mut() {
         r.request_id = request_id.to_str().unwrap_or("").to_string();
         r.upstream_cluster = cluster.name.clone();
     }
-    for m in &route.policy.mirrors {
+    let upgrading = ctx.upgrade.is_some();
+    if let Some(u) = &ctx.upgrade {
+        u.mark_request(&mut head.headers);
+    }
+    // Envoy does not shadow upgrade requests: a mirror cannot take part in a tunnel.
+    let mirrors = if upgrading {
+        &[][..]
+    } else {
+        &route.policy.mirrors[..]
+    };
+    for m in mirrors {
         if mirror::draw(m.per_million) {
             if let Some(mid) = m.target.resolve(port) {
                 spawn_mirror(active.clone(), mid, &head, ctx.tap.as_ref(), version);
@@ -588,7 +605,23 @@ async fn forward_to_cluster(
         return overflow_reply(ctx, flags);
     }
     let request_slot = RequestSlot(state.clone());
-    let h2 = upstream_h2(cluster, version);
+    let transport = if upgrading {
+        Transport::Upgrade
+    } else {
+        Transport::pooled(upstream_h2(cluster, version))
+    };
+    // Envoy: retries (and so per-try timeouts) do not apply to upgrade requests; the route
+    // timeout does, until the upstream's response head (the 101) arrives.
+    let no_retries = RetryPolicy {
+        attempts: 0,
+        per_try_timeout: None,
+        ..RetryPolicy::default()
+    };
+    let retry_policy = if upgrading {
+        &no_retries
+    } else {
+        &route.policy.retry
+    };
     let (hash, set_cookie) = hash_key(cluster, &head, conn.peer);
     let original_dst = if cluster.load_balancer == LoadBalancer::Passthrough {
         original_destination(conn, &head, port).await
@@ -601,16 +634,17 @@ async fn forward_to_cluster(
         cluster,
         state,
         &head,
-        h2,
+        transport,
         Pick { hash, original_dst },
-        &route.policy.retry,
+        retry_policy,
         timeout,
         &mut flags,
     )
     .await;
     match resp {
         Err(resp) => resp,
-        Ok((att, deadline)) => {
+        Ok((mut att, deadline)) => {
+            let switch = take_switch(ctx, &mut att.response);
             let (mut parts, body) = att.response.into_parts();
             hdr::strip_hop_by_hop(&mut parts.headers);
             hdr::apply(&route.policy.response_headers, &mut parts.headers);
@@ -627,6 +661,17 @@ async fn forward_to_cluster(
             if let Some(r) = ctx.record.as_mut() {
                 r.upstream_host = att.endpoint.name.clone();
                 r.upstream_service_time = Some(ust);
+            }
+            if let Some(switch) = switch {
+                // Envoy: the route timeout ends at the 101 (no deadline on the tunnel).
+                return start_tunnel(
+                    ctx,
+                    parts,
+                    switch,
+                    (att.lease, att.active),
+                    flags,
+                    Some(request_slot),
+                );
             }
             let mut done = ctx.done(status, flags);
             done.grpc_status = parts
@@ -649,6 +694,56 @@ async fn forward_to_cluster(
     }
 }
 
+/// An upgrade the upstream accepted: the downstream upgrade, the upstream's, and the
+/// protocol switched to.
+struct Switch {
+    downstream: upgrade::Requested,
+    upstream: hyper::upgrade::OnUpgrade,
+    protocol: HeaderValue,
+}
+
+/// If the request asked for an upgrade and the upstream agreed (101), takes what the
+/// tunnel needs. Any other status is relayed as an ordinary response (Envoy), and the
+/// downstream upgrade is dropped, so the client connection carries on as HTTP/1.1.
+fn take_switch(ctx: &mut Ctx, response: &mut Response<Incoming>) -> Option<Switch> {
+    let downstream = ctx.upgrade.take()?;
+    if response.status() != http::StatusCode::SWITCHING_PROTOCOLS {
+        return None;
+    }
+    let protocol = downstream.switched_to(response.headers());
+    Some(Switch {
+        downstream,
+        upstream: hyper::upgrade::on(response),
+        protocol,
+    })
+}
+
+/// Answers 101 downstream with the upstream's headers (hop-by-hop ones stripped and
+/// header operations applied by the caller; `Connection: upgrade` and `Upgrade` put back)
+/// and starts the tunnel, which holds the dedicated connection, the endpoint's active
+/// request and the cluster's request slot until it ends, then writes the one log record.
+fn start_tunnel(
+    ctx: &mut Ctx,
+    mut parts: http::response::Parts,
+    switch: Switch,
+    (lease, active): (forward::Lease, ActiveRequest),
+    flags: Flags,
+    request_slot: Option<RequestSlot>,
+) -> Response<ResponseBody> {
+    upgrade::mark(&mut parts.headers, switch.protocol);
+    let mut done = ctx.done(101, flags);
+    done.active = Some(active);
+    done.request_slot = request_slot;
+    upgrade::spawn(upgrade::Tunnel {
+        downstream: switch.downstream,
+        upstream: switch.upstream,
+        lease,
+        done,
+    });
+    // A 101 has no body; the record is written by the tunnel, not by this body.
+    Response::from_parts(parts, ResponseBody::empty())
+}
+
 /// Runs attempts until one is final: retries per policy, the per-try timeout on each,
 /// the route timeout over all of them (starting once the request body has been received,
 /// as Envoy's route timeout does). Returns the response and the deadline that still
@@ -659,14 +754,14 @@ async fn send_with_retries(
     cluster: &Cluster,
     state: &Arc<ClusterState>,
     head: &UpstreamHead,
-    h2: bool,
+    transport: Transport,
     pick: Pick,
     policy: &RetryPolicy,
     timeout: Option<std::time::Duration>,
     flags: &mut Flags,
 ) -> Result<(forward::Attempt, Option<tokio::time::Instant>), Response<ResponseBody>> {
     let tap = ctx.tap.clone();
-    let attempts = attempt_loop(cluster, state, head, h2, pick, policy, tap.as_ref());
+    let attempts = attempt_loop(cluster, state, head, transport, pick, policy, tap.as_ref());
     let outcome = match timeout {
         None => attempts.await,
         Some(t) => {
@@ -766,7 +861,7 @@ async fn attempt_loop(
     cluster: &Cluster,
     state: &Arc<ClusterState>,
     head: &UpstreamHead,
-    h2: bool,
+    transport: Transport,
     pick: Pick,
     policy: &RetryPolicy,
     tap: Option<&BodyTap>,
@@ -820,8 +915,16 @@ async fn attempt_loop(
             ));
         };
         let ep = &ep;
-        let result =
-            forward::send(cluster, state, ep, head, body, h2, policy.per_try_timeout).await;
+        let result = forward::send(
+            cluster,
+            state,
+            ep,
+            head,
+            body,
+            transport,
+            policy.per_try_timeout,
+        )
+        .await;
         // Outlier detection sees every attempt, inline.
         match (&result, idx) {
             (_, None) => {}
@@ -911,7 +1014,7 @@ fn spawn_mirror(
         let Some(idx) = lb::pick(state, &cluster.load_balancer, None, &[]) else {
             return;
         };
-        let h2 = upstream_h2(cluster, version);
+        let transport = Transport::pooled(upstream_h2(cluster, version));
         if !state.limits.start_request() {
             return;
         }
@@ -922,7 +1025,7 @@ fn spawn_mirror(
             &state.endpoints[idx].clone(),
             &shadow,
             body,
-            h2,
+            transport,
             None,
         )
         .await
@@ -959,12 +1062,19 @@ async fn inbound(
         return ctx.reply(503, Flags::NO_CLUSTER_FOUND, "cluster_not_found", "");
     };
     let version = parts.version;
-    let (head, request_id) = upstream_head(parts, conn, None, None, None, &authority);
+    let (mut head, request_id) = upstream_head(parts, conn, None, None, None, &authority);
     if let Some(r) = ctx.record.as_mut() {
         r.request_id = request_id.to_str().unwrap_or("").to_string();
         r.upstream_cluster = ib.cluster.name.clone();
     }
-    let h2 = upstream_h2(&ib.cluster, version);
+    // The local application gets upgrades too (Envoy's inbound routes enable websocket).
+    let transport = match &ctx.upgrade {
+        Some(u) => {
+            u.mark_request(&mut head.headers);
+            Transport::Upgrade
+        }
+        None => Transport::pooled(upstream_h2(&ib.cluster, version)),
+    };
     let policy = RetryPolicy {
         attempts: 0,
         ..RetryPolicy::default()
@@ -975,7 +1085,7 @@ async fn inbound(
         &ib.cluster,
         &ib.state,
         &head,
-        h2,
+        transport,
         Pick::default(),
         &policy,
         None,
@@ -984,13 +1094,17 @@ async fn inbound(
     .await
     {
         Err(resp) => resp,
-        Ok((att, _)) => {
+        Ok((mut att, _)) => {
+            let switch = take_switch(ctx, &mut att.response);
             let (mut parts, body) = att.response.into_parts();
             hdr::strip_hop_by_hop(&mut parts.headers);
             let status = parts.status.as_u16();
             if let Some(r) = ctx.record.as_mut() {
                 r.upstream_host = att.endpoint.name.clone();
                 r.upstream_service_time = Some(ctx.started.elapsed());
+            }
+            if let Some(switch) = switch {
+                return start_tunnel(ctx, parts, switch, (att.lease, att.active), flags, None);
             }
             let mut done = ctx.done(status, flags);
             done.active = Some(att.active);

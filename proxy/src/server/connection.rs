@@ -5,11 +5,16 @@
 use super::Shared;
 use crate::http::router::{self, ConnInfo};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+
+/// How long a draining HTTP/1.1 connection may stay idle before it is closed: long
+/// enough for a client between two requests to send its next one and be told
+/// `Connection: close`, short enough that draining ends promptly.
+const IDLE_GRACE: Duration = Duration::from_secs(1);
 
 /// Counts a live downstream connection.
 struct Live(Arc<Shared>);
@@ -37,21 +42,7 @@ pub async fn accept_loop(
     kill: watch::Receiver<bool>,
 ) {
     let local = listener.local_addr().ok();
-    loop {
-        let accepted = tokio::select! {
-            biased;
-            _ = stop.wait_for(|s| *s) => break,
-            a = listener.accept() => a,
-        };
-        let (stream, peer) = match accepted {
-            Ok(x) => x,
-            Err(e) => {
-                // EMFILE and friends: back off instead of spinning.
-                tracing::warn!(listener = %name, error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
+    let start = |stream: tokio::net::TcpStream, peer: std::net::SocketAddr| {
         let _ = stream.set_nodelay(true);
         let conn = Arc::new(ConnInfo {
             listener: name.clone(),
@@ -60,38 +51,95 @@ pub async fn accept_loop(
             scheme: "http",
             original_dst: None,
         });
+        // Counted from the accept, not from when the task first runs: a drain that sees
+        // no connections must not exit with an accepted one still waiting to be served.
+        let live = Live::new(&shared);
         tokio::spawn(serve(
             stream,
+            live,
             conn,
             shared.clone(),
             drain.clone(),
             kill.clone(),
         ));
+    };
+    loop {
+        let accepted = tokio::select! {
+            biased;
+            _ = stop.wait_for(|s| *s) => break,
+            a = listener.accept() => a,
+        };
+        match accepted {
+            Ok((stream, peer)) => start(stream, peer),
+            Err(e) => {
+                // EMFILE and friends: back off instead of spinning.
+                tracing::warn!(listener = %name, error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+    // Connections the kernel already completed are in this socket's accept queue: closing
+    // it would reset them. Take them and serve them (draining) before letting go.
+    let Ok(std_listener) = listener.into_std() else {
+        return;
+    };
+    if std_listener.set_nonblocking(true).is_err() {
+        return;
+    }
+    while let Ok((s, peer)) = std_listener.accept() {
+        if s.set_nonblocking(true).is_err() {
+            continue;
+        }
+        if let Ok(stream) = tokio::net::TcpStream::from_std(s) {
+            start(stream, peer);
+        }
     }
 }
 
 async fn serve(
     stream: tokio::net::TcpStream,
+    _live: Live,
     conn: Arc<ConnInfo>,
     shared: Arc<Shared>,
     mut drain: watch::Receiver<bool>,
     mut kill: watch::Receiver<bool>,
 ) {
-    let _live = Live::new(&shared);
+    // Set once draining: HTTP/1.1 responses then carry `Connection: close`, so a client
+    // learns the connection is going with a response instead of finding it closed just
+    // as it sends its next request (Envoy drains HTTP/1.1 the same way).
+    let closing = Arc::new(AtomicBool::new(false));
+    let saw_h2 = Arc::new(AtomicBool::new(false));
     let svc_shared = shared.clone();
-    let svc = hyper::service::service_fn(move |req| {
+    let (svc_closing, svc_saw_h2) = (closing.clone(), saw_h2.clone());
+    let svc = hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
         let conn = conn.clone();
         let shared = svc_shared.clone();
-        async move { Ok::<_, std::convert::Infallible>(router::handle(req, conn, shared).await) }
+        let closing = svc_closing.clone();
+        let h1 = req.version() < http::Version::HTTP_2;
+        if !h1 {
+            svc_saw_h2.store(true, Ordering::Relaxed);
+        }
+        async move {
+            let mut resp = router::handle(req, conn, shared).await;
+            // Not on a 101: its `Connection: upgrade` is the handshake.
+            if h1
+                && closing.load(Ordering::Relaxed)
+                && resp.status() != http::StatusCode::SWITCHING_PROTOCOLS
+            {
+                resp.headers_mut().insert(
+                    http::header::CONNECTION,
+                    http::HeaderValue::from_static("close"),
+                );
+            }
+            Ok::<_, std::convert::Infallible>(resp)
+        }
     });
     let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
     builder.http1().timer(TokioTimer::new());
     builder.http2().timer(TokioTimer::new());
     let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
     tokio::pin!(connection);
-    if *drain.borrow() {
-        connection.as_mut().graceful_shutdown();
-    } else {
+    if !*drain.borrow() {
         tokio::select! {
             r = connection.as_mut() => {
                 if let Err(e) = r {
@@ -99,9 +147,28 @@ async fn serve(
                 }
                 return;
             }
-            _ = drain.wait_for(|d| *d) => connection.as_mut().graceful_shutdown(),
+            _ = drain.wait_for(|d| *d) => {}
         }
     }
+    closing.store(true, Ordering::Relaxed);
+    if !saw_h2.load(Ordering::Relaxed) {
+        // HTTP/1.1 (or nothing yet): busy connections close after their next response;
+        // one still idle after the grace is closed (hyper closes an idle HTTP/1.1
+        // connection at once on graceful shutdown, a busy one after its response).
+        let grace = IDLE_GRACE.min(shared.options.drain_timeout / 2);
+        tokio::select! {
+            r = connection.as_mut() => {
+                if let Err(e) = r {
+                    tracing::debug!(error = %e, "connection ended with an error while draining");
+                }
+                return;
+            }
+            _ = tokio::time::sleep(grace) => {}
+            _ = kill.wait_for(|k| *k) => return,
+        }
+    }
+    // HTTP/2: GOAWAY (hyper sends the two-step graceful one), streams in flight finish.
+    connection.as_mut().graceful_shutdown();
     tokio::select! {
         r = connection.as_mut() => {
             if let Err(e) = r {

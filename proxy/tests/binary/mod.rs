@@ -17,6 +17,8 @@ pub struct Running {
     pub log: mpsc::Receiver<String>,
     /// Stdout lines (the access log).
     pub stdout: mpsc::Receiver<String>,
+    /// The config directory.
+    pub dir: std::path::PathBuf,
 }
 
 impl Running {
@@ -37,6 +39,39 @@ impl Running {
     /// Current resident set size in bytes.
     pub fn rss(&self) -> u64 {
         proc_status_kib(self.child.id(), "VmRSS:") * 1024
+    }
+}
+
+impl Running {
+    /// Sends `signal` to the process.
+    pub fn signal(&self, signal: nix::sys::signal::Signal) {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.child.id() as i32), signal)
+            .expect("signal meshproxy");
+    }
+
+    /// Waits up to `within` for the process to exit; its exit code.
+    pub fn wait_exit(&mut self, within: Duration) -> Option<i32> {
+        let deadline = std::time::Instant::now() + within;
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        None
+    }
+
+    /// Waits up to `within` for a stderr line containing `text`.
+    pub fn wait_log(&self, text: &str, within: Duration) -> Option<String> {
+        let deadline = std::time::Instant::now() + within;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.log.recv_timeout(left) {
+                Ok(l) if l.contains(text) => return Some(l),
+                Ok(_) => continue,
+                Err(_) => return None,
+            }
+        }
     }
 }
 
@@ -67,6 +102,12 @@ pub fn run(yaml: &str, extra: &[&str]) -> Running {
     ));
     std::fs::create_dir_all(&dir).expect("temp dir");
     std::fs::write(dir.join("config.yaml"), yaml).expect("write config");
+    run_dir(&dir, extra)
+}
+
+/// Starts `meshproxy run -c <dir> <extra...>` on an existing config directory.
+pub fn run_dir(dir: &std::path::Path, extra: &[&str]) -> Running {
+    let dir = dir.to_path_buf();
     let mut child = Command::new(env!("CARGO_BIN_EXE_meshproxy"))
         .arg("run")
         .arg("-c")
@@ -109,6 +150,7 @@ pub fn run(yaml: &str, extra: &[&str]) -> Running {
         listeners,
         log: rx,
         stdout,
+        dir,
     }
 }
 

@@ -48,6 +48,37 @@ enum Mode {
     KeepAlive,
     /// One h2c connection, replaced after GOAWAY.
     H2,
+    /// WebSocket-like upgraded tunnels, each echoing 20 messages then closing.
+    Tunnel,
+}
+
+/// Opens tunnels one after another until `stop`; a refused handshake or a broken echo
+/// is a failure.
+async fn tunnels(addr: SocketAddr, tally: Arc<Tally>, stop: Arc<AtomicBool>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    while !stop.load(Ordering::Relaxed) {
+        let mut t = match common::tunnel(addr, "web").await {
+            Ok(t) => t,
+            Err(e) => {
+                tally.fail(&format!("tunnel: {e}"));
+                continue;
+            }
+        };
+        for n in 0..20 {
+            if let Err(e) = common::echo(&mut t, format!("message {n}\n").as_bytes()).await {
+                tally.fail(&format!("tunnel echo: {e}"));
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        // A clean close: our EOF travels to the upstream, its EOF comes back.
+        let _ = t.shutdown().await;
+        let mut rest = Vec::new();
+        if let Err(e) = t.read_to_end(&mut rest).await {
+            tally.fail(&format!("tunnel close: {e}"));
+        }
+        tally.ok.fetch_add(1, Ordering::SeqCst);
+    }
 }
 
 enum Conn {
@@ -171,15 +202,13 @@ impl Load {
             (Mode::Fresh, 300, 2),
             (Mode::KeepAlive, 300, 2),
             (Mode::H2, 300, 2),
+            (Mode::Tunnel, 0, 2),
         ] {
             for _ in 0..n {
-                tasks.push(tokio::spawn(load(
-                    addr,
-                    mode,
-                    delay,
-                    tally.clone(),
-                    stop.clone(),
-                )));
+                tasks.push(match mode {
+                    Mode::Tunnel => tokio::spawn(tunnels(addr, tally.clone(), stop.clone())),
+                    _ => tokio::spawn(load(addr, mode, delay, tally.clone(), stop.clone())),
+                });
             }
         }
         Load { tally, stop, tasks }

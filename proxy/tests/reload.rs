@@ -32,7 +32,11 @@ async fn upstream(name: &'static str) -> u16 {
             };
             tokio::spawn(async move {
                 let svc = hyper::service::service_fn(
-                    move |req: http::Request<hyper::body::Incoming>| async move {
+                    move |mut req: http::Request<hyper::body::Incoming>| async move {
+                        if req.headers().contains_key(http::header::UPGRADE) {
+                            let r = common::accept_upgrade(&mut req);
+                            return Ok(r.map(|b| b.map_err(|e| match e {}).boxed()));
+                        }
                         let body = if req.uri().path() == "/stream" {
                             let (mut tx, body) = http_body_util::channel::Channel::<
                                 Bytes,
@@ -61,7 +65,7 @@ async fn upstream(name: &'static str) -> u16 {
                     },
                 );
                 let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(s), svc)
+                    .serve_connection_with_upgrades(TokioIo::new(s), svc)
                     .await;
             });
         }
@@ -202,6 +206,29 @@ struct Tally {
     v1: AtomicU64,
     v2: AtomicU64,
     streams: AtomicU64,
+    echoes: AtomicU64,
+}
+
+/// Keeps one upgraded tunnel busy until `stop`, echoing messages through it.
+async fn tunnel_load(addr: SocketAddr, tally: Arc<Tally>, stop: Arc<AtomicBool>) {
+    let mut t = match common::tunnel(addr, "web").await {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("tunnel: {e}");
+            tally.failed.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+    };
+    let mut n = 0u64;
+    while !stop.load(Ordering::Relaxed) {
+        n += 1;
+        if let Err(e) = common::echo(&mut t, format!("message {n}\n").as_bytes()).await {
+            eprintln!("tunnel echo: {e}");
+            tally.failed.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        tally.echoes.fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 /// Keeps one connection busy until `stop`: HTTP/1.1 keep-alive or h2c, plain requests
@@ -358,6 +385,7 @@ async fn two_hundred_rewrites_under_load_lose_nothing() {
             stop.clone(),
         )));
     }
+    tasks.push(tokio::spawn(tunnel_load(addr, tally.clone(), stop.clone())));
     let mut probe = Probe::new(addr).await;
     let started = Instant::now();
     let mut latencies = Vec::new();
@@ -421,10 +449,10 @@ async fn two_hundred_rewrites_under_load_lose_nothing() {
         }
     }
     let elapsed = started.elapsed();
-    // Twelve load connections and the probe, all still open.
+    // Twelve load connections, the tunnel and the probe, all still open.
     assert_eq!(
         p.server.shared.connections.load(Ordering::SeqCst),
-        13,
+        14,
         "no downstream connection was closed by a reload"
     );
     stop.store(true, Ordering::Relaxed);
@@ -437,10 +465,11 @@ async fn two_hundred_rewrites_under_load_lose_nothing() {
     let median = percentile(&latencies, 0.5);
     let p99 = percentile(&latencies, 0.99);
     eprintln!(
-        "reload soak: {ok} requests in {elapsed:?} ({:.0} req/s, {} streams), {failed} failed; \
+        "reload soak: {ok} requests in {elapsed:?} ({:.0} req/s, {} streams, {} tunnel echoes), {failed} failed; \
          v1 {} v2 {}; reload latency (write -> first request on the new config): median {:.1} ms, p99 {:.1} ms",
         ok as f64 / elapsed.as_secs_f64(),
         tally.streams.load(Ordering::Relaxed),
+        tally.echoes.load(Ordering::Relaxed),
         tally.v1.load(Ordering::Relaxed),
         tally.v2.load(Ordering::Relaxed),
         median.as_secs_f64() * 1e3,
@@ -448,6 +477,7 @@ async fn two_hundred_rewrites_under_load_lose_nothing() {
     );
     assert_eq!(failed, 0, "no request failed across 200 rewrites");
     assert!(tally.streams.load(Ordering::Relaxed) > 0);
+    assert!(tally.echoes.load(Ordering::Relaxed) > 0);
     assert_eq!(invalid_written, 20);
     assert_eq!(p.accepted(), 180, "every valid version was applied once");
     assert!(p.rejected() >= 20, "every invalid version was refused");

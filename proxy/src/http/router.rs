@@ -45,6 +45,9 @@ pub struct ConnInfo {
     pub scheme: &'static str,
     /// Where the client meant to connect, when the connection was intercepted.
     pub original_dst: Option<SocketAddr>,
+    /// Fires at the listener's drain timeout: what outlives hyper's connection (an
+    /// upgraded tunnel) closes then.
+    pub kill: tokio::sync::watch::Receiver<bool>,
 }
 
 static UPSTREAM_SERVICE_TIME: HeaderName = HeaderName::from_static("x-envoy-upstream-service-time");
@@ -134,7 +137,15 @@ pub async fn handle(
     let active = shared.active.load_full();
     let (mut parts, body) = req.into_parts();
     // Before anything strips hop-by-hop headers: `Connection: upgrade` + `Upgrade`.
-    let upgrade = upgrade::detect(&mut parts);
+    let upgrade = upgrade::detect(&mut parts).map(|mut u| {
+        // hyper's connection ends when it hands the socket over; the tunnel keeps it
+        // counted (a drain waits for it) and closes at the drain timeout.
+        u.hold(
+            crate::server::connection::Live::new(&shared),
+            conn.kill.clone(),
+        );
+        u
+    });
     let tap = (!http_body::Body::is_end_stream(&body)).then(|| BodyTap::new(body));
     let authority = match parts.uri.authority() {
         Some(a) => a.as_str().to_string(),

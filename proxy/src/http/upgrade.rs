@@ -22,6 +22,7 @@
 use super::completion::RequestDone;
 use super::flags::Flags;
 use super::forward::Lease;
+use crate::server::connection::Live;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::request::Parts;
 use http::Version;
@@ -31,6 +32,7 @@ use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::sync::watch;
 
 /// `HTTP2-Settings` (RFC 7540 §3.2.1), sent along with an h2c upgrade.
 static HTTP2_SETTINGS: HeaderName = HeaderName::from_static("http2-settings");
@@ -40,6 +42,8 @@ static HTTP2_SETTINGS: HeaderName = HeaderName::from_static("http2-settings");
 pub struct Requested {
     on_upgrade: OnUpgrade,
     protocol: HeaderValue,
+    /// The downstream connection's place in the drain count, and its drain timeout.
+    held: Option<(Live, watch::Receiver<bool>)>,
 }
 
 impl std::fmt::Debug for Requested {
@@ -88,10 +92,18 @@ pub fn detect(parts: &mut Parts) -> Option<Requested> {
     Some(Requested {
         on_upgrade,
         protocol,
+        held: None,
     })
 }
 
 impl Requested {
+    /// Keeps the downstream connection counted by `live` while the tunnel lasts, and
+    /// closes the tunnel when `kill` fires (the listener's drain timeout; Envoy resets
+    /// upgraded streams when draining ends).
+    pub fn hold(&mut self, live: Live, kill: watch::Receiver<bool>) {
+        self.held = Some((live, kill));
+    }
+
     /// Puts `Connection: upgrade` and the client's `Upgrade` back on the upstream request
     /// once the hop-by-hop headers have been stripped: they are hop-by-hop, but for this
     /// request the proxy takes part in the upgrade on both hops, as Envoy does.
@@ -144,6 +156,19 @@ async fn run(t: Tunnel) {
         lease,
         done,
     } = t;
+    let (_live, mut kill) = match downstream.held {
+        Some((live, kill)) => (Some(live), Some(kill)),
+        None => (None, None),
+    };
+    let killed = async move {
+        match kill.as_mut() {
+            Some(k) => {
+                let _ = k.wait_for(|k| *k).await;
+            }
+            None => std::future::pending::<()>().await,
+        }
+    };
+    tokio::pin!(killed);
     let (down, up) = tokio::join!(downstream.on_upgrade, upstream);
     let mut flags = Flags::NONE;
     let (to_upstream, to_downstream) = match (down, up) {
@@ -153,7 +178,14 @@ async fn run(t: Tunnel) {
             // No timeout here: Envoy's route timeout ends at the 101 and an upgraded stream
             // lives until one of its peers closes it. `copy_bidirectional` passes an EOF on
             // as a write shutdown to the other side and returns once both directions ended.
-            if let Err(e) = tokio::io::copy_bidirectional(&mut down, &mut up).await {
+            let copied = tokio::select! {
+                r = tokio::io::copy_bidirectional(&mut down, &mut up) => r,
+                _ = &mut killed => {
+                    tracing::debug!("upgraded tunnel closed at the drain timeout");
+                    Err(io::Error::other("drain timeout"))
+                }
+            };
+            if let Err(e) = copied {
                 tracing::debug!(error = %e, "upgraded tunnel ended with an error");
                 if down.failed {
                     flags.insert(Flags::DOWNSTREAM_CONNECTION_TERMINATION);

@@ -16,11 +16,12 @@ use tokio::sync::watch;
 /// `Connection: close`, short enough that draining ends promptly.
 const IDLE_GRACE: Duration = Duration::from_secs(1);
 
-/// Counts a live downstream connection.
-struct Live(Arc<Shared>);
+/// Counts a live downstream connection (a drain waits for the count to reach zero).
+pub struct Live(Arc<Shared>);
 
 impl Live {
-    fn new(shared: &Arc<Shared>) -> Self {
+    /// Counts one more connection until dropped.
+    pub fn new(shared: &Arc<Shared>) -> Self {
         shared.connections.fetch_add(1, Ordering::AcqRel);
         Live(shared.clone())
     }
@@ -50,6 +51,7 @@ pub async fn accept_loop(
             peer,
             scheme: "http",
             original_dst: None,
+            kill: kill.clone(),
         });
         // Counted from the accept, not from when the task first runs: a drain that sees
         // no connections must not exit with an accepted one still waiting to be served.

@@ -140,7 +140,10 @@ pub async fn upstream_with(name: &str, proto: Proto) -> Upstream {
     }
 }
 
-async fn respond(req: Request<Incoming>, s: &Seen, name: &str) -> Response<Full<Bytes>> {
+async fn respond(mut req: Request<Incoming>, s: &Seen, name: &str) -> Response<Full<Bytes>> {
+    if req.headers().contains_key(http::header::UPGRADE) {
+        return echo_upgrade(&mut req, s);
+    }
     // Record what was seen before counting it: tests wait on the count, then read these.
     s.headers.lock().unwrap().push(req.headers().clone());
     s.paths.lock().unwrap().push(
@@ -322,6 +325,75 @@ pub async fn send(
         headers,
         body: String::from_utf8_lossy(&body).to_string(),
     }
+}
+
+fn echo_upgrade(req: &mut Request<Incoming>, s: &Seen) -> Response<Full<Bytes>> {
+    s.requests.fetch_add(1, Ordering::SeqCst);
+    accept_upgrade(req)
+}
+
+/// Accepts an HTTP/1.1 upgrade (any protocol) with 101 and echoes the tunnel's bytes.
+pub fn accept_upgrade(req: &mut Request<Incoming>) -> Response<Full<Bytes>> {
+    let on = hyper::upgrade::on(&mut *req);
+    tokio::spawn(async move {
+        if let Ok(up) = on.await {
+            let (mut r, mut w) = tokio::io::split(TokioIo::new(up));
+            let _ = tokio::io::copy(&mut r, &mut w).await;
+            let _ = tokio::io::AsyncWriteExt::shutdown(&mut w).await;
+        }
+    });
+    let protocol = req.headers()[http::header::UPGRADE].clone();
+    let mut resp = Response::new(Full::new(Bytes::new()));
+    *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    resp.headers_mut()
+        .insert(http::header::CONNECTION, "upgrade".parse().unwrap());
+    resp.headers_mut().insert(http::header::UPGRADE, protocol);
+    resp
+}
+
+/// An upgraded (WebSocket-like) tunnel through the proxy at `addr` to `host`: the raw
+/// connection after a 101.
+pub async fn tunnel(addr: SocketAddr, host: &str) -> std::io::Result<tokio::net::TcpStream> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await?;
+    s.write_all(
+        format!(
+            "GET /ws HTTP/1.1\r\nHost: {host}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"
+        )
+        .as_bytes(),
+    )
+    .await?;
+    // Read the response head byte by byte: nothing of the tunnel may be consumed.
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut b = [0u8; 1];
+        if s.read(&mut b).await? == 0 {
+            return Err(std::io::Error::other(format!(
+                "closed during the handshake: {}",
+                String::from_utf8_lossy(&head)
+            )));
+        }
+        head.push(b[0]);
+    }
+    if !head.starts_with(b"HTTP/1.1 101") {
+        return Err(std::io::Error::other(format!(
+            "no 101: {}",
+            String::from_utf8_lossy(&head)
+        )));
+    }
+    Ok(s)
+}
+
+/// Sends `msg` through an echoing tunnel and reads it back.
+pub async fn echo(s: &mut tokio::net::TcpStream, msg: &[u8]) -> std::io::Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    s.write_all(msg).await?;
+    let mut back = vec![0u8; msg.len()];
+    s.read_exact(&mut back).await?;
+    if back != msg {
+        return Err(std::io::Error::other("echo differs"));
+    }
+    Ok(())
 }
 
 /// Like [`upstream`], but every request waits `delay` before it is answered (the

@@ -136,6 +136,37 @@ pub struct InitArgs {
     /// Remove the rules.
     #[arg(long)]
     pub cleanup: bool,
+    /// Port the outbound listener captures on.
+    #[arg(long, default_value_t = 15001)]
+    pub outbound_port: u16,
+    /// Port the inbound listener captures on.
+    #[arg(long, default_value_t = 15006)]
+    pub inbound_port: u16,
+    /// The proxy's uid: its own traffic is never redirected.
+    #[arg(long, default_value_t = 1337)]
+    pub proxy_uid: u32,
+    /// The proxy's gid (default: the uid).
+    #[arg(long)]
+    pub proxy_gid: Option<u32>,
+    /// Inbound ports to redirect (comma-separated, `*` = all).
+    #[arg(long, default_value = "*")]
+    pub include_inbound_ports: String,
+    /// Inbound ports never redirected (comma-separated; the admin port 15000 and the
+    /// proxy's own ports are always excluded).
+    #[arg(long, default_value = "")]
+    pub exclude_inbound_ports: String,
+    /// Outbound destination ports never redirected (comma-separated).
+    #[arg(long, default_value = "")]
+    pub exclude_outbound_ports: String,
+    /// Outbound destination CIDRs to redirect (comma-separated, `*` = all).
+    #[arg(long, default_value = "*")]
+    pub include_outbound_cidrs: String,
+    /// Outbound destination CIDRs never redirected (comma-separated).
+    #[arg(long, default_value = "")]
+    pub exclude_outbound_cidrs: String,
+    /// Also install the IPv6 rules (ip6tables).
+    #[arg(long)]
+    pub ipv6: bool,
 }
 
 /// Parses `30s`, `500ms`, `1m` (Go/protobuf duration syntax).

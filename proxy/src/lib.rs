@@ -5,6 +5,7 @@ pub mod admin;
 pub mod demo;
 pub mod handover;
 pub mod http;
+pub mod intercept;
 pub mod log_control;
 pub mod policy;
 pub mod reload;

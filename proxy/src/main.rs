@@ -12,7 +12,8 @@ fn main() -> ExitCode {
         cli::Command::Validate(c) => commands::validate::run(&c.config, &mut std::io::stdout()),
         cli::Command::Run(a) => commands::run::run(a),
         cli::Command::Demo(a) => commands::demo::run(a),
-        cli::Command::Certs { .. } | cli::Command::Init(_) => {
+        cli::Command::Init(a) => commands::init::run(&a),
+        cli::Command::Certs { .. } => {
             eprintln!(
                 "not yet: this command arrives with mTLS (certs) and sidecar interception (init)"
             );

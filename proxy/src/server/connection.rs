@@ -50,7 +50,7 @@ pub async fn accept_loop(
             local: local.unwrap_or(peer),
             peer,
             scheme: "http",
-            original_dst: None,
+            original_dst: crate::intercept::original_dst(&stream, local.unwrap_or(peer)),
             kill: kill.clone(),
         });
         // Counted from the accept, not from when the task first runs: a drain that sees

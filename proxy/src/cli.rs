@@ -101,25 +101,38 @@ pub enum OnOff {
 /// `certs` subcommands.
 #[derive(Debug, Subcommand)]
 pub enum CertsCommand {
-    /// Create a mesh root CA (`DIR/ca.pem`, `DIR/ca.key`).
+    /// Create a mesh root CA (`DIR/ca.pem`, `DIR/ca.key`): ECDSA P-256, valid 10 years by
+    /// default. Refuses to replace an existing CA unless `--force`.
     Ca {
-        /// Output directory.
-        #[arg(long)]
+        /// Output directory (created if needed).
+        #[arg(long, value_name = "DIR")]
         out: PathBuf,
+        /// Validity in days (ten years by default).
+        #[arg(long, default_value_t = 3650)]
+        days: u32,
+        /// The CA's common name (subject `O=meshproxy, CN=NAME`).
+        #[arg(long, value_name = "NAME", default_value = "meshproxy root CA")]
+        common_name: String,
+        /// Replace an existing `DIR/ca.key` (every certificate it issued stops verifying
+        /// against the new CA).
+        #[arg(long)]
+        force: bool,
     },
-    /// Issue a workload certificate with a SPIFFE URI SAN.
+    /// Issue a workload certificate whose URI SAN is the SPIFFE identity: `DIR/cert.pem`
+    /// (leaf then CA), `DIR/key.pem`, `DIR/ca.pem`. Valid 90 days by default (never past
+    /// the CA's expiry); existing files are replaced atomically (rotation).
     Issue {
         /// Directory holding the CA (`ca.pem`, `ca.key`).
-        #[arg(long)]
+        #[arg(long, value_name = "DIR")]
         ca: PathBuf,
         /// SPIFFE identity, `spiffe://cluster.local/ns/NS/sa/SA`.
-        #[arg(long)]
+        #[arg(long, value_name = "URI")]
         spiffe: String,
-        /// DNS SANs. Repeatable.
-        #[arg(long)]
+        /// DNS SANs (an IP address becomes an IP SAN). Repeatable.
+        #[arg(long, value_name = "NAME")]
         dns: Vec<String>,
-        /// Output directory.
-        #[arg(long)]
+        /// Output directory (created if needed).
+        #[arg(long, value_name = "DIR")]
         out: PathBuf,
         /// Validity in days.
         #[arg(long, default_value_t = 90)]

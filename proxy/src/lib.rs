@@ -11,4 +11,5 @@ pub mod policy;
 pub mod reload;
 pub mod server;
 pub mod telemetry;
+pub mod tls;
 pub mod upstream;

@@ -13,12 +13,7 @@ fn main() -> ExitCode {
         cli::Command::Run(a) => commands::run::run(a),
         cli::Command::Demo(a) => commands::demo::run(a),
         cli::Command::Init(a) => commands::init::run(&a),
-        cli::Command::Certs { .. } => {
-            eprintln!(
-                "not yet: this command arrives with mTLS (certs) and sidecar interception (init)"
-            );
-            2
-        }
+        cli::Command::Certs { command } => commands::certs::run(command, &mut std::io::stdout()),
     };
     ExitCode::from(code as u8)
 }

@@ -108,7 +108,33 @@ impl Reloader {
         };
         let version = snapshot.version.clone();
         if version == shared.active.load().snapshot.version {
-            tracing::debug!(trigger = trigger.as_str(), %version, "config unchanged");
+            // The config is the same; its identity files may not be (rotation).
+            match server.refresh_identity() {
+                Ok(true) => {
+                    shared.identity_rotations.fetch_add(1, Ordering::Relaxed);
+                    let mesh = shared.mesh_tls.load();
+                    tracing::info!(
+                        trigger = trigger.as_str(),
+                        identity = mesh
+                            .as_ref()
+                            .and_then(|m| m.spiffe.as_deref())
+                            .unwrap_or("-"),
+                        "identity rotated: new connections use the new certificate"
+                    );
+                }
+                Ok(false) => {
+                    tracing::debug!(trigger = trigger.as_str(), %version, "config unchanged")
+                }
+                Err(e) => {
+                    shared.identity_rejected.fetch_add(1, Ordering::Relaxed);
+                    tracing::error!(
+                        trigger = trigger.as_str(),
+                        error = %e,
+                        "new identity files refused: the identity in force stays"
+                    );
+                    return Outcome::Rejected { errors: vec![e] };
+                }
+            }
             return Outcome::Unchanged { version };
         }
         for w in snapshot.warnings.warnings() {
@@ -162,11 +188,12 @@ pub struct Watcher {
     _watcher: notify::RecommendedWatcher,
 }
 
-/// Watches every config path and reloads through `reloader` after each debounced burst
-/// of changes. A directory is watched recursively; a file through its parent directory,
-/// so a rename over it (editors, `kubectl cp`) or a ConfigMap `..data` symlink swap next
-/// to it is seen too.
-pub fn watch(reloader: Arc<Reloader>) -> notify::Result<Watcher> {
+/// Watches every config path, and the files in `also` (the identity's certificate, key
+/// and CA), and reloads through `reloader` after each debounced burst of changes. A
+/// directory is watched recursively; a file through its parent directory, so a rename
+/// over it (editors, `kubectl cp`) or a Kubernetes ConfigMap or Secret `..data` symlink
+/// swap next to it is seen too.
+pub fn watch(reloader: Arc<Reloader>, also: &[PathBuf]) -> notify::Result<Watcher> {
     use notify::{RecursiveMode, Watcher as _};
     let (tx, rx) = std::sync::mpsc::channel::<()>();
     let mut watcher = notify::recommended_watcher(move |ev: notify::Result<notify::Event>| {
@@ -176,12 +203,19 @@ pub fn watch(reloader: Arc<Reloader>) -> notify::Result<Watcher> {
             }
         }
     })?;
-    for p in reloader.paths() {
-        if p.is_dir() {
-            watcher.watch(p, RecursiveMode::Recursive)?;
+    let mut dirs: Vec<(&Path, RecursiveMode)> = Vec::new();
+    for p in reloader.paths().iter().chain(also) {
+        let target = if p.is_dir() {
+            (p.as_path(), RecursiveMode::Recursive)
         } else {
-            watcher.watch(watch_target(p), RecursiveMode::NonRecursive)?;
+            (watch_target(p), RecursiveMode::NonRecursive)
+        };
+        if !dirs.contains(&target) {
+            dirs.push(target);
         }
+    }
+    for (dir, mode) in dirs {
+        watcher.watch(dir, mode)?;
     }
     let weak = Arc::downgrade(&reloader);
     drop(reloader);

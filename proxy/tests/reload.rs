@@ -101,7 +101,7 @@ impl Reloading {
         let server = Arc::new(Server::start(snap, options, AccessLog::disabled()).unwrap());
         let reloader = Reloader::new(paths, &server);
         let _ = server.shared.reloader.set(reloader.clone());
-        let watcher = reload::watch(reloader).expect("watch the config dir");
+        let watcher = reload::watch(reloader, &[]).expect("watch the config dir");
         Reloading {
             server,
             dir,

@@ -10,6 +10,7 @@ pub mod cluster;
 pub mod http_routes;
 pub mod listener;
 pub mod matcher;
+pub mod peer_auth;
 pub mod proxy_settings;
 pub mod registry;
 pub mod route;
@@ -139,9 +140,11 @@ pub fn compile(resources: Vec<Resource>, mut warnings: Diagnostics) -> Snapshot 
     }
 
     let version = content_hash(&resources);
+    let peer_authn = peer_auth::PeerAuthn::compile(&resources, &proxy);
     Snapshot {
         version,
         loaded_at: SystemTime::now(),
+        peer_authn,
         proxy,
         listeners,
         route_tables,

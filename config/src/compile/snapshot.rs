@@ -38,6 +38,8 @@ pub struct Snapshot {
     pub resources: Vec<Resource>,
     /// Warnings from validation and compilation.
     pub warnings: Diagnostics,
+    /// Inbound mTLS modes for this workload (PeerAuthentication).
+    pub peer_authn: super::peer_auth::PeerAuthn,
 }
 
 impl Snapshot {

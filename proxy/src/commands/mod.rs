@@ -1,5 +1,6 @@
 //! One module per subcommand.
 
+pub mod certs;
 pub mod demo;
 pub mod init;
 pub mod logging;

@@ -83,7 +83,23 @@ pub fn serve(
     };
     let reloader = Reloader::new(paths, &server);
     let _ = server.shared.reloader.set(reloader.clone());
-    let watcher = match reload::watch(reloader.clone()) {
+    let identity_files: Vec<PathBuf> = server
+        .shared
+        .active
+        .load()
+        .snapshot
+        .proxy
+        .identity
+        .iter()
+        .flat_map(|i| {
+            [
+                i.certificate.clone(),
+                i.private_key.clone(),
+                i.ca_certificates.clone(),
+            ]
+        })
+        .collect();
+    let watcher = match reload::watch(reloader.clone(), &identity_files) {
         Ok(w) => Some(w),
         Err(e) => {
             // Still reloadable by SIGHUP and POST /reload.

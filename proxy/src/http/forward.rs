@@ -362,17 +362,47 @@ fn finish_h2(
 enum Stream {
     Tcp(tokio::net::TcpStream),
     Unix(tokio::net::UnixStream),
+    Tls(Box<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>),
+}
+
+/// Originates TLS on a new TCP connection when the cluster's DestinationRule (or Istio
+/// auto mTLS) asks for it; a failed handshake or a peer identity mismatch is a connect
+/// failure (`503 UF`) whose reason is logged.
+async fn secure(
+    stream: tokio::net::TcpStream,
+    cluster: &Cluster,
+    state: &ClusterState,
+    ep: &EndpointState,
+    h2: bool,
+) -> Result<Stream, Failure> {
+    let mesh = state.mesh.get().and_then(|m| m.load_full());
+    let plan = crate::tls::outbound::plan(cluster, &ep.labels, mesh.is_some());
+    if matches!(plan, crate::tls::outbound::Plan::Plain) {
+        return Ok(Stream::Tcp(stream));
+    }
+    match crate::tls::outbound::handshake(stream, plan, mesh, &state.file_tls, h2).await {
+        Ok(s) => Ok(Stream::Tls(Box::new(s))),
+        Err(e) => {
+            tracing::warn!(cluster = %cluster.name, endpoint = %ep.name, error = %e, "upstream TLS failed");
+            Err(connect_failure(ep, e))
+        }
+    }
 }
 
 /// Connects to `ep` (resolving a DNS endpoint first) within the cluster's connect timeout.
-async fn connect_endpoint(cluster: &Cluster, ep: &EndpointState) -> Result<Stream, Failure> {
+async fn connect_endpoint(
+    cluster: &Cluster,
+    state: &ClusterState,
+    ep: &EndpointState,
+    h2: bool,
+) -> Result<Stream, Failure> {
     let pool = &cluster.pool;
     match &ep.address {
         EndpointAddress::Socket(a) => {
-            connect(*a, pool.connect_timeout, pool.tcp_keepalive.as_ref())
+            let s = connect(*a, pool.connect_timeout, pool.tcp_keepalive.as_ref())
                 .await
-                .map(Stream::Tcp)
-                .map_err(|e| connect_failure(ep, e))
+                .map_err(|e| connect_failure(ep, e))?;
+            secure(s, cluster, state, ep, h2).await
         }
         EndpointAddress::Dns(host, port) => {
             let a = crate::upstream::dns::resolve(host, *port)
@@ -382,10 +412,10 @@ async fn connect_endpoint(cluster: &Cluster, ep: &EndpointState) -> Result<Strea
                     f.flags = Flags::UPSTREAM_CONNECTION_FAILURE | Flags::DNS_RESOLUTION_FAILED;
                     f
                 })?;
-            connect(a, pool.connect_timeout, pool.tcp_keepalive.as_ref())
+            let s = connect(a, pool.connect_timeout, pool.tcp_keepalive.as_ref())
                 .await
-                .map(Stream::Tcp)
-                .map_err(|e| connect_failure(ep, e))
+                .map_err(|e| connect_failure(ep, e))?;
+            secure(s, cluster, state, ep, h2).await
         }
         EndpointAddress::Unix(path) => {
             match tokio::time::timeout(pool.connect_timeout, tokio::net::UnixStream::connect(path))
@@ -407,9 +437,10 @@ async fn open(
     permit: OwnedSemaphorePermit,
 ) -> Result<Opened, Failure> {
     let keepalive = cluster.pool.http2_keepalive;
-    match connect_endpoint(cluster, ep).await? {
+    match connect_endpoint(cluster, state, ep, h2).await? {
         Stream::Tcp(s) => handshake(s, state, ep, h2, permit, keepalive).await,
         Stream::Unix(s) => handshake(s, state, ep, h2, permit, keepalive).await,
+        Stream::Tls(s) => handshake(s, state, ep, h2, permit, keepalive).await,
     }
 }
 
@@ -499,9 +530,10 @@ async fn send_upgrade(
     body: RequestBody,
 ) -> Result<(Response<Incoming>, Lease), Failure> {
     let permit = upgrade_permit(state, ep).await?;
-    let (mut sender, held) = match connect_endpoint(cluster, ep).await? {
+    let (mut sender, held) = match connect_endpoint(cluster, state, ep, false).await? {
         Stream::Tcp(s) => handshake_upgrade(s, ep, permit).await?,
         Stream::Unix(s) => handshake_upgrade(s, ep, permit).await?,
+        Stream::Tls(s) => handshake_upgrade(s, ep, permit).await?,
     };
     let req = build(head, body, false);
     match sender.send_request(req).await {

@@ -48,6 +48,10 @@ pub struct ConnInfo {
     /// Fires at the listener's drain timeout: what outlives hyper's connection (an
     /// upgraded tunnel) closes then.
     pub kill: tokio::sync::watch::Receiver<bool>,
+    /// The peer's SPIFFE ID, when it proved one over mTLS.
+    pub peer_identity: Option<Arc<str>>,
+    /// `x-forwarded-client-cert` for the app, when the peer came over mTLS.
+    pub xfcc: Option<Arc<str>>,
 }
 
 static UPSTREAM_SERVICE_TIME: HeaderName = HeaderName::from_static("x-envoy-upstream-service-time");
@@ -189,7 +193,11 @@ pub async fn handle(
                 destination: active.local_peer.clone(),
                 service: active.inbound_service.clone(),
                 grpc,
-                security: Security::None,
+                security: if conn.peer_identity.is_some() {
+                    Security::MutualTls
+                } else {
+                    Security::None
+                },
             }
         } else {
             RequestLabels {
@@ -1077,6 +1085,16 @@ async fn inbound(
     if let Some(r) = ctx.record.as_mut() {
         r.request_id = request_id.to_str().unwrap_or("").to_string();
         r.upstream_cluster = ib.cluster.name.clone();
+    }
+    // Istio's inbound sidecar: SANITIZE_SET. A client's own x-forwarded-client-cert is
+    // never trusted; the one describing the mTLS peer is set.
+    head.headers.remove(&hdr::X_FORWARDED_CLIENT_CERT);
+    if let Some(v) = conn
+        .xfcc
+        .as_deref()
+        .and_then(|x| HeaderValue::from_str(x).ok())
+    {
+        head.headers.insert(hdr::X_FORWARDED_CLIENT_CERT.clone(), v);
     }
     // The local application gets upgrades too (Envoy's inbound routes enable websocket).
     let transport = match &ctx.upgrade {

@@ -7,6 +7,8 @@ use std::net::IpAddr;
 
 /// `x-forwarded-for`.
 pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+/// `x-forwarded-client-cert` (Envoy): the mTLS peer, as the inbound sidecar saw it.
+pub static X_FORWARDED_CLIENT_CERT: HeaderName = HeaderName::from_static("x-forwarded-client-cert");
 /// `x-forwarded-proto`.
 pub static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 /// `x-request-id`.

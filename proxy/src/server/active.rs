@@ -2,7 +2,10 @@
 //! swapped together so a request loads both with one atomic load.
 
 use crate::telemetry::labels::{Peer, Service};
+use crate::tls::gateway::GatewayTls;
+use crate::tls::mesh::MeshTls;
 use crate::upstream::cluster_state::ClusterState;
+use arc_swap::ArcSwapOption;
 use meshproxy_config::compile::cluster::{
     Cluster, ClusterKey, ConnectionPool, Endpoint, EndpointAddress, LoadBalancer, Protocol,
 };
@@ -37,12 +40,19 @@ pub struct Active {
     pub unknown_service: Arc<Service>,
     /// `destination_service` of inbound requests: this workload's service.
     pub inbound_service: Arc<Service>,
+    /// TLS of the Gateway listeners that terminate it, by listener name.
+    pub gateway_tls: HashMap<String, Arc<GatewayTls>>,
 }
 
 impl Active {
     /// Builds the live state for `snapshot`, reusing `previous` state for every cluster
     /// whose identity and fingerprint are unchanged (pools, counters, ejections survive).
-    pub fn build(snapshot: Arc<Snapshot>, previous: Option<&Active>, workers: usize) -> Active {
+    pub fn build(
+        snapshot: Arc<Snapshot>,
+        previous: Option<&Active>,
+        workers: usize,
+        mesh: &Arc<ArcSwapOption<MeshTls>>,
+    ) -> Active {
         let mut old: HashMap<&ClusterKey, &Arc<ClusterState>> = HashMap::new();
         if let Some(p) = previous {
             for s in &p.clusters {
@@ -54,7 +64,11 @@ impl Active {
         }
         let reuse = |c: &Cluster| match old.get(&c.key) {
             Some(s) if s.fingerprint == c.fingerprint => (*s).clone(),
-            _ => Arc::new(ClusterState::new(c, workers)),
+            _ => {
+                let state = ClusterState::new(c, workers);
+                let _ = state.mesh.set(mesh.clone());
+                Arc::new(state)
+            }
         };
         let clusters = snapshot.clusters.iter().map(reuse).collect();
         let mut inbound = Vec::new();
@@ -132,6 +146,21 @@ impl Active {
             snapshot,
             clusters,
             inbound,
+            gateway_tls: HashMap::new(),
         }
     }
+}
+
+/// Loads the certificates of every Gateway listener that terminates TLS; a file that
+/// cannot be loaded refuses the whole config.
+pub fn gateway_tls(snapshot: &Snapshot) -> Result<HashMap<String, Arc<GatewayTls>>, String> {
+    let mut out = HashMap::new();
+    for l in &snapshot.listeners {
+        if let ListenerRole::Gateway { servers } = &l.role {
+            if let Some(t) = GatewayTls::build(servers)? {
+                out.insert(l.name.clone(), Arc::new(t));
+            }
+        }
+    }
+    Ok(out)
 }

@@ -4,7 +4,10 @@
 
 use super::Shared;
 use crate::http::router::{self, ConnInfo};
+use crate::tls::inbound::Inbound;
+use crate::tls::inbound::MtlsMode;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use meshproxy_config::compile::listener::ListenerRole;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -45,25 +48,77 @@ pub async fn accept_loop(
     let local = listener.local_addr().ok();
     let start = |stream: tokio::net::TcpStream, peer: std::net::SocketAddr| {
         let _ = stream.set_nodelay(true);
-        let conn = Arc::new(ConnInfo {
+        let local = local.unwrap_or(peer);
+        let original_dst = crate::intercept::original_dst(&stream, local);
+        let conn = ConnInfo {
             listener: name.clone(),
-            local: local.unwrap_or(peer),
+            local,
             peer,
             scheme: "http",
-            original_dst: crate::intercept::original_dst(&stream, local.unwrap_or(peer)),
+            original_dst,
             kill: kill.clone(),
-        });
+            peer_identity: None,
+            xfcc: None,
+        };
         // Counted from the accept, not from when the task first runs: a drain that sees
         // no connections must not exit with an accepted one still waiting to be served.
         let live = Live::new(&shared);
-        tokio::spawn(serve(
-            stream,
-            live,
-            conn,
-            shared.clone(),
-            drain.clone(),
-            kill.clone(),
-        ));
+        let (shared, drain, kill) = (shared.clone(), drain.clone(), kill.clone());
+        tokio::spawn(async move {
+            let gateway = shared
+                .active
+                .load()
+                .gateway_tls
+                .get(&*conn.listener)
+                .cloned();
+            if let Some(gw) = gateway {
+                match crate::tls::gateway::accept(stream, &gw).await {
+                    Ok(s) => {
+                        let conn = ConnInfo {
+                            scheme: "https",
+                            ..conn
+                        };
+                        serve(s, live, Arc::new(conn), shared, drain, kill).await
+                    }
+                    Err(e) => tracing::debug!(
+                        listener = %conn.listener,
+                        peer = %conn.peer,
+                        reason = %e,
+                        "gateway TLS connection refused"
+                    ),
+                }
+                return;
+            }
+            match inbound_mode(&shared, &conn) {
+                None => serve(stream, live, Arc::new(conn), shared, drain, kill).await,
+                Some(mode) => {
+                    let mesh = shared.mesh_tls.load_full();
+                    match crate::tls::inbound::accept(stream, mode, mesh).await {
+                        Ok(Inbound::Plain(s)) => {
+                            serve(s, live, Arc::new(conn), shared, drain, kill).await
+                        }
+                        Ok(Inbound::Mtls(s, peer)) => {
+                            let conn = ConnInfo {
+                                scheme: "https",
+                                peer_identity: peer.spiffe,
+                                xfcc: peer.xfcc,
+                                ..conn
+                            };
+                            serve(*s, live, Arc::new(conn), shared, drain, kill).await
+                        }
+                        Err(e) => {
+                            shared.inbound_refused.fetch_add(1, Ordering::Relaxed);
+                            tracing::warn!(
+                                listener = %conn.listener,
+                                peer = %conn.peer,
+                                reason = %e,
+                                "inbound connection refused"
+                            );
+                        }
+                    }
+                }
+            }
+        });
     };
     loop {
         let accepted = tokio::select! {
@@ -98,14 +153,36 @@ pub async fn accept_loop(
     }
 }
 
-async fn serve(
-    stream: tokio::net::TcpStream,
+/// The PeerAuthentication mode for a connection to an INBOUND listener (`None` for
+/// other listeners): the mode of the workload port it is for, the original destination
+/// port when intercepted, else the port the listener forwards to.
+fn inbound_mode(shared: &Shared, conn: &ConnInfo) -> Option<MtlsMode> {
+    let active = shared.active.load();
+    let listener = active
+        .snapshot
+        .listeners
+        .iter()
+        .find(|l| *l.name == *conn.listener)?;
+    let ListenerRole::Inbound { forward_to } = &listener.role else {
+        return None;
+    };
+    let port = conn
+        .original_dst
+        .map(|d| d.port())
+        .unwrap_or(forward_to.port());
+    Some(active.snapshot.peer_authn.mode(port))
+}
+
+async fn serve<S>(
+    stream: S,
     _live: Live,
     conn: Arc<ConnInfo>,
     shared: Arc<Shared>,
     mut drain: watch::Receiver<bool>,
     mut kill: watch::Receiver<bool>,
-) {
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     // Set once draining: HTTP/1.1 responses then carry `Connection: close`, so a client
     // learns the connection is going with a response instead of finding it closed just
     // as it sends its next request (Envoy drains HTTP/1.1 the same way).

@@ -7,8 +7,10 @@ pub mod listen;
 pub mod listeners;
 
 use crate::access_log::AccessLog;
+use crate::tls::mesh::MeshTls;
 use active::Active;
 use arc_swap::ArcSwap;
+use meshproxy_config::compile::proxy_settings::IdentityFiles;
 use meshproxy_config::compile::Snapshot;
 use meshproxy_config::model::proxy::ListenerProtocol;
 use std::cell::Cell;
@@ -80,6 +82,14 @@ pub struct Shared {
     /// Reloads the config from its paths (admin `POST /reload`); unset when the config
     /// came from memory (the demo).
     pub reloader: std::sync::OnceLock<Arc<crate::reload::Reloader>>,
+    /// Identity rotations put in force.
+    pub identity_rotations: AtomicU64,
+    /// Identity files refused (the identity in force stayed).
+    pub identity_rejected: AtomicU64,
+    /// Inbound connections refused by PeerAuthentication or a failed mTLS handshake.
+    pub inbound_refused: AtomicU64,
+    /// This workload's mesh identity in force (`spec.identity`), swapped on rotation.
+    pub mesh_tls: Arc<arc_swap::ArcSwapOption<MeshTls>>,
 }
 
 /// A command to a worker.
@@ -137,8 +147,18 @@ impl Server {
         mut inherited: HashMap<String, Vec<std::net::TcpListener>>,
     ) -> io::Result<Server> {
         let workers = options.workers.max(1);
+        let mesh_tls = Arc::new(arc_swap::ArcSwapOption::empty());
+        if let Some(files) = &snapshot.proxy.identity {
+            let mesh = MeshTls::load(files).map_err(|e| {
+                io::Error::new(io::ErrorKind::InvalidData, format!("identity: {e}"))
+            })?;
+            mesh_tls.store(Some(Arc::new(mesh)));
+        }
+        let gateway_tls = active::gateway_tls(&snapshot)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
         let snapshot = Arc::new(snapshot);
-        let active = Active::build(snapshot.clone(), None, workers);
+        let mut active = Active::build(snapshot.clone(), None, workers, &mesh_tls);
+        active.gateway_tls = gateway_tls;
         let metrics = crate::telemetry::istio::Metrics::new(options.metrics);
         let shared = Arc::new(Shared {
             active: ArcSwap::from_pointee(active),
@@ -150,6 +170,10 @@ impl Server {
             reloads_rejected: AtomicU64::new(0),
             connections: AtomicU64::new(0),
             reloader: std::sync::OnceLock::new(),
+            inbound_refused: AtomicU64::new(0),
+            identity_rotations: AtomicU64::new(0),
+            identity_rejected: AtomicU64::new(0),
+            mesh_tls,
         });
         let mut fresh = Vec::new();
         for l in &snapshot.listeners {
@@ -252,12 +276,21 @@ impl Server {
                 fresh.push(listeners::bind(l, workers, None).map_err(|e| e.to_string())?);
             }
         }
+        // A new or changed identity is loaded before anything is swapped: a broken one
+        // refuses the whole config.
+        let identity = self.identity_for(snapshot.proxy.identity.as_ref())?;
+        let gateway_tls = active::gateway_tls(&snapshot)?;
         let old = self.shared.active.load_full();
         if snapshot.proxy.admin_address != old.snapshot.proxy.admin_address {
             tracing::warn!("a changed admin address takes effect at the next restart");
         }
         let snapshot = Arc::new(snapshot);
-        let active = Active::build(snapshot.clone(), Some(&old), workers);
+        let mut active =
+            Active::build(snapshot.clone(), Some(&old), workers, &self.shared.mesh_tls);
+        active.gateway_tls = gateway_tls;
+        if let Some(identity) = identity {
+            self.shared.mesh_tls.store(identity);
+        }
         self.shared.active.store(Arc::new(active));
         let mut applied = Applied::default();
         for f in fresh {
@@ -274,6 +307,46 @@ impl Server {
             keep
         });
         Ok(applied)
+    }
+
+    /// The identity `files` call for, when it differs from the one in force (other
+    /// paths, or the same paths with new contents): `Ok(None)` = keep the one in force.
+    fn identity_for(
+        &self,
+        files: Option<&IdentityFiles>,
+    ) -> Result<Option<Option<Arc<MeshTls>>>, String> {
+        let current = self.shared.mesh_tls.load_full();
+        match (files, current) {
+            (None, None) => Ok(None),
+            (None, Some(_)) => Ok(Some(None)),
+            (Some(f), current) => {
+                let same_files = current.as_ref().is_some_and(|c| c.files == *f);
+                if same_files {
+                    let digest =
+                        crate::tls::mesh::digest(f).map_err(|e| format!("identity: {e}"))?;
+                    if current.as_ref().is_some_and(|c| c.digest == digest) {
+                        return Ok(None);
+                    }
+                }
+                let mesh = MeshTls::load(f).map_err(|e| format!("identity: {e}"))?;
+                Ok(Some(Some(Arc::new(mesh))))
+            }
+        }
+    }
+
+    /// Re-reads the identity files of the config in force (certificate rotation): new
+    /// handshakes use the new identity at once, open connections keep theirs. A broken
+    /// new file is refused and the identity in force stays. `Ok(true)` when it changed.
+    pub fn refresh_identity(&self) -> Result<bool, String> {
+        let _serial = lock(&self.apply_lock);
+        let active = self.shared.active.load_full();
+        match self.identity_for(active.snapshot.proxy.identity.as_ref())? {
+            None => Ok(false),
+            Some(identity) => {
+                self.shared.mesh_tls.store(identity);
+                Ok(true)
+            }
+        }
     }
 
     /// Stops accepting everywhere, lets connections finish their in-flight requests

@@ -210,6 +210,47 @@ pub fn render(out: &mut String, shared: &Shared, active: &Active) {
     );
     family(
         out,
+        "meshproxy_identity_rotations_total",
+        "counter",
+        "Identity (certificate) file changes, by result: accepted, or rejected (the identity in force stayed).",
+    );
+    let _ = writeln!(
+        out,
+        "meshproxy_identity_rotations_total{{result=\"accepted\"}} {}",
+        shared.identity_rotations.load(Ordering::Relaxed)
+    );
+    let _ = writeln!(
+        out,
+        "meshproxy_identity_rotations_total{{result=\"rejected\"}} {}",
+        shared.identity_rejected.load(Ordering::Relaxed)
+    );
+    if let Some(mesh) = shared.mesh_tls.load().as_ref() {
+        family(
+            out,
+            "meshproxy_identity_expiry_seconds",
+            "gauge",
+            "Seconds until this workload's certificate expires.",
+        );
+        let _ = writeln!(
+            out,
+            "meshproxy_identity_expiry_seconds{{identity=\"{}\"}} {:.0}",
+            escape(mesh.spiffe.as_deref().unwrap_or("")),
+            mesh.seconds_to_expiry()
+        );
+    }
+    family(
+        out,
+        "meshproxy_inbound_connections_refused_total",
+        "counter",
+        "Inbound connections refused by PeerAuthentication or a failed mTLS handshake.",
+    );
+    let _ = writeln!(
+        out,
+        "meshproxy_inbound_connections_refused_total {}",
+        shared.inbound_refused.load(Ordering::Relaxed)
+    );
+    family(
+        out,
         "meshproxy_access_log_dropped_total",
         "counter",
         "Access log lines dropped because the writer fell behind.",

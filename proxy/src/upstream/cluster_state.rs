@@ -7,12 +7,15 @@ use super::hash_ring::{Maglev, Ring};
 use super::limits::Limits;
 use super::outlier::{self, OutlierState};
 use super::pool::{EndpointPool, H1Lease, Reuse};
+use crate::tls::mesh::MeshTls;
+use crate::tls::outbound::FileTlsCache;
+use arc_swap::ArcSwapOption;
 use meshproxy_config::compile::cluster::{
     Cluster, ClusterKey, EndpointAddress, HashAlgorithm, LoadBalancer, OutlierPolicy,
 };
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use tokio::sync::Notify;
 
 /// One endpoint of a cluster.
@@ -124,6 +127,11 @@ pub struct ClusterState {
     pub(super) total_weight: u64,
     /// All weights equal (fast paths).
     pub(super) equal_weights: bool,
+    /// The server's mesh identity in force (set when the state joins a server; unset,
+    /// the cluster has no identity to originate ISTIO_MUTUAL with).
+    pub mesh: OnceLock<Arc<ArcSwapOption<MeshTls>>>,
+    /// SIMPLE / MUTUAL client configs, built from the DestinationRule's files on first use.
+    pub file_tls: FileTlsCache,
 }
 
 impl ClusterState {
@@ -160,6 +168,8 @@ impl ClusterState {
         let equal_weights = weights.windows(2).all(|w| w[0] == w[1]);
         let p = &cluster.pool;
         ClusterState {
+            mesh: OnceLock::new(),
+            file_tls: FileTlsCache::default(),
             key: cluster.key.clone(),
             fingerprint: cluster.fingerprint,
             endpoints,

@@ -511,3 +511,140 @@ pub async fn get_at(addr: SocketAddr, host: &str) -> u16 {
         .await
         .status
 }
+
+/// Writes `request` on a new plain connection and returns whatever comes back before
+/// the peer closes (empty when it closes at once).
+pub async fn raw_http(addr: SocketAddr, request: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Ok(mut s) = tokio::net::TcpStream::connect(addr).await else {
+        return String::new();
+    };
+    let _ = s.write_all(request.as_bytes()).await;
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out).await;
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A GET over TLS to `addr` presenting `<dir>/cert.pem` + `<dir>/key.pem` (when given),
+/// not checking the server (the server's refusal is what is tested). `Ok` only when a
+/// response comes back.
+async fn tls_get_with(
+    addr: SocketAddr,
+    client: Option<&std::path::Path>,
+) -> Result<String, String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // Built by hand, not with the product's loader: a bad client (expired, foreign CA)
+    // must be able to present what it has.
+    use rustls::pki_types::pem::PemObject;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AcceptAnyServer(provider)));
+    let mut config = match client {
+        Some(d) => {
+            let chain = rustls::pki_types::CertificateDer::pem_file_iter(d.join("cert.pem"))
+                .map_err(|e| e.to_string())?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| e.to_string())?;
+            let key = rustls::pki_types::PrivateKeyDer::from_pem_file(d.join("key.pem"))
+                .map_err(|e| e.to_string())?;
+            builder
+                .with_client_auth_cert(chain, key)
+                .map_err(|e| e.to_string())?
+        }
+        None => builder.with_no_client_auth(),
+    };
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let config = Arc::new(config);
+    let tcp = tokio::net::TcpStream::connect(addr)
+        .await
+        .map_err(|e| e.to_string())?;
+    let name = rustls::pki_types::ServerName::try_from("reviews").map_err(|e| e.to_string())?;
+    let mut tls = tokio_rustls::TlsConnector::from(config)
+        .connect(name, tcp)
+        .await
+        .map_err(|e| format!("handshake: {e}"))?;
+    tls.write_all(b"GET / HTTP/1.1\r\nHost: reviews\r\nConnection: close\r\n\r\n")
+        .await
+        .map_err(|e| format!("write: {e}"))?;
+    let mut out = Vec::new();
+    tls.read_to_end(&mut out)
+        .await
+        .map_err(|e| format!("read: {e}"))?;
+    let text = String::from_utf8_lossy(&out).into_owned();
+    if text.starts_with("HTTP/1.1") {
+        Ok(text)
+    } else {
+        Err(format!("no response ({} bytes)", out.len()))
+    }
+}
+
+/// [`tls_get_with`] presenting the identity in `dir` (the CA file is unused: the client
+/// does not check the server).
+pub async fn tls_get(
+    addr: SocketAddr,
+    dir: &std::path::Path,
+    _ca: &std::path::Path,
+) -> Result<String, String> {
+    tls_get_with(addr, Some(dir)).await
+}
+
+/// [`tls_get_with`] without a client certificate.
+pub async fn tls_get_without_cert(
+    addr: SocketAddr,
+    _ca: &std::path::Path,
+) -> Result<String, String> {
+    tls_get_with(addr, None).await
+}
+
+/// Accepts any server certificate (signatures still checked): for clients whose point is
+/// what the server does with them.
+#[derive(Debug)]
+struct AcceptAnyServer(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for AcceptAnyServer {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &rustls::pki_types::CertificateDer<'_>,
+        _intermediates: &[rustls::pki_types::CertificateDer<'_>],
+        _server_name: &rustls::pki_types::ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}

@@ -1,0 +1,140 @@
+//! TLS termination on Gateway servers (`tls.mode: SIMPLE` and `MUTUAL`): each server of a
+//! port has its own certificate (and, for MUTUAL, its own client CA); the server is chosen
+//! by the SNI of the ClientHello before the handshake goes on, as Envoy's filter chain
+//! match on `server_names` does.
+
+use meshproxy_certs::ClientAuth;
+use meshproxy_config::compile::listener::{GatewayServer, ServerTls};
+use meshproxy_config::model::gateway::ServerTlsMode;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use std::path::Path;
+use std::sync::Arc;
+use tokio::net::TcpStream;
+use tokio_rustls::server::TlsStream;
+
+/// The terminating servers of one gateway port.
+pub struct GatewayTls {
+    servers: Vec<Terminating>,
+}
+
+struct Terminating {
+    /// Host patterns (`example.com`, `*.example.com`, `*`), namespace prefixes removed.
+    hosts: Vec<String>,
+    config: Arc<rustls::ServerConfig>,
+}
+
+impl GatewayTls {
+    /// The TLS settings of `servers`; `Ok(None)` when none of them terminates TLS. A
+    /// certificate that cannot be loaded is an error naming the server and the file.
+    pub fn build(servers: &[GatewayServer]) -> Result<Option<GatewayTls>, String> {
+        let mut out = Vec::new();
+        for s in servers {
+            let Some(tls) = &s.tls else { continue };
+            if !matches!(tls.mode, ServerTlsMode::Simple | ServerTlsMode::Mutual) {
+                continue;
+            }
+            let config = server_config(tls)
+                .map_err(|e| format!("Gateway {} server {}: {e}", s.gateway, s.name))?;
+            out.push(Terminating {
+                hosts: s
+                    .hosts
+                    .iter()
+                    .map(|h| h.rsplit('/').next().unwrap_or(h).to_ascii_lowercase())
+                    .collect(),
+                config,
+            });
+        }
+        Ok((!out.is_empty()).then_some(GatewayTls { servers: out }))
+    }
+
+    /// The server for `sni`: an exact host first, then the longest matching wildcard,
+    /// then `*`; without SNI (or with no match) the first server, as a default filter
+    /// chain would.
+    fn pick(&self, sni: Option<&str>) -> &Arc<rustls::ServerConfig> {
+        let sni = sni.map(str::to_ascii_lowercase);
+        let mut best: Option<(usize, &Terminating)> = None;
+        if let Some(name) = sni.as_deref() {
+            for t in &self.servers {
+                for h in &t.hosts {
+                    let score = if h == name {
+                        usize::MAX
+                    } else if let Some(suffix) = h.strip_prefix('*') {
+                        if suffix.is_empty() {
+                            1
+                        } else if name.ends_with(suffix) && name.len() > suffix.len() {
+                            1 + suffix.len()
+                        } else {
+                            continue;
+                        }
+                    } else {
+                        continue;
+                    };
+                    if best.is_none_or(|(b, _)| score > b) {
+                        best = Some((score, t));
+                    }
+                }
+            }
+        }
+        &best.map(|(_, t)| t).unwrap_or(&self.servers[0]).config
+    }
+}
+
+/// Reads the ClientHello, picks the server by SNI and completes the handshake with its
+/// configuration.
+pub async fn accept(stream: TcpStream, gw: &GatewayTls) -> Result<TlsStream<TcpStream>, String> {
+    let acceptor =
+        tokio_rustls::LazyConfigAcceptor::new(rustls::server::Acceptor::default(), stream);
+    let start = tokio::time::timeout(super::inbound::HANDSHAKE_TIMEOUT, acceptor)
+        .await
+        .map_err(|_| "no ClientHello within the handshake timeout".to_string())?
+        .map_err(|e| format!("reading the ClientHello: {e}"))?;
+    let config = gw.pick(start.client_hello().server_name()).clone();
+    tokio::time::timeout(super::inbound::HANDSHAKE_TIMEOUT, start.into_stream(config))
+        .await
+        .map_err(|_| "TLS handshake not finished within the handshake timeout".to_string())?
+        .map_err(|e| format!("TLS handshake failed: {e}"))
+}
+
+fn server_config(tls: &ServerTls) -> Result<Arc<rustls::ServerConfig>, String> {
+    // Istio allows an RSA and an ECDSA pair; rustls serves one chain per config, so the
+    // first pair is used.
+    let (cert, key) = tls
+        .certificates
+        .first()
+        .ok_or_else(|| "no serverCertificate/privateKey".to_string())?;
+    let chain = load_chain(cert)?;
+    let key = PrivateKeyDer::from_pem_file(key)
+        .map_err(|e| format!("{}: no private key ({e})", key.display()))?;
+    let (roots, auth) = match tls.mode {
+        ServerTlsMode::Mutual => {
+            let ca = tls
+                .ca_certificates
+                .as_ref()
+                .ok_or_else(|| "MUTUAL needs caCertificates".to_string())?;
+            let mut roots = rustls::RootCertStore::empty();
+            for c in load_chain(ca)? {
+                roots.add(c).map_err(|e| format!("{}: {e}", ca.display()))?;
+            }
+            (Some(Arc::new(roots)), ClientAuth::Required)
+        }
+        _ => (None, ClientAuth::None),
+    };
+    let alpn: Vec<&[u8]> = if tls.alpn.is_empty() {
+        super::mesh::ALPN.to_vec()
+    } else {
+        tls.alpn.iter().map(|a| a.as_bytes()).collect()
+    };
+    meshproxy_certs::server_config(chain, key, roots, auth, &alpn).map_err(|e| e.to_string())
+}
+
+fn load_chain(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
+        .map_err(|e| format!("{}: {e}", path.display()))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    if chain.is_empty() {
+        return Err(format!("{}: no certificate found", path.display()));
+    }
+    Ok(chain)
+}

@@ -1,0 +1,313 @@
+//! TLS on Gateway servers and on STRICT inbound listeners, checked with `openssl
+//! s_client` (the certificate picked by SNI, old protocol versions refused, a client
+//! certificate required) and with a real HTTPS request routed by VirtualService.
+
+mod common;
+use common::*;
+use meshproxy::access_log::AccessLog;
+use meshproxy::server::{Options, Server};
+use meshproxy_certs::Ca;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, SystemTime};
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn start(yaml: &str) -> Server {
+    let snap =
+        meshproxy_config::compile::load_str("t.yaml", yaml).unwrap_or_else(|d| panic!("{d}"));
+    Server::start(snap, Options::default(), AccessLog::disabled()).expect("starts")
+}
+
+fn openssl() -> Option<()> {
+    let ok = Command::new("openssl")
+        .arg("version")
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    if !ok {
+        eprintln!("SKIPPED: needs `openssl` (apt-get install openssl; .ci/run installs it)");
+        return None;
+    }
+    Some(())
+}
+
+/// Runs `openssl s_client` against `addr` with `args`; (handshake succeeded, output).
+fn s_client(addr: std::net::SocketAddr, args: &[&str]) -> (bool, String) {
+    let out = Command::new("openssl")
+        .args(["s_client", "-connect", &addr.to_string()])
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("openssl s_client");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // openssl exits 0 even when the handshake fails; a negotiated cipher is the proof.
+    // A server refusing after the hello (no client certificate) sends an alert.
+    let ok = text.contains("Cipher is ")
+        && !text.contains("Cipher is (NONE)")
+        && !text.contains(" alert ");
+    (ok, text)
+}
+
+struct Pki {
+    dir: PathBuf,
+    ca: Ca,
+}
+
+impl Pki {
+    fn new() -> Pki {
+        let dir = std::env::temp_dir().join(format!("meshproxy-gwtls-{}", fastrand::u64(..)));
+        std::fs::create_dir_all(&dir).unwrap();
+        let ca = Ca::generate("meshproxy test CA", 30).unwrap();
+        ca.write(&dir.join("ca")).unwrap();
+        Pki { dir, ca }
+    }
+
+    /// A server certificate for `dns` names into `<dir>/<name>/`.
+    fn server(&self, name: &str, dns: &[&str]) -> PathBuf {
+        let d = self.dir.join(name);
+        let now = SystemTime::now();
+        let dns: Vec<String> = dns.iter().map(|s| s.to_string()).collect();
+        self.ca
+            .issue_with(
+                None,
+                &dns,
+                now - Duration::from_secs(60),
+                now + Duration::from_secs(86400),
+            )
+            .unwrap()
+            .write(&d)
+            .unwrap();
+        d
+    }
+}
+
+impl Drop for Pki {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn server_yaml(port: u16, name: &str, host: &str, dir: &Path, mode: &str, ca: &Path) -> String {
+    let ca_line = if mode == "MUTUAL" {
+        format!("      caCertificates: {}\n", ca.display())
+    } else {
+        String::new()
+    };
+    format!(
+        "  - port: {{number: {port}, name: {name}, protocol: HTTPS}}\n    hosts: [\"{host}\"]\n    tls:\n      mode: {mode}\n      serverCertificate: {}\n      privateKey: {}\n{ca_line}",
+        dir.join("cert.pem").display(),
+        dir.join("key.pem").display()
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateway_terminates_tls_by_sni_and_refuses_old_versions() {
+    if openssl().is_none() {
+        return;
+    }
+    let pki = Pki::new();
+    let web = upstream("web").await;
+    let port = free_port();
+    let shop = pki.server("shop", &["shop.example.com"]);
+    let blog = pki.server("blog", &["blog.example.com"]);
+    let ca = pki.dir.join("ca/ca.pem");
+    let yaml = format!(
+        "apiVersion: meshproxy.io/v1alpha1\nkind: Proxy\nmetadata: {{name: ingress}}\nspec:\n  workload: {{labels: {{istio: ingressgateway}}}}\n  gatewayAddress: 127.0.0.1\n  listeners: []\n---\napiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {{name: public}}\nspec:\n  selector: {{istio: ingressgateway}}\n  servers:\n{}{}---\n{}apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: shop}}\nspec:\n  hosts: [shop.example.com, blog.example.com]\n  gateways: [public]\n  http:\n  - route: [{{destination: {{host: web.default.svc.cluster.local}}}}]\n",
+        server_yaml(port, "shop", "shop.example.com", &shop, "SIMPLE", &ca),
+        server_yaml(port, "blog", "blog.example.com", &blog, "SIMPLE", &ca),
+        service("web.default.svc.cluster.local", &[(web.addr.port(), "app: web")]),
+    );
+    let s = start(&yaml);
+    let addr = s
+        .addr(&format!("gateway-127.0.0.1:{port}"))
+        .expect("gateway listener");
+    let ca_s = ca.to_str().unwrap();
+
+    for (sni, want) in [
+        ("shop.example.com", "shop.example.com"),
+        ("blog.example.com", "blog.example.com"),
+    ] {
+        let (ok, out) = tokio::task::block_in_place(|| {
+            s_client(
+                addr,
+                &[
+                    "-servername",
+                    sni,
+                    "-CAfile",
+                    ca_s,
+                    "-verify_hostname",
+                    sni,
+                    "-verify_return_error",
+                ],
+            )
+        });
+        assert!(ok, "{sni}: {out}");
+        assert!(out.contains("Verify return code: 0 (ok)"), "{sni}: {out}");
+        assert!(
+            out.contains(want),
+            "{sni}: certificate for {want} expected: {out}"
+        );
+    }
+    for old in ["-tls1", "-tls1_1"] {
+        let (ok, out) = tokio::task::block_in_place(|| {
+            s_client(addr, &["-servername", "shop.example.com", old])
+        });
+        assert!(!ok, "{old} accepted: {out}");
+    }
+    let (ok, out) = tokio::task::block_in_place(|| {
+        s_client(
+            addr,
+            &[
+                "-servername",
+                "shop.example.com",
+                "-tls1_2",
+                "-CAfile",
+                ca_s,
+            ],
+        )
+    });
+    assert!(ok, "TLS 1.2 is accepted: {out}");
+
+    // A real HTTPS request is routed by the VirtualService.
+    let r = https_get(addr, "shop.example.com", &ca).await;
+    assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+    assert!(r.ends_with("web"), "{r}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mutual_gateway_server_requires_a_client_certificate() {
+    if openssl().is_none() {
+        return;
+    }
+    let pki = Pki::new();
+    let web = upstream("web").await;
+    let port = free_port();
+    let api = pki.server("api", &["api.example.com"]);
+    let ca = pki.dir.join("ca/ca.pem");
+    let client = pki.dir.join("client");
+    pki.ca
+        .issue(
+            &meshproxy_certs::spiffe_id("cluster.local", "default", "partner"),
+            &[],
+            1,
+        )
+        .unwrap()
+        .write(&client)
+        .unwrap();
+    let yaml = format!(
+        "apiVersion: meshproxy.io/v1alpha1\nkind: Proxy\nmetadata: {{name: ingress}}\nspec:\n  workload: {{labels: {{istio: ingressgateway}}}}\n  gatewayAddress: 127.0.0.1\n  listeners: []\n---\napiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {{name: public}}\nspec:\n  selector: {{istio: ingressgateway}}\n  servers:\n{}---\n{}apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: api}}\nspec:\n  hosts: [api.example.com]\n  gateways: [public]\n  http:\n  - route: [{{destination: {{host: web.default.svc.cluster.local}}}}]\n",
+        server_yaml(port, "api", "api.example.com", &api, "MUTUAL", &ca),
+        service("web.default.svc.cluster.local", &[(web.addr.port(), "app: web")]),
+    );
+    let s = start(&yaml);
+    let addr = s
+        .addr(&format!("gateway-127.0.0.1:{port}"))
+        .expect("gateway listener");
+    assert!(
+        tls_get_without_cert(addr, &ca).await.is_err(),
+        "no client certificate, no answer"
+    );
+    let r = tls_get(addr, &client, &ca)
+        .await
+        .expect("with a client certificate");
+    assert!(r.starts_with("HTTP/1.1 "), "{r}");
+}
+
+/// An HTTPS GET verifying the server against `ca` for `host`.
+async fn https_get(addr: std::net::SocketAddr, host: &str, ca: &Path) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let config = meshproxy_certs::client_config(&meshproxy_certs::ClientTlsOptions {
+        ca: Some(ca.to_path_buf()),
+        client_cert: None,
+        client_key: None,
+        subject_alt_names: vec![],
+        insecure_skip_verify: false,
+        alpn: vec![b"http/1.1".to_vec()],
+    })
+    .unwrap();
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from(host.to_string()).unwrap();
+    let mut tls = tokio_rustls::TlsConnector::from(config)
+        .connect(name, tcp)
+        .await
+        .expect("handshake verifies the server for its name");
+    tls.write_all(
+        format!("GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut out = Vec::new();
+    let _ = tls.read_to_end(&mut out).await;
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn strict_inbound_requires_a_client_certificate_openssl() {
+    if openssl().is_none() {
+        return;
+    }
+    let pki = Pki::new();
+    let app = upstream("app").await;
+    let me = pki.dir.join("reviews");
+    let spiffe = |sa: &str| meshproxy_certs::spiffe_id("cluster.local", "default", sa);
+    pki.ca
+        .issue(&spiffe("reviews"), &[], 1)
+        .unwrap()
+        .write(&me)
+        .unwrap();
+    let peer = pki.dir.join("peer");
+    pki.ca
+        .issue(&spiffe("productpage"), &[], 1)
+        .unwrap()
+        .write(&peer)
+        .unwrap();
+    let yaml = format!(
+        "apiVersion: meshproxy.io/v1alpha1\nkind: Proxy\nmetadata: {{name: reviews}}\nspec:\n  workload: {{labels: {{app: reviews}}, serviceAccount: reviews}}\n  listeners:\n  - {{name: inbound, address: \"127.0.0.1:0\", direction: INBOUND, forwardTo: \"{}\"}}\n  identity: {{certificate: {}, privateKey: {}, caCertificates: {}}}\n---\napiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {{name: default, namespace: istio-system}}\nspec: {{mtls: {{mode: STRICT}}}}\n",
+        app.addr,
+        me.join("cert.pem").display(),
+        me.join("key.pem").display(),
+        me.join("ca.pem").display()
+    );
+    let s = start(&yaml);
+    let addr = s.addr("inbound").unwrap();
+    let (ok, out) = tokio::task::block_in_place(|| s_client(addr, &["-tls1_2"]));
+    assert!(!ok, "TLS 1.2 without a client certificate: {out}");
+    assert!(
+        out.contains("Acceptable client certificate CA names"),
+        "a client certificate is requested: {out}"
+    );
+    let (ok, out) = tokio::task::block_in_place(|| s_client(addr, &["-tls1_3"]));
+    assert!(
+        !ok && out.contains("certificate required"),
+        "TLS 1.3 without a client certificate: {out}"
+    );
+    for old in ["-tls1", "-tls1_1"] {
+        let (ok, out) = tokio::task::block_in_place(|| s_client(addr, &[old]));
+        assert!(!ok, "{old} accepted: {out}");
+    }
+    let (cert, key) = (peer.join("cert.pem"), peer.join("key.pem"));
+    let (ok, out) = tokio::task::block_in_place(|| {
+        s_client(
+            addr,
+            &[
+                "-tls1_2",
+                "-cert",
+                cert.to_str().unwrap(),
+                "-key",
+                key.to_str().unwrap(),
+            ],
+        )
+    });
+    assert!(ok, "with the mesh client certificate: {out}");
+}

@@ -1,9 +1,12 @@
 //! `meshproxy-loadtest`: the project's benchmark tools.
 
 use clap::{Parser, Subcommand};
+use meshproxy_loadtest::duration::parse_duration;
+use meshproxy_loadtest::{bench, compile_bench, load, upstream};
+use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
-
-mod compile_bench;
+use std::time::Duration;
 
 /// Benchmark tools for meshproxy.
 #[derive(Parser)]
@@ -27,6 +30,145 @@ enum Command {
         #[arg(long, default_value_t = 5)]
         rounds: usize,
     },
+    /// Send load to a URL: closed loop (max rate) or open loop (--rate), HTTP/1.1 or h2c.
+    Load(LoadArgs),
+    /// Serve a fixed response fast (HTTP/1.1 and h2c), printing `listening ADDR`.
+    Upstream {
+        /// Address to listen on (port 0: any free port).
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: SocketAddr,
+        /// Response body size in bytes.
+        #[arg(long, default_value_t = 64)]
+        body_size: usize,
+        /// Delay before each response (e.g. 1ms).
+        #[arg(long, default_value = "0s", value_parser = parse_duration)]
+        delay: Duration,
+        /// Server threads.
+        #[arg(long, default_value_t = 1)]
+        threads: usize,
+    },
+    /// Benchmark direct, meshproxy, nginx and HAProxy side by side (see docs/performance.md).
+    Bench(BenchArgs),
+    /// Print the markdown tables of a bench results JSON file (and redraw its plot).
+    Report {
+        /// A `bench-results/<timestamp>.json` file.
+        json: PathBuf,
+        /// Also write the latency plot to this SVG file.
+        #[arg(long)]
+        svg: Option<PathBuf>,
+    },
+}
+
+#[derive(clap::Args)]
+struct LoadArgs {
+    /// Target URL, http://HOST:PORT/PATH (https is not supported yet).
+    url: String,
+    /// TCP connections.
+    #[arg(short, long, default_value_t = 32)]
+    connections: usize,
+    /// Concurrent streams per connection (h2c only).
+    #[arg(long, default_value_t = 1)]
+    streams: usize,
+    /// Measured duration (after the warm-up).
+    #[arg(short, long, default_value = "10s", value_parser = parse_duration)]
+    duration: Duration,
+    /// Load sent before measuring, not recorded.
+    #[arg(long, default_value = "0s", value_parser = parse_duration)]
+    warmup: Duration,
+    /// Open loop at this many requests per second (latency from the intended send time).
+    /// Without it: closed loop at the maximum rate.
+    #[arg(short, long)]
+    rate: Option<f64>,
+    /// Speak h2c (HTTP/2 with prior knowledge).
+    #[arg(long)]
+    h2: bool,
+    /// Generator threads (each a single-threaded runtime).
+    #[arg(short, long, default_value_t = 1)]
+    threads: usize,
+    /// Host header / :authority (default: from the URL).
+    #[arg(long)]
+    host: Option<String>,
+    /// Extra request header `Name: value`. Repeatable.
+    #[arg(short = 'H', long = "header")]
+    headers: Vec<String>,
+    /// Per-request timeout.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    timeout: Duration,
+    /// Write the report as JSON to this file.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// No progress line on stderr.
+    #[arg(short, long)]
+    quiet: bool,
+}
+
+#[derive(clap::Args)]
+struct BenchArgs {
+    /// Short phases (a smoke run: the numbers are not for publishing).
+    #[arg(long)]
+    quick: bool,
+    /// Rounds; every target runs once per round, round-robin.
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
+    /// Output directory for <timestamp>.json, .md and .svg.
+    #[arg(long, default_value = "bench-results")]
+    out: PathBuf,
+    /// The meshproxy binary (default: `meshproxy` next to this executable).
+    #[arg(long)]
+    meshproxy: Option<PathBuf>,
+    /// Only these targets/scenarios (comma-separated): direct, meshproxy,
+    /// meshproxy-realistic, nginx, haproxy, direct-h2c, meshproxy-h2c, services-1000,
+    /// two-hop-mtls.
+    #[arg(long)]
+    only: Vec<String>,
+    /// HTTP/1.1 connections.
+    #[arg(long, default_value_t = 32)]
+    connections: usize,
+    /// Fixed rate of the open-loop phase, req/s.
+    #[arg(long, default_value_t = 5000.0)]
+    rate: f64,
+    /// Warm-up before the closed loop (default 2s; --quick 300ms).
+    #[arg(long, value_parser = parse_duration)]
+    warmup: Option<Duration>,
+    /// Closed-loop phase (default 8s; --quick 1s).
+    #[arg(long, value_parser = parse_duration)]
+    closed: Option<Duration>,
+    /// Fixed-rate phase (default 6s; --quick 1s).
+    #[arg(long, value_parser = parse_duration)]
+    rate_duration: Option<Duration>,
+    /// Upstream response body, bytes.
+    #[arg(long, default_value_t = 64)]
+    body_size: usize,
+    /// Load generator threads.
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+    /// Do not pin processes to CPUs.
+    #[arg(long)]
+    no_pin: bool,
+}
+
+fn run_load(a: LoadArgs) -> Result<(), String> {
+    let cfg = load::LoadConfig {
+        url: a.url,
+        host: a.host,
+        headers: a.headers,
+        connections: a.connections,
+        streams: a.streams,
+        duration: a.duration,
+        warmup: a.warmup,
+        rate: a.rate,
+        h2: a.h2,
+        threads: a.threads,
+        timeout: a.timeout,
+        progress: !a.quiet,
+    };
+    let report = load::run(&cfg)?;
+    if let Some(path) = &a.json {
+        let text = serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?;
+        std::fs::write(path, text).map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    print!("{}", report.render_table());
+    Ok(())
 }
 
 fn main() -> ExitCode {
@@ -37,6 +179,37 @@ fn main() -> ExitCode {
             routes,
             rounds,
         } => compile_bench::run(services, routes, rounds),
+        Command::Load(a) => run_load(a),
+        Command::Upstream {
+            listen,
+            body_size,
+            delay,
+            threads,
+        } => upstream::run(&upstream::UpstreamConfig {
+            listen,
+            body_size,
+            delay,
+            threads,
+        }),
+        Command::Bench(a) => bench::run(&bench::BenchOptions {
+            quick: a.quick,
+            rounds: a.rounds,
+            out: a.out,
+            meshproxy: a.meshproxy,
+            only: (!a.only.is_empty()).then_some(a.only),
+            connections: a.connections,
+            rate: a.rate,
+            warmup: a.warmup,
+            closed: a.closed,
+            rate_duration: a.rate_duration,
+            body_size: a.body_size,
+            threads: a.threads,
+            no_pin: a.no_pin,
+        })
+        .map(|_| ()),
+        Command::Report { json, svg } => {
+            bench::report_from_json(&json, svg.as_deref()).map(|md| print!("{md}"))
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -6,6 +6,7 @@
 //! destinations resolved to clusters, the effective DestinationRule policy of every
 //! (service, port, subset), subset membership of endpoints, and listeners.
 
+pub mod authz;
 pub mod cluster;
 pub mod http_routes;
 pub mod listener;
@@ -141,10 +142,12 @@ pub fn compile(resources: Vec<Resource>, mut warnings: Diagnostics) -> Snapshot 
 
     let version = content_hash(&resources);
     let peer_authn = peer_auth::PeerAuthn::compile(&resources, &proxy);
+    let authz = authz::Authz::compile(&resources, &proxy);
     Snapshot {
         version,
         loaded_at: SystemTime::now(),
         peer_authn,
+        authz,
         proxy,
         listeners,
         route_tables,

@@ -40,6 +40,8 @@ pub struct Snapshot {
     pub warnings: Diagnostics,
     /// Inbound mTLS modes for this workload (PeerAuthentication).
     pub peer_authn: super::peer_auth::PeerAuthn,
+    /// AuthorizationPolicy for this workload's inbound traffic.
+    pub authz: super::authz::Authz,
 }
 
 impl Snapshot {

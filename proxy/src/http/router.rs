@@ -1080,6 +1080,45 @@ async fn inbound(
     else {
         return ctx.reply(503, Flags::NO_CLUSTER_FOUND, "cluster_not_found", "");
     };
+    let authz = &active.snapshot.authz;
+    if !authz.is_empty() {
+        use meshproxy_config::compile::authz::{AuthzRequest, Decision, HttpAttrs};
+        let request = AuthzRequest {
+            source_ip: conn.peer.ip(),
+            // Istio: numTrustedProxies defaults to 0, so remote.ip is the peer.
+            remote_ip: conn.peer.ip(),
+            principal: conn
+                .peer_identity
+                .as_deref()
+                .map(|p| p.strip_prefix("spiffe://").unwrap_or(p)),
+            destination_ip: conn.original_dst.unwrap_or(conn.local).ip(),
+            destination_port: conn
+                .original_dst
+                .map(|d| d.port())
+                .unwrap_or(ib.cluster.key.port),
+            sni: None,
+            http: Some(HttpAttrs {
+                host: &authority,
+                method: parts.method.as_str(),
+                path: parts.uri.path(),
+                headers: &parts.headers,
+            }),
+        };
+        let (decision, audit) = authz.evaluate(&request);
+        if let Some(a) = audit {
+            tracing::info!(policy = %a, path = parts.uri.path(), "AUDIT policy matched");
+        }
+        if let Decision::Deny { policy } = decision {
+            tracing::debug!(%policy, peer = %conn.peer, "request denied by AuthorizationPolicy");
+            // Envoy's RBAC filter: 403, body "RBAC: access denied".
+            return ctx.reply(
+                403,
+                Flags::NONE,
+                "rbac_access_denied",
+                "RBAC: access denied",
+            );
+        }
+    }
     let version = parts.version;
     let (mut head, request_id) = upstream_head(parts, conn, None, None, None, &authority);
     if let Some(r) = ctx.record.as_mut() {

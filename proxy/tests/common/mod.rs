@@ -532,6 +532,22 @@ async fn tls_get_with(
     addr: SocketAddr,
     client: Option<&std::path::Path>,
 ) -> Result<String, String> {
+    tls_raw(
+        addr,
+        client,
+        "GET / HTTP/1.1\r\nHost: reviews\r\nConnection: close\r\n\r\n",
+    )
+    .await
+}
+
+/// Sends `request` (raw HTTP/1.1, with `Connection: close`) over TLS to `addr`,
+/// presenting the identity in `client` when given and not checking the server. `Ok`
+/// with the response when one comes back.
+pub async fn tls_raw(
+    addr: SocketAddr,
+    client: Option<&std::path::Path>,
+    request: &str,
+) -> Result<String, String> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     // Built by hand, not with the product's loader: a bad client (expired, foreign CA)
     // must be able to present what it has.
@@ -566,7 +582,7 @@ async fn tls_get_with(
         .connect(name, tcp)
         .await
         .map_err(|e| format!("handshake: {e}"))?;
-    tls.write_all(b"GET / HTTP/1.1\r\nHost: reviews\r\nConnection: close\r\n\r\n")
+    tls.write_all(request.as_bytes())
         .await
         .map_err(|e| format!("write: {e}"))?;
     let mut out = Vec::new();

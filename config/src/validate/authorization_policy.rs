@@ -102,7 +102,7 @@ pub(crate) fn validate(v: &mut V, ap: &AuthorizationPolicy) {
                 ),
                 Some(true) => v.not_enforced(
                     DRY_RUN,
-                    "dry-run; meshproxy enforces this policy as if the annotation were absent",
+                    "dry-run evaluation; meshproxy neither enforces nor logs a dry-run policy",
                 ),
                 Some(false) => {}
             }

@@ -319,6 +319,39 @@ fn tls(v: &mut V, p: &str, t: &ServerTlsSettings, tls_protocol: bool) {
             "AUTO_PASSTHROUGH (multi-cluster SNI routing)",
         );
     }
+    if !t.subject_alt_names.is_empty() {
+        v.not_enforced(
+            &format!("{p}.subjectAltNames"),
+            "client certificate SAN checks; any client certificate from caCertificates is accepted",
+        );
+    }
+    // TLS 1.2 and 1.3 are always offered (never older ones): only a range that excludes
+    // one of them is not honoured.
+    use crate::model::gateway::TlsProtocol as V;
+    if t.min_protocol_version == Some(V::Tlsv13) {
+        v.not_enforced(
+            &format!("{p}.minProtocolVersion"),
+            "TLS 1.3 only; TLS 1.2 and 1.3 are always offered",
+        );
+    }
+    if matches!(t.max_protocol_version, Some(V::Tlsv10 | V::Tlsv11 | V::Tlsv12)) {
+        v.not_enforced(
+            &format!("{p}.maxProtocolVersion"),
+            "a maximum below TLS 1.3; TLS 1.2 and 1.3 are always offered",
+        );
+    }
+    if t.tls_certificates.len() > 1 {
+        v.not_enforced(
+            &format!("{p}.tlsCertificates[1]"),
+            "a second certificate pair; the first one is served",
+        );
+    }
+    if mode == ServerTlsMode::Passthrough {
+        v.not_enforced(
+            &format!("{p}.mode"),
+            "PASSTHROUGH (SNI routing without termination)",
+        );
+    }
     for (field, set) in [
         ("credentialName", !t.credential_name.is_empty()),
         ("credentialNames", !t.credential_names.is_empty()),

@@ -287,7 +287,7 @@ async fn strict_inbound_requires_a_client_certificate_openssl() {
         out.contains("Acceptable client certificate CA names"),
         "a client certificate is requested: {out}"
     );
-    let (ok, out) = tokio::task::block_in_place(|| s_client(addr, &["-tls1_3"]));
+    let (ok, out) = tokio::task::block_in_place(|| s_client(addr, &["-tls1_3", "-ign_eof"]));
     assert!(
         !ok && out.contains("certificate required"),
         "TLS 1.3 without a client certificate: {out}"
@@ -310,4 +310,75 @@ async fn strict_inbound_requires_a_client_certificate_openssl() {
         )
     });
     assert!(ok, "with the mesh client certificate: {out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn testssl_finds_no_weak_protocol_or_cipher() {
+    let found = Command::new("sh")
+        .args(["-c", "command -v testssl || command -v testssl.sh"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default();
+    if found.is_empty() {
+        eprintln!("SKIPPED: needs testssl.sh (apt-get install testssl.sh; .ci/run installs it)");
+        return;
+    }
+    let pki = Pki::new();
+    let web = upstream("web").await;
+    let port = free_port();
+    let shop = pki.server("shop", &["shop.example.com"]);
+    let ca = pki.dir.join("ca/ca.pem");
+    let yaml = format!(
+        "apiVersion: meshproxy.io/v1alpha1\nkind: Proxy\nmetadata: {{name: ingress}}\nspec:\n  workload: {{labels: {{istio: ingressgateway}}}}\n  gatewayAddress: 127.0.0.1\n  listeners: []\n---\napiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {{name: public}}\nspec:\n  selector: {{istio: ingressgateway}}\n  servers:\n{}---\n{}apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: shop}}\nspec:\n  hosts: [shop.example.com]\n  gateways: [public]\n  http:\n  - route: [{{destination: {{host: web.default.svc.cluster.local}}}}]\n",
+        server_yaml(port, "shop", "shop.example.com", &shop, "SIMPLE", &ca),
+        service("web.default.svc.cluster.local", &[(web.addr.port(), "app: web")]),
+    );
+    let _s = start(&yaml);
+    let target = format!("127.0.0.1:{port}");
+    // Protocols (-p) and cipher categories (-s); the command the README shows.
+    let out = tokio::task::block_in_place(|| {
+        Command::new(&found)
+            .args([
+                "--quiet",
+                "--color",
+                "0",
+                "--warnings",
+                "off",
+                "-p",
+                "-s",
+                &target,
+            ])
+            .output()
+            .expect("run testssl")
+    });
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let line = |prefix: &str| -> String {
+        text.lines()
+            .find(|l| l.trim_start().starts_with(prefix))
+            .unwrap_or_else(|| panic!("no {prefix:?} line in:\n{text}"))
+            .to_string()
+    };
+    for proto in ["SSLv2", "SSLv3", "TLS 1 ", "TLS 1.1"] {
+        assert!(
+            line(proto).contains("not offered"),
+            "{proto} offered:\n{text}"
+        );
+    }
+    for proto in ["TLS 1.2", "TLS 1.3"] {
+        assert!(
+            line(proto).contains("offered") && !line(proto).contains("not offered"),
+            "{proto}:\n{text}"
+        );
+    }
+    for weak in [
+        "NULL ciphers",
+        "Anonymous NULL",
+        "Export ciphers",
+        "LOW: 64 Bit",
+        "Triple DES",
+        "Obsolete CBC",
+    ] {
+        let l = line(weak);
+        assert!(l.contains("not offered"), "weak category offered: {l}");
+    }
 }

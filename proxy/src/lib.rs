@@ -10,6 +10,7 @@ pub mod log_control;
 pub mod policy;
 pub mod reload;
 pub mod server;
+pub mod tcp;
 pub mod telemetry;
 pub mod tls;
 pub mod upstream;

@@ -7,8 +7,6 @@ mod common;
 use common::*;
 use meshproxy::access_log::AccessLog;
 use meshproxy::server::{Options, Server};
-use meshproxy_certs::Ca;
-use std::path::PathBuf;
 
 /// (method, path, headers, mTLS identity (service account) or plaintext, expected status)
 type Request = (
@@ -70,34 +68,14 @@ fn cases() -> Vec<(Case, String)> {
     ]
 }
 
-struct Pki {
-    dir: PathBuf,
-}
-
-impl Drop for Pki {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn istio_examples_against_real_requests() {
     let app = upstream("app").await;
-    let pki = Pki {
-        dir: std::env::temp_dir().join(format!("meshproxy-authz-{}", fastrand::u64(..))),
-    };
-    let ca = Ca::generate("authz test CA", 1).unwrap();
-    for sa in ["reviews", "sleep", "other"] {
-        ca.issue(
-            &meshproxy_certs::spiffe_id("cluster.local", "default", sa),
-            &[],
-            1,
-        )
-        .unwrap()
-        .write(&pki.dir.join(sa))
-        .unwrap();
+    let pki = Pki::new();
+    for sa in ["sleep", "other"] {
+        pki.workload(sa);
     }
-    let me = pki.dir.join("reviews");
+    let me = pki.workload("reviews");
     let proxy = format!(
         "apiVersion: meshproxy.io/v1alpha1\nkind: Proxy\nmetadata: {{name: reviews, namespace: default}}\nspec:\n  workload: {{labels: {{app: reviews}}, serviceAccount: reviews}}\n  listeners:\n  - {{name: inbound, address: \"127.0.0.1:0\", direction: INBOUND, forwardTo: \"{}\"}}\n  identity: {{certificate: {}, privateKey: {}, caCertificates: {}}}\n---\n",
         app.addr,

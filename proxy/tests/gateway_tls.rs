@@ -6,18 +6,8 @@ mod common;
 use common::*;
 use meshproxy::access_log::AccessLog;
 use meshproxy::server::{Options, Server};
-use meshproxy_certs::Ca;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, SystemTime};
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 fn start(yaml: &str) -> Server {
     let snap =
@@ -59,45 +49,6 @@ fn s_client(addr: std::net::SocketAddr, args: &[&str]) -> (bool, String) {
     (ok, text)
 }
 
-struct Pki {
-    dir: PathBuf,
-    ca: Ca,
-}
-
-impl Pki {
-    fn new() -> Pki {
-        let dir = std::env::temp_dir().join(format!("meshproxy-gwtls-{}", fastrand::u64(..)));
-        std::fs::create_dir_all(&dir).unwrap();
-        let ca = Ca::generate("meshproxy test CA", 30).unwrap();
-        ca.write(&dir.join("ca")).unwrap();
-        Pki { dir, ca }
-    }
-
-    /// A server certificate for `dns` names into `<dir>/<name>/`.
-    fn server(&self, name: &str, dns: &[&str]) -> PathBuf {
-        let d = self.dir.join(name);
-        let now = SystemTime::now();
-        let dns: Vec<String> = dns.iter().map(|s| s.to_string()).collect();
-        self.ca
-            .issue_with(
-                None,
-                &dns,
-                now - Duration::from_secs(60),
-                now + Duration::from_secs(86400),
-            )
-            .unwrap()
-            .write(&d)
-            .unwrap();
-        d
-    }
-}
-
-impl Drop for Pki {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
 fn server_yaml(port: u16, name: &str, host: &str, dir: &Path, mode: &str, ca: &Path) -> String {
     let ca_line = if mode == "MUTUAL" {
         format!("      caCertificates: {}\n", ca.display())
@@ -121,7 +72,7 @@ async fn gateway_terminates_tls_by_sni_and_refuses_old_versions() {
     let port = free_port();
     let shop = pki.server("shop", &["shop.example.com"]);
     let blog = pki.server("blog", &["blog.example.com"]);
-    let ca = pki.dir.join("ca/ca.pem");
+    let ca = pki.ca_pem();
     let yaml = format!(
         "apiVersion: meshproxy.io/v1alpha1\nkind: Proxy\nmetadata: {{name: ingress}}\nspec:\n  workload: {{labels: {{istio: ingressgateway}}}}\n  gatewayAddress: 127.0.0.1\n  listeners: []\n---\napiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {{name: public}}\nspec:\n  selector: {{istio: ingressgateway}}\n  servers:\n{}{}---\n{}apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: shop}}\nspec:\n  hosts: [shop.example.com, blog.example.com]\n  gateways: [public]\n  http:\n  - route: [{{destination: {{host: web.default.svc.cluster.local}}}}]\n",
         server_yaml(port, "shop", "shop.example.com", &shop, "SIMPLE", &ca),
@@ -194,17 +145,8 @@ async fn mutual_gateway_server_requires_a_client_certificate() {
     let web = upstream("web").await;
     let port = free_port();
     let api = pki.server("api", &["api.example.com"]);
-    let ca = pki.dir.join("ca/ca.pem");
-    let client = pki.dir.join("client");
-    pki.ca
-        .issue(
-            &meshproxy_certs::spiffe_id("cluster.local", "default", "partner"),
-            &[],
-            1,
-        )
-        .unwrap()
-        .write(&client)
-        .unwrap();
+    let ca = pki.ca_pem();
+    let client = pki.workload("partner");
     let yaml = format!(
         "apiVersion: meshproxy.io/v1alpha1\nkind: Proxy\nmetadata: {{name: ingress}}\nspec:\n  workload: {{labels: {{istio: ingressgateway}}}}\n  gatewayAddress: 127.0.0.1\n  listeners: []\n---\napiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {{name: public}}\nspec:\n  selector: {{istio: ingressgateway}}\n  servers:\n{}---\n{}apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: api}}\nspec:\n  hosts: [api.example.com]\n  gateways: [public]\n  http:\n  - route: [{{destination: {{host: web.default.svc.cluster.local}}}}]\n",
         server_yaml(port, "api", "api.example.com", &api, "MUTUAL", &ca),
@@ -327,7 +269,7 @@ async fn testssl_finds_no_weak_protocol_or_cipher() {
     let web = upstream("web").await;
     let port = free_port();
     let shop = pki.server("shop", &["shop.example.com"]);
-    let ca = pki.dir.join("ca/ca.pem");
+    let ca = pki.ca_pem();
     let yaml = format!(
         "apiVersion: meshproxy.io/v1alpha1\nkind: Proxy\nmetadata: {{name: ingress}}\nspec:\n  workload: {{labels: {{istio: ingressgateway}}}}\n  gatewayAddress: 127.0.0.1\n  listeners: []\n---\napiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {{name: public}}\nspec:\n  selector: {{istio: ingressgateway}}\n  servers:\n{}---\n{}apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: shop}}\nspec:\n  hosts: [shop.example.com]\n  gateways: [public]\n  http:\n  - route: [{{destination: {{host: web.default.svc.cluster.local}}}}]\n",
         server_yaml(port, "shop", "shop.example.com", &shop, "SIMPLE", &ca),

@@ -6,15 +6,6 @@ use common::*;
 use meshproxy::access_log::AccessLog;
 use meshproxy::server::{Options, Server};
 
-/// A port that was free a moment ago (Gateway ports cannot be 0).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn start(yaml: &str) -> Server {
     let snap =
         meshproxy_config::compile::load_str("t.yaml", yaml).unwrap_or_else(|d| panic!("{d}"));

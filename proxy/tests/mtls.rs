@@ -7,10 +7,10 @@ mod binary;
 mod common;
 
 use bytes::Bytes;
-use common::eventually;
+use common::{eventually, Pki};
 use meshproxy_certs::{Ca, Issued};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -19,39 +19,6 @@ const TD: &str = "cluster.local";
 
 fn spiffe(sa: &str) -> String {
     meshproxy_certs::spiffe_id(TD, "default", sa)
-}
-
-/// A temp dir with a mesh CA and identity directories.
-struct Pki {
-    dir: PathBuf,
-    ca: Ca,
-}
-
-impl Pki {
-    fn new() -> Pki {
-        let dir = std::env::temp_dir().join(format!("meshproxy-mtls-{}", fastrand::u64(..)));
-        std::fs::create_dir_all(&dir).unwrap();
-        let ca = Ca::generate("meshproxy test mesh CA", 30).unwrap();
-        ca.write(&dir.join("ca")).unwrap();
-        Pki { dir, ca }
-    }
-
-    /// Issues `sa`'s identity into `<dir>/<sa>/`.
-    fn identity(&self, sa: &str) -> PathBuf {
-        let d = self.dir.join(sa);
-        self.ca
-            .issue(&spiffe(sa), &[], 1)
-            .unwrap()
-            .write(&d)
-            .unwrap();
-        d
-    }
-}
-
-impl Drop for Pki {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
 }
 
 fn identity_yaml(dir: &Path) -> String {
@@ -91,12 +58,12 @@ async fn istio_mutual_to_strict_end_to_end() {
     let pki = Pki::new();
     let app = common::upstream("reviews-app").await;
     let server = binary::run(
-        &server_config(&pki.identity("reviews"), app.addr.port(), "STRICT"),
+        &server_config(&pki.workload("reviews"), app.addr.port(), "STRICT"),
         &["--workers", "1"],
     );
     let inbound = server.addr("inbound");
     let client = binary::run(
-        &client_config(&pki.identity("productpage"), inbound, "reviews"),
+        &client_config(&pki.workload("productpage"), inbound, "reviews"),
         &["--workers", "1"],
     );
     let r = get(client.addr("outbound")).await;
@@ -157,7 +124,7 @@ async fn strict_refuses_every_bad_client_with_its_reason() {
     let pki = Pki::new();
     let app = common::upstream("reviews-app").await;
     let server = binary::run(
-        &server_config(&pki.identity("reviews"), app.addr.port(), "STRICT"),
+        &server_config(&pki.workload("reviews"), app.addr.port(), "STRICT"),
         &["--workers", "1"],
     );
     let inbound = server.addr("inbound");
@@ -205,7 +172,7 @@ async fn strict_refuses_every_bad_client_with_its_reason() {
         issued.write(&d).unwrap();
         // The client sidecar refuses to load such an identity itself, so the bad client
         // is a raw TLS client built from the files.
-        let err = common::tls_get(inbound, &d, &pki.dir.join("ca/ca.pem")).await;
+        let err = common::tls_get(inbound, &d, &pki.ca_pem()).await;
         assert!(err.is_err(), "{what}: a request got through");
         eprintln!("{what}: client saw {:?}", err.as_ref().err());
         let line = logged(
@@ -220,7 +187,7 @@ async fn strict_refuses_every_bad_client_with_its_reason() {
         eprintln!("{what}: {}", line.unwrap());
     }
     // No client certificate at all.
-    let err = common::tls_get_without_cert(inbound, &pki.dir.join("ca/ca.pem")).await;
+    let err = common::tls_get_without_cert(inbound, &pki.ca_pem()).await;
     assert!(err.is_err(), "a client without a certificate got through");
     assert!(logged(
         &server,
@@ -235,12 +202,12 @@ async fn a_peer_with_the_wrong_identity_is_refused_by_the_client() {
     let pki = Pki::new();
     let app = common::upstream("reviews-app").await;
     let server = binary::run(
-        &server_config(&pki.identity("reviews"), app.addr.port(), "STRICT"),
+        &server_config(&pki.workload("reviews"), app.addr.port(), "STRICT"),
         &["--workers", "1"],
     );
     let client = binary::run(
         &client_config(
-            &pki.identity("productpage"),
+            &pki.workload("productpage"),
             server.addr("inbound"),
             "ratings",
         ),
@@ -258,12 +225,12 @@ async fn permissive_takes_mtls_and_plaintext_on_one_port() {
     let pki = Pki::new();
     let app = common::upstream("reviews-app").await;
     let server = binary::run(
-        &server_config(&pki.identity("reviews"), app.addr.port(), "PERMISSIVE"),
+        &server_config(&pki.workload("reviews"), app.addr.port(), "PERMISSIVE"),
         &["--workers", "1"],
     );
     let inbound = server.addr("inbound");
     let client = binary::run(
-        &client_config(&pki.identity("productpage"), inbound, "reviews"),
+        &client_config(&pki.workload("productpage"), inbound, "reviews"),
         &["--workers", "1"],
     );
     assert_eq!(get(client.addr("outbound")).await.status, 200);
@@ -289,8 +256,8 @@ async fn permissive_takes_mtls_and_plaintext_on_one_port() {
 async fn certificates_rotate_twenty_times_under_load() {
     let pki = Pki::new();
     let app = common::upstream("reviews-app").await;
-    let server_id = pki.identity("reviews");
-    let client_id = pki.identity("productpage");
+    let server_id = pki.workload("reviews");
+    let client_id = pki.workload("productpage");
     let server = binary::run(
         &server_config(&server_id, app.addr.port(), "STRICT"),
         &["--workers", "1"],

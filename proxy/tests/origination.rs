@@ -8,48 +8,9 @@ use common::*;
 use meshproxy_certs::{Ca, ClientAuth};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
-
-struct Pki {
-    dir: PathBuf,
-    ca: Ca,
-}
-
-impl Pki {
-    fn new() -> Pki {
-        let dir = std::env::temp_dir().join(format!("meshproxy-orig-{}", fastrand::u64(..)));
-        std::fs::create_dir_all(&dir).unwrap();
-        let ca = Ca::generate("origination test CA", 1).unwrap();
-        ca.write(&dir.join("ca")).unwrap();
-        Pki { dir, ca }
-    }
-
-    fn issue(&self, name: &str, dns: &[&str]) -> PathBuf {
-        let d = self.dir.join(name);
-        let now = SystemTime::now();
-        let dns: Vec<String> = dns.iter().map(|s| s.to_string()).collect();
-        self.ca
-            .issue_with(
-                None,
-                &dns,
-                now - Duration::from_secs(60),
-                now + Duration::from_secs(3600),
-            )
-            .unwrap()
-            .write(&d)
-            .unwrap();
-        d
-    }
-}
-
-impl Drop for Pki {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
 
 /// A TLS upstream answering 200 "tls-app"; it requires a client certificate from `ca`
 /// when `client_ca` is given. Counts the requests it answers.
@@ -123,9 +84,9 @@ fn files(dir: &Path) -> (String, String, String) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn simple_verifies_the_server_by_ca_and_name() {
     let pki = Pki::new();
-    let server = pki.issue("server", &["web.example.com"]);
+    let server = pki.server("server", &["web.example.com"]);
     let (port, count) = tls_upstream(&server, None).await;
-    let ca = pki.dir.join("ca/ca.pem").display().to_string();
+    let ca = pki.ca_pem().display().to_string();
 
     let p = proxy(&config(
         port,
@@ -171,9 +132,9 @@ async fn simple_verifies_the_server_by_ca_and_name() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mutual_presents_the_client_certificate() {
     let pki = Pki::new();
-    let server = pki.issue("server", &["web.example.com"]);
-    let client = pki.issue("client", &["client.example.com"]);
-    let ca_path = pki.dir.join("ca/ca.pem");
+    let server = pki.server("server", &["web.example.com"]);
+    let client = pki.server("client", &["client.example.com"]);
+    let ca_path = pki.ca_pem();
     let (port, count) = tls_upstream(&server, Some(&ca_path)).await;
     let (cert, key, ca) = files(&client);
 

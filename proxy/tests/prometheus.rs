@@ -21,14 +21,6 @@ fn have(tool: &str) -> bool {
         .is_ok()
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
     common::send(
         addr,
@@ -105,7 +97,7 @@ async fn prometheus_scrapes_and_queries_istio_metrics() {
         format!("global: {{scrape_interval: 1s, evaluation_interval: 1s}}\nscrape_configs:\n- job_name: meshproxy\n  static_configs:\n  - targets: ['{admin}']\n"),
     )
     .unwrap();
-    let prom_port = free_port();
+    let prom_port = common::free_port();
     let mut prom = Command::new("prometheus")
         .arg(format!(
             "--config.file={}",

@@ -65,6 +65,16 @@ pub async fn accept_loop(
         let live = Live::new(&shared);
         let (shared, drain, kill) = (shared.clone(), drain.clone(), kill.clone());
         tokio::spawn(async move {
+            if shared
+                .active
+                .load()
+                .snapshot
+                .tcp_routes(&conn.listener)
+                .is_some()
+            {
+                serve_tcp(stream, live, conn, shared, kill).await;
+                return;
+            }
             let gateway = shared
                 .active
                 .load()
@@ -150,6 +160,36 @@ pub async fn accept_loop(
         if let Ok(stream) = tokio::net::TcpStream::from_std(s) {
             start(stream, peer);
         }
+    }
+}
+
+/// A connection on a TCP listener: to the TCP proxy, through TLS termination first when
+/// the listener's Gateway servers terminate TLS (`protocol: TLS`, `mode: SIMPLE`/`MUTUAL`:
+/// Istio then applies the `tcp` routes to the decrypted stream); passthrough otherwise.
+async fn serve_tcp(
+    stream: tokio::net::TcpStream,
+    _live: Live,
+    conn: ConnInfo,
+    shared: Arc<Shared>,
+    kill: watch::Receiver<bool>,
+) {
+    let gateway = shared
+        .active
+        .load()
+        .gateway_tls
+        .get(&*conn.listener)
+        .cloned();
+    match gateway {
+        None => crate::tcp::serve(stream, Arc::new(conn), shared, kill).await,
+        Some(gw) => match crate::tls::gateway::accept(stream, &gw).await {
+            Ok(s) => crate::tcp::serve(s, Arc::new(conn), shared, kill).await,
+            Err(e) => tracing::debug!(
+                listener = %conn.listener,
+                peer = %conn.peer,
+                reason = %e,
+                "gateway TLS connection refused"
+            ),
+        },
     }
 }
 

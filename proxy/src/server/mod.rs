@@ -177,8 +177,8 @@ impl Server {
         });
         let mut fresh = Vec::new();
         for l in &snapshot.listeners {
-            if l.protocol == ListenerProtocol::Tcp {
-                tracing::warn!(listener = %l.name, "TCP listeners are not served yet; skipped");
+            if l.protocol == ListenerProtocol::Tcp && l.tcp_routes.is_none() {
+                tracing::warn!(listener = %l.name, "INBOUND TCP listeners are not served yet; skipped");
                 continue;
             }
             fresh.push(listeners::bind(l, workers, inherited.remove(&l.name))?);
@@ -270,7 +270,8 @@ impl Server {
         {
             let bound = lock(&self.listeners);
             for l in &snapshot.listeners {
-                if l.protocol == ListenerProtocol::Tcp || bound.iter().any(|b| b.same_as(l)) {
+                let unserved = l.protocol == ListenerProtocol::Tcp && l.tcp_routes.is_none();
+                if unserved || bound.iter().any(|b| b.same_as(l)) {
                     continue;
                 }
                 fresh.push(listeners::bind(l, workers, None).map_err(|e| e.to_string())?);

@@ -664,3 +664,77 @@ impl rustls::client::danger::ServerCertVerifier for AcceptAnyServer {
         self.0.signature_verification_algorithms.supported_schemes()
     }
 }
+
+/// A port that was free a moment ago (Gateway ports cannot be 0).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A temp directory with a CA (written to `<dir>/ca/`) issuing test certificates;
+/// removed on drop.
+pub struct Pki {
+    /// The directory.
+    pub dir: std::path::PathBuf,
+    /// The CA.
+    pub ca: meshproxy_certs::Ca,
+}
+
+impl Pki {
+    /// A new CA in a new temp directory.
+    pub fn new() -> Pki {
+        let dir = std::env::temp_dir().join(format!("meshproxy-pki-{}", fastrand::u64(..)));
+        std::fs::create_dir_all(&dir).unwrap();
+        let ca = meshproxy_certs::Ca::generate("meshproxy test CA", 30).unwrap();
+        ca.write(&dir.join("ca")).unwrap();
+        Pki { dir, ca }
+    }
+
+    /// The CA certificate file.
+    pub fn ca_pem(&self) -> std::path::PathBuf {
+        self.dir.join("ca/ca.pem")
+    }
+
+    /// A server certificate for `dns` names (no SPIFFE ID), valid for an hour, into
+    /// `<dir>/<name>/`.
+    pub fn server(&self, name: &str, dns: &[&str]) -> std::path::PathBuf {
+        let d = self.dir.join(name);
+        let now = std::time::SystemTime::now();
+        let dns: Vec<String> = dns.iter().map(|s| s.to_string()).collect();
+        self.ca
+            .issue_with(
+                None,
+                &dns,
+                now - Duration::from_secs(60),
+                now + Duration::from_secs(3600),
+            )
+            .unwrap()
+            .write(&d)
+            .unwrap();
+        d
+    }
+
+    /// The mesh identity of service account `sa` in namespace `default` into `<dir>/<sa>/`.
+    pub fn workload(&self, sa: &str) -> std::path::PathBuf {
+        let d = self.dir.join(sa);
+        self.ca
+            .issue(
+                &meshproxy_certs::spiffe_id("cluster.local", "default", sa),
+                &[],
+                1,
+            )
+            .unwrap()
+            .write(&d)
+            .unwrap();
+        d
+    }
+}
+
+impl Drop for Pki {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}

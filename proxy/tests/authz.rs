@@ -35,7 +35,7 @@ fn cases() -> Vec<(Case, String)> {
             ap("allow-nothing", "spec: {}\n")),
         (Case { name: "allow-all (rules: [{}])", requests: vec![("GET", "/", &[], plain, 200), ("POST", "/x", &[], plain, 200)] },
             ap("allow-all", "spec:\n  rules: [{}]\n")),
-        (Case { name: "deny by path prefix", requests: vec![("GET", "/admin/users", &[], plain, 403), ("GET", "/public", &[], plain, 200)] },
+        (Case { name: "deny by path prefix", requests: vec![("GET", "/admin/users", &[], plain, 403), ("GET", "/public", &[], plain, 200), ("GET", "/public/../admin/users", &[], plain, 403)] },
             ap("deny-admin", "spec:\n  action: DENY\n  rules: [{to: [{operation: {paths: [\"/admin*\"]}}]}]\n")),
         (Case { name: "allow by principal", requests: vec![("GET", "/", &[], sleep, 200), ("GET", "/", &[], other, 403), ("GET", "/", &[], plain, 403)] },
             ap("allow-sleep", "spec:\n  rules: [{from: [{source: {principals: [\"cluster.local/ns/default/sa/sleep\"]}}]}]\n")),

@@ -338,3 +338,131 @@ async fn tls_passthrough_routes_by_sni_without_terminating() {
     assert!(closed(&mut s).await);
     server.shutdown();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_connections_and_connect_failures_close_the_downstream() {
+    let up = echo().await;
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let port = free_port();
+    let dead_port = free_port();
+    let yaml = format!(
+        "{PROXY}{}apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {{name: gw2}}\nspec:\n  selector: {{istio: ingressgateway}}\n  servers:\n  - port: {{number: {dead_port}, name: d, protocol: TCP}}\n    hosts: [\"*\"]\n---\n{}{}apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {{name: echo}}\nspec:\n  host: echo.default.svc.cluster.local\n  trafficPolicy:\n    connectionPool:\n      tcp: {{maxConnections: 1}}\n---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: echo}}\nspec:\n  hosts: [echo.default.svc.cluster.local]\n  gateways: [gw]\n  tcp:\n  - route: [{{destination: {{host: echo.default.svc.cluster.local}}}}]\n---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: dead}}\nspec:\n  hosts: [dead.default.svc.cluster.local]\n  gateways: [gw2]\n  tcp:\n  - route: [{{destination: {{host: dead.default.svc.cluster.local}}}}]\n",
+        gateway(port, "TCP", "\"*\"", ""),
+        tcp_service("echo", up.port()),
+        tcp_service("dead", dead),
+    );
+    let server = start(&yaml);
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let mut first = connect(addr).await;
+    assert_eq!(round_trip(&mut first, b"one").await, b"one");
+    // `maxConnections: 1` is held by the first connection: the second is closed.
+    let mut second = connect(addr).await;
+    let _ = second.write_all(b"two").await;
+    assert!(closed(&mut second).await, "over maxConnections: closed");
+    drop(first);
+    let mut ok = false;
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let mut third = connect(addr).await;
+        if third.write_all(b"three").await.is_ok() {
+            let mut out = [0u8; 5];
+            if let Ok(Ok(_)) =
+                tokio::time::timeout(Duration::from_secs(1), third.read_exact(&mut out)).await
+            {
+                ok = &out == b"three";
+                break;
+            }
+        }
+    }
+    assert!(
+        ok,
+        "the permit is released when the first connection closes"
+    );
+
+    // An upstream refusing connections: the downstream connection is closed.
+    let dead_addr: SocketAddr = format!("127.0.0.1:{dead_port}").parse().unwrap();
+    let mut s = connect(dead_addr).await;
+    assert!(closed(&mut s).await, "connect failure: closed");
+    server.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_server_in_simple_mode_terminates_then_applies_tcp_routes() {
+    let ca = Ca::generate("meshproxy tcp test CA", 30).unwrap();
+    let dir = std::env::temp_dir().join(format!("meshproxy-tcp-{}", fastrand::u64(..)));
+    let now = SystemTime::now();
+    ca.issue_with(
+        None,
+        &["db.example.com".to_string()],
+        now - Duration::from_secs(60),
+        now + Duration::from_secs(86400),
+    )
+    .unwrap()
+    .write(&dir)
+    .unwrap();
+    let up = echo().await;
+    let port = free_port();
+    let tls = format!(
+        "    tls: {{mode: SIMPLE, serverCertificate: {}, privateKey: {}}}\n",
+        dir.join("cert.pem").display(),
+        dir.join("key.pem").display()
+    );
+    let yaml = format!(
+        "{PROXY}{}{}apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: db}}\nspec:\n  hosts: [db.example.com]\n  gateways: [gw]\n  tcp:\n  - route: [{{destination: {{host: echo.default.svc.cluster.local}}}}]\n",
+        gateway(port, "TLS", "db.example.com", &tls),
+        tcp_service("echo", up.port()),
+    );
+    let server = start(&yaml);
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca.cert_der().clone()).unwrap();
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let name = ServerName::try_from("db.example.com".to_string()).unwrap();
+    let mut t = connector.connect(name, connect(addr).await).await.unwrap();
+    t.write_all(b"plaintext upstream").await.unwrap();
+    t.flush().await.unwrap();
+    let mut out = [0u8; 18];
+    tokio::time::timeout(Duration::from_secs(5), t.read_exact(&mut out))
+        .await
+        .expect("echo in time")
+        .unwrap();
+    assert_eq!(&out, b"plaintext upstream");
+    server.shutdown();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn destination_rule_simple_tls_is_originated_on_tcp_routes() {
+    let ca = Ca::generate("meshproxy tcp test CA", 30).unwrap();
+    let dir = std::env::temp_dir().join(format!("meshproxy-tcp-{}", fastrand::u64(..)));
+    ca.write(&dir).unwrap();
+    let (chain, key) = issue(&ca, "orig.example.com");
+    let up = tls_upstream("orig:", chain, key).await;
+    let port = free_port();
+    let yaml = format!(
+        "{PROXY}{}{}apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {{name: orig}}\nspec:\n  host: orig.default.svc.cluster.local\n  trafficPolicy:\n    tls: {{mode: SIMPLE, caCertificates: {}, sni: orig.example.com}}\n---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: orig}}\nspec:\n  hosts: [orig.default.svc.cluster.local]\n  gateways: [gw]\n  tcp:\n  - route: [{{destination: {{host: orig.default.svc.cluster.local}}}}]\n",
+        gateway(port, "TCP", "\"*\"", ""),
+        tcp_service("orig", up.port()),
+        dir.join("ca.pem").display(),
+    );
+    let server = start(&yaml);
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let mut s = connect(addr).await;
+    s.write_all(b"ping").await.unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out)).await;
+    assert_eq!(String::from_utf8_lossy(&out), "orig:ping");
+    server.shutdown();
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -1,63 +1,76 @@
 //! AuthorizationPolicy → the policies that apply to this proxy's workload, compiled to
 //! checks that evaluate without allocating.
 //!
-//! Istio (`authorization_policy.proto`, top comment): CUSTOM first (not supported here:
-//! such policies are skipped, the validator warns), then any matching DENY denies, then
-//! with no ALLOW policy the request is allowed, else it must match an ALLOW policy.
-//! AUDIT never changes the decision.
+//! Istio (`authorization_policy.proto`, top comment; reference §6.1): CUSTOM first, then any
+//! matching DENY denies, then with no ALLOW policy the request is allowed, else it must
+//! match an ALLOW policy. AUDIT never changes the decision. CUSTOM (ext-authz) is not
+//! supported here: such policies are left out of evaluation (the validator warns).
+//!
+//! Matching follows what istiod generates for Envoy's RBAC filter
+//! (`pilot/pkg/security/authz/model/{model,generator}.go`, `.../authz/matcher/*.go`) and how
+//! Envoy evaluates it; each rule below cites the Istio behaviour it copies.
 
 use super::proxy_settings::ProxySettings;
 use crate::model::authorization_policy::{
-    Action, AuthorizationPolicy, Condition, Operation, Source,
+    Action, AuthorizationPolicy, Condition, Operation, Rule as RuleSpec, Source,
 };
 use crate::model::Resource;
+use http::header::{GetAll, HeaderName, HeaderValue};
 use ipnet::IpNet;
 use std::net::IpAddr;
 
-/// What is known about a request (or, without `http`, a TCP connection).
+/// What is known about a request (or, without `http`, a TCP connection) arriving at this
+/// workload.
+#[derive(Clone, Copy)]
 pub struct AuthzRequest<'a> {
-    /// The TCP peer's address.
+    /// The TCP peer's address (`source.ip`, `ipBlocks`).
     pub source_ip: IpAddr,
-    /// The original client (`x-forwarded-for`); the peer when unknown.
+    /// The original client (`remote.ip`, `remoteIpBlocks`): from `x-forwarded-for` or the
+    /// PROXY protocol per `numTrustedProxies`; the peer when unknown (Istio's default 0).
     pub remote_ip: IpAddr,
-    /// The peer's identity without `spiffe://` (`cluster.local/ns/default/sa/sleep`),
-    /// when it proved one over mTLS.
+    /// The peer's identity without `spiffe://` (`cluster.local/ns/default/sa/sleep`), when
+    /// it proved one over mTLS; `None` for plaintext.
     pub principal: Option<&'a str>,
-    /// The address the connection arrived on.
+    /// The address the connection arrived on (`destination.ip`).
     pub destination_ip: IpAddr,
-    /// The workload port the connection is for.
+    /// The workload port the connection is for (`ports`, `destination.port`).
     pub destination_port: u16,
-    /// The TLS SNI, when TLS was terminated.
+    /// The TLS SNI, when TLS was terminated (`connection.sni`).
     pub sni: Option<&'a str>,
-    /// HTTP attributes; `None` for TCP.
+    /// HTTP attributes; `None` for TCP (see [`Authz::evaluate`] for what that changes).
     pub http: Option<HttpAttrs<'a>>,
 }
 
 /// The HTTP attributes of a request.
+#[derive(Clone, Copy)]
 pub struct HttpAttrs<'a> {
-    /// Host (`:authority`).
+    /// `:authority` / `Host`, as sent (with its port, if any: Istio's `hosts` match it as is).
     pub host: &'a str,
     /// Method.
     pub method: &'a str,
-    /// Path without the query.
+    /// Path without the query, after the proxy's path normalization (Istio matches
+    /// `paths` after MeshConfig `pathNormalization`, default `BASE`).
     pub path: &'a str,
-    /// Request headers.
+    /// Request headers (for `request.headers[...]` conditions).
     pub headers: &'a http::HeaderMap,
 }
 
-/// The decision.
+/// The decision for a request.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Decision {
     /// Allowed.
     Allow,
-    /// Denied, and why (`DENY ns/name`, or that no ALLOW policy matched).
+    /// Denied (HTTP 403 `RBAC: access denied`; TCP: connection closed).
     Deny {
-        /// The policy that denied, or the reason.
+        /// `namespace/name` of the DENY policy that matched, or [`NO_ALLOW_MATCHED`].
         policy: String,
     },
 }
 
-/// The compiled policies of one workload.
+/// [`Decision::Deny`]'s `policy` when ALLOW policies exist and none matched.
+pub const NO_ALLOW_MATCHED: &str = "no ALLOW policy matched";
+
+/// The compiled AuthorizationPolicies of one workload (immutable; shared by all requests).
 #[derive(Clone, Debug, Default)]
 pub struct Authz {
     deny: Vec<Policy>,
@@ -69,166 +82,359 @@ pub struct Authz {
 struct Policy {
     /// `namespace/name`.
     name: String,
-    /// Rules, OR'ed; none = never matches.
+    /// Rules, OR'ed; none = never matches (Istio: "explicit never-match policy").
     rules: Vec<Rule>,
-    action: Action,
 }
 
 #[derive(Clone, Debug)]
 struct Rule {
     /// `from[]`, OR'ed; each source's checks AND'ed. Empty = any source.
     from: Vec<Vec<Check>>,
-    /// `to[]`, OR'ed. Empty = any operation.
+    /// `to[]`, OR'ed; each operation's checks AND'ed. Empty = any operation.
     to: Vec<Vec<Check>>,
     /// `when[]`, AND'ed.
     when: Vec<Check>,
+    /// Some check needs an HTTP attribute (decides TCP handling, reference §6.3).
+    http_only: bool,
 }
 
+/// One field (or condition) of a rule: the value matches one of `patterns`, or, negated
+/// (`not*` / `notValues`), none of them.
 #[derive(Clone, Debug)]
 struct Check {
     field: Field,
     patterns: Vec<Pattern>,
-    /// The `not*` form: true when no pattern matches.
     negate: bool,
+    /// Envoy `StringMatcher.ignore_case` (Istio sets it for `hosts` only).
+    ignore_case: bool,
 }
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug)]
 enum Field {
+    /// The peer principal (`principals`, `serviceAccounts`, `source.principal`...).
     Principal,
+    /// The `<ns>` of the peer principal's `/ns/<ns>/`.
     Namespace,
+    /// The peer principal's trust domain.
     TrustDomain,
     SourceIp,
     RemoteIp,
-    /// JWT attributes: never present (JWT is not supported yet), so positive checks
-    /// never match, as Istio's do without a validated token.
-    RequestAuth,
-    Host,
+    DestinationIp,
+    /// The destination (workload) port.
     Port,
+    Sni,
+    /// `:authority`.
+    Host,
     Method,
     Path,
-    Header(http::HeaderName),
-    DestinationIp,
-    DestinationPort,
-    Sni,
+    Header(HeaderName),
+    /// An attribute this proxy never has: JWT (`requestPrincipals`, `request.auth.*`; JWT
+    /// authentication is not supported, and Istio's own matchers need a validated token),
+    /// Envoy filter metadata (`experimental.envoy.filters.*`), pseudo-headers it does not
+    /// track. Positive checks never match; negated ones always do.
+    Absent {
+        http_only: bool,
+    },
 }
 
 impl Field {
-    /// Istio `model.go`: attributes only an HTTP request has.
+    /// Istio `generator.go`: the generators that fail with `"%q is HTTP only"` for TCP
+    /// (hosts, methods, paths, request headers, request principals, JWT audiences,
+    /// presenter and claims).
     fn http_only(&self) -> bool {
-        matches!(
-            self,
-            Field::Host | Field::Method | Field::Path | Field::Header(_) | Field::RequestAuth
-        )
+        match self {
+            Field::Host | Field::Method | Field::Path | Field::Header(_) => true,
+            Field::Absent { http_only } => *http_only,
+            _ => false,
+        }
     }
 }
 
 #[derive(Clone, Debug)]
 enum Pattern {
-    Exact(String),
-    Prefix(String),
-    Suffix(String),
-    /// `*`: any non-empty value.
-    Presence,
+    Exact(Box<str>),
+    Prefix(Box<str>),
+    Suffix(Box<str>),
+    /// `*` in an Envoy `StringMatcher`: Istio generates the regex `.+` (non-empty).
+    NonEmpty,
+    /// `*` in an Envoy `HeaderMatcher` (`hosts`, `methods`, `request.headers`): Istio
+    /// generates `present_match` (the header exists, even empty).
+    Present,
+    /// `namespaces`: Istio's regex `.*/ns/<v with * → .*>/.*`; the parts between `*`s.
+    Glob(Box<[Box<str>]>),
+    /// `serviceAccounts` / `source.serviceAccount`.
+    ServiceAccount {
+        ns: Box<str>,
+        sa: Box<str>,
+    },
     Cidr(IpNet),
     Port(u16),
-    /// A path with `{*}` (one segment) or `{**}` (the rest) template segments.
-    Template(Vec<Segment>),
+    /// A path with `{*}`/`{**}`: Envoy's URI template matcher.
+    Template(Box<[Piece]>),
 }
 
-#[derive(Clone, Debug)]
-enum Segment {
-    Literal(String),
+/// A piece of a compiled URI template (Envoy `uri_template_internal.cc`: the template is
+/// the regex `/` + segments joined by `/`).
+#[derive(Clone, Debug, PartialEq)]
+enum Piece {
+    /// Literal text (slashes included).
+    Lit(Box<str>),
+    /// `{*}` → `[pchar]+`: one or more characters, never `/`.
     One,
+    /// `{**}` → `[pchar/]*`: zero or more characters, `/` included.
     Rest,
 }
 
-/// Istio string matching: exact, `prefix*`, `*suffix`, `*` (presence).
-fn string_pattern(s: &str, case_insensitive: bool) -> Pattern {
-    let s = if case_insensitive {
-        s.to_ascii_lowercase()
+/// Envoy `kLiteral`: RFC 3986 pchar (unreserved, pct-encoded, sub-delims but `*`, `:`, `@`)
+/// plus `=`.
+fn is_pchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"-._~%!$&'()+,;:@=".contains(&b)
+}
+
+/// Istio `matcher.StringMatcherWithPrefix` / `HeaderMatcher` order: `*` alone first, then a
+/// leading `*` (suffix match), then a trailing `*` (prefix match), else exact. `star` is
+/// what `*` alone means for the field ([`Pattern::NonEmpty`] or [`Pattern::Present`]).
+fn string_pattern(v: &str, star: Pattern, lower: bool) -> Pattern {
+    let v = if lower {
+        v.to_ascii_lowercase()
     } else {
-        s.to_string()
+        v.to_string()
     };
-    if s == "*" {
-        Pattern::Presence
-    } else if let Some(p) = s.strip_suffix('*') {
-        Pattern::Prefix(p.to_string())
-    } else if let Some(p) = s.strip_prefix('*') {
-        Pattern::Suffix(p.to_string())
+    if v == "*" {
+        star
+    } else if let Some(s) = v.strip_prefix('*') {
+        Pattern::Suffix(s.into())
+    } else if let Some(p) = v.strip_suffix('*') {
+        Pattern::Prefix(p.into())
     } else {
-        Pattern::Exact(s)
+        Pattern::Exact(v.into())
     }
 }
 
-fn path_pattern(s: &str) -> Pattern {
-    if s.contains("{*}") || s.contains("{**}") {
-        Pattern::Template(
-            s.trim_start_matches('/')
-                .split('/')
-                .map(|seg| match seg {
-                    "{*}" => Segment::One,
-                    "{**}" => Segment::Rest,
-                    other => Segment::Literal(other.to_string()),
-                })
-                .collect(),
-        )
+/// Istio `pathGenerator`: a value containing `{*}` or `{**}` is an Envoy URI template
+/// (`security.ContainsPathTemplate`), anything else a string matcher.
+fn path_pattern(v: &str) -> Pattern {
+    if v.contains("{*}") || v.contains("{**}") {
+        Pattern::Template(compile_template(v))
     } else {
-        string_pattern(s, false)
+        string_pattern(v, Pattern::NonEmpty, false)
     }
 }
 
-fn ip_pattern(s: &str) -> Option<Pattern> {
-    s.parse::<IpNet>()
+/// Istio `sanitizePathTemplate` turns `{*}`/`{**}` into Envoy's `*`/`**`; Envoy parses the
+/// template into segments (a trailing `/` is an empty last segment) and matches the regex
+/// `/` + segments joined by `/`, in full.
+fn compile_template(v: &str) -> Box<[Piece]> {
+    let mut pieces = Vec::new();
+    let mut lit = String::new();
+    let body = v.strip_prefix('/').unwrap_or(v);
+    lit.push('/');
+    for (i, seg) in body.split('/').enumerate() {
+        if i > 0 {
+            lit.push('/');
+        }
+        let op = match seg {
+            "{*}" => Piece::One,
+            "{**}" => Piece::Rest,
+            _ => {
+                lit.push_str(seg);
+                continue;
+            }
+        };
+        if !lit.is_empty() {
+            pieces.push(Piece::Lit(std::mem::take(&mut lit).into()));
+        }
+        pieces.push(op);
+    }
+    if !lit.is_empty() {
+        pieces.push(Piece::Lit(lit.into()));
+    }
+    pieces.into()
+}
+
+/// Full match of `path` against template pieces (bounded backtracking, no allocation).
+fn template_matches(pieces: &[Piece], path: &[u8]) -> bool {
+    let Some((first, rest)) = pieces.split_first() else {
+        return path.is_empty();
+    };
+    match first {
+        Piece::Lit(l) => path
+            .strip_prefix(l.as_bytes())
+            .is_some_and(|p| template_matches(rest, p)),
+        Piece::One => {
+            let n = path.iter().take_while(|b| is_pchar(**b)).count();
+            (1..=n).rev().any(|k| template_matches(rest, &path[k..]))
+        }
+        Piece::Rest => {
+            let n = path
+                .iter()
+                .take_while(|b| is_pchar(**b) || **b == b'/')
+                .count();
+            (0..=n).rev().any(|k| template_matches(rest, &path[k..]))
+        }
+    }
+}
+
+/// Istio `util.AddrStrToCidrRange`: an IP is a /32 (/128), else a CIDR.
+fn ip_pattern(v: &str) -> Option<Pattern> {
+    v.parse::<IpNet>()
         .ok()
-        .or_else(|| s.parse::<IpAddr>().ok().map(IpNet::from))
+        .or_else(|| v.parse::<IpAddr>().ok().map(IpNet::from))
         .map(Pattern::Cidr)
 }
 
-impl Pattern {
-    fn matches_str(&self, v: &str) -> bool {
-        match self {
-            Pattern::Exact(e) => v == e,
-            Pattern::Prefix(p) => v.starts_with(p.as_str()),
-            Pattern::Suffix(p) => v.ends_with(p.as_str()),
-            Pattern::Presence => !v.is_empty(),
-            Pattern::Port(p) => v.parse::<u16>().ok() == Some(*p),
-            Pattern::Cidr(n) => v.parse::<IpAddr>().is_ok_and(|a| n.contains(&a)),
-            Pattern::Template(segs) => template_matches(segs, v),
-        }
+fn port_pattern(v: &str) -> Option<Pattern> {
+    v.parse::<u16>().ok().map(Pattern::Port)
+}
+
+/// Istio `srcNamespaceGenerator`: every `*` in the value becomes `.*`.
+fn namespace_pattern(v: &str) -> Pattern {
+    Pattern::Glob(v.split('*').map(Box::from).collect())
+}
+
+/// Istio `serviceAccountRegex`: `<ns>/<sa>`, or `<sa>` in the policy's namespace.
+fn service_account_pattern(v: &str, policy_ns: &str) -> Pattern {
+    let (ns, sa) = v.split_once('/').unwrap_or((policy_ns, v));
+    Pattern::ServiceAccount {
+        ns: ns.into(),
+        sa: sa.into(),
     }
 }
 
-fn template_matches(segs: &[Segment], path: &str) -> bool {
-    let mut parts = path.trim_start_matches('/').split('/');
-    for (i, seg) in segs.iter().enumerate() {
-        match seg {
-            // `{**}` is last (validation): the rest, at least one segment.
-            Segment::Rest => {
-                return i == segs.len() - 1 && parts.next().is_some_and(|p| !p.is_empty())
-            }
-            Segment::One => match parts.next() {
-                Some(p) if !p.is_empty() => {}
-                _ => return false,
-            },
-            Segment::Literal(l) => {
-                if parts.next() != Some(l.as_str()) {
-                    return false;
-                }
-            }
+fn eq_bytes(a: &[u8], b: &[u8], ignore_case: bool) -> bool {
+    if ignore_case {
+        a.eq_ignore_ascii_case(b)
+    } else {
+        a == b
+    }
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    if needle.is_empty() {
+        return Some(0);
+    }
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+/// `*`-glob (each `*` = any run of characters), anchored at both ends.
+fn glob_matches(parts: &[Box<str>], v: &[u8]) -> bool {
+    let Some((first, rest)) = parts.split_first() else {
+        return v.is_empty();
+    };
+    let Some(mut v) = v.strip_prefix(first.as_bytes()) else {
+        return false;
+    };
+    let Some((last, middle)) = rest.split_last() else {
+        return v.is_empty();
+    };
+    for m in middle {
+        match find(v, m.as_bytes()) {
+            Some(i) => v = &v[i + m.len()..],
+            None => return false,
         }
     }
-    parts.next().is_none()
+    v.ends_with(last.as_bytes())
+}
+
+/// `<td>/ns/<namespace>/...` → `<namespace>` (Istio's regex needs the `/` after it).
+fn namespace_of(principal: &str) -> Option<&str> {
+    let rest = principal.split_once("/ns/")?.1;
+    rest.split_once('/').map(|(n, _)| n)
+}
+
+/// The SPIFFE trust domain: the principal up to its first `/`.
+fn trust_domain_of(principal: &str) -> Option<&str> {
+    principal.split_once('/').map(|(td, _)| td)
+}
+
+/// Istio `serviceAccountRegex`: `spiffe://.+/ns/<ns>/(.+/|)sa/<sa>(/.+)?`.
+fn service_account_matches(principal: &str, ns: &str, sa: &str) -> bool {
+    let mut segs = principal.split('/');
+    // A non-empty trust domain comes first.
+    if segs.next().is_none_or(str::is_empty) {
+        return false;
+    }
+    let mut seen_ns = false;
+    let mut prev = "";
+    for s in segs {
+        if !seen_ns && prev == "ns" && s == ns {
+            seen_ns = true;
+        } else if seen_ns && prev == "sa" && s == sa {
+            return true;
+        }
+        prev = s;
+    }
+    false
+}
+
+impl Pattern {
+    /// Matches one value. IP, port and service-account patterns never match a string here.
+    fn matches(&self, v: &[u8], ignore_case: bool) -> bool {
+        match self {
+            Pattern::Exact(e) => eq_bytes(v, e.as_bytes(), ignore_case),
+            Pattern::Prefix(p) => {
+                v.len() >= p.len() && eq_bytes(&v[..p.len()], p.as_bytes(), ignore_case)
+            }
+            Pattern::Suffix(s) => {
+                v.len() >= s.len() && eq_bytes(&v[v.len() - s.len()..], s.as_bytes(), ignore_case)
+            }
+            Pattern::NonEmpty => !v.is_empty(),
+            Pattern::Present => true,
+            Pattern::Glob(parts) => glob_matches(parts, v),
+            Pattern::Template(pieces) => template_matches(pieces, v),
+            Pattern::ServiceAccount { .. } | Pattern::Cidr(_) | Pattern::Port(_) => false,
+        }
+    }
+
+    /// Matches the values of a header that is present. Envoy's header matchers see all
+    /// values of a repeated header joined with `,` (`HeaderUtility::getAllOfHeaderAsString`).
+    fn matches_header(&self, values: &GetAll<'_, HeaderValue>) -> bool {
+        let mut it = values.iter();
+        let Some(first) = it.next() else {
+            return false;
+        };
+        if it.next().is_none() {
+            return self.matches(first.as_bytes(), false);
+        }
+        let joined = || {
+            values.iter().enumerate().flat_map(|(i, v)| {
+                (i > 0)
+                    .then_some(b',')
+                    .into_iter()
+                    .chain(v.as_bytes().iter().copied())
+            })
+        };
+        // The joined value read backwards: the last value reversed, `,`, the one before...
+        let joined_rev = || {
+            values.iter().rev().enumerate().flat_map(|(i, v)| {
+                (i > 0)
+                    .then_some(b',')
+                    .into_iter()
+                    .chain(v.as_bytes().iter().rev().copied())
+            })
+        };
+        match self {
+            Pattern::Exact(e) => joined().eq(e.bytes()),
+            Pattern::Prefix(p) => joined().take(p.len()).eq(p.bytes()),
+            Pattern::Suffix(s) => joined_rev().take(s.len()).eq(s.bytes().rev()),
+            Pattern::Present | Pattern::NonEmpty => true,
+            _ => false,
+        }
+    }
 }
 
 impl Check {
+    /// A check for a configured list. Istio (`ruleList.insertFront`/`appendLast`): an absent
+    /// or empty list adds no check.
     fn new(
         field: Field,
         values: &Option<Vec<String>>,
         negate: bool,
         mk: impl Fn(&str) -> Option<Pattern>,
     ) -> Option<Check> {
-        let values = values.as_ref()?;
+        let values = values.as_ref().filter(|v| !v.is_empty())?;
         Some(Check {
+            ignore_case: false,
             field,
             patterns: values.iter().filter_map(|v| mk(v)).collect(),
             negate,
@@ -236,19 +442,18 @@ impl Check {
     }
 
     fn matches(&self, r: &AuthzRequest<'_>) -> bool {
-        let hit = self.positive(r);
-        if self.negate {
-            !hit
-        } else {
-            hit
-        }
+        self.positive(r) != self.negate
     }
 
     fn any(&self, v: &str) -> bool {
-        self.patterns.iter().any(|p| p.matches_str(v))
+        self.patterns
+            .iter()
+            .any(|p| p.matches(v.as_bytes(), self.ignore_case))
     }
 
-    fn ip(&self, a: IpAddr) -> bool {
+    fn any_ip(&self, a: IpAddr) -> bool {
+        // An IPv4 peer seen on a dual-stack socket (`::ffff:a.b.c.d`) is that IPv4 address.
+        let a = a.to_canonical();
         self.patterns.iter().any(|p| match p {
             Pattern::Cidr(n) => n.contains(&a),
             _ => false,
@@ -258,72 +463,65 @@ impl Check {
     fn positive(&self, r: &AuthzRequest<'_>) -> bool {
         let http = r.http.as_ref();
         match &self.field {
-            Field::Principal => r.principal.is_some_and(|p| self.any(p)),
+            // Istio matches principals, namespaces and service accounts against the
+            // authenticated (mTLS) peer: a plaintext peer has none, so they never match
+            // (and their `not*` forms always do).
+            Field::Principal => r.principal.is_some_and(|p| {
+                self.patterns.iter().any(|pat| match pat {
+                    Pattern::ServiceAccount { ns, sa } => service_account_matches(p, ns, sa),
+                    other => other.matches(p.as_bytes(), false),
+                })
+            }),
             Field::Namespace => r
                 .principal
                 .and_then(namespace_of)
                 .is_some_and(|n| self.any(n)),
             Field::TrustDomain => r
                 .principal
-                .and_then(|p| p.split("/ns/").next())
+                .and_then(trust_domain_of)
                 .is_some_and(|t| self.any(t)),
-            Field::SourceIp => self.ip(r.source_ip),
-            Field::RemoteIp => self.ip(r.remote_ip),
-            Field::RequestAuth => false,
-            Field::Host => http.is_some_and(|h| {
-                let host = h.host.to_ascii_lowercase();
-                // Istio matches hosts with and without the port.
-                let bare = host.rsplit_once(':').map(|(h, _)| h).unwrap_or(&host);
-                self.any(&host) || self.any(bare)
-            }),
-            Field::Port | Field::DestinationPort => self.patterns.iter().any(|p| match p {
+            Field::SourceIp => self.any_ip(r.source_ip),
+            Field::RemoteIp => self.any_ip(r.remote_ip),
+            Field::DestinationIp => self.any_ip(r.destination_ip),
+            Field::Port => self.patterns.iter().any(|p| match p {
                 Pattern::Port(n) => *n == r.destination_port,
                 _ => false,
             }),
+            // Envoy: `requested_server_name` is empty without SNI.
+            Field::Sni => self.any(r.sni.unwrap_or("")),
+            Field::Host => http.is_some_and(|h| self.any(h.host)),
             Field::Method => http.is_some_and(|h| self.any(h.method)),
             Field::Path => http.is_some_and(|h| self.any(h.path)),
             Field::Header(name) => http.is_some_and(|h| {
-                h.headers
-                    .get_all(name)
-                    .iter()
-                    .filter_map(|v| v.to_str().ok())
-                    .any(|v| self.any(v))
+                let values = h.headers.get_all(name);
+                self.patterns.iter().any(|p| p.matches_header(&values))
             }),
-            Field::DestinationIp => self.ip(r.destination_ip),
-            Field::Sni => r.sni.is_some_and(|s| self.any(s)),
+            Field::Absent { .. } => false,
         }
     }
 }
 
-/// `<td>/ns/<namespace>/sa/<sa>` → `<namespace>`.
-fn namespace_of(principal: &str) -> Option<&str> {
-    let rest = principal.split_once("/ns/")?.1;
-    Some(rest.split_once('/').map(|(n, _)| n).unwrap_or(rest))
-}
-
-fn port_pattern(s: &str) -> Option<Pattern> {
-    s.parse::<u16>().ok().map(Pattern::Port)
-}
-
 fn source_checks(s: &Source, policy_ns: &str) -> Vec<Check> {
-    let str_p = |v: &str| Some(string_pattern(v, false));
-    // Istio turns serviceAccounts into principal matches: `ns/sa`, or `sa` in the
-    // policy's namespace, under any trust domain.
-    let sa_p = |v: &str| {
-        let (ns, sa) = v.split_once('/').unwrap_or((policy_ns, v));
-        Some(Pattern::Suffix(format!("/ns/{ns}/sa/{sa}")))
-    };
+    // Istio `srcPrincipalGenerator`: `StringMatcherWithPrefix(v, "spiffe://")`, i.e. the
+    // usual string matching on the principal without `spiffe://`, `*` = non-empty.
+    let principal = |v: &str| Some(string_pattern(v, Pattern::NonEmpty, false));
+    let sa = |v: &str| Some(service_account_pattern(v, policy_ns));
+    let ns = |v: &str| Some(namespace_pattern(v));
+    let jwt = Field::Absent { http_only: true };
+    let str_p = |v: &str| Some(string_pattern(v, Pattern::NonEmpty, false));
     [
-        Check::new(Field::Principal, &s.principals, false, str_p),
-        Check::new(Field::Principal, &s.not_principals, true, str_p),
-        Check::new(Field::Principal, &s.service_accounts, false, sa_p),
-        Check::new(Field::Principal, &s.not_service_accounts, true, sa_p),
-        Check::new(Field::RequestAuth, &s.request_principals, false, str_p),
-        Check::new(Field::RequestAuth, &s.not_request_principals, true, str_p),
-        Check::new(Field::Namespace, &s.namespaces, false, str_p),
-        Check::new(Field::Namespace, &s.not_namespaces, true, str_p),
+        Check::new(Field::Principal, &s.principals, false, principal),
+        Check::new(Field::Principal, &s.not_principals, true, principal),
+        Check::new(Field::Principal, &s.service_accounts, false, sa),
+        Check::new(Field::Principal, &s.not_service_accounts, true, sa),
+        // Istio `requestPrincipalGenerator`: JWT metadata; HTTP only.
+        Check::new(jwt.clone(), &s.request_principals, false, str_p),
+        Check::new(jwt, &s.not_request_principals, true, str_p),
+        Check::new(Field::Namespace, &s.namespaces, false, ns),
+        Check::new(Field::Namespace, &s.not_namespaces, true, ns),
         Check::new(Field::TrustDomain, &s.trust_domains, false, str_p),
         Check::new(Field::TrustDomain, &s.not_trust_domains, true, str_p),
+        // Istio `srcIPGenerator` (`direct_remote_ip`) and `remoteIPGenerator` (`remote_ip`).
         Check::new(Field::SourceIp, &s.ip_blocks, false, ip_pattern),
         Check::new(Field::SourceIp, &s.not_ip_blocks, true, ip_pattern),
         Check::new(Field::RemoteIp, &s.remote_ip_blocks, false, ip_pattern),
@@ -335,55 +533,79 @@ fn source_checks(s: &Source, policy_ns: &str) -> Vec<Check> {
 }
 
 fn operation_checks(o: &Operation) -> Vec<Check> {
-    let host_p = |v: &str| Some(string_pattern(v, true));
-    let str_p = |v: &str| Some(string_pattern(v, false));
+    // Istio `hostGenerator` → `matcher.HostMatcher(":authority", v)`: `*` = present, else a
+    // case-insensitive string match on the authority as sent (a `Host: foo:8080` needs
+    // `foo:8080` or `foo*`; istio/istio#44080).
+    let host = |v: &str| Some(string_pattern(v, Pattern::Present, true));
+    // Istio `methodGenerator` → `HeaderMatcher(":method", v)`: case-sensitive.
+    let method = |v: &str| Some(string_pattern(v, Pattern::Present, false));
+    let path = |v: &str| Some(path_pattern(v));
+    let hosts = |values: &Option<Vec<String>>, negate: bool| {
+        Check::new(Field::Host, values, negate, host).map(|c| Check {
+            ignore_case: true,
+            ..c
+        })
+    };
     [
-        Check::new(Field::Host, &o.hosts, false, host_p),
-        Check::new(Field::Host, &o.not_hosts, true, host_p),
+        hosts(&o.hosts, false),
+        hosts(&o.not_hosts, true),
         Check::new(Field::Port, &o.ports, false, port_pattern),
         Check::new(Field::Port, &o.not_ports, true, port_pattern),
-        Check::new(Field::Method, &o.methods, false, str_p),
-        Check::new(Field::Method, &o.not_methods, true, str_p),
-        Check::new(Field::Path, &o.paths, false, |v| Some(path_pattern(v))),
-        Check::new(Field::Path, &o.not_paths, true, |v| Some(path_pattern(v))),
+        Check::new(Field::Method, &o.methods, false, method),
+        Check::new(Field::Method, &o.not_methods, true, method),
+        Check::new(Field::Path, &o.paths, false, path),
+        Check::new(Field::Path, &o.not_paths, true, path),
     ]
     .into_iter()
     .flatten()
     .collect()
 }
 
-/// Builds a pattern from a configured value (`None`: the value cannot match anything).
-type PatternFn = dyn Fn(&str) -> Option<Pattern>;
+/// Builds a pattern from a configured value (`None`: the value is dropped).
+type PatternFn<'a> = dyn Fn(&str) -> Option<Pattern> + 'a;
 
-fn condition_checks(c: &Condition) -> Vec<Check> {
+/// Istio `model.New`: each `when` condition becomes a check on its attribute.
+fn condition_checks(c: &Condition, policy_ns: &str) -> Vec<Check> {
     let key = c.key.as_str();
-    let str_p = |v: &str| Some(string_pattern(v, false));
-    let (field, mk): (Field, &PatternFn) = if let Some(name) = key
+    let str_p = |v: &str| Some(string_pattern(v, Pattern::NonEmpty, false));
+    // Istio `HeaderMatcher`: `*` = present, else exact/prefix/suffix, case-sensitive.
+    let header_p = |v: &str| Some(string_pattern(v, Pattern::Present, false));
+    let sa_p = |v: &str| Some(service_account_pattern(v, policy_ns));
+    let ns_p = |v: &str| Some(namespace_pattern(v));
+    let path_p = |v: &str| Some(string_pattern(v, Pattern::Present, false));
+    let (field, mk): (Field, &PatternFn<'_>) = if let Some(name) = key
         .strip_prefix("request.headers[")
         .and_then(|k| k.strip_suffix(']'))
     {
-        match http::HeaderName::from_bytes(name.to_ascii_lowercase().as_bytes()) {
-            Ok(h) => (Field::Header(h), &str_p),
-            Err(_) => return vec![never()],
+        let name = name.to_ascii_lowercase();
+        match name.as_str() {
+            // Envoy keeps these as pseudo-headers; this proxy has them as request fields.
+            ":authority" | "host" => (Field::Host, &header_p),
+            ":method" => (Field::Method, &header_p),
+            // The path without its query (Envoy's `:path` header has the query).
+            ":path" => (Field::Path, &path_p),
+            _ => match HeaderName::from_bytes(name.as_bytes()) {
+                Ok(h) => (Field::Header(h), &header_p),
+                Err(_) => (Field::Absent { http_only: true }, &header_p),
+            },
         }
     } else {
         match key {
             "source.ip" => (Field::SourceIp, &ip_pattern),
             "remote.ip" => (Field::RemoteIp, &ip_pattern),
-            "source.namespace" => (Field::Namespace, &str_p),
+            "source.namespace" => (Field::Namespace, &ns_p),
             "source.principal" => (Field::Principal, &str_p),
+            "source.serviceAccount" => (Field::Principal, &sa_p),
             "source.trustDomain" => (Field::TrustDomain, &str_p),
-            "source.serviceAccount" => (Field::Principal, &|v: &str| {
-                let (ns, sa) = v.split_once('/')?;
-                Some(Pattern::Suffix(format!("/ns/{ns}/sa/{sa}")))
-            }),
             "destination.ip" => (Field::DestinationIp, &ip_pattern),
-            "destination.port" => (Field::DestinationPort, &port_pattern),
+            "destination.port" => (Field::Port, &port_pattern),
             "connection.sni" => (Field::Sni, &str_p),
-            k if k.starts_with("request.auth.") => (Field::RequestAuth, &str_p),
-            // experimental.envoy.filters.* and anything the validator let through:
-            // not evaluable here, never matches.
-            _ => return vec![never()],
+            // Istio: request.auth.* are JWT metadata, HTTP only.
+            k if k.starts_with("request.auth.") => (Field::Absent { http_only: true }, &str_p),
+            // experimental.envoy.filters.*: Envoy filter metadata, which this proxy has none
+            // of; not HTTP-only in Istio (`envoyFilterGenerator`). The validator rejects
+            // any other key.
+            _ => (Field::Absent { http_only: false }, &str_p),
         }
     };
     [
@@ -395,34 +617,65 @@ fn condition_checks(c: &Condition) -> Vec<Check> {
     .collect()
 }
 
-/// A check that never matches.
-fn never() -> Check {
-    Check {
-        field: Field::RequestAuth,
-        patterns: vec![],
-        negate: false,
-    }
-}
-
 impl Rule {
-    fn matches(&self, r: &AuthzRequest<'_>, action: Action) -> bool {
-        let tcp = r.http.is_none();
-        // Istio model.go: on TCP an ALLOW rule with an HTTP-only attribute is dropped
-        // whole (allows less); in DENY and AUDIT only the attribute is dropped (matches more).
-        let applies = |c: &Check| !(tcp && c.field.http_only());
-        if tcp && action == Action::Allow {
-            let has_http = self
-                .from
-                .iter()
-                .chain(&self.to)
-                .flatten()
-                .chain(&self.when)
-                .any(|c| c.field.http_only());
-            if has_http {
-                return false;
-            }
+    fn compile(rule: &RuleSpec, policy_ns: &str) -> Rule {
+        let from: Vec<Vec<Check>> = rule
+            .from
+            .iter()
+            .flatten()
+            .flatten()
+            .map(|f| {
+                f.source
+                    .as_ref()
+                    .map(|s| source_checks(s, policy_ns))
+                    .unwrap_or_default()
+            })
+            .collect();
+        let to: Vec<Vec<Check>> = rule
+            .to
+            .iter()
+            .flatten()
+            .flatten()
+            .map(|t| {
+                t.operation
+                    .as_ref()
+                    .map(operation_checks)
+                    .unwrap_or_default()
+            })
+            .collect();
+        let when: Vec<Check> = rule
+            .when
+            .iter()
+            .flat_map(|c| condition_checks(c, policy_ns))
+            .collect();
+        let http_only = from
+            .iter()
+            .chain(&to)
+            .flatten()
+            .chain(&when)
+            .any(|c| c.field.http_only());
+        Rule {
+            from,
+            to,
+            when,
+            http_only,
         }
-        let all = |cs: &[Check]| cs.iter().filter(|c| applies(c)).all(|c| c.matches(r));
+    }
+
+    /// Istio `model.go` (`Generate`, `checkError`; reference §6.3): on TCP, an ALLOW rule
+    /// with an HTTP-only attribute is dropped whole (allows less); in DENY and AUDIT rules
+    /// only the attribute is dropped (the rule matches more: `DENY methods:[POST]
+    /// ports:["8080"]` denies all TCP on 8080).
+    fn matches(&self, r: &AuthzRequest<'_>, allow: bool) -> bool {
+        let tcp = r.http.is_none();
+        if tcp && allow && self.http_only {
+            return false;
+        }
+        let all = |cs: &[Check]| {
+            cs.iter()
+                .filter(|c| !(tcp && c.field.http_only()))
+                .all(|c| c.matches(r))
+        };
         (self.from.is_empty() || self.from.iter().any(|s| all(s)))
             && (self.to.is_empty() || self.to.iter().any(|o| all(o)))
             && all(&self.when)
@@ -430,111 +683,89 @@ impl Rule {
 }
 
 impl Policy {
-    fn matches(&self, r: &AuthzRequest<'_>) -> bool {
-        self.rules.iter().any(|rule| rule.matches(r, self.action))
+    fn matches(&self, r: &AuthzRequest<'_>, allow: bool) -> bool {
+        self.rules.iter().any(|rule| rule.matches(r, allow))
     }
 }
 
 impl Authz {
-    /// True when no policy applies to this workload.
+    /// True when no ALLOW, DENY or AUDIT policy applies to this workload: every request
+    /// is allowed and the data path may skip [`Authz::evaluate`].
     pub fn is_empty(&self) -> bool {
         self.deny.is_empty() && self.allow.is_empty() && self.audit.is_empty()
     }
 
-    /// Evaluates a request: the decision, and the AUDIT policy that matched, if any.
+    /// Evaluates a request (or, with `http: None`, a TCP connection): the decision, and
+    /// the `namespace/name` of the first AUDIT policy that matched, if any.
+    ///
+    /// Istio order (reference §6.1): CUSTOM (not supported, skipped) → any matching DENY
+    /// denies → no ALLOW policy allows → a matching ALLOW policy allows → else deny.
+    /// AUDIT policies are matched on their own and never change the decision. Allocates
+    /// only for a denial or an AUDIT match (the names returned).
     pub fn evaluate(&self, r: &AuthzRequest<'_>) -> (Decision, Option<String>) {
         let audit = self
             .audit
             .iter()
-            .find(|p| p.matches(r))
+            .find(|p| p.matches(r, false))
             .map(|p| p.name.clone());
-        if let Some(p) = self.deny.iter().find(|p| p.matches(r)) {
+        if let Some(p) = self.deny.iter().find(|p| p.matches(r, false)) {
             return (
                 Decision::Deny {
-                    policy: format!("DENY {}", p.name),
+                    policy: p.name.clone(),
                 },
                 audit,
             );
         }
-        if self.allow.is_empty() || self.allow.iter().any(|p| p.matches(r)) {
+        // Istio: "If there are no ALLOW policies for the workload, allow the request."
+        if self.allow.is_empty() || self.allow.iter().any(|p| p.matches(r, true)) {
             return (Decision::Allow, audit);
         }
         (
             Decision::Deny {
-                policy: "no ALLOW policy matched".into(),
+                policy: NO_ALLOW_MATCHED.into(),
             },
             audit,
         )
     }
 
-    /// The policies that apply to `proxy`'s workload: those of its namespace and of the
-    /// root namespace (mesh-wide), whose selector (if any) its labels satisfy. Policies
-    /// attached with `targetRef(s)` are for waypoints and gateways, not sidecars; CUSTOM
-    /// and dry-run (`istio.io/dry-run: "true"`) policies are not enforced.
+    /// Compiles the policies that apply to `proxy`'s workload, in load order.
+    ///
+    /// Istio (`ListAuthorizationPolicies`, `WorkloadPolicyMatcher.ShouldAttachPolicy`):
+    /// policies of the workload's namespace and of the root namespace (mesh-wide), whose
+    /// selector (absent or empty: all workloads) the workload's labels satisfy. Policies
+    /// attached with `targetRef(s)` are for gateways and waypoints, never a sidecar's.
+    /// Not enforced: CUSTOM (no ext-authz) and dry-run (`istio.io/dry-run` true: Istio
+    /// only evaluates them into shadow rules, so they neither allow nor deny).
     pub fn compile(resources: &[Resource], proxy: &ProxySettings) -> Authz {
         let mut out = Authz::default();
         for r in resources {
             let Some(ap) = r.as_authorization_policy() else {
                 continue;
             };
-            if !applies(r, ap, proxy) {
+            if !applies(r, ap, proxy) || dry_run(r) {
                 continue;
             }
-            if r.meta
-                .annotations
-                .get("istio.io/dry-run")
-                .map(String::as_str)
-                == Some("true")
-            {
-                continue;
-            }
-            let action = ap.action.unwrap_or(Action::Allow);
+            let list = match ap.action.unwrap_or(Action::Allow) {
+                Action::Allow => &mut out.allow,
+                Action::Deny => &mut out.deny,
+                Action::Audit => &mut out.audit,
+                // Istio evaluates CUSTOM first through ext-authz; meshproxy has none.
+                Action::Custom => continue,
+            };
+            // Istio `builder.go`: no rules (`spec: {}`, `rules: []`) = an explicit
+            // never-match policy; an ALLOW one so denies everything. `rules: [{}]`
+            // matches everything.
             let rules = ap
                 .rules
                 .iter()
                 .flatten()
-                .map(|rule| {
-                    let rule = rule.clone().unwrap_or_default();
-                    Rule {
-                        from: rule
-                            .from
-                            .iter()
-                            .flatten()
-                            .flatten()
-                            .map(|f| {
-                                f.source
-                                    .as_ref()
-                                    .map(|s| source_checks(s, &r.namespace))
-                                    .unwrap_or_default()
-                            })
-                            .collect(),
-                        to: rule
-                            .to
-                            .iter()
-                            .flatten()
-                            .flatten()
-                            .map(|t| {
-                                t.operation
-                                    .as_ref()
-                                    .map(operation_checks)
-                                    .unwrap_or_default()
-                            })
-                            .collect(),
-                        when: rule.when.iter().flat_map(condition_checks).collect(),
-                    }
-                })
+                .flatten()
+                .map(|rule| Rule::compile(rule, &r.namespace))
                 .collect();
-            let policy = Policy {
+            list.push(Policy {
                 name: format!("{}/{}", r.namespace, r.name),
                 rules,
-                action,
-            };
-            match action {
-                Action::Allow => out.allow.push(policy),
-                Action::Deny => out.deny.push(policy),
-                Action::Audit => out.audit.push(policy),
-                Action::Custom => {}
-            }
+            });
         }
         out
     }
@@ -547,27 +778,110 @@ fn applies(r: &Resource, ap: &AuthorizationPolicy, proxy: &ProxySettings) -> boo
     if r.namespace != proxy.namespace && r.namespace != proxy.root_namespace {
         return false;
     }
-    ap.selector.as_ref().is_none_or(|s| {
-        s.match_labels
-            .iter()
-            .all(|(k, v)| proxy.labels.get(k) == Some(v))
-    })
+    ap.selector
+        .as_ref()
+        .is_none_or(|s| proxy.selected_by(&s.match_labels))
+}
+
+/// Istio reads `istio.io/dry-run` with Go's `strconv.ParseBool`.
+fn dry_run(r: &Resource) -> bool {
+    matches!(
+        r.meta
+            .annotations
+            .get("istio.io/dry-run")
+            .map(String::as_str),
+        Some("1" | "t" | "T" | "TRUE" | "true" | "True")
+    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn s(p: &Pattern, v: &str) -> bool {
+        p.matches(v.as_bytes(), false)
+    }
+
     #[test]
-    fn templates_and_strings() {
-        let t = path_pattern("/api/{*}/items/{**}");
-        assert!(t.matches_str("/api/v1/items/a/b"));
-        assert!(!t.matches_str("/api/v1/items"));
-        assert!(!t.matches_str("/api/v1/x/items/a"));
-        assert!(path_pattern("/admin*").matches_str("/admin/x"));
-        assert!(path_pattern("*.png").matches_str("/a/b.png"));
-        assert!(string_pattern("*", false).matches_str("x"));
-        assert!(!string_pattern("*", false).matches_str(""));
+    fn istio_string_matching() {
+        let star = || Pattern::NonEmpty;
+        assert!(s(&string_pattern("abc", star(), false), "abc"));
+        assert!(!s(&string_pattern("abc", star(), false), "abcd"));
+        assert!(s(&string_pattern("abc*", star(), false), "abcd"));
+        assert!(s(&string_pattern("*abc", star(), false), "xabc"));
+        assert!(s(&string_pattern("*", star(), false), "x"));
+        assert!(!s(&string_pattern("*", star(), false), ""));
+        assert!(s(&string_pattern("*", Pattern::Present, false), ""));
+        // Istio checks a leading `*` before a trailing one: `*a*` is a suffix match on `a*`.
+        assert!(s(&string_pattern("*a*", star(), false), "xa*"));
+        assert!(!s(&string_pattern("*a*", star(), false), "xab"));
+        let host = string_pattern("Example.COM*", Pattern::Present, true);
+        assert!(host.matches(b"example.com:8080", true));
+    }
+
+    #[test]
+    fn envoy_uri_templates() {
+        let t = |tpl: &str, path: &str| s(&path_pattern(tpl), path);
+        // The proto's examples.
+        assert!(t("/foo/{*}", "/foo/bar"));
+        assert!(!t("/foo/{*}", "/foo/bar/baz"));
+        assert!(!t("/foo/{*}", "/foo/"));
+        assert!(t("/foo/{**}/", "/foo/bar/"));
+        assert!(t("/foo/{**}/", "/foo//"));
+        assert!(!t("/foo/{**}/", "/foo/bar"));
+        assert!(t("/foo/{*}/bar/{**}", "/foo/buzz/bar/"));
+        assert!(t("/foo/{*}/bar/{**}", "/foo/buzz/bar/baz"));
+        assert!(t("/foo/{*}/bar/{**}", "/foo/buzz/bar/a/b/c"));
+        assert!(!t("/foo/{*}/bar/{**}", "/foo/buzz/bar"));
+        // `{**}` followed by literals.
+        assert!(t("/{**}/x", "/a/b/x"));
+        assert!(t("/{**}/x", "//x"));
+        assert!(!t("/{**}/x", "/a/b/y"));
+        // Characters outside RFC 3986 pchar never match an operator.
+        assert!(!t("/foo/{*}", "/foo/a*b"));
+        assert_eq!(
+            compile_template("/a/{*}/b/{**}").to_vec(),
+            vec![
+                Piece::Lit("/a/".into()),
+                Piece::One,
+                Piece::Lit("/b/".into()),
+                Piece::Rest
+            ]
+        );
+    }
+
+    #[test]
+    fn principals_namespaces_service_accounts() {
         assert_eq!(namespace_of("cluster.local/ns/foo/sa/bar"), Some("foo"));
+        assert_eq!(namespace_of("cluster.local/ns/foo"), None);
+        assert_eq!(
+            trust_domain_of("cluster.local/ns/foo/sa/bar"),
+            Some("cluster.local")
+        );
+        assert!(s(&namespace_pattern("f*o"), "foo"));
+        assert!(s(&namespace_pattern("*"), "x"));
+        assert!(!s(&namespace_pattern("foo"), "foobar"));
+        assert!(s(&namespace_pattern("foo*"), "foobar"));
+        assert!(service_account_matches("td/ns/a/sa/b", "a", "b"));
+        assert!(service_account_matches("td/ns/a/x/y/sa/b/z", "a", "b"));
+        assert!(!service_account_matches("td/ns/a/sa/bc", "a", "b"));
+        assert!(!service_account_matches("td/ns/x/sa/b", "a", "b"));
+        assert!(!service_account_matches("/ns/a/sa/b", "a", "b"));
+    }
+
+    #[test]
+    fn repeated_headers_are_joined() {
+        let mut h = http::HeaderMap::new();
+        h.append("x-a", HeaderValue::from_static("one"));
+        h.append("x-a", HeaderValue::from_static("two"));
+        let v = h.get_all("x-a");
+        let p = |v: &str| string_pattern(v, Pattern::Present, false);
+        assert!(p("one,two").matches_header(&v));
+        assert!(!p("one").matches_header(&v));
+        assert!(p("one,t*").matches_header(&v));
+        assert!(p("*e,two").matches_header(&v));
+        assert!(!p("*one").matches_header(&v));
+        assert!(p("*").matches_header(&v));
+        assert!(!p("*").matches_header(&h.get_all("x-b")));
     }
 }

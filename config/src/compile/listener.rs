@@ -36,6 +36,9 @@ pub struct Listener {
     pub protocol: ListenerProtocol,
     /// Route table index (outbound and gateway listeners).
     pub route_table: Option<usize>,
+    /// TCP route table index ([`super::Snapshot::tcp_route_tables`]) of TCP listeners:
+    /// `protocol: TCP` OUTBOUND listeners and Gateway ports whose servers are all TCP/TLS.
+    pub tcp_routes: Option<usize>,
 }
 
 /// One `Gateway` server.

@@ -17,6 +17,7 @@ pub mod registry;
 pub mod route;
 pub mod route_table;
 pub mod snapshot;
+pub mod tcp_routes;
 
 use crate::diag::Diagnostics;
 use crate::host;
@@ -85,6 +86,7 @@ pub fn compile(resources: Vec<Resource>, mut warnings: Diagnostics) -> Snapshot 
 
     let mut regex = RegexCache::default();
     let mut route_tables = Vec::new();
+    let mut tcp_route_tables = Vec::new();
     let mut listeners = Vec::new();
     let mut rc = RouteCompiler {
         registry: &registry,
@@ -104,7 +106,21 @@ pub fn compile(resources: Vec<Resource>, mut warnings: Diagnostics) -> Snapshot 
         route_tables.push(mesh_route_table(&mut rc, &resources));
         route_tables.len() - 1
     });
+    let mut mesh_tcp_table = None;
     for l in &proxy.listeners {
+        // Sidecar TCP listeners route by VirtualService `tls`/`tcp` rules bound to mesh.
+        let tcp_routes = (l.protocol == ListenerProtocol::Tcp
+            && l.direction == Direction::Outbound)
+            .then(|| {
+                *mesh_tcp_table.get_or_insert_with(|| {
+                    tcp_route_tables.push(tcp_routes::compile(
+                        &mut rc,
+                        &resources,
+                        &tcp_routes::TcpContext::Mesh,
+                    ));
+                    tcp_route_tables.len() - 1
+                })
+            });
         listeners.push(Listener {
             name: l.name.clone(),
             address: l.address,
@@ -118,6 +134,7 @@ pub fn compile(resources: Vec<Resource>, mut warnings: Diagnostics) -> Snapshot 
             } else {
                 None
             },
+            tcp_routes,
         });
     }
     for (addr, servers) in gateway_servers(&resources, &proxy) {
@@ -127,6 +144,17 @@ pub fn compile(resources: Vec<Resource>, mut warnings: Diagnostics) -> Snapshot 
         let tcp_only = servers
             .iter()
             .all(|s| s.protocol == "TCP" || s.protocol == "TLS" || s.protocol == "MONGO");
+        let tcp_routes = tcp_only.then(|| {
+            tcp_route_tables.push(tcp_routes::compile(
+                &mut rc,
+                &resources,
+                &tcp_routes::TcpContext::Gateway {
+                    servers: &servers,
+                    port: addr.port(),
+                },
+            ));
+            tcp_route_tables.len() - 1
+        });
         listeners.push(Listener {
             name: format!("gateway-{addr}"),
             address: addr,
@@ -137,6 +165,7 @@ pub fn compile(resources: Vec<Resource>, mut warnings: Diagnostics) -> Snapshot 
                 ListenerProtocol::Http
             },
             route_table: Some(route_tables.len() - 1),
+            tcp_routes,
         });
     }
 
@@ -151,6 +180,7 @@ pub fn compile(resources: Vec<Resource>, mut warnings: Diagnostics) -> Snapshot 
         proxy,
         listeners,
         route_tables,
+        tcp_route_tables,
         clusters,
         cluster_index,
         registry,

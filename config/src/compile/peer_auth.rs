@@ -1,10 +1,11 @@
 //! PeerAuthentication → the inbound mTLS mode of this proxy's workload, per port.
 //!
-//! Istio (docs `concepts/security` "Peer authentication", `authn-policy` precedence):
-//! a workload-selector policy in the workload's namespace beats the namespace-wide one
-//! (no selector), which beats the mesh-wide one (no selector, root namespace); a
-//! `portLevelMtls` entry beats its policy's own mode for that port; `UNSET` inherits
-//! from the next level; with nothing set the mode is PERMISSIVE.
+//! Istio (`pilot/pkg/security/authn/policy_applier.go` `ComposePeerAuthentication`, docs
+//! `authn-policy` "Policy precedence"; reference §5): a workload-selector policy in the
+//! workload's namespace beats the namespace-wide one (no selector), which beats the
+//! mesh-wide one (no selector, root namespace); a `portLevelMtls` entry beats its policy's
+//! own mode for that port; `UNSET` inherits from the next level; with nothing set the mode
+//! is PERMISSIVE.
 
 use super::proxy_settings::ProxySettings;
 use crate::model::common::PortKey;
@@ -43,15 +44,18 @@ impl Default for PeerAuthn {
 }
 
 impl PeerAuthn {
-    /// The mode for connections to workload port `port` (the container port the inbound
-    /// connection is for, not the service port: Istio keys `portLevelMtls` so).
+    /// The mode for connections to workload port `port`: the container port the inbound
+    /// connection is for (the inbound listener's `forwardTo` port, or the original
+    /// destination port of an intercepted connection), not the service port; Istio keys
+    /// `portLevelMtls` so.
     pub fn mode(&self, port: u16) -> MtlsMode {
         self.ports.get(&port).copied().unwrap_or(self.default)
     }
 
     /// Resolves the policies that apply to `proxy`'s workload. Several policies at one
     /// level: the first in load order wins (Istio takes the oldest by creation time,
-    /// which files do not have).
+    /// which files do not have). A selector with no labels counts as no selector (Istio:
+    /// `Selector == nil || len(MatchLabels) == 0` is namespace- or mesh-level).
     pub fn compile(resources: &[Resource], proxy: &ProxySettings) -> PeerAuthn {
         let policies = || {
             resources
@@ -63,9 +67,11 @@ impl PeerAuthn {
                 .as_ref()
                 .is_some_and(|s| !s.match_labels.is_empty())
         };
+        // Istio: no selector in the root namespace = mesh-level (the oldest wins).
         let mesh = policies()
             .find(|(r, pa)| r.namespace == proxy.root_namespace && !has_selector(pa))
             .map(|(_, pa)| pa);
+        // Istio: no selector in the workload's own namespace = namespace-level.
         let namespace = policies()
             .find(|(r, pa)| {
                 r.namespace == proxy.namespace
@@ -74,17 +80,19 @@ impl PeerAuthn {
             })
             .map(|(_, pa)| pa);
         // Istio: "PeerAuthentication policies with workload selectors are ignored when
-        // deployed in the root namespace" (peer_authentication.proto header, and the docs).
+        // deployed in the root namespace" (peer_authentication.proto header; the docs). The
+        // selector field's comment says otherwise, but istiod's `ComposePeerAuthentication`
+        // only takes a selector policy as workload-level `else if cfg.Namespace !=
+        // rootNamespace`, so such a policy applies to no workload.
         let workload = policies()
             .find(|(r, pa)| {
                 r.namespace == proxy.namespace
                     && r.namespace != proxy.root_namespace
                     && has_selector(pa)
-                    && pa.selector.as_ref().is_some_and(|s| {
-                        s.match_labels
-                            .iter()
-                            .all(|(k, v)| proxy.labels.get(k) == Some(v))
-                    })
+                    && pa
+                        .selector
+                        .as_ref()
+                        .is_some_and(|s| proxy.selected_by(&s.match_labels))
             })
             .map(|(_, pa)| pa);
         let own = |pa: Option<&PeerAuthentication>| {
@@ -92,6 +100,8 @@ impl PeerAuthn {
                 .and_then(|m| m.mode)
                 .and_then(set)
         };
+        // Istio: "Process in mesh, namespace, workload order to resolve inheritance
+        // (UNSET)", starting from PERMISSIVE.
         let mesh_mode = own(mesh).unwrap_or(MtlsMode::Permissive);
         let namespace_mode = own(namespace).unwrap_or(mesh_mode);
         let default = own(workload).unwrap_or(namespace_mode);
@@ -103,7 +113,7 @@ impl PeerAuthn {
                 let Ok(port) = u16::try_from(*n) else {
                     continue;
                 };
-                // UNSET at port level inherits the workload's own mode.
+                // Istio: UNSET at port level "Inherit from workload level" (the resolved mode).
                 ports.insert(port, m.mode.and_then(set).unwrap_or(default));
             }
         }

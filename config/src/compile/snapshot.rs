@@ -28,6 +28,8 @@ pub struct Snapshot {
     pub listeners: Vec<Listener>,
     /// Route tables referenced by listeners.
     pub route_tables: Vec<RouteTable>,
+    /// TCP/TLS route tables referenced by TCP listeners ([`Listener::tcp_routes`]).
+    pub tcp_route_tables: Vec<super::tcp_routes::TcpRouteTable>,
     /// Upstream clusters.
     pub clusters: Vec<Cluster>,
     /// Cluster lookup by identity.
@@ -53,6 +55,12 @@ impl Snapshot {
     /// The cluster with this identity.
     pub fn find_cluster(&self, key: &ClusterKey) -> Option<ClusterId> {
         self.cluster_index.get(key).copied()
+    }
+
+    /// The TCP route table of the listener named `listener`, if it is a TCP listener.
+    pub fn tcp_routes(&self, listener: &str) -> Option<&super::tcp_routes::TcpRouteTable> {
+        let l = self.listeners.iter().find(|l| l.name == listener)?;
+        self.tcp_route_tables.get(l.tcp_routes?)
     }
 
     /// The route table of the mesh (outbound) listeners, if any.

@@ -334,7 +334,10 @@ fn tls(v: &mut V, p: &str, t: &ServerTlsSettings, tls_protocol: bool) {
             "TLS 1.3 only; TLS 1.2 and 1.3 are always offered",
         );
     }
-    if matches!(t.max_protocol_version, Some(V::Tlsv10 | V::Tlsv11 | V::Tlsv12)) {
+    if matches!(
+        t.max_protocol_version,
+        Some(V::Tlsv10 | V::Tlsv11 | V::Tlsv12)
+    ) {
         v.not_enforced(
             &format!("{p}.maxProtocolVersion"),
             "a maximum below TLS 1.3; TLS 1.2 and 1.3 are always offered",
@@ -346,12 +349,7 @@ fn tls(v: &mut V, p: &str, t: &ServerTlsSettings, tls_protocol: bool) {
             "a second certificate pair; the first one is served",
         );
     }
-    if mode == ServerTlsMode::Passthrough {
-        v.not_enforced(
-            &format!("{p}.mode"),
-            "PASSTHROUGH (SNI routing without termination)",
-        );
-    }
+
     for (field, set) in [
         ("credentialName", !t.credential_name.is_empty()),
         ("credentialNames", !t.credential_names.is_empty()),

@@ -1083,6 +1083,7 @@ async fn inbound(
     let authz = &active.snapshot.authz;
     if !authz.is_empty() {
         use meshproxy_config::compile::authz::{AuthzRequest, Decision, HttpAttrs};
+        let path = crate::policy::path::normalize(parts.uri.path());
         let request = AuthzRequest {
             source_ip: conn.peer.ip(),
             // Istio: numTrustedProxies defaults to 0, so remote.ip is the peer.
@@ -1100,7 +1101,7 @@ async fn inbound(
             http: Some(HttpAttrs {
                 host: &authority,
                 method: parts.method.as_str(),
-                path: parts.uri.path(),
+                path: &path,
                 headers: &parts.headers,
             }),
         };

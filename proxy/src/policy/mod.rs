@@ -9,5 +9,6 @@ pub mod cors;
 pub mod fault;
 pub mod headers;
 pub mod mirror;
+pub mod path;
 pub mod redirect;
 pub mod retry;

@@ -6,7 +6,8 @@
 //! `tls_inspector` does; a connection that does not start with one carries on without
 //! SNI); a route is picked by SNI, destination port and address; a weighted destination,
 //! then an endpoint by the cluster's load balancer; the upstream connection is opened
-//! within the cluster's connect timeout under its `maxConnections` cap; the bytes already
+//! within the cluster's connect timeout under its `maxConnections` cap, with TLS
+//! origination when the DestinationRule (or auto mTLS) asks for it; the bytes already
 //! read are replayed, and both directions are spliced until either side closes. No
 //! route, no endpoint, an overflow or a connect failure closes the downstream connection
 //! (Envoy's `tcp_proxy` closes it too: TCP has no way to send an error).
@@ -68,6 +69,7 @@ async fn read_hello<S: AsyncRead + Unpin>(stream: &mut S) -> Option<(Option<Stri
 /// The upstream side of a spliced connection.
 enum Upstream {
     Tcp(tokio::net::TcpStream),
+    Tls(Box<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>),
     Unix(tokio::net::UnixStream),
 }
 
@@ -89,7 +91,14 @@ impl Drop for Open {
     }
 }
 
-async fn connect_endpoint(cluster: &Cluster, ep: &EndpointState) -> Result<Upstream, String> {
+/// Connects to `ep` within the cluster's connect timeout, then originates TLS when the
+/// DestinationRule (or Istio's auto mTLS) asks for it, as Envoy's tcp_proxy does through
+/// the cluster's transport socket.
+async fn connect_endpoint(
+    cluster: &Cluster,
+    state: &ClusterState,
+    ep: &EndpointState,
+) -> Result<Upstream, String> {
     let pool = &cluster.pool;
     let addr = match &ep.address {
         EndpointAddress::Socket(a) => *a,
@@ -109,10 +118,18 @@ async fn connect_endpoint(cluster: &Cluster, ep: &EndpointState) -> Result<Upstr
             };
         }
     };
-    connect(addr, pool.connect_timeout, pool.tcp_keepalive.as_ref())
+    let stream = connect(addr, pool.connect_timeout, pool.tcp_keepalive.as_ref())
         .await
-        .map(Upstream::Tcp)
-        .map_err(|e| e.to_string())
+        .map_err(|e| e.to_string())?;
+    let mesh = state.mesh.get().and_then(|m| m.load_full());
+    let plan = crate::tls::outbound::plan(cluster, &ep.labels, mesh.is_some());
+    if matches!(plan, crate::tls::outbound::Plan::Plain) {
+        return Ok(Upstream::Tcp(stream));
+    }
+    // The handshake offers ALPN `http/1.1` (the shared client configs are built for HTTP).
+    crate::tls::outbound::handshake(stream, plan, mesh, &state.file_tls, false)
+        .await
+        .map(|s| Upstream::Tls(Box::new(s)))
 }
 
 /// Serves one connection accepted on a TCP listener, until either side closes or the
@@ -143,6 +160,7 @@ pub async fn serve<S>(
         sni: sni.as_deref(),
         destination,
         source: conn.peer.ip(),
+        intercepted: conn.original_dst.is_some(),
     };
     let Some(route) = table.find(&view) else {
         tracing::debug!(listener = %conn.listener, peer = %conn.peer, sni = ?sni, %destination, "no TCP route; connection closed");
@@ -174,11 +192,11 @@ pub async fn serve<S>(
         tracing::debug!(cluster = %cluster.name, "no healthy upstream; connection closed");
         return;
     };
-    let upstream = match connect_endpoint(cluster, &ep).await {
+    let upstream = match connect_endpoint(cluster, &state, &ep).await {
         Ok(u) => u,
         Err(e) => {
-            // Envoy reports tcp_proxy connect failures and timeouts to outlier detection
-            // as local-origin failures.
+            // Envoy reports tcp_proxy connect failures, timeouts and upstream TLS handshake
+            // failures to outlier detection as local-origin failures.
             if let Some(i) = idx {
                 state.record(i, outlier::Event::LocalOriginFailure);
             }
@@ -191,6 +209,7 @@ pub async fn serve<S>(
     tracing::debug!(route = %route.origin, cluster = %cluster.name, endpoint = %ep.name, sni = ?sni, "TCP connection proxied");
     let result = match upstream {
         Upstream::Tcp(u) => splice(stream, u, &replay, &mut kill).await,
+        Upstream::Tls(u) => splice(stream, *u, &replay, &mut kill).await,
         Upstream::Unix(u) => splice(stream, u, &replay, &mut kill).await,
     };
     if let Err(e) = result {

@@ -8,6 +8,7 @@ use crate::tls::inbound::Inbound;
 use crate::tls::inbound::MtlsMode;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use meshproxy_config::compile::listener::ListenerRole;
+use meshproxy_config::model::proxy::ListenerProtocol;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -103,7 +104,20 @@ pub async fn accept_loop(
                 None => serve(stream, live, Arc::new(conn), shared, drain, kill).await,
                 Some(mode) => {
                     let mesh = shared.mesh_tls.load_full();
+                    let tcp = is_tcp(&shared, &conn);
                     match crate::tls::inbound::accept(stream, mode, mesh).await {
+                        Ok(Inbound::Plain(s)) if tcp => {
+                            let _live = live;
+                            crate::tcp::inbound::serve(s, Arc::new(conn), shared, kill).await
+                        }
+                        Ok(Inbound::Mtls(s, peer)) if tcp => {
+                            let _live = live;
+                            let conn = ConnInfo {
+                                peer_identity: peer.spiffe,
+                                ..conn
+                            };
+                            crate::tcp::inbound::serve(*s, Arc::new(conn), shared, kill).await
+                        }
                         Ok(Inbound::Plain(s)) => {
                             serve(s, live, Arc::new(conn), shared, drain, kill).await
                         }
@@ -191,6 +205,17 @@ async fn serve_tcp(
             ),
         },
     }
+}
+
+/// True for a connection to a TCP (opaque) listener.
+fn is_tcp(shared: &Shared, conn: &ConnInfo) -> bool {
+    shared
+        .active
+        .load()
+        .snapshot
+        .listeners
+        .iter()
+        .any(|l| *l.name == *conn.listener && l.protocol == ListenerProtocol::Tcp)
 }
 
 /// The PeerAuthentication mode for a connection to an INBOUND listener (`None` for

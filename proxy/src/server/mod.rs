@@ -124,6 +124,17 @@ pub struct Server {
     apply_lock: Mutex<()>,
 }
 
+/// A TCP listener with nothing to route by: neither TCP routes nor an application to
+/// forward to (INBOUND).
+fn unserved(l: &meshproxy_config::compile::listener::Listener) -> bool {
+    l.protocol == ListenerProtocol::Tcp
+        && l.tcp_routes.is_none()
+        && !matches!(
+            l.role,
+            meshproxy_config::compile::listener::ListenerRole::Inbound { .. }
+        )
+}
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -177,8 +188,8 @@ impl Server {
         });
         let mut fresh = Vec::new();
         for l in &snapshot.listeners {
-            if l.protocol == ListenerProtocol::Tcp && l.tcp_routes.is_none() {
-                tracing::warn!(listener = %l.name, "INBOUND TCP listeners are not served yet; skipped");
+            if unserved(l) {
+                tracing::warn!(listener = %l.name, "TCP listener without routes; skipped");
                 continue;
             }
             fresh.push(listeners::bind(l, workers, inherited.remove(&l.name))?);
@@ -270,7 +281,7 @@ impl Server {
         {
             let bound = lock(&self.listeners);
             for l in &snapshot.listeners {
-                let unserved = l.protocol == ListenerProtocol::Tcp && l.tcp_routes.is_none();
+                let unserved = unserved(l);
                 if unserved || bound.iter().any(|b| b.same_as(l)) {
                     continue;
                 }

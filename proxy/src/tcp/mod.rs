@@ -12,6 +12,7 @@
 //! route, no endpoint, an overflow or a connect failure closes the downstream connection
 //! (Envoy's `tcp_proxy` closes it too: TCP has no way to send an error).
 
+pub mod inbound;
 pub mod sni;
 
 use crate::http::router::ConnInfo;
@@ -238,7 +239,7 @@ fn pick_endpoint(
 
 /// Writes `replay` upstream, then copies both ways until both sides are done (a half
 /// close is passed on, as Envoy's tcp_proxy does), or `kill` fires.
-async fn splice<D, U>(
+pub(crate) async fn splice<D, U>(
     mut down: D,
     mut up: U,
     replay: &[u8],

@@ -1,0 +1,81 @@
+//! INBOUND TCP listeners: the connection (after the PeerAuthentication step) is authorized
+//! as a TCP connection and spliced to the local application. Envoy's RBAC network
+//! filter closes a denied connection; Istio's rules for HTTP-only attributes on TCP
+//! are applied by the compiled policy (`http: None`).
+
+use crate::http::router::ConnInfo;
+use crate::server::Shared;
+use meshproxy_config::compile::authz::{AuthzRequest, Decision};
+use meshproxy_config::compile::listener::ListenerRole;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::watch;
+
+/// How long connecting to the local application may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Authorizes `stream` and splices it to the application the listener forwards to (the
+/// original destination port when intercepted).
+pub async fn serve<S>(
+    stream: S,
+    conn: Arc<ConnInfo>,
+    shared: Arc<Shared>,
+    mut kill: watch::Receiver<bool>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let active = shared.active.load_full();
+    let Some(listener) = active
+        .snapshot
+        .listeners
+        .iter()
+        .find(|l| *l.name == *conn.listener)
+    else {
+        return;
+    };
+    let ListenerRole::Inbound { forward_to } = &listener.role else {
+        return;
+    };
+    let port = conn
+        .original_dst
+        .map(|d| d.port())
+        .unwrap_or(forward_to.port());
+    let authz = &active.snapshot.authz;
+    if !authz.is_empty() {
+        let request = AuthzRequest {
+            source_ip: conn.peer.ip(),
+            remote_ip: conn.peer.ip(),
+            principal: conn
+                .peer_identity
+                .as_deref()
+                .map(|p| p.strip_prefix("spiffe://").unwrap_or(p)),
+            destination_ip: conn.original_dst.unwrap_or(conn.local).ip(),
+            destination_port: port,
+            sni: None,
+            http: None,
+        };
+        if let (Decision::Deny { policy }, _) = authz.evaluate(&request) {
+            tracing::debug!(%policy, peer = %conn.peer, "TCP connection denied by AuthorizationPolicy");
+            return;
+        }
+    }
+    let target = SocketAddr::new(forward_to.ip(), port);
+    let up =
+        match tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(target)).await {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => {
+                tracing::debug!(%target, error = %e, "local application refused the connection");
+                return;
+            }
+            Err(_) => {
+                tracing::debug!(%target, "connecting to the local application timed out");
+                return;
+            }
+        };
+    let _ = up.set_nodelay(true);
+    if let Err(e) = super::splice(stream, up, &[], &mut kill).await {
+        tracing::debug!(error = %e, "inbound TCP connection ended with an error");
+    }
+}

@@ -108,7 +108,21 @@ impl Reloader {
         };
         let version = snapshot.version.clone();
         if version == shared.active.load().snapshot.version {
-            // The config is the same; its identity files may not be (rotation).
+            // The config is the same; its certificate files may not be (rotation).
+            match server.refresh_gateway_tls() {
+                Ok(true) => {
+                    tracing::info!(trigger = trigger.as_str(), "gateway certificates rotated")
+                }
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::error!(
+                        trigger = trigger.as_str(),
+                        error = %e,
+                        "new gateway certificate files refused: the ones in force stay"
+                    );
+                    return Outcome::Rejected { errors: vec![e] };
+                }
+            }
             match server.refresh_identity() {
                 Ok(true) => {
                     shared.identity_rotations.fetch_add(1, Ordering::Relaxed);
@@ -192,7 +206,8 @@ pub struct Watcher {
 /// and CA), and reloads through `reloader` after each debounced burst of changes. A
 /// directory is watched recursively; a file through its parent directory, so a rename
 /// over it (editors, `kubectl cp`) or a Kubernetes ConfigMap or Secret `..data` symlink
-/// swap next to it is seen too.
+/// swap next to it is seen too. The watcher holds `reloader` weakly: whoever owns the
+/// server keeps it (`Shared::reloader`), so a stopped server is not kept alive by it.
 pub fn watch(reloader: Arc<Reloader>, also: &[PathBuf]) -> notify::Result<Watcher> {
     use notify::{RecursiveMode, Watcher as _};
     let (tx, rx) = std::sync::mpsc::channel::<()>();

@@ -324,3 +324,64 @@ async fn testssl_finds_no_weak_protocol_or_cipher() {
         assert!(l.contains("not offered"), "weak category offered: {l}");
     }
 }
+
+/// The leaf certificate `addr` presents for `host`, verified against `ca`.
+async fn presented(addr: std::net::SocketAddr, host: &str, ca: &Path) -> Vec<u8> {
+    let config = meshproxy_certs::client_config(&meshproxy_certs::ClientTlsOptions {
+        ca: Some(ca.to_path_buf()),
+        alpn: vec![b"http/1.1".to_vec()],
+        ..Default::default()
+    })
+    .unwrap();
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from(host.to_string()).unwrap();
+    let tls = tokio_rustls::TlsConnector::from(config)
+        .connect(name, tcp)
+        .await
+        .expect("handshake");
+    tls.get_ref().1.peer_certificates().unwrap()[0].to_vec()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateway_certificates_rotate_without_a_restart() {
+    let pki = Pki::new();
+    let web = upstream("web").await;
+    let port = free_port();
+    let shop = pki.server("shop", &["shop.example.com"]);
+    let ca = pki.ca_pem();
+    let yaml = format!(
+        "apiVersion: meshproxy.io/v1alpha1\nkind: Proxy\nmetadata: {{name: ingress}}\nspec:\n  workload: {{labels: {{istio: ingressgateway}}}}\n  gatewayAddress: 127.0.0.1\n  listeners: []\n---\napiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {{name: public}}\nspec:\n  selector: {{istio: ingressgateway}}\n  servers:\n{}---\n{}apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: shop}}\nspec:\n  hosts: [shop.example.com]\n  gateways: [public]\n  http:\n  - route: [{{destination: {{host: web.default.svc.cluster.local}}}}]\n",
+        server_yaml(port, "shop", "shop.example.com", &shop, "SIMPLE", &ca),
+        service("web.default.svc.cluster.local", &[(web.addr.port(), "app: web")]),
+    );
+    let dir = pki.dir.join("config");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("gateway.yaml"), yaml).unwrap();
+    let snap = meshproxy_config::compile::load(&[&dir]).unwrap();
+    let server = std::sync::Arc::new(
+        Server::start(snap, Options::default(), AccessLog::disabled()).unwrap(),
+    );
+    let reloader = meshproxy::reload::Reloader::new(vec![dir.clone()], &server);
+    // The server keeps its reloader (the watcher only holds it weakly).
+    let _ = server.shared.reloader.set(reloader.clone());
+    let _watcher =
+        meshproxy::reload::watch(reloader, &[shop.join("cert.pem"), shop.join("key.pem")]).unwrap();
+    let addr = server.addr(&format!("gateway-127.0.0.1:{port}")).unwrap();
+    let mut current = presented(addr, "shop.example.com", &ca).await;
+    for i in 1..=3 {
+        pki.server("shop", &["shop.example.com"]);
+        let mut rotated = false;
+        for _ in 0..500 {
+            let now = presented(addr, "shop.example.com", &ca).await;
+            if now != current {
+                current = now;
+                rotated = true;
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        assert!(rotated, "rotation {i}: the new certificate is served");
+        let r = https_get(addr, "shop.example.com", &ca).await;
+        assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+    }
+}

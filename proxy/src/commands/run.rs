@@ -83,23 +83,8 @@ pub fn serve(
     };
     let reloader = Reloader::new(paths, &server);
     let _ = server.shared.reloader.set(reloader.clone());
-    let identity_files: Vec<PathBuf> = server
-        .shared
-        .active
-        .load()
-        .snapshot
-        .proxy
-        .identity
-        .iter()
-        .flat_map(|i| {
-            [
-                i.certificate.clone(),
-                i.private_key.clone(),
-                i.ca_certificates.clone(),
-            ]
-        })
-        .collect();
-    let watcher = match reload::watch(reloader.clone(), &identity_files) {
+    let certificate_files = certificate_files(&server.shared.active.load().snapshot);
+    let watcher = match reload::watch(reloader.clone(), &certificate_files) {
         Ok(w) => Some(w),
         Err(e) => {
             // Still reloadable by SIGHUP and POST /reload.
@@ -222,4 +207,27 @@ fn wait_for_termination(
             }
         }
     })
+}
+
+/// The certificate files the config reads outside the config paths (the identity and
+/// Gateway certificates), watched for rotation.
+fn certificate_files(snap: &Snapshot) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = snap
+        .proxy
+        .identity
+        .iter()
+        .flat_map(|i| {
+            [
+                i.certificate.clone(),
+                i.private_key.clone(),
+                i.ca_certificates.clone(),
+            ]
+        })
+        .collect();
+    for l in &snap.listeners {
+        if let meshproxy_config::compile::listener::ListenerRole::Gateway { servers } = &l.role {
+            files.extend(meshproxy::tls::gateway::GatewayTls::files(servers));
+        }
+    }
+    files
 }

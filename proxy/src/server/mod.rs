@@ -361,6 +361,37 @@ impl Server {
         }
     }
 
+    /// Re-reads the certificates of Gateway servers that terminate TLS (rotation): when
+    /// their files changed, new handshakes use the new certificates; a broken file is
+    /// refused and the certificates in force stay. `Ok(true)` when they changed.
+    pub fn refresh_gateway_tls(&self) -> Result<bool, String> {
+        use meshproxy_config::compile::listener::ListenerRole;
+        let _serial = lock(&self.apply_lock);
+        let old = self.shared.active.load_full();
+        let changed = old.snapshot.listeners.iter().any(|l| match &l.role {
+            ListenerRole::Gateway { servers } => {
+                let now = crate::tls::gateway::digest(servers);
+                old.gateway_tls
+                    .get(&l.name)
+                    .is_some_and(|g| g.digest != now)
+            }
+            _ => false,
+        });
+        if !changed {
+            return Ok(false);
+        }
+        let gateway_tls = active::gateway_tls(&old.snapshot)?;
+        let mut active = Active::build(
+            old.snapshot.clone(),
+            Some(&old),
+            self.workers.len(),
+            &self.shared.mesh_tls,
+        );
+        active.gateway_tls = gateway_tls;
+        self.shared.active.store(Arc::new(active));
+        Ok(true)
+    }
+
     /// Stops accepting everywhere, lets connections finish their in-flight requests
     /// (HTTP/1.1 `Connection: close`, HTTP/2 GOAWAY) until they are all gone or
     /// `timeout` passes; `/ready` answers 503 from the start.

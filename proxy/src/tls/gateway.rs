@@ -8,7 +8,7 @@ use meshproxy_config::compile::listener::{GatewayServer, ServerTls};
 use meshproxy_config::model::gateway::ServerTlsMode;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
@@ -16,6 +16,8 @@ use tokio_rustls::server::TlsStream;
 /// The terminating servers of one gateway port.
 pub struct GatewayTls {
     servers: Vec<Terminating>,
+    /// A digest of the certificate, key and CA files' bytes: a rotation rewrites them.
+    pub digest: u64,
 }
 
 struct Terminating {
@@ -45,7 +47,29 @@ impl GatewayTls {
                 config,
             });
         }
-        Ok((!out.is_empty()).then_some(GatewayTls { servers: out }))
+        if out.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(GatewayTls {
+            servers: out,
+            digest: digest(servers),
+        }))
+    }
+
+    /// The files the terminating servers of `servers` read (to watch for rotation).
+    pub fn files(servers: &[GatewayServer]) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        for tls in servers.iter().filter_map(|s| s.tls.as_ref()) {
+            if !matches!(tls.mode, ServerTlsMode::Simple | ServerTlsMode::Mutual) {
+                continue;
+            }
+            for (c, k) in &tls.certificates {
+                out.push(c.clone());
+                out.push(k.clone());
+            }
+            out.extend(tls.ca_certificates.iter().cloned());
+        }
+        out
     }
 
     /// The server for `sni`: an exact host first, then the longest matching wildcard,
@@ -94,6 +118,17 @@ pub async fn accept(stream: TcpStream, gw: &GatewayTls) -> Result<TlsStream<TcpS
         .await
         .map_err(|_| "TLS handshake not finished within the handshake timeout".to_string())?
         .map_err(|e| format!("TLS handshake failed: {e}"))
+}
+
+/// A digest of the bytes of every file of `servers` (an unreadable file digests as
+/// empty: loading it reports the error).
+pub fn digest(servers: &[GatewayServer]) -> u64 {
+    let mut h = xxhash_rust::xxh64::Xxh64::new(0);
+    for f in GatewayTls::files(servers) {
+        h.update(&std::fs::read(&f).unwrap_or_default());
+        h.update(&[0]);
+    }
+    h.digest()
 }
 
 fn server_config(tls: &ServerTls) -> Result<Arc<rustls::ServerConfig>, String> {

@@ -175,3 +175,21 @@ async fn ready_clusters_and_config_dump() {
     .await;
     assert_eq!(post.status, 405);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ready_follows_the_listeners_state() {
+    // `meshproxy run` starts the admin server only once every listener is bound; the
+    // flag behind /ready is what a drain clears too.
+    let p = common::proxy("");
+    let admin =
+        meshproxy::admin::Admin::start(p.server.shared.clone(), "127.0.0.1:0".parse().unwrap())
+            .unwrap();
+    assert_eq!(admin_get(admin.addr, "/ready").await.status, 200);
+    p.server
+        .shared
+        .ready
+        .store(false, std::sync::atomic::Ordering::Release);
+    let r = admin_get(admin.addr, "/ready").await;
+    assert_eq!(r.status, 503);
+    assert_eq!(r.body, "NOT READY\n");
+}

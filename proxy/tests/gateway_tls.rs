@@ -49,6 +49,15 @@ fn s_client(addr: std::net::SocketAddr, args: &[&str]) -> (bool, String) {
     (ok, text)
 }
 
+/// An ingress Proxy, a Gateway `public` with `servers` (YAML list items), and a
+/// VirtualService routing `hosts` on it to the `web` service at `web_port`.
+fn gateway_yaml(servers: &str, hosts: &str, web_port: u16) -> String {
+    format!(
+        "apiVersion: meshproxy.io/v1alpha1\nkind: Proxy\nmetadata: {{name: ingress}}\nspec:\n  workload: {{labels: {{istio: ingressgateway}}}}\n  gatewayAddress: 127.0.0.1\n  listeners: []\n---\napiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {{name: public}}\nspec:\n  selector: {{istio: ingressgateway}}\n  servers:\n{servers}---\n{}apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: web}}\nspec:\n  hosts: [{hosts}]\n  gateways: [public]\n  http:\n  - route: [{{destination: {{host: web.default.svc.cluster.local}}}}]\n",
+        service("web.default.svc.cluster.local", &[(web_port, "app: web")])
+    )
+}
+
 fn server_yaml(port: u16, name: &str, host: &str, dir: &Path, mode: &str, ca: &Path) -> String {
     let ca_line = if mode == "MUTUAL" {
         format!("      caCertificates: {}\n", ca.display())
@@ -73,11 +82,11 @@ async fn gateway_terminates_tls_by_sni_and_refuses_old_versions() {
     let shop = pki.server("shop", &["shop.example.com"]);
     let blog = pki.server("blog", &["blog.example.com"]);
     let ca = pki.ca_pem();
-    let yaml = format!(
-        "apiVersion: meshproxy.io/v1alpha1\nkind: Proxy\nmetadata: {{name: ingress}}\nspec:\n  workload: {{labels: {{istio: ingressgateway}}}}\n  gatewayAddress: 127.0.0.1\n  listeners: []\n---\napiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {{name: public}}\nspec:\n  selector: {{istio: ingressgateway}}\n  servers:\n{}{}---\n{}apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: shop}}\nspec:\n  hosts: [shop.example.com, blog.example.com]\n  gateways: [public]\n  http:\n  - route: [{{destination: {{host: web.default.svc.cluster.local}}}}]\n",
-        server_yaml(port, "shop", "shop.example.com", &shop, "SIMPLE", &ca),
-        server_yaml(port, "blog", "blog.example.com", &blog, "SIMPLE", &ca),
-        service("web.default.svc.cluster.local", &[(web.addr.port(), "app: web")]),
+    let yaml = gateway_yaml(
+        &(server_yaml(port, "shop", "shop.example.com", &shop, "SIMPLE", &ca)
+            + &server_yaml(port, "blog", "blog.example.com", &blog, "SIMPLE", &ca)),
+        "shop.example.com, blog.example.com",
+        web.addr.port(),
     );
     let s = start(&yaml);
     let addr = s
@@ -147,10 +156,10 @@ async fn mutual_gateway_server_requires_a_client_certificate() {
     let api = pki.server("api", &["api.example.com"]);
     let ca = pki.ca_pem();
     let client = pki.workload("partner");
-    let yaml = format!(
-        "apiVersion: meshproxy.io/v1alpha1\nkind: Proxy\nmetadata: {{name: ingress}}\nspec:\n  workload: {{labels: {{istio: ingressgateway}}}}\n  gatewayAddress: 127.0.0.1\n  listeners: []\n---\napiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {{name: public}}\nspec:\n  selector: {{istio: ingressgateway}}\n  servers:\n{}---\n{}apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: api}}\nspec:\n  hosts: [api.example.com]\n  gateways: [public]\n  http:\n  - route: [{{destination: {{host: web.default.svc.cluster.local}}}}]\n",
-        server_yaml(port, "api", "api.example.com", &api, "MUTUAL", &ca),
-        service("web.default.svc.cluster.local", &[(web.addr.port(), "app: web")]),
+    let yaml = gateway_yaml(
+        &server_yaml(port, "api", "api.example.com", &api, "MUTUAL", &ca),
+        "api.example.com",
+        web.addr.port(),
     );
     let s = start(&yaml);
     let addr = s
@@ -270,10 +279,10 @@ async fn testssl_finds_no_weak_protocol_or_cipher() {
     let port = free_port();
     let shop = pki.server("shop", &["shop.example.com"]);
     let ca = pki.ca_pem();
-    let yaml = format!(
-        "apiVersion: meshproxy.io/v1alpha1\nkind: Proxy\nmetadata: {{name: ingress}}\nspec:\n  workload: {{labels: {{istio: ingressgateway}}}}\n  gatewayAddress: 127.0.0.1\n  listeners: []\n---\napiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {{name: public}}\nspec:\n  selector: {{istio: ingressgateway}}\n  servers:\n{}---\n{}apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: shop}}\nspec:\n  hosts: [shop.example.com]\n  gateways: [public]\n  http:\n  - route: [{{destination: {{host: web.default.svc.cluster.local}}}}]\n",
-        server_yaml(port, "shop", "shop.example.com", &shop, "SIMPLE", &ca),
-        service("web.default.svc.cluster.local", &[(web.addr.port(), "app: web")]),
+    let yaml = gateway_yaml(
+        &server_yaml(port, "shop", "shop.example.com", &shop, "SIMPLE", &ca),
+        "shop.example.com",
+        web.addr.port(),
     );
     let _s = start(&yaml);
     let target = format!("127.0.0.1:{port}");
@@ -349,10 +358,10 @@ async fn gateway_certificates_rotate_without_a_restart() {
     let port = free_port();
     let shop = pki.server("shop", &["shop.example.com"]);
     let ca = pki.ca_pem();
-    let yaml = format!(
-        "apiVersion: meshproxy.io/v1alpha1\nkind: Proxy\nmetadata: {{name: ingress}}\nspec:\n  workload: {{labels: {{istio: ingressgateway}}}}\n  gatewayAddress: 127.0.0.1\n  listeners: []\n---\napiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {{name: public}}\nspec:\n  selector: {{istio: ingressgateway}}\n  servers:\n{}---\n{}apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: shop}}\nspec:\n  hosts: [shop.example.com]\n  gateways: [public]\n  http:\n  - route: [{{destination: {{host: web.default.svc.cluster.local}}}}]\n",
-        server_yaml(port, "shop", "shop.example.com", &shop, "SIMPLE", &ca),
-        service("web.default.svc.cluster.local", &[(web.addr.port(), "app: web")]),
+    let yaml = gateway_yaml(
+        &server_yaml(port, "shop", "shop.example.com", &shop, "SIMPLE", &ca),
+        "shop.example.com",
+        web.addr.port(),
     );
     let dir = pki.dir.join("config");
     std::fs::create_dir_all(&dir).unwrap();

@@ -53,19 +53,46 @@ fn get(addr: SocketAddr) -> impl std::future::Future<Output = common::Reply> {
     common::send(addr, "GET", "reviews", "/", &[], Bytes::new(), false)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn istio_mutual_to_strict_end_to_end() {
+/// A productpage sidecar calling a reviews sidecar (PeerAuthentication `mode`) in front
+/// of a test app; the client expects the server to be `expect_sa`.
+struct Mesh {
+    pki: Pki,
+    app: common::Upstream,
+    server: binary::Running,
+    client: binary::Running,
+}
+
+async fn mesh(mode: &str, expect_sa: &str) -> Mesh {
     let pki = Pki::new();
     let app = common::upstream("reviews-app").await;
     let server = binary::run(
-        &server_config(&pki.workload("reviews"), app.addr.port(), "STRICT"),
+        &server_config(&pki.workload("reviews"), app.addr.port(), mode),
         &["--workers", "1"],
     );
-    let inbound = server.addr("inbound");
     let client = binary::run(
-        &client_config(&pki.workload("productpage"), inbound, "reviews"),
+        &client_config(
+            &pki.workload("productpage"),
+            server.addr("inbound"),
+            expect_sa,
+        ),
         &["--workers", "1"],
     );
+    Mesh {
+        pki,
+        app,
+        server,
+        client,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn istio_mutual_to_strict_end_to_end() {
+    let Mesh {
+        pki: _pki,
+        app,
+        server,
+        client,
+    } = mesh("STRICT", "reviews").await;
     let r = get(client.addr("outbound")).await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.body, "reviews-app");
@@ -199,20 +226,12 @@ async fn strict_refuses_every_bad_client_with_its_reason() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_peer_with_the_wrong_identity_is_refused_by_the_client() {
-    let pki = Pki::new();
-    let app = common::upstream("reviews-app").await;
-    let server = binary::run(
-        &server_config(&pki.workload("reviews"), app.addr.port(), "STRICT"),
-        &["--workers", "1"],
-    );
-    let client = binary::run(
-        &client_config(
-            &pki.workload("productpage"),
-            server.addr("inbound"),
-            "ratings",
-        ),
-        &["--workers", "1"],
-    );
+    let Mesh {
+        pki: _pki,
+        app,
+        server: _server,
+        client,
+    } = mesh("STRICT", "ratings").await;
     let r = get(client.addr("outbound")).await;
     assert_eq!(r.status, 503);
     let line = logged(&client, &["upstream TLS failed", &spiffe("reviews")]);
@@ -222,17 +241,13 @@ async fn a_peer_with_the_wrong_identity_is_refused_by_the_client() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn permissive_takes_mtls_and_plaintext_on_one_port() {
-    let pki = Pki::new();
-    let app = common::upstream("reviews-app").await;
-    let server = binary::run(
-        &server_config(&pki.workload("reviews"), app.addr.port(), "PERMISSIVE"),
-        &["--workers", "1"],
-    );
+    let Mesh {
+        pki: _pki,
+        app,
+        server,
+        client,
+    } = mesh("PERMISSIVE", "reviews").await;
     let inbound = server.addr("inbound");
-    let client = binary::run(
-        &client_config(&pki.workload("productpage"), inbound, "reviews"),
-        &["--workers", "1"],
-    );
     assert_eq!(get(client.addr("outbound")).await.status, 200);
     assert!(app.last_headers().contains_key("x-forwarded-client-cert"));
     let r = common::send(

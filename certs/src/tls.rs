@@ -285,9 +285,7 @@ pub struct ClientTlsOptions {
 /// against the SNI unless `subject_alt_names` or `insecure_skip_verify` say otherwise.
 pub fn client_config(o: &ClientTlsOptions) -> Result<Arc<ClientConfig>, CertError> {
     let verifier: Arc<dyn ServerCertVerifier> = if o.insecure_skip_verify {
-        Arc::new(InsecureVerifier {
-            provider: provider(),
-        })
+        accept_any_server()
     } else {
         let roots = match &o.ca {
             Some(ca) => Arc::new(roots_from_file(ca)?),
@@ -505,6 +503,15 @@ pub(crate) fn dns_matches(presented: &str, wanted: &str) -> bool {
         }
         _ => false,
     }
+}
+
+/// A server verifier that accepts any certificate but still checks the handshake
+/// signature against it (`insecureSkipVerify`; also for test clients whose point is what
+/// the server does with them).
+pub fn accept_any_server() -> Arc<dyn ServerCertVerifier> {
+    Arc::new(InsecureVerifier {
+        provider: provider(),
+    })
 }
 
 /// `insecureSkipVerify`: any server certificate is accepted, but the handshake signature

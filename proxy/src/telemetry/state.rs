@@ -5,7 +5,7 @@ use crate::server::active::Active;
 use crate::server::Shared;
 use crate::upstream::limits::Limit;
 use std::fmt::Write;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::UNIX_EPOCH;
 
 /// Escapes a Prometheus label value.
@@ -192,37 +192,19 @@ pub fn render(out: &mut String, shared: &Shared, active: &Active) {
         .map(|d| d.as_secs_f64())
         .unwrap_or(0.0);
     let _ = writeln!(out, "meshproxy_config_loaded_timestamp_seconds {loaded}");
-    family(
+    by_result(
         out,
         "meshproxy_config_reloads_total",
-        "counter",
         "Config reloads, by result.",
+        &shared.reloads_accepted,
+        &shared.reloads_rejected,
     );
-    let _ = writeln!(
-        out,
-        "meshproxy_config_reloads_total{{result=\"accepted\"}} {}",
-        shared.reloads_accepted.load(Ordering::Relaxed)
-    );
-    let _ = writeln!(
-        out,
-        "meshproxy_config_reloads_total{{result=\"rejected\"}} {}",
-        shared.reloads_rejected.load(Ordering::Relaxed)
-    );
-    family(
+    by_result(
         out,
         "meshproxy_identity_rotations_total",
-        "counter",
         "Identity (certificate) file changes, by result: accepted, or rejected (the identity in force stayed).",
-    );
-    let _ = writeln!(
-        out,
-        "meshproxy_identity_rotations_total{{result=\"accepted\"}} {}",
-        shared.identity_rotations.load(Ordering::Relaxed)
-    );
-    let _ = writeln!(
-        out,
-        "meshproxy_identity_rotations_total{{result=\"rejected\"}} {}",
-        shared.identity_rejected.load(Ordering::Relaxed)
+        &shared.identity_rotations,
+        &shared.identity_rejected,
     );
     if let Some(mesh) = shared.mesh_tls.load().as_ref() {
         family(
@@ -260,4 +242,16 @@ pub fn render(out: &mut String, shared: &Shared, active: &Active) {
         "meshproxy_access_log_dropped_total {}",
         shared.access_log.dropped()
     );
+}
+
+/// A counter family with `result="accepted"` and `result="rejected"` series.
+fn by_result(out: &mut String, name: &str, help: &str, accepted: &AtomicU64, rejected: &AtomicU64) {
+    family(out, name, "counter", help);
+    for (result, n) in [("accepted", accepted), ("rejected", rejected)] {
+        let _ = writeln!(
+            out,
+            "{name}{{result=\"{result}\"}} {}",
+            n.load(Ordering::Relaxed)
+        );
+    }
 }

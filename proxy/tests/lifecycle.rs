@@ -283,7 +283,7 @@ async fn sigterm_finishes_in_flight_requests_then_exits_zero() {
                     addr,
                     "GET",
                     "web",
-                    "/",
+                    "/slow",
                     &[("x-test-delay-ms", "800")],
                     Bytes::new(),
                     h2,
@@ -292,8 +292,17 @@ async fn sigterm_finishes_in_flight_requests_then_exits_zero() {
             })
         })
         .collect();
-    let seen = web.count();
-    assert!(eventually(Duration::from_secs(10), || web.count() >= seen + 4).await);
+    // All four reached the upstream (recorded on arrival, among the load's requests).
+    let arrived = || {
+        web.seen
+            .paths
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|p| p.as_str() == "/slow")
+            .count()
+    };
+    assert!(eventually(Duration::from_secs(10), || arrived() == 4).await);
     load.stop.store(true, Ordering::Relaxed);
     p.signal(Signal::SIGTERM);
     assert!(p.wait_log("draining", Duration::from_secs(10)).is_some());
@@ -320,6 +329,8 @@ async fn sigterm_stops_waiting_at_the_drain_timeout() {
         &["--workers", "1", "--drain-timeout", "500ms"],
     );
     let addr = p.addr("outbound");
+    // Read before the request is sent: the upstream counts it on arrival.
+    let seen = web.count();
     let stuck = tokio::spawn(async move {
         let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
         let (mut s, c) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
@@ -334,7 +345,6 @@ async fn sigterm_stops_waiting_at_the_drain_timeout() {
             .unwrap();
         s.send_request(req).await.is_err()
     });
-    let seen = web.count();
     assert!(eventually(Duration::from_secs(10), || web.count() > seen).await);
     p.signal(Signal::SIGTERM);
     // Well before the stuck request could finish.

@@ -686,7 +686,9 @@ async fn listeners_are_added_and_removed_and_removed_ones_drain() {
     assert_eq!(p.addr(), main, "an unchanged listener keeps its socket");
     assert_eq!(common::get_at(extra_addr, "web").await, 200);
 
-    // A slow request in flight on the listener about to be removed.
+    // A slow request in flight on the listener about to be removed (counted by the
+    // upstream on arrival, so read the count before sending).
+    let seen = web.count();
     let slow = tokio::spawn(async move {
         common::send(
             extra_addr,
@@ -699,7 +701,6 @@ async fn listeners_are_added_and_removed_and_removed_ones_drain() {
         )
         .await
     });
-    let seen = web.count();
     assert!(eventually(Duration::from_secs(10), || web.count() > seen).await);
     write(&p.dir, &base);
     assert!(eventually(Duration::from_secs(10), || p.server.addr("extra").is_none()).await);

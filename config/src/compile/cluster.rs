@@ -562,6 +562,50 @@ pub struct Cluster {
     pub fingerprint: u64,
 }
 
+/// Istio's name for the cluster that forwards to a connection's original destination
+/// (`outboundTrafficPolicy: ALLOW_ANY`), also the `destination_service` of its metrics.
+pub const PASSTHROUGH_CLUSTER: &str = "PassthroughCluster";
+
+impl Cluster {
+    /// Istio's `PassthroughCluster`: an ORIGINAL_DST cluster without TLS origination, for
+    /// hosts and addresses outside the registry when `outboundTrafficPolicy` is
+    /// `ALLOW_ANY` (Istio adds it, with an `allow_any` virtual host and a catch-all TCP
+    /// filter chain, to every sidecar in that mode).
+    pub fn passthrough() -> Cluster {
+        let key = ClusterKey {
+            service: PASSTHROUGH_CLUSTER.into(),
+            port: 0,
+            subset: None,
+        };
+        let lb = LoadBalancer::Passthrough;
+        let pool = ConnectionPool::default();
+        // Plain text on purpose: an unknown destination is not a mesh workload.
+        let tls = Some(ClientTls {
+            mode: dr::ClientTlsMode::Disable,
+            client_certificate: None,
+            private_key: None,
+            ca_certificates: None,
+            subject_alt_names: Vec::new(),
+            sni: None,
+            insecure_skip_verify: false,
+        });
+        let fingerprint = fingerprint(&[], &lb, &pool, &None, &tls, Protocol::Http);
+        Cluster {
+            name: PASSTHROUGH_CLUSTER.into(),
+            key,
+            service_name: PASSTHROUGH_CLUSTER.into(),
+            service_namespace: String::new(),
+            protocol: Protocol::Http,
+            endpoints: Vec::new(),
+            load_balancer: lb,
+            pool,
+            outlier: None,
+            tls,
+            fingerprint,
+        }
+    }
+}
+
 /// Fingerprint of the parts of a cluster whose change requires fresh live state.
 pub fn fingerprint(
     endpoints: &[Endpoint],

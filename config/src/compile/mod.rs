@@ -22,7 +22,7 @@ pub mod tcp_routes;
 use crate::diag::Diagnostics;
 use crate::host;
 use crate::model::destination_rule::{Subset, TrafficPolicy};
-use crate::model::proxy::{Direction, ListenerProtocol};
+use crate::model::proxy::{Direction, ListenerProtocol, OutboundMode};
 use crate::model::{Resource, Spec};
 use cluster::{
     fingerprint, ClientTls, Cluster, ClusterKey, ConnectionPool, LoadBalancer, OutlierPolicy,
@@ -109,7 +109,8 @@ pub fn compile(resources: Vec<Resource>, mut warnings: Diagnostics) -> Snapshot 
     let mut mesh_tcp_table = None;
     for l in &proxy.listeners {
         // Sidecar TCP listeners route by VirtualService `tls`/`tcp` rules bound to mesh.
-        let tcp_routes = (l.protocol == ListenerProtocol::Tcp
+        // AUTO listeners need it for what their sniffing finds not to be HTTP.
+        let tcp_routes = (l.protocol != ListenerProtocol::Http
             && l.direction == Direction::Outbound)
             .then(|| {
                 *mesh_tcp_table.get_or_insert_with(|| {
@@ -181,6 +182,7 @@ pub fn compile(resources: Vec<Resource>, mut warnings: Diagnostics) -> Snapshot 
         listeners,
         route_tables,
         tcp_route_tables,
+        mesh_tcp_routes: mesh_tcp_table,
         clusters,
         cluster_index,
         registry,
@@ -378,7 +380,49 @@ fn build_clusters(
             }
         }
     }
+    if proxy.outbound_mode == OutboundMode::AllowAny {
+        let c = Cluster::passthrough();
+        index.insert(c.key.clone(), ClusterId(clusters.len() as u32));
+        clusters.push(c);
+    }
     (clusters, index)
+}
+
+/// The cluster of `outboundTrafficPolicy: ALLOW_ANY`, when that is the mode.
+pub(crate) fn passthrough_cluster(rc: &RouteCompiler) -> Option<ClusterId> {
+    (rc.proxy.outbound_mode == OutboundMode::AllowAny)
+        .then(|| {
+            rc.clusters.get(&ClusterKey {
+                service: cluster::PASSTHROUGH_CLUSTER.into(),
+                port: 0,
+                subset: None,
+            })
+        })
+        .flatten()
+        .copied()
+}
+
+/// Istio's `allow_any` virtual host: with `ALLOW_ANY`, a request for a host no service
+/// or VirtualService claims goes to its original destination (`PassthroughCluster`).
+fn allow_any_route(id: ClusterId) -> Route {
+    Route {
+        name: "allow_any".into(),
+        origin: "allow_any (outboundTrafficPolicy ALLOW_ANY)".into(),
+        matches: Vec::new(),
+        action: RouteAction::Forward(WeightedClusters {
+            destinations: vec![WeightedDestination {
+                weight: 1,
+                target: route::ClusterChoice::Fixed(id),
+                host: cluster::PASSTHROUGH_CLUSTER.into(),
+                subset: String::new(),
+                request_headers: Default::default(),
+                response_headers: Default::default(),
+                authority: None,
+            }],
+            total_weight: 1,
+        }),
+        policy: RoutePolicy::default(),
+    }
 }
 
 /// Client TLS with file paths resolved against the DestinationRule's file.
@@ -509,6 +553,15 @@ fn mesh_route_table(rc: &mut RouteCompiler, resources: &[Resource]) -> RouteTabl
                 domains,
                 routes: vec![default_route(rc, &svc.host)],
             }),
+        }
+    }
+    if let Some(id) = passthrough_cluster(rc) {
+        if !claimed.contains_key("*") {
+            vhosts.push(VirtualHost {
+                name: "allow_any".into(),
+                domains: vec!["*".into()],
+                routes: vec![allow_any_route(id)],
+            });
         }
     }
     let mut table = RouteTable::new("mesh");

@@ -202,6 +202,17 @@ impl Registry {
         self.by_host.get(host).copied()
     }
 
+    /// The declared protocol of the service port an intercepted connection to `addr` is
+    /// for (one of a service's `addresses` and one of its ports), if any: Istio skips
+    /// protocol detection on ports whose protocol is declared.
+    pub fn protocol_at(&self, addr: SocketAddr) -> Option<Protocol> {
+        self.services
+            .iter()
+            .filter(|s| s.addresses.iter().any(|n| n.contains(&addr.ip())))
+            .find_map(|s| s.port(addr.port()))
+            .map(|p| p.protocol)
+    }
+
     /// Exact host first, else the most specific wildcard service host that matches.
     pub fn resolve(&self, host: &str) -> Option<usize> {
         self.get(host).or_else(|| {

@@ -30,6 +30,9 @@ pub struct Snapshot {
     pub route_tables: Vec<RouteTable>,
     /// TCP/TLS route tables referenced by TCP listeners ([`Listener::tcp_routes`]).
     pub tcp_route_tables: Vec<super::tcp_routes::TcpRouteTable>,
+    /// The sidecar's TCP route table (VirtualService `tls`/`tcp` rules bound to `mesh`),
+    /// when the proxy has an outbound listener.
+    pub mesh_tcp_routes: Option<usize>,
     /// Upstream clusters.
     pub clusters: Vec<Cluster>,
     /// Cluster lookup by identity.

@@ -128,30 +128,35 @@ impl TcpRouteTable {
     /// rule whose `sniHosts` cover the SNI wins first (the most specific SNI pattern, then
     /// load order), else the first `tcp` rule whose match holds.
     pub fn find(&self, v: &L4View<'_>) -> Option<&TcpRoute> {
-        if let Some(sni) = v.sni {
-            let sni = sni.trim_end_matches('.').to_ascii_lowercase();
-            let mut best: Option<(usize, &TcpRoute)> = None;
-            for r in self.tls.iter().filter(|r| r.for_destination(v)) {
-                let score = r
-                    .matches
-                    .iter()
-                    .filter(|m| m.l4_holds(v))
-                    .filter_map(|m| m.sni_score(&sni))
-                    .max();
-                if let Some(s) = score {
-                    if best.is_none_or(|(b, _)| s > b) {
-                        best = Some((s, r));
-                    }
-                }
-            }
-            if let Some((_, r)) = best {
-                return Some(r);
-            }
+        if let Some(r) = self.find_tls(v) {
+            return Some(r);
         }
         self.tcp
             .iter()
             .filter(|r| r.for_destination(v))
             .find(|r| r.matches.is_empty() || r.matches.iter().any(|m| m.l4_holds(v)))
+    }
+
+    /// The `tls` rule for a connection with an SNI: the most specific SNI pattern that
+    /// covers it, then load order.
+    pub fn find_tls(&self, v: &L4View<'_>) -> Option<&TcpRoute> {
+        let sni = v.sni?;
+        let sni = sni.trim_end_matches('.').to_ascii_lowercase();
+        let mut best: Option<(usize, &TcpRoute)> = None;
+        for r in self.tls.iter().filter(|r| r.for_destination(v)) {
+            let score = r
+                .matches
+                .iter()
+                .filter(|m| m.l4_holds(v))
+                .filter_map(|m| m.sni_score(&sni))
+                .max();
+            if let Some(s) = score {
+                if best.is_none_or(|(b, _)| s > b) {
+                    best = Some((s, r));
+                }
+            }
+        }
+        best.map(|(_, r)| r)
     }
 }
 
@@ -325,6 +330,27 @@ pub fn compile(rc: &mut RouteCompiler, resources: &[Resource], tctx: &TcpContext
     }
     if matches!(tctx, TcpContext::Mesh) {
         default_routes(rc, &claimed, &mut table);
+        // Istio's catch-all filter chain of the virtual outbound listener under ALLOW_ANY:
+        // anything else goes to its original destination.
+        if let Some(id) = super::passthrough_cluster(rc) {
+            table.tcp.push(TcpRoute {
+                origin: "allow_any (outboundTrafficPolicy ALLOW_ANY)".into(),
+                matches: Vec::new(),
+                destinations: WeightedClusters {
+                    destinations: vec![WeightedDestination {
+                        weight: 1,
+                        target: ClusterChoice::Fixed(id),
+                        host: super::cluster::PASSTHROUGH_CLUSTER.into(),
+                        subset: String::new(),
+                        request_headers: Default::default(),
+                        response_headers: Default::default(),
+                        authority: None,
+                    }],
+                    total_weight: 1,
+                },
+                vips: Vec::new(),
+            });
+        }
     }
     table
 }

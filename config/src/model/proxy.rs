@@ -118,7 +118,8 @@ pub struct Identity {
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct OutboundTrafficPolicy {
-    /// Mode (default ALLOW_ANY, as Istio's MeshConfig).
+    /// Mode (default REGISTRY_ONLY, the SPEC's documented default; Istio's MeshConfig
+    /// defaults to ALLOW_ANY).
     #[serde(default)]
     pub mode: Option<OutboundMode>,
 }

@@ -29,20 +29,23 @@ pub fn http_to_grpc_status(status: u16) -> u32 {
     }
 }
 
+/// A trailers-only gRPC response: HTTP 200 with `grpc-status: code` and the message.
+pub fn grpc(code: u32, message: &str) -> Response<ResponseBody> {
+    let mut r = Response::new(ResponseBody::empty());
+    *r.status_mut() = StatusCode::OK;
+    let h = r.headers_mut();
+    h.insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
+    h.insert("grpc-status", HeaderValue::from(code));
+    if let Ok(v) = HeaderValue::from_str(message) {
+        h.insert("grpc-message", v);
+    }
+    r
+}
+
 /// A local reply: plain text, or a trailers-only gRPC response for gRPC callers.
 pub fn build(status: u16, body: &str, grpc: bool) -> Response<ResponseBody> {
     if grpc {
-        let mut r = Response::new(ResponseBody::empty());
-        *r.status_mut() = StatusCode::OK;
-        let h = r.headers_mut();
-        h.insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
-        if let Ok(v) = HeaderValue::from_str(&http_to_grpc_status(status).to_string()) {
-            h.insert("grpc-status", v);
-        }
-        if let Ok(v) = HeaderValue::from_str(body) {
-            h.insert("grpc-message", v);
-        }
-        return r;
+        return self::grpc(http_to_grpc_status(status), body);
     }
     let mut r = Response::new(ResponseBody::full(body.to_string()));
     *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);

@@ -2,6 +2,7 @@
 
 pub mod body;
 pub mod completion;
+pub mod connect;
 pub mod flags;
 pub mod forward;
 pub mod local_reply;

@@ -4,12 +4,16 @@
 
 use super::body::{BodyTap, RequestBody, ResponseBody};
 use super::completion::{RequestDone, Returnable};
+use super::connect;
 use super::flags::Flags;
 use super::forward::{self, Failure, Transport, UpstreamHead};
 use super::local_reply;
 use super::upgrade;
 use crate::access_log::Record;
-use crate::policy::{cors, fault, headers as hdr, mirror, redirect, retry};
+use crate::policy::{cors, fault, grpc_timeout, headers as hdr, mirror, redirect, retry};
+
+/// gRPC status `DEADLINE_EXCEEDED`.
+const GRPC_DEADLINE_EXCEEDED: u32 = 4;
 use crate::server::active::Active;
 use crate::server::Shared;
 use crate::telemetry::istio::{Reporter, RequestLabels, Security};
@@ -21,7 +25,7 @@ use http::request::Parts;
 use http::{Response, Version};
 use hyper::body::Incoming;
 use meshproxy_config::compile::cluster::{Cluster, HashKey, LoadBalancer};
-use meshproxy_config::compile::listener::ListenerRole;
+use meshproxy_config::compile::listener::{Listener, ListenerRole};
 use meshproxy_config::compile::matcher::{RequestView, RouteMatch};
 use meshproxy_config::compile::route::{
     Abort, RetryPolicy, Route, RouteAction, WeightedDestination,
@@ -98,14 +102,36 @@ impl Ctx {
         details: &'static str,
         body: &str,
     ) -> Response<ResponseBody> {
+        self.reply_grpc(status, flags, details, body, None)
+    }
+
+    /// A local reply; to a gRPC caller, a trailers-only response with `grpc` as its
+    /// status (default: Envoy's mapping of `status`), recorded as HTTP 200 with that
+    /// `grpc_response_status`, as Envoy's local replies to gRPC requests are.
+    fn reply_grpc(
+        &mut self,
+        status: u16,
+        flags: Flags,
+        details: &'static str,
+        body: &str,
+        grpc: Option<u32>,
+    ) -> Response<ResponseBody> {
         if let Some(r) = self.record.as_mut() {
             r.details = details;
         }
-        let mut resp = local_reply::build(status, body, self.grpc);
-        let done = self.done(status, flags);
+        let (resp, done) = if self.grpc {
+            let code = grpc.unwrap_or_else(|| local_reply::http_to_grpc_status(status));
+            let mut done = self.done(200, flags);
+            done.grpc_status = Some(code);
+            (local_reply::grpc(code, body), done)
+        } else {
+            (
+                local_reply::build(status, body, false),
+                self.done(status, flags),
+            )
+        };
         let (parts, b) = resp.into_parts();
-        resp = Response::from_parts(parts, b.on_complete(done));
-        resp
+        Response::from_parts(parts, b.on_complete(done))
     }
 
     fn note_upstream(&mut self, cluster: &str, host: &str, route: &str) {
@@ -212,6 +238,9 @@ pub async fn handle(
     }
     match &listener.role {
         ListenerRole::Inbound { .. } => inbound(&mut ctx, &active, &conn, parts, authority).await,
+        ListenerRole::Outbound if parts.method == http::Method::CONNECT => {
+            connect_tunnel(&mut ctx, &active, &conn, parts, listener, &authority).await
+        }
         ListenerRole::Outbound | ListenerRole::Gateway { .. } => {
             let gateway = matches!(listener.role, ListenerRole::Gateway { .. });
             if let ListenerRole::Gateway { servers } = &listener.role {
@@ -260,6 +289,74 @@ pub async fn handle(
             .await
         }
     }
+}
+
+/// `CONNECT host:port` on an OUTBOUND listener (explicit proxy): routed by
+/// [`connect::target`], the upstream stream opened, then `200` and the tunnel.
+async fn connect_tunnel(
+    ctx: &mut Ctx,
+    active: &Arc<Active>,
+    conn: &ConnInfo,
+    mut parts: Parts,
+    listener: &Listener,
+    authority: &str,
+) -> Response<ResponseBody> {
+    use connect::Refusal;
+    let snap = &active.snapshot;
+    let target = match connect::target(snap, listener, authority, &parts, conn.peer.ip()) {
+        Ok(t) => t,
+        Err(Refusal::BadTarget) => {
+            return ctx.reply(400, Flags::NONE, "invalid_connect_target", "");
+        }
+        Err(Refusal::NoRoute) => {
+            return ctx.reply(404, Flags::NO_ROUTE_FOUND, "route_not_found", "");
+        }
+        Err(Refusal::NoCluster) => {
+            return ctx.reply(503, Flags::NO_CLUSTER_FOUND, "cluster_not_found", "");
+        }
+    };
+    let cluster = snap.cluster(target.cluster);
+    let Some(state) = active.clusters.get(target.cluster.0 as usize) else {
+        return ctx.reply(503, Flags::NO_CLUSTER_FOUND, "cluster_not_found", "");
+    };
+    if let Some(l) = ctx.labels.as_mut() {
+        l.service = state.service_labels.clone();
+    }
+    let Some(on_upgrade) = parts.extensions.remove::<hyper::upgrade::OnUpgrade>() else {
+        return ctx.reply(400, Flags::NONE, "connect_not_upgradable", "");
+    };
+    let original_dst =
+        connect::passthrough_address(&cluster.load_balancer, authority, target.port).await;
+    let who = crate::tcp::link::For {
+        peer: conn.peer.ip(),
+        original_dst,
+    };
+    let link = match crate::tcp::link::open(cluster, state, who).await {
+        Ok(l) => l,
+        Err(crate::tcp::link::LinkError::Overflow) => return overflow_reply(ctx, Flags::NONE),
+        Err(crate::tcp::link::LinkError::NoHealthy) => {
+            return ctx.reply(
+                503,
+                Flags::NO_HEALTHY_UPSTREAM,
+                "no_healthy_upstream",
+                "no healthy upstream",
+            );
+        }
+        Err(crate::tcp::link::LinkError::Connect(e)) => {
+            tracing::debug!(cluster = %cluster.name, error = %e, "CONNECT: upstream connect failed");
+            return ctx.reply(
+                503,
+                Flags::UPSTREAM_CONNECTION_FAILURE,
+                "upstream_reset_before_response_started{connection_failure}",
+                "upstream connect error or disconnect/reset before headers. reset reason: connection failure",
+            );
+        }
+    };
+    ctx.note_upstream(&cluster.name, &link.endpoint.name, &target.route);
+    let done = ctx.done(200, Flags::NONE);
+    let live = crate::server::connection::Live::new(&ctx.shared);
+    connect::spawn_tunnel(on_upgrade, link, done, live, conn.kill.clone());
+    Response::new(ResponseBody::empty())
 }
 
 /// A circuit breaker refused the request: 503 at once, flag `UO`,
@@ -386,24 +483,13 @@ async fn dispatch(
                             "fault_filter_abort",
                             "fault filter abort",
                         ),
-                        Abort::Grpc(code) => {
-                            let mut resp = Response::new(ResponseBody::empty());
-                            let h = resp.headers_mut();
-                            h.insert(
-                                header::CONTENT_TYPE,
-                                HeaderValue::from_static("application/grpc"),
-                            );
-                            if let Ok(v) = HeaderValue::from_str(&code.to_string()) {
-                                h.insert("grpc-status", v);
-                            }
-                            h.insert(
-                                "grpc-message",
-                                HeaderValue::from_static("fault filter abort"),
-                            );
-                            let done = ctx.done(200, fault_flags | Flags::FAULT_INJECTED);
-                            let (p, b) = resp.into_parts();
-                            Response::from_parts(p, b.on_complete(done))
-                        }
+                        Abort::Grpc(code) => ctx.reply_grpc(
+                            200,
+                            fault_flags | Flags::FAULT_INJECTED,
+                            "fault_filter_abort",
+                            "fault filter abort",
+                            Some(code),
+                        ),
                     };
                 }
             }
@@ -647,14 +733,25 @@ async fn forward_to_cluster(
     } else {
         None
     };
-    let timeout = route.policy.timeout;
+    let grpc_deadline = if ctx.grpc {
+        head.headers
+            .get(&grpc_timeout::GRPC_TIMEOUT)
+            .and_then(|v| grpc_timeout::parse(v.as_bytes()))
+    } else {
+        None
+    };
+    let timeout = grpc_timeout::effective(route.policy.timeout, grpc_deadline);
     let resp = send_with_retries(
         ctx,
         cluster,
         state,
         &head,
         transport,
-        Pick { hash, original_dst },
+        Pick {
+            hash,
+            original_dst,
+            pinned: false,
+        },
         retry_policy,
         timeout,
         &mut flags,
@@ -794,8 +891,9 @@ async fn send_with_retries(
             tokio::select! {
                 r = attempts => r,
                 _ = deadline => {
-                    if let Some(r) = ctx.record.as_mut() { r.details = "upstream_response_timeout"; }
-                    return Err(ctx.reply(504, *flags | Flags::UPSTREAM_REQUEST_TIMEOUT, "upstream_response_timeout", "upstream request timeout"));
+                    // gRPC: DEADLINE_EXCEEDED, not the 504 mapping's UNAVAILABLE, which would
+                    // invite a retry of an expired call (Envoy router, since 2026).
+                    return Err(ctx.reply_grpc(504, *flags | Flags::UPSTREAM_REQUEST_TIMEOUT, "upstream_response_timeout", "upstream request timeout", Some(GRPC_DEADLINE_EXCEEDED)));
                 }
             }
         }
@@ -824,12 +922,15 @@ async fn send_with_retries(
                 _ if f.flags.contains(Flags::NO_HEALTHY_UPSTREAM) => (503, "no_healthy_upstream"),
                 _ => (503, "upstream_reset_before_response_started"),
             };
-            let body = if status == 504 {
-                "upstream request timeout".to_string()
+            let (body, grpc) = if status == 504 {
+                (
+                    "upstream request timeout".to_string(),
+                    Some(GRPC_DEADLINE_EXCEEDED),
+                )
             } else {
-                f.detail.clone()
+                (f.detail.clone(), None)
             };
-            Err(ctx.reply(status, *flags, details, &body))
+            Err(ctx.reply_grpc(status, *flags, details, &body, grpc))
         }
     }
 }
@@ -872,6 +973,9 @@ struct Pick {
     hash: Option<u64>,
     /// The original destination (PASSTHROUGH).
     original_dst: Option<SocketAddr>,
+    /// Go to `original_dst` whatever the cluster's load balancer (an intercepted inbound
+    /// connection to another port of the workload than `forwardTo`'s).
+    pinned: bool,
 }
 
 type AttemptResult = Result<(forward::Attempt, Flags), (Failure, Flags)>;
@@ -913,7 +1017,7 @@ async fn attempt_loop(
             &[]
         };
         // PASSTHROUGH goes to the request's original destination, no balancing.
-        let chosen = if cluster.load_balancer == LoadBalancer::Passthrough {
+        let chosen = if pick.pinned || cluster.load_balancer == LoadBalancer::Passthrough {
             pick.original_dst.map(|a| (None, state.passthrough(a)))
         } else {
             lb::pick(state, &cluster.load_balancer, pick.hash, exclude)
@@ -1148,6 +1252,16 @@ async fn inbound(
         attempts: 0,
         ..RetryPolicy::default()
     };
+    // Intercepted: the application port the client called, on the forwardTo address
+    // (Istio's inbound cluster per workload port, `inbound|<port>||`).
+    let pick = match conn.original_dst {
+        Some(d) if d.port() != ib.forward_to.port() => Pick {
+            original_dst: Some(SocketAddr::new(ib.forward_to.ip(), d.port())),
+            pinned: true,
+            ..Pick::default()
+        },
+        _ => Pick::default(),
+    };
     let mut flags = Flags::NONE;
     match send_with_retries(
         ctx,
@@ -1155,7 +1269,7 @@ async fn inbound(
         &ib.state,
         &head,
         transport,
-        Pick::default(),
+        pick,
         &policy,
         None,
         &mut flags,

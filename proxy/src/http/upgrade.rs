@@ -23,15 +23,13 @@ use super::completion::RequestDone;
 use super::flags::Flags;
 use super::forward::Lease;
 use crate::server::connection::Live;
+use crate::tcp::counted::Counted;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::request::Parts;
 use http::Version;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use std::io;
-use std::pin::Pin;
-use std::task::{Context, Poll};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::watch;
 
 /// `HTTP2-Settings` (RFC 7540 §3.2.1), sent along with an h2c upgrade.
@@ -216,7 +214,7 @@ async fn run(t: Tunnel) {
 
 /// The end of an upgrade request: what `RequestDone::complete` does for a response body,
 /// but with the tunnel's byte counts (the request body counter only sees the handshake).
-fn finish(done: Box<RequestDone>, to_upstream: u64, to_downstream: u64, extra: Flags) {
+pub(crate) fn finish(done: Box<RequestDone>, to_upstream: u64, to_downstream: u64, extra: Flags) {
     let RequestDone {
         shared,
         record,
@@ -252,71 +250,6 @@ fn finish(done: Box<RequestDone>, to_upstream: u64, to_downstream: u64, extra: F
         rec.duration = duration;
         rec.flags = flags;
         shared.access_log.log(&rec);
-    }
-}
-
-/// One side of the tunnel: counts the bytes read from it and remembers whether it failed,
-/// so the log line has byte counts and says which peer broke the tunnel.
-struct Counted<T> {
-    io: T,
-    read: u64,
-    failed: bool,
-}
-
-impl<T> Counted<T> {
-    fn new(io: T) -> Self {
-        Counted {
-            io,
-            read: 0,
-            failed: false,
-        }
-    }
-
-    fn note<R>(&mut self, r: Poll<io::Result<R>>) -> Poll<io::Result<R>> {
-        if let Poll::Ready(Err(_)) = &r {
-            self.failed = true;
-        }
-        r
-    }
-}
-
-impl<T: AsyncRead + Unpin> AsyncRead for Counted<T> {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        let before = buf.filled().len();
-        let r = Pin::new(&mut this.io).poll_read(cx, buf);
-        if let Poll::Ready(Ok(())) = &r {
-            this.read += (buf.filled().len() - before) as u64;
-        }
-        this.note(r)
-    }
-}
-
-impl<T: AsyncWrite + Unpin> AsyncWrite for Counted<T> {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        let r = Pin::new(&mut this.io).poll_write(cx, buf);
-        this.note(r)
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        let r = Pin::new(&mut this.io).poll_flush(cx);
-        this.note(r)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        let r = Pin::new(&mut this.io).poll_shutdown(cx);
-        this.note(r)
     }
 }
 

@@ -7,6 +7,7 @@
 
 pub mod cors;
 pub mod fault;
+pub mod grpc_timeout;
 pub mod headers;
 pub mod mirror;
 pub mod path;

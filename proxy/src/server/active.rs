@@ -22,6 +22,9 @@ pub struct InboundCluster {
     pub cluster: Cluster,
     /// Its state.
     pub state: Arc<ClusterState>,
+    /// The listener's `forwardTo`: where connections that were not intercepted go (an
+    /// intercepted one goes to its original destination port on this address).
+    pub forward_to: std::net::SocketAddr,
 }
 
 /// A snapshot and the live state of its clusters (index-aligned with `snapshot.clusters`).
@@ -116,6 +119,7 @@ impl Active {
                     listener: l.name.clone(),
                     cluster,
                     state,
+                    forward_to: *forward_to,
                 });
             }
         }

@@ -2,6 +2,8 @@
 //! connection finishes its in-flight requests, HTTP/1.1 answers with `Connection: close`
 //! and HTTP/2 sends GOAWAY, then it closes.
 
+use super::prefixed::Prefixed;
+use super::sniff::{self, Detected};
 use super::Shared;
 use crate::http::router::{self, ConnInfo};
 use crate::tls::inbound::Inbound;
@@ -66,24 +68,13 @@ pub async fn accept_loop(
         let live = Live::new(&shared);
         let (shared, drain, kill) = (shared.clone(), drain.clone(), kill.clone());
         tokio::spawn(async move {
-            if shared
-                .active
-                .load()
-                .snapshot
-                .tcp_routes(&conn.listener)
-                .is_some()
-            {
-                serve_tcp(stream, live, conn, shared, kill).await;
-                return;
-            }
-            let gateway = shared
-                .active
-                .load()
-                .gateway_tls
-                .get(&*conn.listener)
-                .cloned();
-            if let Some(gw) = gateway {
-                match crate::tls::gateway::accept(stream, &gw).await {
+            match plan(&shared, &conn) {
+                Plan::Http => serve(stream, live, Arc::new(conn), shared, drain, kill).await,
+                Plan::Tcp => serve_tcp(stream, live, conn, shared, kill).await,
+                Plan::Auto(declared) => {
+                    serve_detected(stream, declared, live, conn, shared, drain, kill).await
+                }
+                Plan::GatewayTls(gw) => match crate::tls::gateway::accept(stream, &gw).await {
                     Ok(s) => {
                         let conn = ConnInfo {
                             scheme: "https",
@@ -97,29 +88,12 @@ pub async fn accept_loop(
                         reason = %e,
                         "gateway TLS connection refused"
                     ),
-                }
-                return;
-            }
-            match inbound_mode(&shared, &conn) {
-                None => serve(stream, live, Arc::new(conn), shared, drain, kill).await,
-                Some(mode) => {
+                },
+                Plan::Inbound { mode, protocol } => {
                     let mesh = shared.mesh_tls.load_full();
-                    let tcp = is_tcp(&shared, &conn);
                     match crate::tls::inbound::accept(stream, mode, mesh).await {
-                        Ok(Inbound::Plain(s)) if tcp => {
-                            let _live = live;
-                            crate::tcp::inbound::serve(s, Arc::new(conn), shared, kill).await
-                        }
-                        Ok(Inbound::Mtls(s, peer)) if tcp => {
-                            let _live = live;
-                            let conn = ConnInfo {
-                                peer_identity: peer.spiffe,
-                                ..conn
-                            };
-                            crate::tcp::inbound::serve(*s, Arc::new(conn), shared, kill).await
-                        }
                         Ok(Inbound::Plain(s)) => {
-                            serve(s, live, Arc::new(conn), shared, drain, kill).await
+                            serve_inbound(s, protocol, live, conn, shared, drain, kill).await
                         }
                         Ok(Inbound::Mtls(s, peer)) => {
                             let conn = ConnInfo {
@@ -128,7 +102,7 @@ pub async fn accept_loop(
                                 xfcc: peer.xfcc,
                                 ..conn
                             };
-                            serve(*s, live, Arc::new(conn), shared, drain, kill).await
+                            serve_inbound(*s, protocol, live, conn, shared, drain, kill).await
                         }
                         Err(e) => {
                             shared.inbound_refused.fetch_add(1, Ordering::Relaxed);
@@ -207,35 +181,129 @@ async fn serve_tcp(
     }
 }
 
-/// True for a connection to a TCP (opaque) listener.
-fn is_tcp(shared: &Shared, conn: &ConnInfo) -> bool {
-    shared
-        .active
-        .load()
-        .snapshot
-        .listeners
-        .iter()
-        .any(|l| *l.name == *conn.listener && l.protocol == ListenerProtocol::Tcp)
+/// How a connection is served, decided once from the snapshot in force at its accept.
+enum Plan {
+    /// HTTP/1.1 and h2c (also a listener removed by a reload: the router answers 503).
+    Http,
+    /// A TCP listener: the TCP proxy (TLS terminated first on TLS Gateway ports).
+    Tcp,
+    /// An OUTBOUND `AUTO` listener: HTTP or TCP by the original destination's declared
+    /// port protocol, else by detection.
+    Auto(Option<Detected>),
+    /// A Gateway port terminating TLS for HTTP.
+    GatewayTls(Arc<crate::tls::gateway::GatewayTls>),
+    /// An INBOUND listener: the PeerAuthentication mode of the workload port the
+    /// connection is for, and what follows the TLS step.
+    Inbound {
+        mode: MtlsMode,
+        protocol: ListenerProtocol,
+    },
 }
 
-/// The PeerAuthentication mode for a connection to an INBOUND listener (`None` for
-/// other listeners): the mode of the workload port it is for, the original destination
-/// port when intercepted, else the port the listener forwards to.
-fn inbound_mode(shared: &Shared, conn: &ConnInfo) -> Option<MtlsMode> {
+fn plan(shared: &Shared, conn: &ConnInfo) -> Plan {
     let active = shared.active.load();
-    let listener = active
-        .snapshot
-        .listeners
-        .iter()
-        .find(|l| *l.name == *conn.listener)?;
-    let ListenerRole::Inbound { forward_to } = &listener.role else {
-        return None;
+    let snap = &active.snapshot;
+    let Some(l) = snap.listeners.iter().find(|l| *l.name == *conn.listener) else {
+        return Plan::Http;
     };
-    let port = conn
-        .original_dst
-        .map(|d| d.port())
-        .unwrap_or(forward_to.port());
-    Some(active.snapshot.peer_authn.mode(port))
+    match (&l.role, l.protocol) {
+        (ListenerRole::Inbound { forward_to }, protocol) => {
+            // The workload port: the original destination's when intercepted, else the
+            // one the listener forwards to.
+            let port = conn
+                .original_dst
+                .map(|d| d.port())
+                .unwrap_or(forward_to.port());
+            Plan::Inbound {
+                mode: snap.peer_authn.mode(port),
+                protocol,
+            }
+        }
+        (_, ListenerProtocol::Tcp) if l.tcp_routes.is_some() => Plan::Tcp,
+        (ListenerRole::Outbound, ListenerProtocol::Auto) => {
+            let declared = conn
+                .original_dst
+                .and_then(|d| snap.registry.protocol_at(d))
+                .map(|p| {
+                    if p.is_http() {
+                        Detected::Http1
+                    } else {
+                        Detected::Opaque
+                    }
+                });
+            Plan::Auto(declared)
+        }
+        _ => match active.gateway_tls.get(&*conn.listener) {
+            Some(gw) => Plan::GatewayTls(gw.clone()),
+            None => Plan::Http,
+        },
+    }
+}
+
+/// An `AUTO` connection: to the HTTP server or the TCP proxy, by `declared` when the
+/// port's protocol is known, else by what the client sends first (the bytes read are
+/// replayed to whichever serves it).
+async fn serve_detected<S>(
+    mut stream: S,
+    declared: Option<Detected>,
+    live: Live,
+    conn: ConnInfo,
+    shared: Arc<Shared>,
+    drain: watch::Receiver<bool>,
+    kill: watch::Receiver<bool>,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (detected, bytes) = match declared {
+        Some(d) => (d, Vec::new()),
+        None => match sniff::sniff(&mut stream, sniff::SNIFF_TIMEOUT).await {
+            Some(x) => x,
+            None => return,
+        },
+    };
+    tracing::trace!(listener = %conn.listener, peer = %conn.peer, ?detected, "protocol");
+    let stream = Prefixed::new(bytes, stream);
+    if detected.is_http() {
+        serve(stream, live, Arc::new(conn), shared, drain, kill).await
+    } else {
+        let _live = live;
+        crate::tcp::serve(stream, Arc::new(conn), shared, kill).await
+    }
+}
+
+/// An inbound connection after its PeerAuthentication step: authorized and forwarded to
+/// the application as HTTP, as TCP, or as detected (`AUTO`).
+async fn serve_inbound<S>(
+    mut stream: S,
+    protocol: ListenerProtocol,
+    live: Live,
+    conn: ConnInfo,
+    shared: Arc<Shared>,
+    drain: watch::Receiver<bool>,
+    kill: watch::Receiver<bool>,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    match protocol {
+        ListenerProtocol::Http => serve(stream, live, Arc::new(conn), shared, drain, kill).await,
+        ListenerProtocol::Tcp => {
+            let _live = live;
+            crate::tcp::inbound::serve(stream, Arc::new(conn), shared, kill).await
+        }
+        ListenerProtocol::Auto => {
+            let Some((detected, bytes)) = sniff::sniff(&mut stream, sniff::SNIFF_TIMEOUT).await
+            else {
+                return;
+            };
+            let stream = Prefixed::new(bytes, stream);
+            if detected.is_http() {
+                serve(stream, live, Arc::new(conn), shared, drain, kill).await
+            } else {
+                let _live = live;
+                crate::tcp::inbound::serve(stream, Arc::new(conn), shared, kill).await
+            }
+        }
+    }
 }
 
 async fn serve<S>(

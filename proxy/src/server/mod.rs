@@ -5,6 +5,8 @@ pub mod active;
 pub mod connection;
 pub mod listen;
 pub mod listeners;
+pub mod prefixed;
+pub mod sniff;
 
 use crate::access_log::AccessLog;
 use crate::tls::mesh::MeshTls;

@@ -3,6 +3,7 @@
 //! filter closes a denied connection; Istio's rules for HTTP-only attributes on TCP
 //! are applied by the compiled policy (`http: None`).
 
+use crate::http::flags::Flags;
 use crate::http::router::ConnInfo;
 use crate::server::Shared;
 use meshproxy_config::compile::authz::{AuthzRequest, Decision};
@@ -61,21 +62,25 @@ pub async fn serve<S>(
             return;
         }
     }
+    let session = super::session::Session::inbound(&shared, &active, &conn);
     let target = SocketAddr::new(forward_to.ip(), port);
     let up =
         match tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(target)).await {
             Ok(Ok(s)) => s,
             Ok(Err(e)) => {
                 tracing::debug!(%target, error = %e, "local application refused the connection");
+                session.closed(Flags::UPSTREAM_CONNECTION_FAILURE, 0, 0);
                 return;
             }
             Err(_) => {
                 tracing::debug!(%target, "connecting to the local application timed out");
+                session.closed(Flags::UPSTREAM_CONNECTION_FAILURE, 0, 0);
                 return;
             }
         };
     let _ = up.set_nodelay(true);
-    if let Err(e) = super::splice(stream, up, &[], &mut kill).await {
-        tracing::debug!(error = %e, "inbound TCP connection ended with an error");
-    }
+    let mut session = session;
+    session.upstream(&target.to_string());
+    let (received, sent, flags) = super::splice(stream, up, &[], &mut kill).await;
+    session.closed(flags, received, sent);
 }

@@ -12,18 +12,18 @@
 //! route, no endpoint, an overflow or a connect failure closes the downstream connection
 //! (Envoy's `tcp_proxy` closes it too: TCP has no way to send an error).
 
+pub mod counted;
 pub mod inbound;
+pub mod link;
+pub mod session;
 pub mod sni;
 
+use crate::http::flags::Flags;
 use crate::http::router::ConnInfo;
 use crate::server::Shared;
-use crate::upstream::cluster_state::{ClusterState, EndpointState};
-use crate::upstream::connect::{connect, ConnectError};
-use crate::upstream::limits::Limit;
-use crate::upstream::{hash_ring, lb, outlier};
-use meshproxy_config::compile::cluster::{Cluster, EndpointAddress, LoadBalancer};
+use counted::Counted;
 use meshproxy_config::compile::tcp_routes::L4View;
-use std::sync::atomic::Ordering;
+use session::Session;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -65,72 +65,6 @@ async fn read_hello<S: AsyncRead + Unpin>(stream: &mut S) -> Option<(Option<Stri
         Ok(None) => None,
         Err(_) => Some((None, buf)),
     }
-}
-
-/// The upstream side of a spliced connection.
-enum Upstream {
-    Tcp(tokio::net::TcpStream),
-    Tls(Box<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>),
-    Unix(tokio::net::UnixStream),
-}
-
-/// Counts an open upstream connection on its endpoint until dropped.
-struct Open(Arc<EndpointState>);
-
-impl Open {
-    fn new(ep: &Arc<EndpointState>) -> Self {
-        ep.connections.fetch_add(1, Ordering::Relaxed);
-        ep.opened.fetch_add(1, Ordering::Relaxed);
-        Open(ep.clone())
-    }
-}
-
-impl Drop for Open {
-    fn drop(&mut self) {
-        self.0.connections.fetch_sub(1, Ordering::Relaxed);
-        self.0.closed.fetch_add(1, Ordering::Relaxed);
-    }
-}
-
-/// Connects to `ep` within the cluster's connect timeout, then originates TLS when the
-/// DestinationRule (or Istio's auto mTLS) asks for it, as Envoy's tcp_proxy does through
-/// the cluster's transport socket.
-async fn connect_endpoint(
-    cluster: &Cluster,
-    state: &ClusterState,
-    ep: &EndpointState,
-) -> Result<Upstream, String> {
-    let pool = &cluster.pool;
-    let addr = match &ep.address {
-        EndpointAddress::Socket(a) => *a,
-        EndpointAddress::Dns(host, port) => crate::upstream::dns::resolve(host, *port)
-            .await
-            .map_err(|e| format!("DNS resolution failed: {e}"))?,
-        EndpointAddress::Unix(path) => {
-            return match tokio::time::timeout(
-                pool.connect_timeout,
-                tokio::net::UnixStream::connect(path),
-            )
-            .await
-            {
-                Ok(Ok(s)) => Ok(Upstream::Unix(s)),
-                Ok(Err(e)) => Err(ConnectError::Io(e).to_string()),
-                Err(_) => Err(ConnectError::Timeout.to_string()),
-            };
-        }
-    };
-    let stream = connect(addr, pool.connect_timeout, pool.tcp_keepalive.as_ref())
-        .await
-        .map_err(|e| e.to_string())?;
-    let mesh = state.mesh.get().and_then(|m| m.load_full());
-    let plan = crate::tls::outbound::plan(cluster, &ep.labels, mesh.is_some());
-    if matches!(plan, crate::tls::outbound::Plan::Plain) {
-        return Ok(Upstream::Tcp(stream));
-    }
-    // The handshake offers ALPN `http/1.1` (the shared client configs are built for HTTP).
-    crate::tls::outbound::handshake(stream, plan, mesh, &state.file_tls, false)
-        .await
-        .map(|s| Upstream::Tls(Box::new(s)))
 }
 
 /// Serves one connection accepted on a TCP listener, until either side closes or the
@@ -181,82 +115,61 @@ pub async fn serve<S>(
     let Some(state) = active.clusters.get(id.0 as usize).cloned() else {
         return;
     };
-    // `tcp.maxConnections`: Envoy's tcp_proxy closes the connection on overflow
-    // (`upstream_cx_overflow`).
-    let Some(_permit) = state.limits.try_connection() else {
-        state.limits.overflowed(Limit::Connections);
-        tracing::debug!(cluster = %cluster.name, "maxConnections reached; connection closed");
-        return;
+    let mut session = Session::outbound(&shared, &active, &state, &route.origin);
+    let who = link::For {
+        peer: conn.peer.ip(),
+        original_dst: conn.original_dst,
     };
-    let Some((idx, ep)) = pick_endpoint(cluster, &state, &conn) else {
-        state.no_healthy.fetch_add(1, Ordering::Relaxed);
-        tracing::debug!(cluster = %cluster.name, "no healthy upstream; connection closed");
-        return;
-    };
-    let upstream = match connect_endpoint(cluster, &state, &ep).await {
-        Ok(u) => u,
+    let link = match link::open(cluster, &state, who).await {
+        Ok(l) => l,
         Err(e) => {
-            // Envoy reports tcp_proxy connect failures, timeouts and upstream TLS handshake
-            // failures to outlier detection as local-origin failures.
-            if let Some(i) = idx {
-                state.record(i, outlier::Event::LocalOriginFailure);
-            }
-            tracing::debug!(cluster = %cluster.name, endpoint = %ep.name, error = %e, "TCP upstream connect failed; connection closed");
+            tracing::debug!(cluster = %cluster.name, error = %e, "TCP upstream unavailable; connection closed");
+            session.failed(&e);
             return;
         }
     };
-    let _open = Open::new(&ep);
-    let _active = ep.start_request();
-    tracing::debug!(route = %route.origin, cluster = %cluster.name, endpoint = %ep.name, sni = ?sni, "TCP connection proxied");
-    let result = match upstream {
-        Upstream::Tcp(u) => splice(stream, u, &replay, &mut kill).await,
-        Upstream::Tls(u) => splice(stream, *u, &replay, &mut kill).await,
-        Upstream::Unix(u) => splice(stream, u, &replay, &mut kill).await,
-    };
-    if let Err(e) = result {
-        tracing::debug!(cluster = %cluster.name, error = %e, "TCP connection ended with an error");
-    }
-}
-
-/// The endpoint for this connection: the original destination for PASSTHROUGH clusters,
-/// else the load balancer's choice (consistent hashing on the client IP, as Istio's
-/// `useSourceIp` does for TCP).
-fn pick_endpoint(
-    cluster: &Cluster,
-    state: &Arc<ClusterState>,
-    conn: &ConnInfo,
-) -> Option<(Option<usize>, Arc<EndpointState>)> {
-    if cluster.load_balancer == LoadBalancer::Passthrough {
-        return conn.original_dst.map(|a| (None, state.passthrough(a)));
-    }
-    let hash = cluster
-        .load_balancer
-        .is_consistent_hash()
-        .then(|| hash_ring::hash_key(conn.peer.ip().to_string().as_bytes()));
-    lb::pick(state, &cluster.load_balancer, hash, &[])
-        .map(|i| (Some(i), state.endpoints[i].clone()))
+    tracing::debug!(route = %route.origin, cluster = %cluster.name, endpoint = %link.endpoint.name, sni = ?sni, "TCP connection proxied");
+    session.opened(&link);
+    let (received, sent, flags) = splice(stream, link.upstream, &replay, &mut kill).await;
+    session.closed(flags, received, sent);
 }
 
 /// Writes `replay` upstream, then copies both ways until both sides are done (a half
-/// close is passed on, as Envoy's tcp_proxy does), or `kill` fires.
+/// close is passed on, as Envoy's tcp_proxy does), or `kill` fires. Returns the bytes
+/// received from the client (with `replay`), the bytes sent to it, and the flags saying
+/// which side broke the stream, if one did.
 pub(crate) async fn splice<D, U>(
-    mut down: D,
-    mut up: U,
+    down: D,
+    up: U,
     replay: &[u8],
     kill: &mut watch::Receiver<bool>,
-) -> std::io::Result<()>
+) -> (u64, u64, Flags)
 where
     D: AsyncRead + AsyncWrite + Unpin,
     U: AsyncRead + AsyncWrite + Unpin,
 {
-    if !replay.is_empty() {
-        up.write_all(replay).await?;
+    let mut down = Counted::new(down);
+    let mut up = Counted::new(up);
+    let mut flags = Flags::NONE;
+    if !replay.is_empty() && up.write_all(replay).await.is_err() {
+        flags.insert(Flags::UPSTREAM_CONNECTION_TERMINATION);
+        return (replay.len() as u64, 0, flags);
     }
-    tokio::select! {
+    let copied = tokio::select! {
         r = tokio::io::copy_bidirectional(&mut down, &mut up) => r.map(|_| ()),
         _ = kill.wait_for(|k| *k) => {
             tracing::debug!("TCP connection closed at the drain timeout");
             Ok(())
         }
+    };
+    if let Err(e) = copied {
+        tracing::debug!(error = %e, "TCP connection ended with an error");
+        if down.failed {
+            flags.insert(Flags::DOWNSTREAM_CONNECTION_TERMINATION);
+        }
+        if up.failed {
+            flags.insert(Flags::UPSTREAM_CONNECTION_TERMINATION);
+        }
     }
+    (down.read + replay.len() as u64, up.read, flags)
 }

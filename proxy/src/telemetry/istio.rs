@@ -97,9 +97,39 @@ type CacheKey = (
     Option<u32>,
 );
 
+struct TcpHandles {
+    opened: Counter,
+    closed: Counter,
+    sent: Counter,
+    received: Counter,
+}
+
+type TcpKey = (u64, Reporter, u64, u64, u64, Security, Flags);
+
 thread_local! {
     static CACHE: RefCell<HashMap<CacheKey, Rc<Handles>>> = RefCell::new(HashMap::new());
+    static TCP_CACHE: RefCell<HashMap<TcpKey, Rc<TcpHandles>>> = RefCell::new(HashMap::new());
 }
+
+/// Istio's TCP metric families (istio.io `reference/config/metrics`).
+const TCP_FAMILIES: [(&str, &str); 4] = [
+    (
+        "istio_tcp_connections_opened_total",
+        "TCP connections opened (Istio standard metric).",
+    ),
+    (
+        "istio_tcp_connections_closed_total",
+        "TCP connections closed (Istio standard metric).",
+    ),
+    (
+        "istio_tcp_sent_bytes_total",
+        "Bytes sent to the client on TCP connections (Istio standard metric).",
+    ),
+    (
+        "istio_tcp_received_bytes_total",
+        "Bytes received from the client on TCP connections (Istio standard metric).",
+    ),
+];
 
 static NEXT: AtomicU64 = AtomicU64::new(1);
 
@@ -166,6 +196,10 @@ impl Metrics {
             Some(metrics::Unit::Bytes),
             "Response body sizes.".into(),
         );
+        for (name, help) in TCP_FAMILIES {
+            m.recorder
+                .describe_counter(name.into(), Some(metrics::Unit::Count), help.into());
+        }
         m.recorder.describe_gauge(
             "istio_build".into(),
             None,
@@ -243,41 +277,8 @@ impl Metrics {
         flags: Flags,
         grpc_status: Option<u32>,
     ) -> Vec<Label> {
-        let s = &l.source;
-        let d = &l.destination;
-        let v = &l.service;
-        let text = |a: &Arc<str>| a.to_string();
-        vec![
-            Label::new(
-                "reporter",
-                if l.reporter == Reporter::Source {
-                    "source"
-                } else {
-                    "destination"
-                },
-            ),
-            Label::new("source_workload", text(&s.workload)),
-            Label::new("source_canonical_service", text(&s.canonical_service)),
-            Label::new("source_canonical_revision", text(&s.canonical_revision)),
-            Label::new("source_workload_namespace", text(&s.namespace)),
-            Label::new("source_principal", text(&s.principal)),
-            Label::new("source_app", text(&s.app)),
-            Label::new("source_version", text(&s.version)),
-            Label::new("source_cluster", text(&s.cluster)),
-            Label::new("destination_workload", text(&d.workload)),
-            Label::new("destination_workload_namespace", text(&d.namespace)),
-            Label::new("destination_principal", text(&d.principal)),
-            Label::new("destination_app", text(&d.app)),
-            Label::new("destination_version", text(&v.version)),
-            Label::new("destination_service", text(&v.host)),
-            Label::new("destination_canonical_service", text(&d.canonical_service)),
-            Label::new(
-                "destination_canonical_revision",
-                text(&d.canonical_revision),
-            ),
-            Label::new("destination_service_name", text(&v.name)),
-            Label::new("destination_service_namespace", text(&v.namespace)),
-            Label::new("destination_cluster", text(&d.cluster)),
+        let mut labels = peer_labels(l);
+        labels.extend([
             Label::new("request_protocol", if l.grpc { "grpc" } else { "http" }),
             Label::new("response_code", status.to_string()),
             Label::new(
@@ -286,9 +287,107 @@ impl Metrics {
             ),
             Label::new("response_flags", flags.to_string()),
             Label::new("connection_security_policy", l.security.as_str()),
-        ]
+        ]);
+        labels
     }
 
+    fn tcp_handles(&self, l: &RequestLabels, flags: Flags) -> Rc<TcpHandles> {
+        let key: TcpKey = (
+            self.id,
+            l.reporter,
+            l.source.id,
+            l.destination.id,
+            l.service.id,
+            l.security,
+            flags,
+        );
+        TCP_CACHE.with(|c| {
+            if let Some(h) = c.borrow().get(&key) {
+                return h.clone();
+            }
+            let mut labels = peer_labels(l);
+            labels.extend([
+                Label::new("request_protocol", "tcp"),
+                Label::new("response_flags", flags.to_string()),
+                Label::new("connection_security_policy", l.security.as_str()),
+            ]);
+            let counter = |name: &'static str| {
+                self.recorder
+                    .register_counter(&Key::from_parts(name, labels.clone()), &meta())
+            };
+            let h = Rc::new(TcpHandles {
+                opened: counter(TCP_FAMILIES[0].0),
+                closed: counter(TCP_FAMILIES[1].0),
+                sent: counter(TCP_FAMILIES[2].0),
+                received: counter(TCP_FAMILIES[3].0),
+            });
+            c.borrow_mut().insert(key, h.clone());
+            h
+        })
+    }
+
+    /// Records a TCP connection proxied upstream (Istio counts it when the upstream
+    /// connection is established).
+    pub fn record_tcp_open(&self, l: &RequestLabels) {
+        if self.enabled {
+            self.tcp_handles(l, Flags::NONE).opened.increment(1);
+        }
+    }
+
+    /// Records the end of a proxied TCP connection: bytes received from the client and
+    /// sent to it, with the connection's response flags.
+    pub fn record_tcp_close(&self, l: &RequestLabels, flags: Flags, received: u64, sent: u64) {
+        if !self.enabled {
+            return;
+        }
+        let h = self.tcp_handles(l, flags);
+        h.closed.increment(1);
+        h.received.increment(received);
+        h.sent.increment(sent);
+    }
+}
+
+/// The labels naming who talked to whom, shared by the HTTP and TCP families.
+fn peer_labels(l: &RequestLabels) -> Vec<Label> {
+    let s = &l.source;
+    let d = &l.destination;
+    let v = &l.service;
+    let text = |a: &Arc<str>| a.to_string();
+    vec![
+        Label::new(
+            "reporter",
+            if l.reporter == Reporter::Source {
+                "source"
+            } else {
+                "destination"
+            },
+        ),
+        Label::new("source_workload", text(&s.workload)),
+        Label::new("source_canonical_service", text(&s.canonical_service)),
+        Label::new("source_canonical_revision", text(&s.canonical_revision)),
+        Label::new("source_workload_namespace", text(&s.namespace)),
+        Label::new("source_principal", text(&s.principal)),
+        Label::new("source_app", text(&s.app)),
+        Label::new("source_version", text(&s.version)),
+        Label::new("source_cluster", text(&s.cluster)),
+        Label::new("destination_workload", text(&d.workload)),
+        Label::new("destination_workload_namespace", text(&d.namespace)),
+        Label::new("destination_principal", text(&d.principal)),
+        Label::new("destination_app", text(&d.app)),
+        Label::new("destination_version", text(&v.version)),
+        Label::new("destination_service", text(&v.host)),
+        Label::new("destination_canonical_service", text(&d.canonical_service)),
+        Label::new(
+            "destination_canonical_revision",
+            text(&d.canonical_revision),
+        ),
+        Label::new("destination_service_name", text(&v.name)),
+        Label::new("destination_service_namespace", text(&v.namespace)),
+        Label::new("destination_cluster", text(&d.cluster)),
+    ]
+}
+
+impl Metrics {
     /// Records one finished request.
     #[allow(clippy::too_many_arguments)]
     pub fn record_request(

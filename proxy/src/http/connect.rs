@@ -1,0 +1,156 @@
+//! `CONNECT` on OUTBOUND listeners: the explicit-proxy mode of a local dev proxy
+//! (`HTTPS_PROXY=http://127.0.0.1:15001`). The tunnel's target `host:port` is routed as
+//! the sidecar would route a connection to it: a VirtualService `tls` rule whose
+//! `sniHosts` cover the host (the client's TLS inside the tunnel carries that SNI), else
+//! the HTTP routes of the host (its VirtualService or service, or `PassthroughCluster`
+//! under `ALLOW_ANY`). The upstream stream is opened before the `200` goes back, so an
+//! unreachable target gets a `503` with its flag instead of a dead tunnel.
+
+use super::completion::RequestDone;
+use super::flags::Flags;
+use super::upgrade;
+use crate::server::connection::Live;
+use crate::tcp::link::Link;
+use http::request::Parts;
+use hyper::upgrade::OnUpgrade;
+use hyper_util::rt::TokioIo;
+use meshproxy_config::compile::cluster::LoadBalancer;
+use meshproxy_config::compile::listener::Listener;
+use meshproxy_config::compile::matcher::RequestView;
+use meshproxy_config::compile::route::{RouteAction, WeightedClusters};
+use meshproxy_config::compile::tcp_routes::L4View;
+use meshproxy_config::compile::{ClusterId, Snapshot};
+use meshproxy_config::host::split_authority;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use tokio::sync::watch;
+
+/// Where a tunnel goes.
+#[derive(Debug)]
+pub struct Target {
+    /// The cluster.
+    pub cluster: ClusterId,
+    /// The rule that chose it (for the access log).
+    pub route: String,
+    /// The tunnel's target port.
+    pub port: u16,
+}
+
+/// Why a `CONNECT` is refused before any upstream is tried.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// The request target is not `host:port` (RFC 9110 §9.3.6): `400`.
+    BadTarget,
+    /// No rule routes the target: `404`, flag `NR`.
+    NoRoute,
+    /// The rule's destination has no cluster: `503`, flag `NC`.
+    NoCluster,
+}
+
+/// Routes a `CONNECT` to `authority` received on `listener`.
+pub fn target(
+    snap: &Snapshot,
+    listener: &Listener,
+    authority: &str,
+    parts: &Parts,
+    peer: IpAddr,
+) -> Result<Target, Refusal> {
+    let (host, port) = split_authority(authority);
+    let port = port.ok_or(Refusal::BadTarget)?;
+    if host.is_empty() {
+        return Err(Refusal::BadTarget);
+    }
+    let tls = snap
+        .mesh_tcp_routes
+        .and_then(|i| snap.tcp_route_tables.get(i));
+    let view = L4View {
+        sni: Some(&host),
+        destination: SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port),
+        source: peer,
+        intercepted: false,
+    };
+    if let Some(route) = tls.and_then(|t| t.find_tls(&view)) {
+        return pick(&route.destinations, port, &route.origin);
+    }
+    let table = listener
+        .route_table
+        .and_then(|i| snap.route_tables.get(i))
+        .ok_or(Refusal::NoRoute)?;
+    let view = RequestView {
+        method: "CONNECT",
+        scheme: "http",
+        authority,
+        path: "/",
+        query: "",
+        headers: &parts.headers,
+        port,
+    };
+    let (route, _) = table
+        .find(&host)
+        .and_then(|vh| vh.find_route(&view))
+        .ok_or(Refusal::NoRoute)?;
+    match &route.action {
+        RouteAction::Forward(w) => pick(w, port, &route.origin),
+        // A redirect or a direct response cannot answer a tunnel.
+        _ => Err(Refusal::NoRoute),
+    }
+}
+
+fn pick(w: &WeightedClusters, port: u16, origin: &str) -> Result<Target, Refusal> {
+    if w.total_weight == 0 || w.destinations.is_empty() {
+        return Err(Refusal::NoCluster);
+    }
+    let d = w.pick(fastrand::u32(0..w.total_weight));
+    let cluster = d.target.resolve(port).ok_or(Refusal::NoCluster)?;
+    Ok(Target {
+        cluster,
+        route: origin.to_string(),
+        port,
+    })
+}
+
+/// The original destination of a tunnel to a PASSTHROUGH cluster: the target itself
+/// (an address, or a name resolved through DNS).
+pub async fn passthrough_address(
+    lb: &LoadBalancer,
+    authority: &str,
+    port: u16,
+) -> Option<SocketAddr> {
+    if *lb != LoadBalancer::Passthrough {
+        return None;
+    }
+    let (host, _) = split_authority(authority);
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    match host.parse::<IpAddr>() {
+        Ok(ip) => Some(SocketAddr::new(ip, port)),
+        Err(_) => crate::upstream::dns::resolve(host, port).await.ok(),
+    }
+}
+
+/// Once hyper has written the `200`, splices the client's tunnel and the upstream
+/// stream until both ends close (or the listener's drain timeout), then writes the
+/// request's log line and metrics with the tunnel's byte counts.
+pub fn spawn_tunnel(
+    on_upgrade: OnUpgrade,
+    mut link: Link,
+    done: Box<RequestDone>,
+    live: Live,
+    mut kill: watch::Receiver<bool>,
+) {
+    tokio::spawn(async move {
+        let _live = live;
+        match on_upgrade.await {
+            Ok(down) => {
+                let (received, sent, flags) =
+                    crate::tcp::splice(TokioIo::new(down), &mut link.upstream, &[], &mut kill)
+                        .await;
+                // The upstream stream and its slots go before the log line is written.
+                drop(link);
+                upgrade::finish(done, received, sent, flags);
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "CONNECT: the client went away before the tunnel");
+                upgrade::finish(done, 0, 0, Flags::DOWNSTREAM_CONNECTION_TERMINATION);
+            }
+        }
+    });
+}

@@ -106,22 +106,22 @@ pub fn compile(resources: Vec<Resource>, mut warnings: Diagnostics) -> Snapshot 
         route_tables.push(mesh_route_table(&mut rc, &resources));
         route_tables.len() - 1
     });
-    let mut mesh_tcp_table = None;
+    // Also needed by HTTP listeners: a `CONNECT` tunnel is routed by the `tls` rules.
+    let mesh_tcp_table = has_outbound.then(|| {
+        tcp_route_tables.push(tcp_routes::compile(
+            &mut rc,
+            &resources,
+            &tcp_routes::TcpContext::Mesh,
+        ));
+        tcp_route_tables.len() - 1
+    });
     for l in &proxy.listeners {
-        // Sidecar TCP listeners route by VirtualService `tls`/`tcp` rules bound to mesh.
-        // AUTO listeners need it for what their sniffing finds not to be HTTP.
+        // Sidecar TCP listeners route by VirtualService `tls`/`tcp` rules bound to mesh;
+        // AUTO listeners by them for what their detection finds not to be HTTP.
         let tcp_routes = (l.protocol != ListenerProtocol::Http
             && l.direction == Direction::Outbound)
-            .then(|| {
-                *mesh_tcp_table.get_or_insert_with(|| {
-                    tcp_route_tables.push(tcp_routes::compile(
-                        &mut rc,
-                        &resources,
-                        &tcp_routes::TcpContext::Mesh,
-                    ));
-                    tcp_route_tables.len() - 1
-                })
-            });
+            .then_some(mesh_tcp_table)
+            .flatten();
         listeners.push(Listener {
             name: l.name.clone(),
             address: l.address,

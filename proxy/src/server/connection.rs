@@ -9,6 +9,7 @@ use crate::http::router::{self, ConnInfo};
 use crate::tls::inbound::Inbound;
 use crate::tls::inbound::MtlsMode;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use meshproxy_config::compile::cluster::Protocol;
 use meshproxy_config::compile::listener::ListenerRole;
 use meshproxy_config::model::proxy::ListenerProtocol;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -224,12 +225,10 @@ fn plan(shared: &Shared, conn: &ConnInfo) -> Plan {
             let declared = conn
                 .original_dst
                 .and_then(|d| snap.registry.protocol_at(d))
-                .map(|p| {
-                    if p.is_http() {
-                        Detected::Http1
-                    } else {
-                        Detected::Opaque
-                    }
+                .map(|p| match p {
+                    _ if p.is_http() => Detected::Http1,
+                    Protocol::Tls | Protocol::Https => Detected::Tls,
+                    _ => Detected::Opaque,
                 });
             Plan::Auto(declared)
         }
@@ -267,7 +266,8 @@ async fn serve_detected<S>(
         serve(stream, live, Arc::new(conn), shared, drain, kill).await
     } else {
         let _live = live;
-        crate::tcp::serve(stream, Arc::new(conn), shared, kill).await
+        let not_tls = detected != Detected::Tls;
+        crate::tcp::serve_inspected(stream, not_tls, Arc::new(conn), shared, kill).await
     }
 }
 

@@ -70,7 +70,22 @@ async fn read_hello<S: AsyncRead + Unpin>(stream: &mut S) -> Option<(Option<Stri
 /// Serves one connection accepted on a TCP listener, until either side closes or the
 /// listener's drain timeout (`kill`) passes.
 pub async fn serve<S>(
+    stream: S,
+    conn: Arc<ConnInfo>,
+    shared: Arc<Shared>,
+    kill: watch::Receiver<bool>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    serve_inspected(stream, false, conn, shared, kill).await
+}
+
+/// [`serve`] for a connection whose start was already inspected: `not_tls` when it is
+/// known not to start with a ClientHello (protocol detection said so, or the client sent
+/// nothing in time — a server-first protocol must not wait for one again).
+pub async fn serve_inspected<S>(
     mut stream: S,
+    not_tls: bool,
     conn: Arc<ConnInfo>,
     shared: Arc<Shared>,
     mut kill: watch::Receiver<bool>,
@@ -82,7 +97,7 @@ pub async fn serve<S>(
         tracing::debug!(listener = %conn.listener, "no TCP route table; connection closed");
         return;
     };
-    let (sni, replay) = if table.needs_sni() {
+    let (sni, replay) = if table.needs_sni() && !not_tls {
         match read_hello(&mut stream).await {
             Some(x) => x,
             None => return,

@@ -197,18 +197,24 @@ spec:
         sum(&metrics, "istio_tcp_connections_closed_total", "db.default") >= 2.0
     })
     .await;
-    assert!(scraped, "both db connections closed in the metrics:\n{metrics}");
+    assert!(
+        scraped,
+        "both db connections closed in the metrics:\n{metrics}"
+    );
     assert_eq!(
         sum(&metrics, "istio_tcp_connections_opened_total", "db.default"),
         2.0
     );
     assert!(sum(&metrics, "istio_tcp_received_bytes_total", "db.default") >= 24.0);
     assert!(
-        sum(&metrics, "istio_tcp_sent_bytes_total", "db.default")
-            >= (2 * BANNER.len() + 24) as f64
+        sum(&metrics, "istio_tcp_sent_bytes_total", "db.default") >= (2 * BANNER.len() + 24) as f64
     );
     assert_eq!(
-        sum(&metrics, "istio_tcp_connections_opened_total", "tls.example"),
+        sum(
+            &metrics,
+            "istio_tcp_connections_opened_total",
+            "tls.example"
+        ),
         1.0
     );
     assert!(metrics.contains("request_protocol=\"tcp\""), "{metrics}");

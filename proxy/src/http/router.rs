@@ -143,6 +143,20 @@ impl Ctx {
     }
 }
 
+impl Drop for Ctx {
+    /// A request whose future is dropped before a response was made: the client reset
+    /// the stream or closed the connection while the proxy waited (for the upstream, a
+    /// retry, a fault delay). Envoy logs and counts it with response code 0 and flag `DC`.
+    fn drop(&mut self) {
+        if self.record.is_none() && self.labels.is_none() {
+            return;
+        }
+        let done = self.done(0, Flags::NONE);
+        // `ended: false` without an error is what marks `DC`.
+        super::body::Completion::complete(done, 0, false, None, None);
+    }
+}
+
 fn protocol_name(v: Version) -> &'static str {
     match v {
         Version::HTTP_10 => "HTTP/1.0",
@@ -873,20 +887,24 @@ async fn send_with_retries(
     transport: Transport,
     pick: Pick,
     policy: &RetryPolicy,
-    timeout: Option<std::time::Duration>,
+    timeout: Option<grpc_timeout::Deadline>,
     flags: &mut Flags,
 ) -> Result<(forward::Attempt, Option<tokio::time::Instant>), Response<ResponseBody>> {
     let tap = ctx.tap.clone();
     let attempts = attempt_loop(cluster, state, head, transport, pick, policy, tap.as_ref());
+    let started = tokio::time::Instant::from_std(ctx.started);
     let outcome = match timeout {
         None => attempts.await,
-        Some(t) => {
+        Some(d) => {
             let tap2 = tap.clone();
             let deadline = async move {
+                if d.from_start {
+                    return tokio::time::sleep_until(started + d.after).await;
+                }
                 if let Some(tap) = &tap2 {
                     tap.wait_done().await;
                 }
-                tokio::time::sleep(t).await;
+                tokio::time::sleep(d.after).await;
             };
             tokio::select! {
                 r = attempts => r,
@@ -903,8 +921,11 @@ async fn send_with_retries(
             flags.insert(extra);
             // The body deadline: the route timeout measured from the end of the request.
             let deadline = match (timeout, &tap) {
-                (Some(t), None) => Some(tokio::time::Instant::from_std(ctx.started) + t),
-                (Some(t), Some(tap)) if tap.is_done() => Some(tokio::time::Instant::now() + t),
+                (Some(d), _) if d.from_start => Some(started + d.after),
+                (Some(d), None) => Some(started + d.after),
+                (Some(d), Some(tap)) if tap.is_done() => {
+                    Some(tokio::time::Instant::now() + d.after)
+                }
                 _ => None,
             };
             Ok((att, deadline))

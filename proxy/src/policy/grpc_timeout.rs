@@ -29,12 +29,30 @@ pub fn parse(v: &[u8]) -> Option<Duration> {
     })
 }
 
+/// When a request times out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Deadline {
+    /// How long it may take.
+    pub after: Duration,
+    /// Counted from the start of the request (a caller's `grpc-timeout`: Envoy's
+    /// `max_stream_duration` starts with the stream) rather than from the end of its body
+    /// (the route timeout, as Envoy's).
+    pub from_start: bool,
+}
+
 /// The deadline of a request: the route timeout, or for gRPC with a valid
-/// `grpc-timeout`, that timeout capped by the route's.
-pub fn effective(route: Option<Duration>, header: Option<Duration>) -> Option<Duration> {
+/// `grpc-timeout`, that timeout capped by the route's and counted from the start.
+pub fn effective(route: Option<Duration>, header: Option<Duration>) -> Option<Deadline> {
     match (route, header) {
-        (Some(r), Some(h)) => Some(r.min(h)),
-        (r, h) => h.or(r),
+        (r, Some(h)) => Some(Deadline {
+            after: r.map_or(h, |r| r.min(h)),
+            from_start: true,
+        }),
+        (Some(r), None) => Some(Deadline {
+            after: r,
+            from_start: false,
+        }),
+        (None, None) => None,
     }
 }
 
@@ -71,10 +89,11 @@ mod tests {
     #[test]
     fn the_route_timeout_caps_the_header() {
         let s = Duration::from_secs;
-        assert_eq!(effective(Some(s(5)), Some(s(1))), Some(s(1)));
-        assert_eq!(effective(Some(s(1)), Some(s(5))), Some(s(1)));
-        assert_eq!(effective(None, Some(s(5))), Some(s(5)));
-        assert_eq!(effective(Some(s(2)), None), Some(s(2)));
+        let d = |after, from_start| Some(Deadline { after, from_start });
+        assert_eq!(effective(Some(s(5)), Some(s(1))), d(s(1), true));
+        assert_eq!(effective(Some(s(1)), Some(s(5))), d(s(1), true));
+        assert_eq!(effective(None, Some(s(5))), d(s(5), true));
+        assert_eq!(effective(Some(s(2)), None), d(s(2), false));
         assert_eq!(effective(None, None), None);
     }
 }

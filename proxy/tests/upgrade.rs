@@ -560,3 +560,71 @@ async fn access_log_and_clusters_account_for_the_tunnel() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
+
+/// An HTTP/2 client's extended CONNECT (RFC 8441, `:protocol websocket`) is carried to
+/// the HTTP/1.1 upstream as a WebSocket upgrade (`GET`, `Upgrade: websocket`, with the
+/// `Sec-WebSocket-Key` HTTP/1.1 needs), answered `200` on the stream, and the stream is
+/// the tunnel; a refused upgrade comes back as what the upstream answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h2_extended_connect_becomes_an_http1_websocket_upgrade() {
+    let (up, seen) = ws_upstream().await;
+    let p = ws_proxy(up, "HTTP", "");
+    let tcp = TcpStream::connect(p.addr).await.unwrap();
+    let (mut sender, conn) =
+        hyper::client::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+            .handshake::<_, Full<Bytes>>(TokioIo::new(tcp))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let connect = |path: &str| {
+        let mut req = Request::builder()
+            .method(http::Method::CONNECT)
+            .uri(format!("http://ws{path}"))
+            .header("sec-websocket-version", "13")
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        req.extensions_mut()
+            .insert(hyper::ext::Protocol::from_static("websocket"));
+        req
+    };
+    let resp = tokio::time::timeout(WAIT, sender.send_request(connect("/chat")))
+        .await
+        .expect("answer in time")
+        .expect("extended CONNECT accepted (the proxy enables it in its SETTINGS)");
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert!(resp.headers().get("sec-websocket-accept").is_none());
+    assert_eq!(resp.headers()["x-resp"], "yes");
+    let h = seen.last_headers();
+    assert_eq!(h["upgrade"], "websocket");
+    assert_eq!(h["x-added"], "req");
+    assert!(h.contains_key("sec-websocket-key"), "{h:?}");
+    assert_eq!(
+        *seen.versions.lock().unwrap().last().unwrap(),
+        http::Version::HTTP_11
+    );
+    let upgraded = hyper::upgrade::on(resp)
+        .await
+        .expect("the stream is the tunnel");
+    let mut io = TokioIo::new(upgraded);
+    for i in 0..20 {
+        let msg = format!("frame {i} over an h2 stream");
+        io.write_all(msg.as_bytes()).await.unwrap();
+        let mut back = vec![0u8; msg.len()];
+        tokio::time::timeout(WAIT, io.read_exact(&mut back))
+            .await
+            .expect("echo in time")
+            .expect("echo read");
+        assert_eq!(back, msg.as_bytes());
+    }
+    io.shutdown().await.unwrap();
+    let mut rest = Vec::new();
+    tokio::time::timeout(WAIT, io.read_to_end(&mut rest))
+        .await
+        .expect("the tunnel ends after the client's end of stream")
+        .expect("clean end");
+    assert!(rest.is_empty());
+    // The upstream refuses: its 403 is the answer, and no tunnel.
+    let resp = sender.send_request(connect("/deny")).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+    assert_eq!(seen.tunnels.load(Ordering::SeqCst), 1);
+}

@@ -860,8 +860,16 @@ fn start_tunnel(
     flags: Flags,
     request_slot: Option<RequestSlot>,
 ) -> Response<ResponseBody> {
-    upgrade::mark(&mut parts.headers, switch.protocol);
-    let mut done = ctx.done(101, flags);
+    let status = if switch.downstream.h2 {
+        // RFC 8441: an extended CONNECT succeeds with a 2xx; the stream is the tunnel.
+        parts.status = http::StatusCode::OK;
+        parts.headers.remove(&upgrade::SEC_WEBSOCKET_ACCEPT);
+        200
+    } else {
+        upgrade::mark(&mut parts.headers, switch.protocol);
+        101
+    };
+    let mut done = ctx.done(status, flags);
     done.active = Some(active);
     done.request_slot = request_slot;
     upgrade::spawn(upgrade::Tunnel {

@@ -42,6 +42,9 @@ pub struct Requested {
     protocol: HeaderValue,
     /// The downstream connection's place in the drain count, and its drain timeout.
     held: Option<(Live, watch::Receiver<bool>)>,
+    /// It came as an HTTP/2 extended CONNECT (RFC 8441): the client is answered `200`
+    /// where an HTTP/1.1 client gets the upstream's `101`.
+    pub h2: bool,
 }
 
 impl std::fmt::Debug for Requested {
@@ -68,6 +71,9 @@ fn lists_token(headers: &HeaderMap, name: &HeaderName, token: &str) -> bool {
 /// not one (Envoy: "removing unsupported h2c upgrade headers"); hyper's pending upgrade
 /// is dropped with it, so the connection simply carries on as HTTP/1.1.
 pub fn detect(parts: &mut Parts) -> Option<Requested> {
+    if parts.version == Version::HTTP_2 {
+        return detect_extended_connect(parts);
+    }
     if parts.version != Version::HTTP_11 {
         return None;
     }
@@ -91,6 +97,45 @@ pub fn detect(parts: &mut Parts) -> Option<Requested> {
         on_upgrade,
         protocol,
         held: None,
+        h2: false,
+    })
+}
+
+/// `Sec-WebSocket-Key`, which an HTTP/1.1 WebSocket handshake needs (RFC 6455 §4.1) and
+/// an HTTP/2 one does not carry (RFC 8441 §5).
+static SEC_WEBSOCKET_KEY: HeaderName = HeaderName::from_static("sec-websocket-key");
+/// The answer to `Sec-WebSocket-Key`, meaningless to an HTTP/2 client.
+pub static SEC_WEBSOCKET_ACCEPT: HeaderName = HeaderName::from_static("sec-websocket-accept");
+
+/// An HTTP/2 extended CONNECT (RFC 8441: `:method CONNECT` with `:protocol`), turned into
+/// the HTTP/1.1 upgrade request the upstream gets, as Envoy converts it: `GET` with
+/// `Upgrade: <protocol>` (put on by [`Requested::mark_request`]). A WebSocket request
+/// gets the `Sec-WebSocket-Key` an HTTP/1.1 server requires, which HTTP/2 clients do not
+/// send; the server's `Sec-WebSocket-Accept` is not passed back.
+fn detect_extended_connect(parts: &mut Parts) -> Option<Requested> {
+    if parts.method != http::Method::CONNECT {
+        return None;
+    }
+    let protocol = parts.extensions.get::<hyper::ext::Protocol>()?;
+    let protocol = HeaderValue::from_str(protocol.as_str()).ok()?;
+    let on_upgrade = parts.extensions.remove::<OnUpgrade>()?;
+    parts.extensions.remove::<hyper::ext::Protocol>();
+    parts.method = http::Method::GET;
+    if protocol.as_bytes().eq_ignore_ascii_case(b"websocket")
+        && !parts.headers.contains_key(&SEC_WEBSOCKET_KEY)
+    {
+        use base64::Engine;
+        let nonce: [u8; 16] = std::array::from_fn(|_| fastrand::u8(..));
+        let key = base64::engine::general_purpose::STANDARD.encode(nonce);
+        if let Ok(v) = HeaderValue::from_str(&key) {
+            parts.headers.insert(SEC_WEBSOCKET_KEY.clone(), v);
+        }
+    }
+    Some(Requested {
+        on_upgrade,
+        protocol,
+        held: None,
+        h2: true,
     })
 }
 

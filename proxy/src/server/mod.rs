@@ -81,6 +81,9 @@ pub struct Shared {
     pub reloads_rejected: AtomicU64,
     /// Open downstream connections.
     pub connections: AtomicU64,
+    /// The workers' runtimes, for their task counts at scrape time (a soak run watches
+    /// them stay flat).
+    pub worker_runtimes: std::sync::Mutex<Vec<tokio::runtime::Handle>>,
     /// Reloads the config from its paths (admin `POST /reload`); unset when the config
     /// came from memory (the demo).
     pub reloader: std::sync::OnceLock<Arc<crate::reload::Reloader>>,
@@ -182,6 +185,7 @@ impl Server {
             reloads_accepted: AtomicU64::new(0),
             reloads_rejected: AtomicU64::new(0),
             connections: AtomicU64::new(0),
+            worker_runtimes: std::sync::Mutex::new(Vec::new()),
             reloader: std::sync::OnceLock::new(),
             inbound_refused: AtomicU64::new(0),
             identity_rotations: AtomicU64::new(0),
@@ -451,6 +455,9 @@ fn worker(
             return;
         }
     };
+    if let Ok(mut handles) = shared.worker_runtimes.lock() {
+        handles.push(rt.handle().clone());
+    }
     rt.block_on(async move {
         tokio::spawn(sweep_idle(shared.clone()));
         loop {

@@ -22,6 +22,27 @@ fn family(out: &mut String, name: &str, kind: &str, help: &str) {
 
 /// Appends the cluster, outlier, config and access-log families.
 pub fn render(out: &mut String, shared: &Shared, active: &Active) {
+    family(
+        out,
+        "meshproxy_downstream_connections_active",
+        "gauge",
+        "Open downstream connections (upgraded tunnels included).",
+    );
+    let _ = writeln!(
+        out,
+        "meshproxy_downstream_connections_active {}",
+        shared.connections.load(std::sync::atomic::Ordering::Relaxed)
+    );
+    if let Ok(handles) = shared.worker_runtimes.lock() {
+        family(
+            out,
+            "meshproxy_worker_tasks_alive",
+            "gauge",
+            "Tasks alive on the worker runtimes (connections, tunnels, background work).",
+        );
+        let tasks: usize = handles.iter().map(|h| h.metrics().num_alive_tasks()).sum();
+        let _ = writeln!(out, "meshproxy_worker_tasks_alive {tasks}");
+    }
     let clusters: Vec<(&str, &crate::upstream::cluster_state::ClusterState)> = active
         .snapshot
         .clusters

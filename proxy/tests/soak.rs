@@ -151,9 +151,9 @@ async fn client(addr: SocketAddr, stop: Arc<AtomicBool>, tally: Arc<Tally>) {
     let mut i = 0u64;
     while !stop.load(Ordering::Relaxed) {
         i += 1;
-        if i % 25 == 0 {
+        if i.is_multiple_of(25) {
             if let Ok(mut s) = tokio::net::TcpStream::connect(addr).await {
-                let req: &[u8] = if i % 50 == 0 {
+                let req: &[u8] = if i.is_multiple_of(50) {
                     b"GET /hangup HTTP/1.1\r\nHost: svc\r\n\r\n"
                 } else {
                     b"GET /half HTTP/1.1\r\nHo"
@@ -234,7 +234,7 @@ async fn soak_under_reloads_failures_and_hangups_stays_flat() {
     while began.elapsed() < Duration::from_secs(seconds) {
         tokio::time::sleep(Duration::from_millis(500)).await;
         reloads += 1;
-        let w = if reloads % 2 == 0 { 50 } else { 80 };
+        let w = if reloads.is_multiple_of(2) { 50 } else { 80 };
         std::fs::write(p.dir.join("config.yaml"), config(pa, pb, flaky, w)).unwrap();
     }
     stop.store(true, Ordering::Relaxed);

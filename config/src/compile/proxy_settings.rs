@@ -1,6 +1,7 @@
 //! The effective `Proxy` settings: the document's values with SPEC §2's defaults filled in.
 
-use crate::model::proxy::{Direction, ListenerProtocol, OutboundMode, Proxy};
+use crate::duration::Duration;
+use crate::model::proxy::{self, Direction, ListenerProtocol, OutboundMode, Proxy};
 use crate::model::{Resource, DEFAULT_NAMESPACE};
 use crate::paths::resolve_path;
 use std::collections::BTreeMap;
@@ -11,6 +12,113 @@ use std::path::PathBuf;
 pub const DEFAULT_ADMIN: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 15000);
 /// Default outbound listener address (SPEC §2).
 pub const DEFAULT_OUTBOUND: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 15001);
+
+/// Envoy: `max_request_headers_kb` defaults to 60 (KiB); Istio leaves it.
+pub const DEFAULT_MAX_REQUEST_HEADERS_KB: u32 = 60;
+/// Envoy: `common_http_protocol_options.max_headers_count` defaults to 100; Istio leaves it.
+pub const DEFAULT_MAX_REQUEST_HEADERS: u32 = 100;
+/// Envoy: `request_headers_timeout` defaults to 0 (off), and Envoy's edge best practices
+/// ("Configuring Envoy as an edge proxy") set it to 10 s; off is no defence against
+/// slowloris, so the recommended value is the default here.
+pub const DEFAULT_REQUEST_HEADERS_TIMEOUT: Duration = Duration::from_secs(10);
+/// Envoy: the downstream `common_http_protocol_options.idle_timeout` defaults to 1 h;
+/// Istio sidecars keep it (only `ISTIO_META_IDLE_TIMEOUT` changes it).
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
+/// Envoy sets no listener connection limit by default (Istio neither); its edge best
+/// practices cap all downstream connections at 50 000. A cap far above any sidecar's
+/// load that still stops a connection flood before it takes every file descriptor (the
+/// proxy then still opens upstream connections, reads its config and answers admin).
+pub const DEFAULT_MAX_CONNECTIONS_PER_LISTENER: u32 = 100_000;
+/// Envoy: `http2_protocol_options.max_concurrent_streams` defaults to 2147483647 (Istio
+/// leaves it); Envoy's edge best practices use 100 and hyper's default is 200. 1024 keeps
+/// a gRPC client multiplexing one connection unthrottled while bounding what one
+/// connection can start at once.
+pub const DEFAULT_MAX_CONCURRENT_STREAMS: u32 = 1024;
+/// Envoy caps `max_request_headers_kb` at 8192.
+pub const MAX_REQUEST_HEADERS_KB: i64 = 8192;
+/// Largest accepted `maxRequestHeaders` (each HTTP/1.1 request reserves this many header slots).
+pub const MAX_REQUEST_HEADERS: i64 = 10_000;
+/// Largest accepted `maxConnectionsPerListener`.
+pub const MAX_CONNECTIONS_PER_LISTENER: i64 = 10_000_000;
+/// Largest `maxConcurrentStreams` (HTTP/2 stream identifiers are 31 bits; Envoy's bound).
+pub const MAX_CONCURRENT_STREAMS: i64 = 2_147_483_647;
+/// Largest accepted `maxActiveRequests`.
+pub const MAX_ACTIVE_REQUESTS: i64 = 100_000_000;
+/// Longest accepted `requestHeadersTimeout`.
+pub const MAX_REQUEST_HEADERS_TIMEOUT: Duration = Duration::from_secs(3600);
+/// Longest accepted `idleTimeout`.
+pub const MAX_IDLE_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
+
+/// `spec.limits` with every default filled in (see docs/config.md, "Limits").
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest request head in bytes (HTTP/1.1 request line + headers; HTTP/2 header list).
+    pub max_request_headers_bytes: u32,
+    /// Most header fields in one request.
+    pub max_request_headers: u32,
+    /// Time allowed to receive a complete request head.
+    pub request_headers_timeout: std::time::Duration,
+    /// A downstream connection with no request in flight this long is closed.
+    pub idle_timeout: std::time::Duration,
+    /// Open downstream connections per listener.
+    pub max_connections_per_listener: u32,
+    /// HTTP/2 `SETTINGS_MAX_CONCURRENT_STREAMS`.
+    pub max_concurrent_streams: u32,
+    /// Requests in flight in the whole proxy (`None`: no limit, as Envoy without an
+    /// overload manager).
+    pub max_active_requests: Option<u32>,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_request_headers_bytes: DEFAULT_MAX_REQUEST_HEADERS_KB * 1024,
+            max_request_headers: DEFAULT_MAX_REQUEST_HEADERS,
+            request_headers_timeout: DEFAULT_REQUEST_HEADERS_TIMEOUT.to_std(),
+            idle_timeout: DEFAULT_IDLE_TIMEOUT.to_std(),
+            max_connections_per_listener: DEFAULT_MAX_CONNECTIONS_PER_LISTENER,
+            max_concurrent_streams: DEFAULT_MAX_CONCURRENT_STREAMS,
+            max_active_requests: None,
+        }
+    }
+}
+
+impl Limits {
+    /// The document's limits over the defaults (values validation refused are ignored).
+    pub fn from_doc(l: Option<&proxy::Limits>) -> Self {
+        let d = Limits::default();
+        let Some(l) = l else {
+            return d;
+        };
+        let int = |v: Option<i64>, max: i64| {
+            v.filter(|v| (1..=max).contains(v))
+                .and_then(|v| u32::try_from(v).ok())
+        };
+        let dur = |v: Option<Duration>, max: Duration| {
+            v.filter(|v| v.check_istio().is_ok() && *v <= max)
+                .map(|v| v.to_std())
+        };
+        Limits {
+            max_request_headers_bytes: int(l.max_request_headers_kb, MAX_REQUEST_HEADERS_KB)
+                .map(|kb| kb * 1024)
+                .unwrap_or(d.max_request_headers_bytes),
+            max_request_headers: int(l.max_request_headers, MAX_REQUEST_HEADERS)
+                .unwrap_or(d.max_request_headers),
+            request_headers_timeout: dur(l.request_headers_timeout, MAX_REQUEST_HEADERS_TIMEOUT)
+                .unwrap_or(d.request_headers_timeout),
+            idle_timeout: dur(l.idle_timeout, MAX_IDLE_TIMEOUT).unwrap_or(d.idle_timeout),
+            max_connections_per_listener: int(
+                l.max_connections_per_listener,
+                MAX_CONNECTIONS_PER_LISTENER,
+            )
+            .unwrap_or(d.max_connections_per_listener),
+            max_concurrent_streams: int(l.max_concurrent_streams, MAX_CONCURRENT_STREAMS)
+                .unwrap_or(d.max_concurrent_streams),
+            max_active_requests: int(l.max_active_requests, MAX_ACTIVE_REQUESTS)
+                .or(d.max_active_requests),
+        }
+    }
+}
 
 /// The mesh certificate files of this proxy.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -63,6 +171,8 @@ pub struct ProxySettings {
     pub trust_domain: String,
     /// Namespace of mesh-wide security policies.
     pub root_namespace: String,
+    /// Downstream limits (`spec.limits`).
+    pub limits: Limits,
     /// True when a `Proxy` document was given (false: the built-in local default).
     pub declared: bool,
 }
@@ -98,6 +208,7 @@ impl ProxySettings {
             gateway_address: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
             trust_domain: crate::host::DEFAULT_DOMAIN_SUFFIX.into(),
             root_namespace: crate::validate::DEFAULT_ROOT_NAMESPACE.into(),
+            limits: Limits::default(),
             declared: false,
         }
     }
@@ -157,6 +268,7 @@ impl ProxySettings {
                 .unwrap_or(d.gateway_address),
             trust_domain: p.trust_domain.clone().unwrap_or(d.trust_domain),
             root_namespace: p.root_namespace.clone().unwrap_or(d.root_namespace),
+            limits: Limits::from_doc(p.limits.as_ref()),
             declared: true,
         }
     }

@@ -2,6 +2,7 @@
 //! address, listeners, mesh certificates and outbound policy. At most one per config; when
 //! absent the defaults of [`Proxy::default_for_local`] apply (SPEC §2).
 
+use crate::duration::Duration;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 
@@ -33,6 +34,40 @@ pub struct Proxy {
     /// Namespace whose policies are mesh-wide (default `istio-system`).
     #[serde(default, alias = "root_namespace")]
     pub root_namespace: Option<String>,
+    /// Downstream limits and overload shedding (every field optional; the defaults are
+    /// in `compile::proxy_settings::Limits`).
+    #[serde(default)]
+    pub limits: Option<Limits>,
+}
+
+/// `Proxy.spec.limits`: what one client, connection or burst may cost the proxy.
+/// Integers are read signed so that a negative value is a validation error naming the
+/// field, not a parse error.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Limits {
+    /// Largest request head (request line + headers) in KiB; HTTP/2: the header list size.
+    #[serde(default, alias = "max_request_headers_kb")]
+    pub max_request_headers_kb: Option<i64>,
+    /// Most header fields in one request.
+    #[serde(default, alias = "max_request_headers")]
+    pub max_request_headers: Option<i64>,
+    /// Time allowed to receive a complete request head (slowloris defence).
+    #[serde(default, alias = "request_headers_timeout")]
+    pub request_headers_timeout: Option<Duration>,
+    /// A downstream connection with no request in flight for this long is closed.
+    #[serde(default, alias = "idle_timeout")]
+    pub idle_timeout: Option<Duration>,
+    /// Open downstream connections per listener; at the cap the listener stops
+    /// accepting until one closes.
+    #[serde(default, alias = "max_connections_per_listener")]
+    pub max_connections_per_listener: Option<i64>,
+    /// HTTP/2 `SETTINGS_MAX_CONCURRENT_STREAMS` announced to clients.
+    #[serde(default, alias = "max_concurrent_streams")]
+    pub max_concurrent_streams: Option<i64>,
+    /// Requests in flight in the whole proxy; past it a request is answered 503 at once.
+    #[serde(default, alias = "max_active_requests")]
+    pub max_active_requests: Option<i64>,
 }
 
 /// `Proxy.spec.admin`.

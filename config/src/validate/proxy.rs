@@ -121,6 +121,72 @@ pub(crate) fn validate(v: &mut V, px: &Proxy) {
             v.err("spec.rootNamespace", format!("invalid namespace {rn:?}"));
         }
     }
+    if let Some(l) = &px.limits {
+        limits(v, l);
+    }
+}
+
+/// `spec.limits`: every count at least 1 and below a bound past which it is no limit at
+/// all; durations by Istio's rule (≥ 1ms, whole milliseconds), not zero (a limit cannot
+/// be switched off) and not absurdly long.
+fn limits(v: &mut V, l: &Limits) {
+    use crate::compile::proxy_settings as d;
+    for (field, value, max, unit) in [
+        (
+            "maxRequestHeadersKb",
+            l.max_request_headers_kb,
+            d::MAX_REQUEST_HEADERS_KB,
+            " KiB",
+        ),
+        (
+            "maxRequestHeaders",
+            l.max_request_headers,
+            d::MAX_REQUEST_HEADERS,
+            "",
+        ),
+        (
+            "maxConnectionsPerListener",
+            l.max_connections_per_listener,
+            d::MAX_CONNECTIONS_PER_LISTENER,
+            "",
+        ),
+        (
+            "maxConcurrentStreams",
+            l.max_concurrent_streams,
+            d::MAX_CONCURRENT_STREAMS,
+            "",
+        ),
+        (
+            "maxActiveRequests",
+            l.max_active_requests,
+            d::MAX_ACTIVE_REQUESTS,
+            "",
+        ),
+    ] {
+        let Some(n) = value else { continue };
+        let p = format!("spec.limits.{field}");
+        if n < 1 {
+            v.err(&p, format!("{field} must be at least 1, got {n}"));
+        } else if n > max {
+            v.err(&p, format!("{field} must be at most {max}{unit}, got {n}"));
+        }
+    }
+    for (field, value, max) in [
+        (
+            "requestHeadersTimeout",
+            l.request_headers_timeout,
+            d::MAX_REQUEST_HEADERS_TIMEOUT,
+        ),
+        ("idleTimeout", l.idle_timeout, d::MAX_IDLE_TIMEOUT),
+    ] {
+        let Some(t) = value else { continue };
+        let p = format!("spec.limits.{field}");
+        if let Err(e) = t.check_istio() {
+            v.err(&p, format!("{field}: {e} (a limit cannot be switched off)"));
+        } else if t > max {
+            v.err(&p, format!("{field} must be at most {max}, got {t}"));
+        }
+    }
 }
 
 /// Errors when a referenced file cannot be read (as `run` would fail on it).

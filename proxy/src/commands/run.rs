@@ -155,6 +155,11 @@ pub fn serve(
     tracing::info!("drained; exiting");
     drop(reloader);
     server.stop();
+    // The workers handed their last access-log lines over as they ended.
+    server
+        .shared
+        .access_log
+        .flush_wait(std::time::Duration::from_secs(2));
     0
 }
 

@@ -35,6 +35,7 @@ flags! {
     UPSTREAM_PROTOCOL_ERROR = 15, "UPE", "Upstream protocol error.";
     STREAM_IDLE_TIMEOUT = 16, "SI", "Stream idle timeout.";
     DNS_RESOLUTION_FAILED = 17, "DF", "DNS resolution failed.";
+    OVERLOAD_MANAGER = 18, "OM", "The proxy itself is overloaded (503; Envoy's overload manager).";
 }
 
 impl Flags {

@@ -7,4 +7,5 @@ pub mod flags;
 pub mod forward;
 pub mod local_reply;
 pub mod router;
+pub mod smuggling;
 pub mod upgrade;

@@ -220,6 +220,16 @@ pub async fn handle(
         labels: None,
         upgrade,
     };
+    // Ambiguous framing is refused before anything is forwarded, and the connection is
+    // closed after the answer (RFC 9112 §6.1, §6.3; see `smuggling`).
+    if let Some(r) = super::smuggling::check(&parts.method, parts.version, &parts.headers) {
+        let mut resp = ctx.reply(r.status, Flags::NONE, r.details, "");
+        if parts.version < Version::HTTP_2 {
+            resp.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        return resp;
+    }
     let snap = &active.snapshot;
     let Some(listener) = snap.listeners.iter().find(|l| *l.name == *conn.listener) else {
         return ctx.reply(503, Flags::NONE, "listener_removed", "listener removed");
@@ -249,6 +259,26 @@ pub async fn handle(
                 security: Security::Unknown,
             }
         });
+    }
+    // Refused by `spec.limits` before routing, logged and counted (see
+    // `server::limits`): overload 503 `OM`
+    // (Envoy's overload manager answers "envoy overloaded"), too many headers 431.
+    if let Some(r) = parts.extensions.remove::<crate::server::limits::Refused>() {
+        let (status, details, body) = r.reply();
+        let overloaded = r == crate::server::limits::Refused::Overloaded;
+        let flags = if overloaded {
+            Flags::OVERLOAD_MANAGER
+        } else {
+            Flags::NONE
+        };
+        let mut resp = ctx.reply(status, flags, details, body);
+        if overloaded {
+            resp.headers_mut().insert(
+                local_reply::OVERLOADED.clone(),
+                HeaderValue::from_static("true"),
+            );
+        }
+        return resp;
     }
     match &listener.role {
         ListenerRole::Inbound { .. } => inbound(&mut ctx, &active, &conn, parts, authority).await,

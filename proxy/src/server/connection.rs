@@ -2,6 +2,7 @@
 //! connection finishes its in-flight requests, HTTP/1.1 answers with `Connection: close`
 //! and HTTP/2 sends GOAWAY, then it closes.
 
+use super::limits;
 use super::prefixed::Prefixed;
 use super::sniff::{self, Detected};
 use super::Shared;
@@ -22,6 +23,10 @@ use tokio::sync::watch;
 /// enough for a client between two requests to send its next one and be told
 /// `Connection: close`, short enough that draining ends promptly.
 const IDLE_GRACE: Duration = Duration::from_secs(1);
+
+/// How long an idle connection being closed (`idleTimeout`) may take to finish the
+/// HTTP/2 GOAWAY exchange before it is dropped.
+const IDLE_CLOSE_GRACE: Duration = Duration::from_secs(5);
 
 /// Counts a live downstream connection (a drain waits for the count to reach zero).
 pub struct Live(Arc<Shared>);
@@ -48,9 +53,10 @@ pub async fn accept_loop(
     mut stop: watch::Receiver<bool>,
     drain: watch::Receiver<bool>,
     kill: watch::Receiver<bool>,
+    conns: Arc<limits::ListenerConns>,
 ) {
     let local = listener.local_addr().ok();
-    let start = |stream: tokio::net::TcpStream, peer: std::net::SocketAddr| {
+    let start = |stream: tokio::net::TcpStream, peer: std::net::SocketAddr, permit| {
         let _ = stream.set_nodelay(true);
         let local = local.unwrap_or(peer);
         let original_dst = crate::intercept::original_dst(&stream, local);
@@ -69,6 +75,8 @@ pub async fn accept_loop(
         let live = Live::new(&shared);
         let (shared, drain, kill) = (shared.clone(), drain.clone(), kill.clone());
         tokio::spawn(async move {
+            // The listener's connection slot, held as long as the connection is served.
+            let _permit = permit;
             match plan(&shared, &conn) {
                 Plan::Http => serve(stream, live, Arc::new(conn), shared, drain, kill).await,
                 Plan::Tcp => serve_tcp(stream, live, conn, shared, kill).await,
@@ -120,13 +128,29 @@ pub async fn accept_loop(
         });
     };
     loop {
+        // `maxConnectionsPerListener`: a slot is reserved before accepting; at the cap the
+        // loop waits for a connection to close and new ones wait in the kernel's backlog.
+        let max = shared
+            .active
+            .load()
+            .snapshot
+            .proxy
+            .limits
+            .max_connections_per_listener;
+        let Some(permit) = conns.try_acquire(max) else {
+            tokio::select! {
+                biased;
+                _ = stop.wait_for(|s| *s) => break,
+                _ = conns.freed() => continue,
+            }
+        };
         let accepted = tokio::select! {
             biased;
             _ = stop.wait_for(|s| *s) => break,
             a = listener.accept() => a,
         };
         match accepted {
-            Ok((stream, peer)) => start(stream, peer),
+            Ok((stream, peer)) => start(stream, peer, permit),
             Err(e) => {
                 // EMFILE and friends: back off instead of spinning.
                 tracing::warn!(listener = %name, error = %e, "accept failed");
@@ -147,7 +171,7 @@ pub async fn accept_loop(
             continue;
         }
         if let Ok(stream) = tokio::net::TcpStream::from_std(s) {
-            start(stream, peer);
+            start(stream, peer, conns.force());
         }
     }
 }
@@ -321,9 +345,16 @@ async fn serve<S>(
     // as it sends its next request (Envoy drains HTTP/1.1 the same way).
     let closing = Arc::new(AtomicBool::new(false));
     let saw_h2 = Arc::new(AtomicBool::new(false));
+    // HTTP/1 request framing is checked on the bytes before hyper parses them (request
+    // smuggling); it learns from the responses which requests switched protocols.
+    let (stream, upgrades) = super::h1_guard::H1Guard::new(stream);
+    // `spec.limits` in force at the accept apply to the whole connection.
+    let limits = shared.active.load().snapshot.proxy.limits.clone();
+    let activity = Arc::new(limits::Activity::default());
+    let (svc_activity, max_headers) = (activity.clone(), limits.max_request_headers as usize);
     let svc_shared = shared.clone();
     let (svc_closing, svc_saw_h2) = (closing.clone(), saw_h2.clone());
-    let svc = hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+    let svc = hyper::service::service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
         let conn = conn.clone();
         let shared = svc_shared.clone();
         let closing = svc_closing.clone();
@@ -331,8 +362,27 @@ async fn serve<S>(
         if !h1 {
             svc_saw_h2.store(true, Ordering::Relaxed);
         }
+        // In flight (connection idle timer, `maxActiveRequests`) until the response body
+        // is over; a refused request is answered by the router (logged and counted).
+        let in_flight = svc_activity.start();
+        let active = limits::admit(&shared).unwrap_or_else(|refused| {
+            req.extensions_mut().insert(refused);
+            None
+        });
+        if !h1 && req.headers().len() > max_headers {
+            // HTTP/1.1 heads past the count are refused by hyper (431) before this.
+            req.extensions_mut().insert(limits::Refused::TooManyHeaders);
+        }
+        let held = limits::Held::new(in_flight, active);
+        let guard = h1.then(|| {
+            let connect = req.method() == http::Method::CONNECT;
+            (upgrades.clone(), upgrades.request(), connect)
+        });
         async move {
             let mut resp = router::handle(req, conn, shared).await;
+            if let Some((upgrades, index, connect)) = guard {
+                upgrades.responded(index, resp.status(), connect);
+            }
             // Not on a 101: its `Connection: upgrade` is the handshake.
             if h1
                 && closing.load(Ordering::Relaxed)
@@ -343,7 +393,7 @@ async fn serve<S>(
                     http::HeaderValue::from_static("close"),
                 );
             }
-            Ok::<_, std::convert::Infallible>(resp)
+            Ok::<_, std::convert::Infallible>(resp.map(|b| limits::Tracked::new(b, held)))
         }
     });
     let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
@@ -353,17 +403,31 @@ async fn serve<S>(
         .http2()
         .timer(TokioTimer::new())
         .enable_connect_protocol();
+    limits::configure(&mut builder, &limits);
     let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
     tokio::pin!(connection);
     if !*drain.borrow() {
-        tokio::select! {
+        let idle = tokio::select! {
             r = connection.as_mut() => {
                 if let Err(e) = r {
                     tracing::debug!(error = %e, "connection ended with an error");
                 }
                 return;
             }
-            _ = drain.wait_for(|d| *d) => {}
+            _ = drain.wait_for(|d| *d) => false,
+            _ = activity.idle(limits.idle_timeout) => true,
+        };
+        if idle {
+            // `idleTimeout` with no request in flight: closed as a drain closes it
+            // (HTTP/2 GOAWAY); one still idle a period later is dropped.
+            connection.as_mut().graceful_shutdown();
+            tokio::select! {
+                _ = connection.as_mut() => {}
+                _ = tokio::time::sleep(IDLE_CLOSE_GRACE) => {}
+                _ = kill.wait_for(|k| *k) => {}
+            }
+            tracing::debug!("idle connection closed");
+            return;
         }
     }
     closing.store(true, Ordering::Relaxed);

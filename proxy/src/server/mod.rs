@@ -3,6 +3,8 @@
 
 pub mod active;
 pub mod connection;
+pub mod h1_guard;
+pub mod limits;
 pub mod listen;
 pub mod listeners;
 pub mod prefixed;
@@ -95,6 +97,8 @@ pub struct Shared {
     pub inbound_refused: AtomicU64,
     /// This workload's mesh identity in force (`spec.identity`), swapped on rotation.
     pub mesh_tls: Arc<arc_swap::ArcSwapOption<MeshTls>>,
+    /// Requests in flight and shed under `spec.limits.maxActiveRequests`.
+    pub overload: limits::Overload,
 }
 
 /// A command to a worker.
@@ -106,6 +110,7 @@ enum Command {
         stop: watch::Receiver<bool>,
         drain: watch::Receiver<bool>,
         kill: watch::Receiver<bool>,
+        conns: Arc<limits::ListenerConns>,
     },
 }
 
@@ -191,6 +196,7 @@ impl Server {
             identity_rotations: AtomicU64::new(0),
             identity_rejected: AtomicU64::new(0),
             mesh_tls,
+            overload: limits::Overload::default(),
         });
         let mut fresh = Vec::new();
         for l in &snapshot.listeners {
@@ -230,6 +236,8 @@ impl Server {
 
     fn serve(&self, f: listeners::Fresh) {
         let name: Arc<str> = f.bound.name.as_str().into();
+        // One count for all of the listener's per-worker sockets.
+        let conns = Arc::new(limits::ListenerConns::default());
         for (w, socket) in f.per_worker.into_iter().enumerate() {
             let tx = &self.workers[w % self.workers.len()];
             let _ = tx.send(Command::Serve {
@@ -238,6 +246,7 @@ impl Server {
                 stop: f.bound.stop.subscribe(),
                 drain: f.bound.drain.subscribe(),
                 kill: f.bound.kill.subscribe(),
+                conns: conns.clone(),
             });
         }
         lock(&self.listeners).push(f.bound);
@@ -465,9 +474,9 @@ fn worker(
                 _ = stop.wait_for(|s| *s) => break,
                 cmd = rx.recv() => match cmd {
                     None => break,
-                    Some(Command::Serve { name, socket, stop, drain, kill }) => match TcpListener::from_std(socket) {
+                    Some(Command::Serve { name, socket, stop, drain, kill, conns }) => match TcpListener::from_std(socket) {
                         Ok(l) => {
-                            tokio::spawn(connection::accept_loop(l, name, shared.clone(), stop, drain, kill));
+                            tokio::spawn(connection::accept_loop(l, name, shared.clone(), stop, drain, kill, conns));
                         }
                         Err(e) => tracing::error!(listener = %name, error = %e, "cannot register listener"),
                     },

@@ -144,6 +144,24 @@ async fn a_slow_request_head_is_cut_off() {
     assert_eq!(up.count(), 0);
 }
 
+/// The head timer starts at a request's first byte (as Envoy's
+/// `request_headers_timeout`): a keep-alive connection quiet for longer than it between
+/// two requests is not cut.
+#[tokio::test]
+async fn the_head_timeout_does_not_cut_idle_keep_alive_connections() {
+    let up = upstream("v1").await;
+    let p = limited("    requestHeadersTimeout: 200ms\n", &up);
+    let mut s = TcpStream::connect(p.addr).await.unwrap();
+    let req = b"GET / HTTP/1.1\r\nHost: reviews\r\n\r\n";
+    s.write_all(req).await.unwrap();
+    assert_eq!(status_of(&read_response(&mut s).await), "200");
+    // Quiet for more than twice the head timeout (the point of the test is the wait).
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    s.write_all(req).await.unwrap();
+    assert_eq!(status_of(&read_response(&mut s).await), "200");
+    assert_eq!(up.count(), 2);
+}
+
 #[tokio::test]
 async fn idle_connections_are_closed_http1_and_h2() {
     let up = upstream("v1").await;

@@ -347,9 +347,10 @@ async fn serve<S>(
     let saw_h2 = Arc::new(AtomicBool::new(false));
     // HTTP/1 request framing is checked on the bytes before hyper parses them (request
     // smuggling); it learns from the responses which requests switched protocols.
-    let (stream, upgrades) = super::h1_guard::H1Guard::new(stream);
     // `spec.limits` in force at the accept apply to the whole connection.
     let limits = shared.active.load().snapshot.proxy.limits.clone();
+    let (stream, upgrades) = super::h1_guard::H1Guard::new(stream);
+    let stream = stream.with_head_timeout(Some(limits.request_headers_timeout));
     let activity = Arc::new(limits::Activity::default());
     let (svc_activity, max_headers) = (activity.clone(), limits.max_request_headers as usize);
     let svc_shared = shared.clone();

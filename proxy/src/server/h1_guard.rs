@@ -759,6 +759,9 @@ pub struct H1Guard<S> {
     held_pos: usize,
     /// How much of [`POISON`] hyper was given.
     poison_sent: usize,
+    /// `requestHeadersTimeout`, and its timer while a head is arriving.
+    head_timeout: Option<std::time::Duration>,
+    head_deadline: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 /// What replaces a refused request head from the offending byte on: a NUL (valid
@@ -777,6 +780,8 @@ impl<S> H1Guard<S> {
             held: Vec::new(),
             held_pos: 0,
             poison_sent: 0,
+            head_timeout: None,
+            head_deadline: None,
         };
         (guard, upgrades)
     }
@@ -840,6 +845,52 @@ fn failed() -> io::Error {
     )
 }
 
+impl<S> H1Guard<S> {
+    /// Limits how long a request head may take to arrive, from its first byte to its
+    /// end (`spec.limits.requestHeadersTimeout`; Envoy's `request_headers_timeout` also
+    /// starts at the first byte, so an idle keep-alive connection is not cut by it).
+    pub fn with_head_timeout(mut self, timeout: Option<std::time::Duration>) -> Self {
+        self.head_timeout = timeout;
+        self
+    }
+
+    /// Whether part of a request head (or of the HTTP/2 preface) has arrived.
+    fn head_started(&self) -> bool {
+        match self.scanner.phase {
+            Phase::Head(h) => h != Head::Start(0),
+            Phase::Preface(n) => n > 0,
+            _ => false,
+        }
+    }
+
+    /// Starts the head timer at a head's first byte, stops it at its end; when a read
+    /// would wait past it, the connection ends (as hyper's own header timeout ends it).
+    fn watch_head(
+        &mut self,
+        cx: &mut Context<'_>,
+        r: Poll<io::Result<()>>,
+    ) -> Poll<io::Result<()>> {
+        let Some(timeout) = self.head_timeout else {
+            return r;
+        };
+        if !self.head_started() {
+            self.head_deadline = None;
+            return r;
+        }
+        let deadline = self
+            .head_deadline
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+        if r.is_pending() && std::future::Future::poll(deadline.as_mut(), cx).is_ready() {
+            tracing::debug!("request head not received within requestHeadersTimeout");
+            return Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "request headers timeout",
+            )));
+        }
+        r
+    }
+}
+
 impl<S: AsyncRead + Unpin> AsyncRead for H1Guard<S> {
     fn poll_read(
         self: Pin<&mut Self>,
@@ -847,6 +898,18 @@ impl<S: AsyncRead + Unpin> AsyncRead for H1Guard<S> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
+        let r = this.read_checked(cx, buf);
+        this.watch_head(cx, r)
+    }
+}
+
+impl<S: AsyncRead + Unpin> H1Guard<S> {
+    fn read_checked(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self;
         loop {
             match this.scanner.phase {
                 Phase::Poisoned => {

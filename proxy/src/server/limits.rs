@@ -48,9 +48,10 @@ pub fn configure(builder: &mut Builder<hyper_util::rt::TokioExecutor>, l: &Limit
     // The read buffer bounds the request line plus headers: past it hyper answers 431
     // and closes. (hyper's `max_header_size` is not exposed by the auto builder.)
     h1.max_buf_size((l.max_request_headers_bytes as usize).max(H1_MIN_BUF))
-        // hyper starts this timer whenever it waits for a request head: on a keep-alive
-        // connection the wait for the next request counts too.
-        .header_read_timeout(l.request_headers_timeout);
+        // hyper would start its timer whenever it waits for a request head, the wait for
+        // a keep-alive connection's next request included; the HTTP/1 guard times heads
+        // from their first byte instead (`requestHeadersTimeout`).
+        .header_read_timeout(None);
     if l.max_request_headers != H1_DEFAULT_MAX_HEADERS {
         h1.max_headers(l.max_request_headers as usize);
     }

@@ -13,6 +13,14 @@
 //! connection (`streams` per connection). Users run on `threads` OS threads, each with
 //! its own single-threaded tokio runtime, so the generator's CPU use is bounded and known.
 //! Connections use hyper's `client::conn` directly (no pool, no per-request task).
+//!
+//! `https://` URLs speak TLS (rustls, configured by [`meshproxy_certs::client_config`]):
+//! the server is verified against `--cacert` (or the OS roots, or not at all with
+//! `--insecure`), a client certificate is presented with `--cert`/`--key` (mTLS), ALPN
+//! offers `h2` (with `h2`) or `http/1.1`. Connections, and so their handshakes, are set up
+//! before the clock starts; a failed handshake, or a TLS alert from the server (TLS 1.3
+//! servers refuse a client certificate after the client's handshake has finished, so the
+//! alert arrives with the first response), counts as a `connect` error.
 
 use crate::procfs;
 use crate::schedule::intended_offset;
@@ -22,25 +30,55 @@ use http::{HeaderMap, HeaderName, HeaderValue, Request, StatusCode, Uri};
 use http_body_util::{BodyExt, Empty};
 use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use meshproxy_certs::rustls;
+use rustls::pki_types::ServerName;
 use serde::{Deserialize, Serialize};
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Barrier, OnceLock};
 use std::time::{Duration, Instant};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
+use tokio_rustls::TlsConnector;
+
+/// TLS settings for `https://` URLs (all optional; none applies to `http://`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TlsOptions {
+    /// Verify the server against the certificates of this PEM file (default: the OS trust
+    /// store).
+    pub cacert: Option<PathBuf>,
+    /// Do not verify the server's certificate (the handshake signature still is).
+    pub insecure: bool,
+    /// Client certificate chain (PEM) to present: mTLS. Needs `key`.
+    pub cert: Option<PathBuf>,
+    /// The client certificate's private key (PEM).
+    pub key: Option<PathBuf>,
+    /// Server name sent as SNI and verified (default: the host of `host`, else the URL's
+    /// host).
+    pub sni: Option<String>,
+}
+
+impl TlsOptions {
+    fn any_set(&self) -> bool {
+        self != &TlsOptions::default()
+    }
+}
 
 /// What to run.
 #[derive(Debug, Clone)]
 pub struct LoadConfig {
-    /// Target URL, `http://HOST:PORT/PATH?QUERY`.
+    /// Target URL, `http://HOST:PORT/PATH?QUERY` or `https://...` (TLS, see `tls`).
     pub url: String,
     /// `Host` header (HTTP/1.1) or `:authority` (h2c); default: the URL's authority.
     pub host: Option<String>,
+    /// TLS settings (`https://` URLs only).
+    pub tls: TlsOptions,
     /// Extra request headers (`Name: value`).
     pub headers: Vec<String>,
     /// TCP connections.
@@ -53,7 +91,8 @@ pub struct LoadConfig {
     pub warmup: Duration,
     /// Open loop at this many requests per second; `None`: closed loop.
     pub rate: Option<f64>,
-    /// Speak h2c (HTTP/2 with prior knowledge) instead of HTTP/1.1.
+    /// Speak HTTP/2 instead of HTTP/1.1: h2c (prior knowledge) for `http://`, ALPN `h2`
+    /// for `https://`.
     pub h2: bool,
     /// Generator threads (one single-threaded runtime each).
     pub threads: usize,
@@ -68,6 +107,7 @@ impl Default for LoadConfig {
         LoadConfig {
             url: String::new(),
             host: None,
+            tls: TlsOptions::default(),
             headers: Vec::new(),
             connections: 32,
             streams: 1,
@@ -85,7 +125,8 @@ impl Default for LoadConfig {
 /// Errors by kind.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorCounts {
-    /// TCP connect (or HTTP handshake) failed or timed out.
+    /// TCP connect, TLS handshake or HTTP handshake failed or timed out, or the server
+    /// answered with a TLS alert (e.g. a refused client certificate under TLS 1.3).
     pub connect: u64,
     /// The connection or stream was closed or reset before the response was complete.
     pub reset: u64,
@@ -126,8 +167,11 @@ impl ErrorCounts {
 pub struct LoadReport {
     /// `closed` or `open`.
     pub mode: String,
-    /// `http1` or `h2c`.
+    /// `http1`, `h2c`, `http1+tls` or `h2` (HTTP/2 over TLS).
     pub protocol: String,
+    /// TLS: what was asked and what the server negotiated (`https://` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsReport>,
     /// Target URL.
     pub url: String,
     /// `Host` / `:authority` sent.
@@ -164,6 +208,24 @@ pub struct LoadReport {
     pub generator_cpu_user_s: f64,
     /// The generator's own system CPU time over the whole run.
     pub generator_cpu_sys_s: f64,
+    /// The first connect error's reason (TCP, TLS or HTTP handshake), for diagnosis.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_connect_error: Option<String>,
+}
+
+/// The TLS side of a run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TlsReport {
+    /// Server name sent as SNI (and verified unless `verify` says otherwise).
+    pub sni: String,
+    /// How the server was verified: `cacert FILE`, `system roots` or `insecure`.
+    pub verify: String,
+    /// Whether a client certificate was presented (mTLS).
+    pub client_cert: bool,
+    /// Protocol version of the first connection that completed its handshake.
+    pub version: Option<String>,
+    /// ALPN protocol the server selected on that connection.
+    pub alpn: Option<String>,
 }
 
 impl LoadReport {
@@ -174,21 +236,48 @@ impl LoadReport {
             Some(r) => format!("open loop at {} req/s", group(r.round() as u64)),
             None => "closed loop".to_string(),
         };
-        let streams = if self.protocol == "h2c" {
+        let h2 = self.protocol == "h2c" || self.protocol == "h2";
+        let streams = if h2 {
             format!(" × {} streams", self.streams)
         } else {
             String::new()
         };
+        let proto = match self.protocol.as_str() {
+            "h2c" => "h2c".to_string(),
+            "h2" => "HTTP/2 over TLS".to_string(),
+            "http1+tls" => "HTTP/1.1 keep-alive over TLS".to_string(),
+            _ => "HTTP/1.1 keep-alive".to_string(),
+        };
         let _ = writeln!(
             s,
-            "target     {} (host {})\nload       {mode}, {} connections{streams}, {}, {} generator thread{}",
+            "target     {} (host {})\nload       {mode}, {} connections{streams}, {proto}, {} generator thread{}",
             self.url,
             self.host,
             self.connections,
-            if self.protocol == "h2c" { "h2c" } else { "HTTP/1.1 keep-alive" },
             self.threads,
             if self.threads == 1 { "" } else { "s" },
         );
+        if let Some(t) = &self.tls {
+            let _ = writeln!(
+                s,
+                "tls        SNI {}, verify: {}, {}{}{}",
+                t.sni,
+                t.verify,
+                if t.client_cert {
+                    "client certificate (mTLS)"
+                } else {
+                    "no client certificate"
+                },
+                t.version
+                    .as_deref()
+                    .map(|v| format!(", {v}"))
+                    .unwrap_or_default(),
+                t.alpn
+                    .as_deref()
+                    .map(|a| format!(", ALPN {a}"))
+                    .unwrap_or_default(),
+            );
+        }
         let _ = writeln!(
             s,
             "measured   {:.2} s (after {:.2} s warm-up)",
@@ -237,6 +326,9 @@ impl LoadReport {
         if let Some(lag) = &self.send_lag_us {
             row(&mut s, "send lag", lag);
         }
+        if let Some(e) = &self.first_connect_error {
+            let _ = writeln!(s, "connect    first error: {e}");
+        }
         let cpu = self.generator_cpu_user_s + self.generator_cpu_sys_s;
         let _ = writeln!(
             s,
@@ -269,32 +361,31 @@ pub struct Target {
     pub authority: String,
     /// Path and query.
     pub path_and_query: String,
+    /// `https://`: speak TLS.
+    pub tls: bool,
+    /// The host part (no port, no brackets) of `host` if given, else of the URL: the
+    /// default SNI.
+    pub server_name: String,
 }
 
-/// Parses and resolves `url` (`http://` only: TLS is not built yet).
+/// Parses and resolves `url` (`http://` or `https://`).
 pub fn parse_target(url: &str, host: Option<&str>) -> Result<Target, String> {
     let uri: Uri = url
         .parse()
         .map_err(|e| format!("invalid URL {url:?}: {e}"))?;
-    match uri.scheme_str() {
-        Some("http") => {}
-        Some("https") => {
-            return Err(
-                "TLS/mTLS is not supported by the load generator yet: use an http:// URL \
-                 (HTTP/1.1, or --h2 for h2c)"
-                    .into(),
-            )
-        }
+    let tls = match uri.scheme_str() {
+        Some("http") => false,
+        Some("https") => true,
         _ => {
             return Err(format!(
-                "invalid URL {url:?}: expected http://HOST:PORT/PATH"
+                "invalid URL {url:?}: expected http://HOST:PORT/PATH or https://HOST:PORT/PATH"
             ))
         }
-    }
+    };
     let auth = uri
         .authority()
         .ok_or_else(|| format!("invalid URL {url:?}: no host"))?;
-    let port = auth.port_u16().unwrap_or(80);
+    let port = auth.port_u16().unwrap_or(if tls { 443 } else { 80 });
     let addr = (auth.host().trim_matches(|c| c == '[' || c == ']'), port)
         .to_socket_addrs()
         .map_err(|e| format!("cannot resolve {}: {e}", auth.host()))?
@@ -305,10 +396,20 @@ pub fn parse_target(url: &str, host: Option<&str>) -> Result<Target, String> {
         .map(|p| p.as_str().to_string())
         .filter(|p| !p.is_empty())
         .unwrap_or_else(|| "/".to_string());
+    let bare = |h: &str| h.trim_matches(|c| c == '[' || c == ']').to_string();
+    let server_name = match host {
+        Some(h) => match h.parse::<http::uri::Authority>() {
+            Ok(a) => bare(a.host()),
+            Err(_) => bare(h),
+        },
+        None => bare(auth.host()),
+    };
     Ok(Target {
         addr,
         authority: host.unwrap_or(auth.as_str()).to_string(),
         path_and_query,
+        tls,
+        server_name,
     })
 }
 
@@ -341,7 +442,8 @@ impl Template {
         let uri: Uri = if h2 {
             // h2 carries the authority in the URI (`:authority`), not a Host header.
             headers.remove(http::header::HOST);
-            format!("http://{}{}", target.authority, target.path_and_query)
+            let scheme = if target.tls { "https" } else { "http" };
+            format!("{scheme}://{}{}", target.authority, target.path_and_query)
                 .parse()
                 .map_err(|e| format!("invalid host {:?}: {e}", target.authority))?
         } else {
@@ -374,6 +476,9 @@ enum ErrKind {
 }
 
 fn classify(e: &hyper::Error) -> ErrKind {
+    if is_tls_error(e) {
+        return ErrKind::Connect;
+    }
     if e.is_timeout() {
         return ErrKind::Timeout;
     }
@@ -401,6 +506,27 @@ fn classify(e: &hyper::Error) -> ErrKind {
     ErrKind::Other
 }
 
+/// Whether a TLS error (a failed handshake, or an alert from the server) is in `e`'s
+/// chain: tokio-rustls reports them as I/O errors wrapping a `rustls::Error`.
+fn is_tls_error(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(s) = source {
+        if s.is::<rustls::Error>() {
+            return true;
+        }
+        if let Some(inner) = s
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+        {
+            if inner.is::<rustls::Error>() {
+                return true;
+            }
+        }
+        source = s.source();
+    }
+    false
+}
+
 /// Counters the progress line reads while the run goes on.
 #[derive(Default)]
 struct Progress {
@@ -418,14 +544,35 @@ struct ThreadStats {
     errors: ErrorCounts,
     status: BTreeMap<u16, u64>,
     last_end: Option<Instant>,
+    first_connect_error: Option<String>,
+    /// TLS version and ALPN of the first connection that completed its handshake.
+    negotiated: Option<(Option<String>, Option<String>)>,
+}
+
+/// How to speak TLS to the target.
+#[derive(Clone)]
+struct TlsDial {
+    connector: TlsConnector,
+    name: ServerName<'static>,
 }
 
 /// Where and how to connect.
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone)]
 struct Dial {
     addr: SocketAddr,
     timeout: Duration,
+    tls: Option<TlsDial>,
+    /// With TLS, the server must select ALPN `h2`.
+    h2: bool,
 }
+
+/// A failed connection attempt: counted as a `connect` error, its reason kept for the
+/// report.
+#[derive(Debug)]
+struct ConnectError(String);
+
+/// A connection's TLS parameters: version and ALPN.
+type Negotiated = Option<(Option<String>, Option<String>)>;
 
 /// Shared by the users of one thread.
 struct Ctx {
@@ -444,6 +591,37 @@ struct Ctx {
 }
 
 impl Ctx {
+    /// Records a failed connection attempt for a request that was meant to start at
+    /// `start`.
+    fn connect_failed(&self, start: Instant, e: ConnectError) {
+        self.note_connect_error(e.0);
+        self.record(start, start, Err(ErrKind::Connect));
+    }
+
+    /// Keeps the first connect error's reason for the report.
+    fn note_connect_error(&self, why: String) {
+        let mut st = self.stats.borrow_mut();
+        if st.first_connect_error.is_none() {
+            st.first_connect_error = Some(why);
+        }
+    }
+
+    /// After a failed connection attempt, the closed loop waits a little rather than
+    /// spinning; the open loop keeps its schedule.
+    async fn backoff(&self) {
+        if self.cfg.rate.is_none() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Notes the TLS parameters of a new connection (the first one is reported).
+    fn negotiated(&self, n: Negotiated) {
+        let mut st = self.stats.borrow_mut();
+        if st.negotiated.is_none() {
+            st.negotiated = n;
+        }
+    }
+
     /// Records the outcome of one exchange that started (or was meant to) at `start`.
     fn record(&self, start: Instant, sent: Instant, outcome: Result<(StatusCode, u64), ErrKind>) {
         let end = Instant::now();
@@ -482,10 +660,114 @@ impl Ctx {
     }
 }
 
+/// Why a TLS connection failed, if it failed with a TLS error or before the server sent
+/// a single byte of data. A TLS 1.3 server refuses a client certificate with an alert
+/// sent after the client's side of the handshake is done, so the connection dies at its
+/// first read (or, if the server's close overtakes the alert, with a reset); HTTP/2 keeps
+/// only the message of such an I/O error, so it is caught on the stream itself
+/// ([`Watched`]).
+#[derive(Clone, Default)]
+struct TlsFailure(Arc<std::sync::Mutex<Option<String>>>);
+
+impl TlsFailure {
+    fn get(&self) -> Option<String> {
+        self.0.lock().ok().and_then(|f| f.clone())
+    }
+
+    fn note(&self, e: &std::io::Error, served: bool) {
+        let why = if is_tls_error(e) {
+            format!("TLS: {e}")
+        } else if !served {
+            format!("TLS connection failed before the server sent any data: {e}")
+        } else {
+            return;
+        };
+        if let Ok(mut f) = self.0.lock() {
+            f.get_or_insert(why);
+        }
+    }
+}
+
+/// A TLS stream that notes the TLS error (e.g. an alert received) that fails a read or
+/// write, or any error before the server's first data, for the users of its connection
+/// to count as a `connect` error.
+struct Watched<S> {
+    inner: S,
+    failure: TlsFailure,
+    /// Some data came from the server: it accepted the connection.
+    served: bool,
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Watched<S> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let r = std::pin::Pin::new(&mut self.inner).poll_read(cx, buf);
+        match &r {
+            std::task::Poll::Ready(Ok(())) if buf.filled().len() > before => self.served = true,
+            std::task::Poll::Ready(Err(e)) => self.failure.note(e, self.served),
+            _ => {}
+        }
+        r
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let r = std::pin::Pin::new(&mut self.inner).poll_write(cx, buf);
+        if let std::task::Poll::Ready(Err(e)) = &r {
+            self.failure.note(e, self.served);
+        }
+        r
+    }
+
+    fn poll_write_vectored(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let r = std::pin::Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        if let std::task::Poll::Ready(Err(e)) = &r {
+            self.failure.note(e, self.served);
+        }
+        r
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let r = std::pin::Pin::new(&mut self.inner).poll_flush(cx);
+        if let std::task::Poll::Ready(Err(e)) = &r {
+            self.failure.note(e, self.served);
+        }
+        r
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
 /// An HTTP/1.1 connection; its driver task is aborted on drop.
 struct H1Conn {
     tx: http1::SendRequest<Empty<Bytes>>,
     task: JoinHandle<()>,
+    tls_failure: TlsFailure,
 }
 
 impl Drop for H1Conn {
@@ -494,10 +776,11 @@ impl Drop for H1Conn {
     }
 }
 
-/// An h2c connection; its driver task is aborted on drop.
+/// An HTTP/2 connection; its driver task is aborted on drop.
 struct H2Conn {
     tx: http2::SendRequest<Empty<Bytes>>,
     task: JoinHandle<()>,
+    tls_failure: TlsFailure,
 }
 
 impl Drop for H2Conn {
@@ -506,40 +789,131 @@ impl Drop for H2Conn {
     }
 }
 
-async fn tcp(dial: Dial) -> Result<TcpStream, ErrKind> {
+async fn tcp(dial: &Dial) -> Result<TcpStream, ConnectError> {
     let s = tokio::time::timeout(dial.timeout, TcpStream::connect(dial.addr))
         .await
-        .map_err(|_| ErrKind::Connect)?
-        .map_err(|_| ErrKind::Connect)?;
+        .map_err(|_| ConnectError(format!("TCP connect to {} timed out", dial.addr)))?
+        .map_err(|e| ConnectError(format!("TCP connect to {}: {e}", dial.addr)))?;
     let _ = s.set_nodelay(true);
     Ok(s)
 }
 
-async fn connect_h1(dial: Dial) -> Result<H1Conn, ErrKind> {
-    let io = TokioIo::new(tcp(dial).await?);
+/// The TLS handshake on `tcp` (within the dial timeout): the stream and what was
+/// negotiated.
+async fn tls_handshake(
+    dial: &Dial,
+    t: &TlsDial,
+    tcp: TcpStream,
+) -> Result<(tokio_rustls::client::TlsStream<TcpStream>, Negotiated), ConnectError> {
+    let s = tokio::time::timeout(dial.timeout, t.connector.connect(t.name.clone(), tcp))
+        .await
+        .map_err(|_| ConnectError(format!("TLS handshake with {} timed out", dial.addr)))?
+        .map_err(|e| ConnectError(format!("TLS handshake with {}: {e}", dial.addr)))?;
+    let conn = s.get_ref().1;
+    let version = conn
+        .protocol_version()
+        .map(|v| v.as_str().unwrap_or("TLS").replace("TLSv1_", "TLSv1."));
+    let alpn = conn
+        .alpn_protocol()
+        .map(|a| String::from_utf8_lossy(a).into_owned());
+    if dial.h2 && alpn.as_deref() != Some("h2") {
+        return Err(ConnectError(format!(
+            "{} did not select ALPN h2 (selected: {})",
+            dial.addr,
+            alpn.as_deref().unwrap_or("none")
+        )));
+    }
+    Ok((s, Some((version, alpn))))
+}
+
+async fn handshake_h1<S>(io: S, tls_failure: TlsFailure) -> Result<H1Conn, ConnectError>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let (tx, conn) = http1::Builder::new()
-        .handshake(io)
+        .handshake(TokioIo::new(io))
         .await
-        .map_err(|_| ErrKind::Connect)?;
+        .map_err(|e| ConnectError(format!("HTTP/1.1 handshake: {e}")))?;
     let task = tokio::spawn(async move {
         let _ = conn.await;
     });
-    Ok(H1Conn { tx, task })
+    Ok(H1Conn {
+        tx,
+        task,
+        tls_failure,
+    })
 }
 
-async fn connect_h2(dial: Dial) -> Result<H2Conn, ErrKind> {
-    let io = TokioIo::new(tcp(dial).await?);
+async fn handshake_h2<S>(io: S, tls_failure: TlsFailure) -> Result<H2Conn, ConnectError>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let (tx, conn) = http2::Builder::new(TokioExecutor::new())
-        .handshake(io)
+        .handshake(TokioIo::new(io))
         .await
-        .map_err(|_| ErrKind::Connect)?;
+        .map_err(|e| ConnectError(format!("HTTP/2 handshake: {e}")))?;
     let task = tokio::spawn(async move {
         let _ = conn.await;
     });
-    Ok(H2Conn { tx, task })
+    Ok(H2Conn {
+        tx,
+        task,
+        tls_failure,
+    })
 }
 
-/// One h2c connection shared by its stream users; replaced when it dies.
+async fn connect_h1(dial: &Dial) -> Result<(H1Conn, Negotiated), ConnectError> {
+    let tcp = tcp(dial).await?;
+    match &dial.tls {
+        None => Ok((handshake_h1(tcp, TlsFailure::default()).await?, None)),
+        Some(t) => {
+            let (inner, n) = tls_handshake(dial, t, tcp).await?;
+            let failure = TlsFailure::default();
+            let io = Watched {
+                inner,
+                failure: failure.clone(),
+                served: false,
+            };
+            Ok((handshake_h1(io, failure).await?, n))
+        }
+    }
+}
+
+async fn connect_h2(dial: &Dial) -> Result<(H2Conn, Negotiated), ConnectError> {
+    let tcp = tcp(dial).await?;
+    match &dial.tls {
+        None => Ok((handshake_h2(tcp, TlsFailure::default()).await?, None)),
+        Some(t) => {
+            let (inner, n) = tls_handshake(dial, t, tcp).await?;
+            let failure = TlsFailure::default();
+            let io = Watched {
+                inner,
+                failure: failure.clone(),
+                served: false,
+            };
+            Ok((handshake_h2(io, failure).await?, n))
+        }
+    }
+}
+
+/// A stream user's hold on a shared HTTP/2 connection.
+struct H2Handle {
+    generation: u64,
+    tx: http2::SendRequest<Empty<Bytes>>,
+    tls_failure: TlsFailure,
+}
+
+impl H2Handle {
+    fn of(generation: u64, c: &H2Conn) -> H2Handle {
+        H2Handle {
+            generation,
+            tx: c.tx.clone(),
+            tls_failure: c.tls_failure.clone(),
+        }
+    }
+}
+
+/// One HTTP/2 connection shared by its stream users; replaced when it dies.
 #[derive(Default)]
 struct H2Shared {
     current: RefCell<Option<(u64, Rc<H2Conn>)>>,
@@ -552,9 +926,9 @@ impl H2Shared {
     /// the caller used, generation `dead`, is the current one).
     async fn sender(
         &self,
-        dial: Dial,
+        dial: &Dial,
         dead: Option<u64>,
-    ) -> Result<(u64, http2::SendRequest<Empty<Bytes>>), ErrKind> {
+    ) -> Result<(H2Handle, Negotiated), ConnectError> {
         let _one_at_a_time = self.connecting.lock().await;
         {
             let mut cur = self.current.borrow_mut();
@@ -564,15 +938,15 @@ impl H2Shared {
                 }
             }
             if let Some((g, c)) = cur.as_ref() {
-                return Ok((*g, c.tx.clone()));
+                return Ok((H2Handle::of(*g, c), None));
             }
         }
-        let conn = connect_h2(dial).await?;
+        let (conn, negotiated) = connect_h2(dial).await?;
         let g = self.generation.get() + 1;
         self.generation.set(g);
-        let tx = conn.tx.clone();
+        let handle = H2Handle::of(g, &conn);
         *self.current.borrow_mut() = Some((g, Rc::new(conn)));
-        Ok((g, tx))
+        Ok((handle, negotiated))
     }
 }
 
@@ -694,17 +1068,25 @@ async fn h1_user(ctx: Rc<Ctx>, user: usize, mut conn: Option<H1Conn>) {
         // without counting an error; only a failed connect counts.
         if let Some(c) = conn.as_mut() {
             if c.tx.ready().await.is_err() {
+                let failure = c.tls_failure.get();
                 conn = None;
+                if let Some(why) = failure {
+                    // Not a server's keep-alive close: a TLS refusal.
+                    ctx.connect_failed(start, ConnectError(why));
+                    ctx.backoff().await;
+                    continue;
+                }
             }
         }
         if conn.is_none() {
-            match connect_h1(ctx.dial).await {
-                Ok(c) => conn = Some(c),
-                Err(kind) => {
-                    ctx.record(start, start, Err(kind));
-                    if ctx.cfg.rate.is_none() {
-                        tokio::time::sleep(Duration::from_millis(10)).await;
-                    }
+            match connect_h1(&ctx.dial).await {
+                Ok((c, negotiated)) => {
+                    ctx.negotiated(negotiated);
+                    conn = Some(c);
+                }
+                Err(e) => {
+                    ctx.connect_failed(start, e);
+                    ctx.backoff().await;
                     continue;
                 }
             }
@@ -712,7 +1094,7 @@ async fn h1_user(ctx: Rc<Ctx>, user: usize, mut conn: Option<H1Conn>) {
         let Some(c) = conn.as_mut() else { continue };
         let sent = Instant::now();
         let start = if ctx.cfg.rate.is_some() { start } else { sent };
-        let outcome = match tokio::time::timeout(
+        let mut outcome = match tokio::time::timeout(
             ctx.cfg.timeout,
             finish(c.tx.send_request(ctx.template.request())),
         )
@@ -724,6 +1106,10 @@ async fn h1_user(ctx: Rc<Ctx>, user: usize, mut conn: Option<H1Conn>) {
         };
         if outcome.is_err() {
             // The connection's state is unknown: start afresh.
+            if let Some(why) = c.tls_failure.get() {
+                ctx.note_connect_error(why);
+                outcome = Err(ErrKind::Connect);
+            }
             conn = None;
         }
         ctx.record(start, sent, outcome);
@@ -733,7 +1119,7 @@ async fn h1_user(ctx: Rc<Ctx>, user: usize, mut conn: Option<H1Conn>) {
 /// One h2c stream user: one request at a time on a connection shared with the other
 /// stream users of the same connection.
 async fn h2_user(ctx: Rc<Ctx>, shared: Rc<H2Shared>, user: usize) {
-    let mut tx: Option<(u64, http2::SendRequest<Empty<Bytes>>)> = None;
+    let mut tx: Option<H2Handle> = None;
     let mut dead: Option<u64> = None;
     let pacer = ctx.cfg.rate.map(|_| Pacer::new());
     let mut k = 0u64;
@@ -757,29 +1143,37 @@ async fn h2_user(ctx: Rc<Ctx>, shared: Rc<H2Shared>, user: usize) {
             }
         };
         if tx.is_none() {
-            match shared.sender(ctx.dial, dead.take()).await {
-                Ok(s) => tx = Some(s),
-                Err(kind) => {
-                    ctx.record(start, start, Err(kind));
-                    if ctx.cfg.rate.is_none() {
-                        tokio::time::sleep(Duration::from_millis(10)).await;
-                    }
+            match shared.sender(&ctx.dial, dead.take()).await {
+                Ok((handle, negotiated)) => {
+                    ctx.negotiated(negotiated);
+                    tx = Some(handle);
+                }
+                Err(e) => {
+                    ctx.connect_failed(start, e);
+                    ctx.backoff().await;
                     continue;
                 }
             }
         }
-        let Some((generation, sender)) = tx.as_mut() else {
+        let Some(handle) = tx.as_mut() else {
             continue;
         };
-        let generation = *generation;
-        if sender.ready().await.is_err() {
+        let generation = handle.generation;
+        if handle.tx.ready().await.is_err() {
+            let failure = handle.tls_failure.get();
             dead = Some(generation);
             tx = None;
+            if let Some(why) = failure {
+                // Not a server's GOAWAY: a TLS refusal.
+                ctx.connect_failed(start, ConnectError(why));
+                ctx.backoff().await;
+            }
             continue;
         }
+        let sender = &mut handle.tx;
         let sent = Instant::now();
         let start = if ctx.cfg.rate.is_some() { start } else { sent };
-        let outcome = match tokio::time::timeout(
+        let mut outcome = match tokio::time::timeout(
             ctx.cfg.timeout,
             finish(sender.send_request(ctx.template.request())),
         )
@@ -789,9 +1183,15 @@ async fn h2_user(ctx: Rc<Ctx>, shared: Rc<H2Shared>, user: usize) {
             Ok(Err(e)) => Err(classify(&e)),
             Err(_) => Err(ErrKind::Timeout),
         };
-        if outcome.is_err() && sender.is_closed() {
-            dead = Some(generation);
-            tx = None;
+        if outcome.is_err() {
+            if let Some(why) = handle.tls_failure.get() {
+                ctx.note_connect_error(why);
+                outcome = Err(ErrKind::Connect);
+            }
+            if handle.tx.is_closed() {
+                dead = Some(generation);
+                tx = None;
+            }
         }
         ctx.record(start, sent, outcome);
     }
@@ -808,6 +1208,7 @@ struct Sync {
 fn thread_main(
     cfg: LoadConfig,
     target: Target,
+    tls: Option<TlsDial>,
     conns: Vec<usize>,
     sync: Arc<Sync>,
     progress: Arc<Progress>,
@@ -835,30 +1236,44 @@ fn thread_main(
         let dial = Dial {
             addr: target.addr,
             timeout: cfg.timeout,
+            tls,
+            h2: cfg.h2,
         };
         let streams = if cfg.h2 { cfg.streams.max(1) } else { 1 };
         let users = cfg.connections * streams;
         // Connections are opened (concurrently) before the clock starts; one that fails
         // here is retried, and counted, in the run.
+        // Their handshakes (TLS included) are not part of any measured latency.
         let mut opening = Vec::new();
         for &c in &conns {
             let h2 = cfg.h2;
+            let dial = dial.clone();
             opening.push(tokio::task::spawn_local(async move {
                 if h2 {
                     let shared = Rc::new(H2Shared::default());
-                    let _ = shared.sender(dial, None).await;
-                    (c, None, Some(shared))
+                    let negotiated = shared.sender(&dial, None).await.ok().and_then(|(_, n)| n);
+                    (c, None, Some(shared), negotiated)
                 } else {
-                    (c, connect_h1(dial).await.ok(), None)
+                    match connect_h1(&dial).await {
+                        Ok((conn, n)) => (c, Some(conn), None, n),
+                        Err(_) => (c, None, None, None),
+                    }
                 }
             }));
         }
         let mut h1: Vec<(usize, Option<H1Conn>)> = Vec::new();
         let mut h2: Vec<(usize, Rc<H2Shared>)> = Vec::new();
+        let mut first_negotiated: Negotiated = None;
         for (&c, o) in conns.iter().zip(opening) {
             match o.await {
-                Ok((_, _, Some(shared))) => h2.push((c, shared)),
-                Ok((_, conn, None)) => h1.push((c, conn)),
+                Ok((_, _, Some(shared), n)) => {
+                    first_negotiated = first_negotiated.or(n);
+                    h2.push((c, shared));
+                }
+                Ok((_, conn, None, n)) => {
+                    first_negotiated = first_negotiated.or(n);
+                    h1.push((c, conn));
+                }
                 // Not opened: the user connects by itself.
                 Err(_) if cfg.h2 => h2.push((c, Rc::new(H2Shared::default()))),
                 Err(_) => h1.push((c, None)),
@@ -868,7 +1283,10 @@ fn thread_main(
         let mut ctx = Ctx {
             dial,
             template,
-            stats: RefCell::new(ThreadStats::default()),
+            stats: RefCell::new(ThreadStats {
+                negotiated: first_negotiated,
+                ..ThreadStats::default()
+            }),
             progress,
             base: placeholder,
             measure_from: placeholder,
@@ -926,6 +1344,7 @@ pub fn run(cfg: &LoadConfig) -> Result<LoadReport, String> {
     // Checked here so that a bad header is reported once, before any thread starts.
     let headers = parse_headers(&cfg.headers)?;
     Template::new(&target, headers, cfg.h2)?;
+    let (tls, tls_report) = tls_setup(cfg, &target)?;
     let threads = cfg.threads.clamp(1, cfg.connections);
     let streams = if cfg.h2 { cfg.streams.max(1) } else { 1 };
     let sync = Arc::new(Sync {
@@ -938,9 +1357,10 @@ pub fn run(cfg: &LoadConfig) -> Result<LoadReport, String> {
     let mut handles = Vec::new();
     for t in 0..threads {
         let conns: Vec<usize> = (0..cfg.connections).filter(|c| c % threads == t).collect();
-        let (cfg, target, sync, progress, tx) = (
+        let (cfg, target, tls, sync, progress, tx) = (
             cfg.clone(),
             target.clone(),
+            tls.clone(),
             sync.clone(),
             progress.clone(),
             tx.clone(),
@@ -948,7 +1368,7 @@ pub fn run(cfg: &LoadConfig) -> Result<LoadReport, String> {
         let h = std::thread::Builder::new()
             .name(format!("load-{t}"))
             .spawn(move || {
-                let r = thread_main(cfg, target, conns, sync, progress);
+                let r = thread_main(cfg, target, tls, conns, sync, progress);
                 let _ = tx.send(r);
             });
         match h {
@@ -1014,6 +1434,8 @@ pub fn run(cfg: &LoadConfig) -> Result<LoadReport, String> {
             *total.status.entry(code).or_default() += n;
         }
         total.last_end = total.last_end.max(s.last_end);
+        total.first_connect_error = total.first_connect_error.or(s.first_connect_error);
+        total.negotiated = total.negotiated.or(s.negotiated);
     }
     let end = total.last_end.unwrap_or(deadline).max(deadline);
     let duration_s = (end - measure_from).as_secs_f64();
@@ -1021,9 +1443,23 @@ pub fn run(cfg: &LoadConfig) -> Result<LoadReport, String> {
         (Some(a), Some(b)) => b.since(a).seconds(procfs::clock_ticks_per_second()),
         _ => (0.0, 0.0),
     };
+    let tls_report = tls_report.map(|mut r| {
+        if let Some((version, alpn)) = total.negotiated.take() {
+            r.version = version;
+            r.alpn = alpn;
+        }
+        r
+    });
     Ok(LoadReport {
         mode: if cfg.rate.is_some() { "open" } else { "closed" }.to_string(),
-        protocol: if cfg.h2 { "h2c" } else { "http1" }.to_string(),
+        protocol: match (cfg.h2, target.tls) {
+            (false, false) => "http1",
+            (true, false) => "h2c",
+            (false, true) => "http1+tls",
+            (true, true) => "h2",
+        }
+        .to_string(),
+        tls: tls_report,
         url: cfg.url.clone(),
         host: target.authority.clone(),
         connections: cfg.connections,
@@ -1045,7 +1481,68 @@ pub fn run(cfg: &LoadConfig) -> Result<LoadReport, String> {
         send_lag_us: cfg.rate.map(|_| total.lag.summary()),
         generator_cpu_user_s: cpu.0,
         generator_cpu_sys_s: cpu.1,
+        first_connect_error: total.first_connect_error,
     })
+}
+
+/// The TLS connector for an `https://` target (`None` for `http://`, where TLS options
+/// are refused), built once: certificate and key files are read and checked here, so a
+/// bad file is reported before any load is sent.
+fn tls_setup(
+    cfg: &LoadConfig,
+    target: &Target,
+) -> Result<(Option<TlsDial>, Option<TlsReport>), String> {
+    let o = &cfg.tls;
+    if !target.tls {
+        if o.any_set() {
+            return Err(
+                "--cacert, --insecure, --cert, --key and --sni need an https:// URL".into(),
+            );
+        }
+        return Ok((None, None));
+    }
+    if o.insecure && o.cacert.is_some() {
+        return Err("--insecure and --cacert exclude each other".into());
+    }
+    match (&o.cert, &o.key) {
+        (Some(_), None) => return Err("--cert needs --key (the client certificate's key)".into()),
+        (None, Some(_)) => return Err("--key needs --cert (the client certificate)".into()),
+        _ => {}
+    }
+    let alpn: &[u8] = if cfg.h2 { b"h2" } else { b"http/1.1" };
+    let config = meshproxy_certs::client_config(&meshproxy_certs::ClientTlsOptions {
+        ca: o.cacert.clone(),
+        client_cert: o.cert.clone(),
+        client_key: o.key.clone(),
+        subject_alt_names: Vec::new(),
+        insecure_skip_verify: o.insecure,
+        alpn: vec![alpn.to_vec()],
+    })
+    .map_err(|e| format!("TLS: {e}"))?;
+    let sni = o.sni.clone().unwrap_or_else(|| target.server_name.clone());
+    let name = ServerName::try_from(sni.clone())
+        .map_err(|e| format!("invalid TLS server name {sni:?}: {e}"))?;
+    let verify = if o.insecure {
+        "insecure".to_string()
+    } else {
+        match &o.cacert {
+            Some(p) => format!("cacert {}", p.display()),
+            None => "system roots".to_string(),
+        }
+    };
+    Ok((
+        Some(TlsDial {
+            connector: TlsConnector::from(config),
+            name,
+        }),
+        Some(TlsReport {
+            sni,
+            verify,
+            client_cert: o.cert.is_some(),
+            version: None,
+            alpn: None,
+        }),
+    ))
 }
 
 #[cfg(test)]
@@ -1064,11 +1561,75 @@ mod tests {
     }
 
     #[test]
-    fn tls_is_not_yet() {
-        let e = parse_target("https://127.0.0.1:8443/", None).unwrap_err();
-        assert!(e.contains("not supported") && e.contains("yet"), "{e}");
+    fn https_targets() {
+        let t = parse_target("https://127.0.0.1:8443/x", None).unwrap();
+        assert!(t.tls);
+        assert_eq!(t.server_name, "127.0.0.1");
+        let t = parse_target("https://localhost/", Some("svc.bench:8443")).unwrap();
+        assert_eq!(t.addr.port(), 443);
+        assert_eq!(t.server_name, "svc.bench");
+        assert_eq!(t.authority, "svc.bench:8443");
+        let t = parse_target("https://[::1]:8443/", None).unwrap();
+        assert_eq!(t.server_name, "::1");
+        assert!(!parse_target("http://127.0.0.1:1/", None).unwrap().tls);
         assert!(parse_target("ftp://x/", None).is_err());
         assert!(parse_target("not a url", None).is_err());
+        let h2 = Template::new(
+            &parse_target("https://127.0.0.1:1/p", Some("svc")).unwrap(),
+            HeaderMap::new(),
+            true,
+        )
+        .unwrap()
+        .request();
+        assert_eq!(h2.uri(), "https://svc/p");
+    }
+
+    #[test]
+    fn tls_options_are_checked() {
+        let cfg = |url: &str, tls: TlsOptions| LoadConfig {
+            url: url.into(),
+            tls,
+            ..LoadConfig::default()
+        };
+        let setup = |c: &LoadConfig| {
+            let t = parse_target(&c.url, c.host.as_deref()).unwrap();
+            tls_setup(c, &t).map(|(_, r)| r)
+        };
+        let insecure = TlsOptions {
+            insecure: true,
+            ..TlsOptions::default()
+        };
+        assert!(setup(&cfg("http://127.0.0.1:1/", insecure.clone()))
+            .unwrap_err()
+            .contains("https://"));
+        let r = setup(&cfg("https://127.0.0.1:1/", insecure.clone()))
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (r.sni.as_str(), r.verify.as_str()),
+            ("127.0.0.1", "insecure")
+        );
+        assert!(!r.client_cert);
+        let both = TlsOptions {
+            cacert: Some("/no/such/ca.pem".into()),
+            ..insecure
+        };
+        assert!(setup(&cfg("https://127.0.0.1:1/", both))
+            .unwrap_err()
+            .contains("exclude"));
+        let cert_only = TlsOptions {
+            cert: Some("c.pem".into()),
+            ..TlsOptions::default()
+        };
+        assert!(setup(&cfg("https://127.0.0.1:1/", cert_only))
+            .unwrap_err()
+            .contains("--key"));
+        let missing = TlsOptions {
+            cacert: Some("/no/such/ca.pem".into()),
+            ..TlsOptions::default()
+        };
+        let e = setup(&cfg("https://127.0.0.1:1/", missing)).unwrap_err();
+        assert!(e.contains("/no/such/ca.pem"), "{e}");
     }
 
     #[test]

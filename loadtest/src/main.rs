@@ -30,7 +30,8 @@ enum Command {
         #[arg(long, default_value_t = 5)]
         rounds: usize,
     },
-    /// Send load to a URL: closed loop (max rate) or open loop (--rate), HTTP/1.1 or h2c.
+    /// Send load to a URL: closed loop (max rate) or open loop (--rate), HTTP/1.1 or
+    /// HTTP/2, plain or over TLS (https://, with --cert/--key for mTLS).
     Load(LoadArgs),
     /// Serve a fixed response fast (HTTP/1.1 and h2c), printing `listening ADDR`.
     Upstream {
@@ -61,12 +62,12 @@ enum Command {
 
 #[derive(clap::Args)]
 struct LoadArgs {
-    /// Target URL, http://HOST:PORT/PATH (https is not supported yet).
+    /// Target URL, http://HOST:PORT/PATH or https://HOST:PORT/PATH.
     url: String,
     /// TCP connections.
     #[arg(short, long, default_value_t = 32)]
     connections: usize,
-    /// Concurrent streams per connection (h2c only).
+    /// Concurrent streams per connection (HTTP/2 only).
     #[arg(long, default_value_t = 1)]
     streams: usize,
     /// Measured duration (after the warm-up).
@@ -79,7 +80,7 @@ struct LoadArgs {
     /// Without it: closed loop at the maximum rate.
     #[arg(short, long)]
     rate: Option<f64>,
-    /// Speak h2c (HTTP/2 with prior knowledge).
+    /// Speak HTTP/2: h2c (prior knowledge) for http://, ALPN h2 for https://.
     #[arg(long)]
     h2: bool,
     /// Generator threads (each a single-threaded runtime).
@@ -88,6 +89,23 @@ struct LoadArgs {
     /// Host header / :authority (default: from the URL).
     #[arg(long)]
     host: Option<String>,
+    /// https: verify the server against the CA certificates of this PEM file (default:
+    /// the OS trust store).
+    #[arg(long, value_name = "FILE")]
+    cacert: Option<PathBuf>,
+    /// https: do not verify the server's certificate.
+    #[arg(long, conflicts_with = "cacert")]
+    insecure: bool,
+    /// https: client certificate chain to present (PEM): mTLS. Needs --key.
+    #[arg(long, value_name = "FILE", requires = "key")]
+    cert: Option<PathBuf>,
+    /// https: the client certificate's private key (PEM).
+    #[arg(long, value_name = "FILE", requires = "cert")]
+    key: Option<PathBuf>,
+    /// https: TLS server name (SNI, and the name verified); default: the host of --host,
+    /// else of the URL.
+    #[arg(long, value_name = "NAME")]
+    sni: Option<String>,
     /// Extra request header `Name: value`. Repeatable.
     #[arg(short = 'H', long = "header")]
     headers: Vec<String>,
@@ -151,6 +169,13 @@ fn run_load(a: LoadArgs) -> Result<(), String> {
     let cfg = load::LoadConfig {
         url: a.url,
         host: a.host,
+        tls: load::TlsOptions {
+            cacert: a.cacert,
+            insecure: a.insecure,
+            cert: a.cert,
+            key: a.key,
+            sni: a.sni,
+        },
         headers: a.headers,
         connections: a.connections,
         streams: a.streams,

@@ -178,20 +178,6 @@ fn generator_threads() {
 }
 
 #[test]
-fn tls_is_not_yet_supported() {
-    let out = Command::new(BIN)
-        .args(["load", "https://127.0.0.1:9/", "-d", "100ms"])
-        .output()
-        .expect("run load");
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("not supported") && err.contains("yet"),
-        "{err}"
-    );
-}
-
-#[test]
 fn errors_are_counted_by_kind() {
     // A port with nothing listening: every attempt is a connect error, and the run
     // still ends and reports.

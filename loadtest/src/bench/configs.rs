@@ -1,5 +1,6 @@
 //! Configs of the benchmarked proxies, generated per run: nginx, HAProxy and meshproxy
-//! (plain, "realistic policy", and 1,000 services).
+//! (plain, "realistic policy", 1,000 services, and the two ends of the two-hop mTLS
+//! scenario).
 //!
 //! Every proxy gets one worker, HTTP/1.1 keep-alive to the client and to the upstream,
 //! no access log unless the scenario says so, and limits high enough that none of them
@@ -24,6 +25,105 @@ pub const REALISTIC_HOST: &str = "svc-0.bench.svc.cluster.local";
 /// Header the realistic-policy scenario sends: it matches no header route, so requests
 /// take the weighted default route after the header matches were evaluated.
 pub const REALISTIC_HEADER: &str = "end-user: bench-client";
+
+/// Service account of the two-hop scenario's client side (meshproxy A).
+pub const TWO_HOP_CLIENT_SA: &str = "client";
+
+/// Service account of the two-hop scenario's server side (meshproxy B).
+pub const TWO_HOP_SERVER_SA: &str = "server";
+
+/// The SPIFFE identity of a service account of the benchmark namespace (trust domain
+/// `cluster.local`, meshproxy's default).
+pub fn spiffe(service_account: &str) -> String {
+    format!("spiffe://cluster.local/ns/{NAMESPACE}/sa/{service_account}")
+}
+
+/// The `identity` block of a `Proxy` spec for the files `meshproxy certs issue` wrote in
+/// `dir`.
+fn identity_block(dir: &Path) -> String {
+    format!(
+        "  identity:\n    certificate: \"{}\"\n    privateKey: \"{}\"\n    caCertificates: \"{}\"\n",
+        dir.join("cert.pem").display(),
+        dir.join("key.pem").display(),
+        dir.join("ca.pem").display()
+    )
+}
+
+/// Two-hop mTLS, meshproxy B (the server side): an INBOUND listener on a free port
+/// forwarding to the upstream, the identity in `id` (service account
+/// [`TWO_HOP_SERVER_SA`]), and a mesh-wide PeerAuthentication `STRICT`: plaintext is
+/// refused, every request arrives over mTLS.
+pub fn meshproxy_two_hop_server(upstream: SocketAddr, id: &Path) -> String {
+    format!(
+        "apiVersion: meshproxy.io/v1alpha1
+kind: Proxy
+metadata: {{name: server, namespace: {NAMESPACE}}}
+spec:
+  admin: {{address: \"127.0.0.1:0\"}}
+  workload: {{labels: {{app: upstream}}, serviceAccount: {TWO_HOP_SERVER_SA}}}
+  listeners:
+  - {{name: inbound, address: \"127.0.0.1:0\", direction: INBOUND, forwardTo: \"{upstream}\"}}
+{identity}---
+apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {{name: default, namespace: istio-system}}
+spec:
+  mtls: {{mode: STRICT}}
+",
+        identity = identity_block(id),
+    )
+}
+
+/// Two-hop mTLS, meshproxy A (the client side): the plain config's OUTBOUND listener and
+/// [`HOST`] service, whose one endpoint is meshproxy B's inbound listener `b`, with a
+/// DestinationRule `tls.mode: ISTIO_MUTUAL` that also checks B's SPIFFE identity; the
+/// identity in `id` (service account [`TWO_HOP_CLIENT_SA`]).
+pub fn meshproxy_two_hop_client(b: SocketAddr, id: &Path) -> String {
+    format!(
+        "apiVersion: meshproxy.io/v1alpha1
+kind: Proxy
+metadata: {{name: client, namespace: {NAMESPACE}}}
+spec:
+  admin: {{address: \"127.0.0.1:0\"}}
+  workload: {{labels: {{app: bench}}, serviceAccount: {TWO_HOP_CLIENT_SA}}}
+  listeners:
+  - {{name: outbound, address: \"127.0.0.1:0\", direction: OUTBOUND, protocol: HTTP}}
+{identity}  outboundTrafficPolicy: {{mode: REGISTRY_ONLY}}
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {{name: upstream, namespace: {NAMESPACE}}}
+spec:
+  hosts: [{HOST}]
+  location: MESH_INTERNAL
+  ports: [{{number: 8080, name: http, protocol: HTTP}}]
+  resolution: STATIC
+  endpoints:
+  - {{address: {ip}, ports: {{http: {port}}}}}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {{name: upstream, namespace: {NAMESPACE}}}
+spec:
+  hosts: [{HOST}]
+  http:
+  - route:
+    - destination: {{host: {HOST}}}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {{name: upstream, namespace: {NAMESPACE}}}
+spec:
+  host: {HOST}
+  trafficPolicy:
+    tls: {{mode: ISTIO_MUTUAL, subjectAltNames: [\"{server}\"]}}
+",
+        identity = identity_block(id),
+        ip = b.ip(),
+        port = b.port(),
+        server = spiffe(TWO_HOP_SERVER_SA),
+    )
+}
 
 /// nginx: one worker, upstream keep-alive, no access log, keep-alive limits out of the
 /// way (nginx closes a client connection after 1,000 requests by default).
@@ -366,6 +466,35 @@ mod tests {
         let snap = load_str("realistic.yaml", &y).expect("valid config");
         // Per service: the service itself and three subsets.
         assert_eq!(snap.clusters.len(), 40);
+    }
+
+    #[test]
+    fn two_hop_configs_compile() {
+        // The config compiler reads the identity files: issue real ones.
+        let dir = std::env::temp_dir().join(format!("bench-two-hop-{}", std::process::id()));
+        let ca = meshproxy_certs::Ca::generate("test", 1).unwrap();
+        for sa in [TWO_HOP_CLIENT_SA, TWO_HOP_SERVER_SA] {
+            ca.issue(&spiffe(sa), &[], 1)
+                .unwrap()
+                .write(&dir.join(sa))
+                .unwrap();
+        }
+        let dir = dir.as_path();
+        let b = meshproxy_two_hop_server(up(), &dir.join("server"));
+        assert!(b.contains("direction: INBOUND, forwardTo: \"127.0.0.1:41234\""));
+        assert!(b.contains("mode: STRICT"));
+        assert!(b.contains("serviceAccount: server"));
+        let snap = load_str("b.yaml", &b).expect("valid server config");
+        let id = snap.proxy.identity.as_ref().expect("identity");
+        assert_eq!(id.certificate, dir.join("server/cert.pem"));
+        let a = meshproxy_two_hop_client("127.0.0.1:45000".parse().unwrap(), &dir.join("client"));
+        assert!(a.contains("mode: ISTIO_MUTUAL"));
+        assert!(a.contains("spiffe://cluster.local/ns/bench/sa/server"));
+        assert!(a.contains("ports: {http: 45000}"));
+        let snap = load_str("a.yaml", &a).expect("valid client config");
+        assert!(snap.proxy.identity.is_some());
+        assert!(!snap.clusters.is_empty());
+        let _ = std::fs::remove_dir_all(dir);
     }
 
     #[test]

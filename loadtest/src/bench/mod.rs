@@ -9,6 +9,13 @@
 //! upstream are this crate's own `load` and `upstream` subcommands, started as separate
 //! processes so their CPU is pinned and accounted like the proxy's.
 //!
+//! The `two-hop-mtls` scenario runs once per round after the targets: meshproxy B
+//! (inbound, PeerAuthentication `STRICT`) in front of the upstream, meshproxy A
+//! (outbound, DestinationRule `ISTIO_MUTUAL`) in front of B, certificates from
+//! `meshproxy certs`; the fixed-rate phase at [`TWO_HOP_RATE`] direct and then through
+//! A and B, both proxies on the generator's CPU. B's `/metrics` must count the requests
+//! as `connection_security_policy="mutual_tls"`, or the round fails.
+//!
 //! Nothing is installed here: nginx and HAProxy are looked up on `PATH` and in
 //! `/usr/sbin` (`scripts/bench-setup.sh` installs them on Debian) and skipped with a
 //! message when absent.
@@ -25,7 +32,7 @@ use crate::stats::Spread;
 use procs::{find_binary, is_executable, Pinning, Running};
 use report::{
     BenchResults, Machine, PhaseResult, PinningInfo, RoundResult, ScenarioResult, Settings,
-    Summary, TargetResult, SCHEMA,
+    Summary, TargetResult, TwoHopResult, SCHEMA,
 };
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -48,6 +55,12 @@ pub const TARGETS: [&str; 9] = [
 
 /// Scenarios that are not load targets.
 pub const SCENARIOS: [&str; 2] = ["services-1000", "two-hop-mtls"];
+
+/// Fixed rate of the two-hop mTLS scenario, req/s (issue 9's setting).
+pub const TWO_HOP_RATE: f64 = 1000.0;
+
+/// Issue 9's target for the two-hop scenario: added p50 over direct, µs.
+pub const TWO_HOP_TARGET_ADDED_P50_US: f64 = 500.0;
 
 /// h2c scenario: connections.
 const H2_CONNECTIONS: usize = 4;
@@ -132,6 +145,12 @@ impl Phases {
     /// Rough wall time of one target in one round (phases plus start/stop).
     fn per_target(&self) -> Duration {
         self.warmup + self.closed + self.rate_warmup + self.rate + Duration::from_millis(600)
+    }
+
+    /// Rough wall time of the two-hop scenario in one round: two proxies started, and a
+    /// warm-up and a fixed-rate phase for direct and for the two hops.
+    fn two_hop(&self) -> Duration {
+        (self.rate_warmup + self.rate) * 2 + Duration::from_millis(1200)
     }
 }
 
@@ -277,9 +296,10 @@ impl Runner {
                 metrics,
             } => {
                 let bin = self.meshproxy.as_deref().ok_or("no meshproxy binary")?;
-                let (p, addr, _) = self.start_meshproxy(bin, dir, *access_log, *metrics, cpu)?;
+                let (p, listeners, _) =
+                    self.start_meshproxy(bin, dir, *access_log, *metrics, cpu)?;
                 Ok(Started {
-                    addr,
+                    addr: listener(&p, &listeners, "outbound")?,
                     proxy: Some(p),
                 })
             }
@@ -323,8 +343,8 @@ impl Runner {
         }
     }
 
-    /// Starts `meshproxy run` on `dir`; returns it, its outbound address and how long it
-    /// took to serve.
+    /// Starts `meshproxy run` on `dir`; returns it, its listeners' addresses by name
+    /// (`admin` included) and how long it took to serve.
     fn start_meshproxy(
         &self,
         bin: &Path,
@@ -332,7 +352,7 @@ impl Runner {
         access_log: bool,
         metrics: bool,
         cpu: Option<usize>,
-    ) -> Result<(Running, SocketAddr, Duration), String> {
+    ) -> Result<(Running, BTreeMap<String, SocketAddr>, Duration), String> {
         let mut cmd = self.pinning.command(cpu, bin);
         cmd.arg("run")
             .arg("-c")
@@ -353,7 +373,7 @@ impl Runner {
         // listeners' addresses.
         let (mut p, rx) = procs::spawn("meshproxy", cmd, false)?;
         let deadline = t0 + Duration::from_secs(60);
-        let mut outbound = None;
+        let mut listeners = BTreeMap::new();
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             let Ok(line) = rx.recv_timeout(left) else {
@@ -361,22 +381,13 @@ impl Runner {
                 return Err(format!("meshproxy did not start:\n{}", p.log_tail()));
             };
             if let Some((name, addr)) = procs::parse_listening(&line) {
-                if name == "outbound" {
-                    outbound = Some(addr);
-                }
+                listeners.insert(name, addr);
             }
             if line.contains("\"serving\"") {
                 break;
             }
         }
-        let ready = t0.elapsed();
-        let addr = outbound.ok_or_else(|| {
-            format!(
-                "meshproxy started without an outbound listener:\n{}",
-                p.log_tail()
-            )
-        })?;
-        Ok((p, addr, ready))
+        Ok((p, listeners, t0.elapsed()))
     }
 
     /// Runs the load generator once; returns its report, its wall time and the highest
@@ -447,24 +458,26 @@ impl Runner {
         Ok((report, wall, max_rss))
     }
 
-    /// One measured phase with the proxy's CPU and memory around it.
+    /// One measured phase against `addr` with the CPU and memory of `proxies` (all their
+    /// processes, summed; none for direct) around it.
     fn phase(
         &self,
         t: &Target,
-        started: &Started,
+        addr: SocketAddr,
+        proxies: &[&Running],
         duration: Duration,
         rate: Option<f64>,
     ) -> Result<PhaseResult, String> {
-        let pids = started.proxy.as_ref().map(|p| p.tree()).unwrap_or_default();
+        let pids: Vec<u32> = proxies.iter().flat_map(|p| p.tree()).collect();
         let up = [self.upstream.pid()];
         let (cpu0, up0) = (procfs::cpu_of(&pids), procfs::cpu_of(&up));
-        let (load, wall, max_rss) = self.load(t, started.addr, duration, rate, &pids)?;
+        let (load, wall, max_rss) = self.load(t, addr, duration, rate, &pids)?;
         let (cpu1, up1) = (procfs::cpu_of(&pids), procfs::cpu_of(&up));
         let tck = procfs::clock_ticks_per_second();
         let (pu, ps) = cpu1.since(cpu0).seconds(tck);
         let (uu, us) = up1.since(up0).seconds(tck);
         let served = (load.requests + load.errors.total()).max(1) as f64;
-        let proxied = started.proxy.is_some();
+        let proxied = !proxies.is_empty();
         let shares_cpu = rate.is_some() && self.pinning.pinned();
         let generator = load.generator_cpu_user_s + load.generator_cpu_sys_s;
         let busy = (generator + uu + us + if proxied && shares_cpu { pu + ps } else { 0.0 })
@@ -498,15 +511,17 @@ impl Runner {
         if let Some(p) = &started.proxy {
             rr.proxy_idle_rss_mib = Some(mib(procfs::memory_of(&p.tree()).rss_kib));
         }
+        let proxies: Vec<&Running> = started.proxy.iter().collect();
         self.load(t, started.addr, self.phases.warmup, None, &[])?;
-        rr.closed = Some(self.phase(t, &started, self.phases.closed, None)?);
+        rr.closed = Some(self.phase(t, started.addr, &proxies, self.phases.closed, None)?);
         // Fixed rate: the proxy joins the generator's CPU (no cross-CPU wake-ups).
         if let Some(p) = &started.proxy {
             self.pinning.repin(&p.tree(), self.pinning.generator_cpu)?;
         }
         let rate = Some(self.opts.rate);
         self.load(t, started.addr, self.phases.rate_warmup, rate, &[])?;
-        rr.rate = Some(self.phase(t, &started, self.phases.rate, rate)?);
+        rr.rate = Some(self.phase(t, started.addr, &proxies, self.phases.rate, rate)?);
+        drop(proxies);
         if let Some(p) = started.proxy.as_mut() {
             rr.proxy_peak_rss_mib = Some(mib(procfs::memory_of(&p.tree()).hwm_kib));
             p.stop();
@@ -535,6 +550,178 @@ impl Runner {
     }
 }
 
+impl Runner {
+    /// One round of the two-hop mTLS scenario: start B then A (both on the generator's
+    /// CPU, one worker each), then for direct and for the two hops a warm-up and a
+    /// measured phase at [`TWO_HOP_RATE`]; then check on B's `/metrics` that the requests
+    /// arrived over mutual TLS. Returns the direct and the two-hop round results.
+    fn two_hop_round(
+        &self,
+        th: &TwoHop,
+        round: usize,
+    ) -> Result<(RoundResult, RoundResult), String> {
+        let bin = self.meshproxy.as_deref().ok_or("no meshproxy binary")?;
+        let cpu = self.pinning.generator_cpu;
+        let write = |name: &str, yaml: String| -> Result<PathBuf, String> {
+            let dir = self.tmp.join(format!("two-hop-{name}-{round}"));
+            std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+            std::fs::write(dir.join("bench.yaml"), yaml)
+                .map_err(|e| format!("{}: {e}", dir.display()))?;
+            Ok(dir)
+        };
+        let b_dir = write(
+            "b",
+            configs::meshproxy_two_hop_server(self.upstream_addr, &th.pki.join("server")),
+        )?;
+        let (mut b, b_listeners, _) = self.start_meshproxy(bin, &b_dir, false, true, cpu)?;
+        let b_inbound = listener(&b, &b_listeners, "inbound")?;
+        let b_admin = listener(&b, &b_listeners, "admin")?;
+        let a_dir = write(
+            "a",
+            configs::meshproxy_two_hop_client(b_inbound, &th.pki.join("client")),
+        )?;
+        let (mut a, a_listeners, _) = self.start_meshproxy(bin, &a_dir, false, true, cpu)?;
+        let a_outbound = listener(&a, &a_listeners, "outbound")?;
+        procs::probe(a_outbound, &th.two_hop.host, &th.two_hop.headers)?;
+
+        let rate = Some(TWO_HOP_RATE);
+        let (warmup, measured) = (self.phases.rate_warmup, self.phases.rate);
+        let up = self.upstream_addr;
+        self.load(&th.direct, up, warmup, rate, &[])?;
+        let direct = self.phase(&th.direct, up, &[], measured, rate)?;
+        self.load(&th.two_hop, a_outbound, warmup, rate, &[])?;
+        let hops = self.phase(&th.two_hop, a_outbound, &[&a, &b], measured, rate)?;
+        let peak = procfs::memory_of(&[a.tree(), b.tree()].concat()).hwm_kib;
+
+        let metrics = procs::http_get(b_admin, "/metrics")
+            .map_err(|e| format!("reading meshproxy B's metrics: {e}"))?;
+        let by_policy = destination_requests_by_security(&metrics);
+        a.stop();
+        b.stop();
+        let mtls = by_policy.get("mutual_tls").copied().unwrap_or(0);
+        let other: u64 = by_policy
+            .iter()
+            .filter(|(k, _)| k.as_str() != "mutual_tls")
+            .map(|(_, n)| n)
+            .sum();
+        let mut two_hop = RoundResult {
+            round,
+            rate: Some(hops),
+            proxy_peak_rss_mib: Some(peak as f64 / 1024.0),
+            mtls_requests: Some(mtls),
+            ..RoundResult::default()
+        };
+        let answered = two_hop.rate.as_ref().map_or(0, |p| p.load.requests);
+        if mtls < answered || other > 0 {
+            // Numbers that are not mTLS must not be reported as mTLS numbers.
+            two_hop.rate = None;
+            two_hop.error = Some(format!(
+                "{NOT_MTLS}: meshproxy B counted {mtls} request(s) with \
+                 connection_security_policy=\"mutual_tls\" and {other} without (by policy: \
+                 {by_policy:?}) for {answered} answered in the measured phase alone"
+            ));
+        }
+        let direct = RoundResult {
+            round,
+            rate: Some(direct),
+            ..RoundResult::default()
+        };
+        Ok((direct, two_hop))
+    }
+}
+
+/// How a two-hop round whose requests did not arrive over mTLS starts its error.
+const NOT_MTLS: &str = "NOT mTLS";
+
+/// The two-hop scenario's setup: its certificates and the load targets it measures.
+struct TwoHop {
+    /// Directory with `ca/`, `client/` and `server/` from `meshproxy certs`.
+    pki: PathBuf,
+    /// The baseline: generator → upstream.
+    direct: Target,
+    /// generator → A → B → upstream.
+    two_hop: Target,
+}
+
+/// Creates the two-hop scenario's CA and the client's and server's workload certificates
+/// in `dir` with `meshproxy certs ca` / `meshproxy certs issue`.
+fn two_hop_pki(meshproxy: &Path, dir: &Path) -> Result<(), String> {
+    let run = |args: &[&str]| -> Result<(), String> {
+        let out = Command::new(meshproxy)
+            .arg("certs")
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| format!("cannot run {} certs: {e}", meshproxy.display()))?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "meshproxy certs {} failed: {}",
+                args.first().copied().unwrap_or_default(),
+                String::from_utf8_lossy(&out.stderr).trim()
+            ))
+        }
+    };
+    let path = |p: &str| dir.join(p).display().to_string();
+    run(&["ca", "--out", &path("ca"), "--days", "1"])?;
+    for sa in [configs::TWO_HOP_CLIENT_SA, configs::TWO_HOP_SERVER_SA] {
+        run(&[
+            "issue",
+            "--ca",
+            &path("ca"),
+            "--spiffe",
+            &configs::spiffe(sa),
+            "--out",
+            &path(sa),
+            "--days",
+            "1",
+        ])?;
+    }
+    Ok(())
+}
+
+/// A listener's address from [`Runner::start_meshproxy`]'s map.
+fn listener(
+    p: &Running,
+    listeners: &BTreeMap<String, SocketAddr>,
+    name: &str,
+) -> Result<SocketAddr, String> {
+    listeners.get(name).copied().ok_or_else(|| {
+        format!(
+            "meshproxy started without a listener named {name}:\n{}",
+            p.log_tail()
+        )
+    })
+}
+
+/// Sums the `istio_requests_total` samples a proxy reported as the destination
+/// (`reporter="destination"`) by their `connection_security_policy` label, from its
+/// Prometheus text.
+pub fn destination_requests_by_security(metrics: &str) -> BTreeMap<String, u64> {
+    let mut out = BTreeMap::new();
+    for line in metrics.lines() {
+        let Some(rest) = line.strip_prefix("istio_requests_total{") else {
+            continue;
+        };
+        let Some((labels, value)) = rest.rsplit_once('}') else {
+            continue;
+        };
+        if !labels.contains("reporter=\"destination\"") {
+            continue;
+        }
+        let policy = labels
+            .split("connection_security_policy=\"")
+            .nth(1)
+            .and_then(|v| v.split('"').next())
+            .unwrap_or("")
+            .to_string();
+        let n = value.trim().parse::<f64>().unwrap_or(0.0);
+        *out.entry(policy).or_insert(0) += n as u64;
+    }
+    out
+}
+
 /// Runs the benchmark; writes `<out>/<timestamp>.{json,md,svg}`, prints the markdown on
 /// stdout, and returns the JSON path.
 pub fn run(opts: &BenchOptions) -> Result<PathBuf, String> {
@@ -552,6 +739,8 @@ pub fn run(opts: &BenchOptions) -> Result<PathBuf, String> {
     let own_exe =
         std::env::current_exe().map_err(|e| format!("cannot find own executable: {e}"))?;
     let pinning = Pinning::detect(opts.no_pin);
+    // Before the runner pins itself, which narrows the CPUs it sees as allowed.
+    let machine = Machine::detect();
     if pinning.pinned() {
         // The runner's own sampling stays off the proxy's CPU.
         if let Err(e) = pinning.repin(&[std::process::id()], pinning.generator_cpu) {
@@ -565,7 +754,7 @@ pub fn run(opts: &BenchOptions) -> Result<PathBuf, String> {
 
     let needs_meshproxy = selected
         .iter()
-        .any(|s| s.starts_with("meshproxy") || s == "services-1000");
+        .any(|s| s.starts_with("meshproxy") || s == "services-1000" || s == "two-hop-mtls");
     let meshproxy = if needs_meshproxy {
         match find_meshproxy(opts.meshproxy.as_deref()) {
             Ok(p) => {
@@ -783,6 +972,36 @@ pub fn run(opts: &BenchOptions) -> Result<PathBuf, String> {
         }
     }
     let services = want("services-1000") && meshproxy.is_some();
+    let mut two_hop_errors = Vec::new();
+    let two_hop = match (&meshproxy, want("two-hop-mtls")) {
+        (Some(bin), true) => {
+            let pki = tmp.join("two-hop-pki");
+            match two_hop_pki(bin, &pki) {
+                Ok(()) => Some(TwoHop {
+                    pki,
+                    // Measured by two_hop_round, never started by Runner::start.
+                    direct: h1(
+                        "direct",
+                        "load generator → upstream, no proxy (HTTP/1.1 keep-alive)".into(),
+                        Kind::Direct,
+                        None,
+                    ),
+                    two_hop: h1(
+                        "two-hop-mtls",
+                        two_hop_description(),
+                        Kind::Direct,
+                        Some("direct"),
+                    ),
+                }),
+                Err(e) => {
+                    eprintln!("bench: two-hop-mtls: {e}");
+                    two_hop_errors.push(e);
+                    None
+                }
+            }
+        }
+        _ => None,
+    };
 
     let runner = Runner {
         opts: opts.clone(),
@@ -801,11 +1020,21 @@ pub fn run(opts: &BenchOptions) -> Result<PathBuf, String> {
             Duration::from_millis(1500)
         } else {
             Duration::ZERO
+        }
+        + if two_hop.is_some() {
+            phases.two_hop()
+        } else {
+            Duration::ZERO
         })
         * opts.rounds as u32;
     eprintln!(
-        "bench: {} target(s) × {} round(s), about {:.0} s; upstream on {upstream_addr}; {}",
+        "bench: {} target(s){} × {} round(s), about {:.0} s; upstream on {upstream_addr}; {}",
         targets.len(),
+        if two_hop.is_some() {
+            " + two-hop-mtls"
+        } else {
+            ""
+        },
         opts.rounds,
         estimate.as_secs_f64(),
         if pinning.pinned() {
@@ -838,6 +1067,21 @@ pub fn run(opts: &BenchOptions) -> Result<PathBuf, String> {
         .collect();
     let mut service_values: BTreeMap<String, Vec<f64>> = BTreeMap::new();
     let mut service_errors = Vec::new();
+    let mut two_hop_results: Option<TwoHopResult> = two_hop.as_ref().map(|th| TwoHopResult {
+        rate: TWO_HOP_RATE,
+        target_added_p50_us: TWO_HOP_TARGET_ADDED_P50_US,
+        targets: [&th.direct, &th.two_hop]
+            .into_iter()
+            .map(|t| TargetResult {
+                name: t.name.to_string(),
+                description: t.description.clone(),
+                baseline: t.baseline.map(str::to_string),
+                proxied: t.baseline.is_some(),
+                runs: Vec::new(),
+                summary: Summary::default(),
+            })
+            .collect(),
+    });
     for round in 0..opts.rounds {
         for (i, t) in targets.iter().enumerate() {
             eprint!("[round {}/{}] {:<20}", round + 1, opts.rounds, t.name);
@@ -886,6 +1130,44 @@ pub fn run(opts: &BenchOptions) -> Result<PathBuf, String> {
                 }
             }
         }
+        if let (Some(th), Some(res)) = (&two_hop, two_hop_results.as_mut()) {
+            eprint!(
+                "[round {}/{}] {:<20}",
+                round + 1,
+                opts.rounds,
+                "two-hop-mtls"
+            );
+            let (direct, hops) = runner.two_hop_round(th, round).unwrap_or_else(|e| {
+                let failed = RoundResult {
+                    round,
+                    error: Some(e),
+                    ..RoundResult::default()
+                };
+                (failed.clone(), failed)
+            });
+            let p50 = |r: &RoundResult| r.rate.as_ref().map(|p| p.load.latency_us.p50);
+            match (&hops.error, p50(&direct), p50(&hops)) {
+                (Some(e), _, _) => {
+                    eprintln!(" FAILED: {e}");
+                    two_hop_errors.push(e.clone());
+                }
+                (None, Some(d), Some(h)) => eprintln!(
+                    " at {} req/s: direct p50 {d:.1} µs, two hops p50 {h:.1} µs (+{:.1} µs); \
+                     B saw {} request(s) over mTLS | errors {}",
+                    crate::load::group(TWO_HOP_RATE as u64),
+                    h - d,
+                    hops.mtls_requests.unwrap_or(0),
+                    [&direct, &hops]
+                        .iter()
+                        .filter_map(|r| r.rate.as_ref())
+                        .map(|p| p.load.errors.total())
+                        .sum::<u64>()
+                ),
+                _ => eprintln!(),
+            }
+            res.targets[0].runs.push(direct);
+            res.targets[1].runs.push(hops);
+        }
     }
     drop(runner);
 
@@ -922,13 +1204,37 @@ pub fn run(opts: &BenchOptions) -> Result<PathBuf, String> {
             });
         }
     }
+    let not_mtls = two_hop_errors
+        .iter()
+        .find(|e| e.starts_with(NOT_MTLS))
+        .cloned();
     if want("two-hop-mtls") {
+        let ran = two_hop_results
+            .as_ref()
+            .is_some_and(|r| r.targets.iter().any(|t| !t.runs.is_empty()));
+        // No two-hop setup and no error: there was no meshproxy binary.
+        let status = if two_hop.is_none() && two_hop_errors.is_empty() {
+            "skipped"
+        } else if !two_hop_errors.is_empty() || !ran {
+            "failed"
+        } else {
+            "ok"
+        };
+        let note = match status {
+            "skipped" => "needs the meshproxy binary".to_string(),
+            _ => format!(
+                "{} (table \"two hops with mTLS\"){}",
+                two_hop_description(),
+                two_hop_errors
+                    .first()
+                    .map(|e| format!("; error: {e}"))
+                    .unwrap_or_default()
+            ),
+        };
         scenarios.push(ScenarioResult {
             name: "two-hop-mtls".into(),
-            status: "not yet".into(),
-            note: "two meshproxy instances with ISTIO_MUTUAL mTLS between them vs direct at \
-                   1,000 req/s: waits for meshproxy's mTLS and TLS in the load generator"
-                .into(),
+            status: status.into(),
+            note,
             values: BTreeMap::new(),
         });
     }
@@ -936,7 +1242,7 @@ pub fn run(opts: &BenchOptions) -> Result<PathBuf, String> {
     let mut results = BenchResults {
         schema: SCHEMA,
         timestamp: timestamp.clone(),
-        machine: Machine::detect(),
+        machine,
         settings: Settings {
             quick: opts.quick,
             rounds: opts.rounds,
@@ -959,6 +1265,7 @@ pub fn run(opts: &BenchOptions) -> Result<PathBuf, String> {
         },
         versions,
         targets: results,
+        two_hop: two_hop_results,
         scenarios,
         skipped,
         elapsed_s: began.elapsed().as_secs_f64(),
@@ -985,7 +1292,27 @@ pub fn run(opts: &BenchOptions) -> Result<PathBuf, String> {
         md_path.display(),
         svg_path.display()
     );
+    // Latency numbers of a path that was not mTLS must not pass for mTLS ones: the run
+    // fails (after writing its results) when B did not see the requests over mTLS.
+    if let Some(e) = not_mtls {
+        return Err(format!(
+            "two-hop-mtls: {e} (results written to {})",
+            json_path.display()
+        ));
+    }
     Ok(json_path)
+}
+
+/// What the two-hop scenario measures, for the report.
+fn two_hop_description() -> String {
+    format!(
+        "load generator → meshproxy A (plain HTTP, outbound; DestinationRule ISTIO_MUTUAL, \
+         identity {}) → mTLS → meshproxy B (inbound, PeerAuthentication STRICT, identity {}) \
+         → upstream; one worker each, both on the generator's CPU; verified on B's \
+         /metrics (connection_security_policy=\"mutual_tls\")",
+        configs::spiffe(configs::TWO_HOP_CLIENT_SA),
+        configs::spiffe(configs::TWO_HOP_SERVER_SA)
+    )
 }
 
 /// Re-renders the markdown of a results JSON (e.g. for the README), and its plot into
@@ -1028,9 +1355,27 @@ mod tests {
         });
         assert!(q.per_target() < Duration::from_secs(4));
         let d = Phases::of(&BenchOptions::default());
-        let total = d.per_target() * (TARGETS.len() as u32) * 3 + Duration::from_secs(5);
+        let total =
+            (d.per_target() * (TARGETS.len() as u32) + d.two_hop() + Duration::from_millis(1500))
+                * 3
+                + Duration::from_secs(5);
         // The bench must finish in under ten minutes, scenarios and start-up included.
         assert!(total < Duration::from_secs(9 * 60), "{total:?}");
+    }
+
+    #[test]
+    fn security_policies_are_summed_from_metrics() {
+        let m = "# HELP istio_requests_total x\n\
+            istio_requests_total{reporter=\"destination\",response_code=\"200\",connection_security_policy=\"mutual_tls\"} 1200\n\
+            istio_requests_total{reporter=\"destination\",response_code=\"503\",connection_security_policy=\"mutual_tls\"} 3\n\
+            istio_requests_total{reporter=\"destination\",response_code=\"200\",connection_security_policy=\"none\"} 2\n\
+            istio_requests_total{reporter=\"source\",response_code=\"200\",connection_security_policy=\"unknown\"} 99\n\
+            istio_request_bytes_sum{reporter=\"destination\",connection_security_policy=\"none\"} 5\n";
+        let by = destination_requests_by_security(m);
+        assert_eq!(by.get("mutual_tls"), Some(&1203));
+        assert_eq!(by.get("none"), Some(&2));
+        assert_eq!(by.len(), 2);
+        assert!(destination_requests_by_security("").is_empty());
     }
 
     #[test]

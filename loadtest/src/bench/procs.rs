@@ -342,6 +342,52 @@ pub fn probe(addr: SocketAddr, host: &str, headers: &[String]) -> Result<(), Str
     }
 }
 
+/// One HTTP/1.1 GET of `path` on `addr` (e.g. an admin endpoint); the body of a 200.
+pub fn http_get(addr: SocketAddr, path: &str) -> Result<String, String> {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))
+        .map_err(|e| format!("cannot connect to {addr}: {e}"))?;
+    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    s.write_all(req.as_bytes())
+        .map_err(|e| format!("cannot send to {addr}: {e}"))?;
+    let mut resp = Vec::new();
+    s.take(64 * 1024 * 1024)
+        .read_to_end(&mut resp)
+        .map_err(|e| format!("reading {path} from {addr}: {e}"))?;
+    let text = String::from_utf8_lossy(&resp);
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    if !head.starts_with("HTTP/1.1 200") {
+        return Err(format!(
+            "GET {path} on {addr}: {}",
+            head.lines().next().unwrap_or("no response")
+        ));
+    }
+    if head.lines().any(|l| {
+        l.to_ascii_lowercase()
+            .starts_with("transfer-encoding: chunked")
+    }) {
+        return Ok(dechunk(body));
+    }
+    Ok(body.to_string())
+}
+
+/// The payload of a chunked HTTP/1.1 body (what is complete of it).
+fn dechunk(mut body: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = body.split_once("\r\n") {
+        let size = size.split(';').next().unwrap_or("").trim();
+        let Ok(n) = usize::from_str_radix(size, 16) else {
+            break;
+        };
+        if n == 0 || rest.len() < n {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        body = rest[n..].trim_start_matches("\r\n");
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -364,6 +410,15 @@ mod tests {
         let other = r#"{"fields":{"message":"serving","version":"x"}}"#;
         assert_eq!(parse_listening(other), None);
         assert_eq!(parse_listening("listening not json"), None);
+    }
+
+    #[test]
+    fn chunked_bodies() {
+        assert_eq!(
+            dechunk("5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"),
+            "hello world"
+        );
+        assert_eq!(dechunk(""), "");
     }
 
     #[test]

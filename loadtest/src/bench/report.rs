@@ -1,5 +1,6 @@
 //! Benchmark results: what is recorded per run, the summaries (medians with min–max,
-//! ratios to nginx, latency added over direct) and the markdown tables.
+//! ratios to nginx, latency added over direct) and the markdown tables (including the
+//! two-hop mTLS scenario's).
 
 use crate::load::{group, LoadReport};
 use crate::stats::Spread;
@@ -50,6 +51,10 @@ pub struct RoundResult {
     pub proxy_peak_rss_mib: Option<f64>,
     /// What went wrong, if the round failed.
     pub error: Option<String>,
+    /// Two-hop mTLS only: requests the second proxy counted as
+    /// `connection_security_policy="mutual_tls"` (probe and warm-up included).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mtls_requests: Option<u64>,
 }
 
 /// Medians of the latency percentiles over rounds, µs.
@@ -121,6 +126,32 @@ pub struct TargetResult {
     pub runs: Vec<RoundResult>,
     /// Medians over the rounds.
     pub summary: Summary,
+}
+
+/// The two-hop mTLS scenario: `direct` and `two-hop-mtls` (generator → meshproxy A →
+/// mTLS → meshproxy B → upstream) at one fixed rate, both measured in every round. Only
+/// the fixed-rate phase is run (`closed` is always `None`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TwoHopResult {
+    /// Fixed rate, req/s.
+    pub rate: f64,
+    /// The issue's target for the added p50 over direct, µs.
+    pub target_added_p50_us: f64,
+    /// `direct` (the baseline) and `two-hop-mtls`, with their summaries.
+    pub targets: Vec<TargetResult>,
+}
+
+impl TwoHopResult {
+    /// The `two-hop-mtls` target.
+    pub fn hops(&self) -> Option<&TargetResult> {
+        self.targets.iter().find(|t| t.name == "two-hop-mtls")
+    }
+
+    /// Whether the median added p50 meets the target (`None` without data).
+    pub fn target_met(&self) -> Option<bool> {
+        let added = self.hops()?.summary.added_p50_us?;
+        Some(added.median <= self.target_added_p50_us)
+    }
 }
 
 /// A scenario that is not a load target (e.g. memory with 1,000 services).
@@ -230,6 +261,9 @@ pub struct BenchResults {
     pub versions: BTreeMap<String, String>,
     /// Load targets.
     pub targets: Vec<TargetResult>,
+    /// The two-hop mTLS scenario, when it ran (absent from older files).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub two_hop: Option<TwoHopResult>,
     /// Other scenarios.
     pub scenarios: Vec<ScenarioResult>,
     /// Targets and scenarios that did not run, and why.
@@ -275,11 +309,34 @@ fn ratio(a: Option<Spread>, b: Option<Spread>) -> Option<f64> {
 }
 
 /// Fills every target's [`Summary`]: medians over rounds, latency added over its
-/// baseline in the same round, ratios to nginx.
+/// baseline in the same round, ratios to nginx; the two-hop scenario's targets likewise
+/// (against its own `direct`, without ratios).
 pub fn summarize(results: &mut BenchResults) {
-    let snapshot = results.targets.clone();
+    summarize_targets(&mut results.targets);
+    if let Some(th) = results.two_hop.as_mut() {
+        summarize_targets(&mut th.targets);
+    }
+    if let Some(nginx) = results
+        .targets
+        .iter()
+        .find(|t| t.name == "nginx")
+        .map(|t| t.summary.clone())
+    {
+        for t in results.targets.iter_mut() {
+            let s = &mut t.summary;
+            s.rps_vs_nginx = ratio(s.rps, nginx.rps);
+            s.cpu_vs_nginx = ratio(s.cpu_s_per_100k, nginx.cpu_s_per_100k);
+            s.added_p50_vs_nginx = ratio(s.added_p50_us, nginx.added_p50_us);
+            s.rss_vs_nginx = ratio(s.rss_at_load_mib, nginx.rss_at_load_mib);
+        }
+    }
+}
+
+/// Summaries of one list of targets, baselines looked up in the same list.
+fn summarize_targets(targets: &mut [TargetResult]) {
+    let snapshot = targets.to_vec();
     let by_name = |n: &str| snapshot.iter().find(|t| t.name == n);
-    for t in results.targets.iter_mut() {
+    for t in targets.iter_mut() {
         let runs = &t.runs;
         let mut s = Summary {
             rps: spread(runs, |r| {
@@ -329,20 +386,6 @@ pub fn summarize(results: &mut BenchResults) {
             s.added_p99_us = added(|p| p.p99);
         }
         t.summary = s;
-    }
-    if let Some(nginx) = results
-        .targets
-        .iter()
-        .find(|t| t.name == "nginx")
-        .map(|t| t.summary.clone())
-    {
-        for t in results.targets.iter_mut() {
-            let s = &mut t.summary;
-            s.rps_vs_nginx = ratio(s.rps, nginx.rps);
-            s.cpu_vs_nginx = ratio(s.cpu_s_per_100k, nginx.cpu_s_per_100k);
-            s.added_p50_vs_nginx = ratio(s.added_p50_us, nginx.added_p50_us);
-            s.rss_vs_nginx = ratio(s.rss_at_load_mib, nginx.rss_at_load_mib);
-        }
     }
 }
 
@@ -498,6 +541,9 @@ pub fn render_markdown(r: &BenchResults) -> String {
          in the same round. † the generator's CPU was ≥ 90 % busy: the closed-loop rate is \
          bounded by the generator side, compare CPU per request instead."
     );
+    if let Some(th) = &r.two_hop {
+        render_two_hop(&mut s, th);
+    }
     if !r.scenarios.is_empty() {
         let _ = writeln!(s, "\nScenarios:\n");
         for sc in &r.scenarios {
@@ -527,6 +573,63 @@ pub fn render_markdown(r: &BenchResults) -> String {
         }
     }
     s
+}
+
+/// The two-hop mTLS table: latency at the scenario's rate, added over its `direct`, the
+/// CPU of both proxies, and the requests B saw over mTLS.
+fn render_two_hop(s: &mut String, th: &TwoHopResult) {
+    let rate = group(th.rate.round() as u64);
+    let _ = writeln!(s, "\nTwo hops with mTLS at {rate} req/s:\n");
+    let _ = writeln!(
+        s,
+        "| target at {rate} req/s | p50 µs | p90 µs | p99 µs | p99.9 µs | added p50 µs | added p99 µs | proxies' CPU s / 100k req | requests B saw over mTLS | errors |"
+    );
+    let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|---|");
+    for t in &th.targets {
+        let m = &t.summary;
+        let l = m.rate_latency_us;
+        let mtls = spread(&t.runs, |r| r.mtls_requests.map(|n| n as f64));
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {}{} |",
+            t.name,
+            fmt_spread(l.map(|l| l.p50), 1),
+            fmt_spread(l.map(|l| l.p90), 1),
+            fmt_spread(l.map(|l| l.p99), 1),
+            fmt_spread(l.map(|l| l.p999), 1),
+            fmt_spread(m.added_p50_us, 1),
+            fmt_spread(m.added_p99_us, 1),
+            fmt_spread(m.rate_cpu_s_per_100k, 2),
+            fmt_spread(mtls, 0),
+            m.errors,
+            if m.failed_rounds > 0 {
+                format!(" ({} failed rounds)", m.failed_rounds)
+            } else {
+                String::new()
+            }
+        );
+    }
+    let verdict = match th.target_met() {
+        Some(true) => "met",
+        Some(false) => "**not met**",
+        None => "no data",
+    };
+    let path = th
+        .hops()
+        .map(|t| format!("{}. ", t.description))
+        .unwrap_or_default();
+    let _ = writeln!(
+        s,
+        "\n{path}Target (issue 9): added p50 ≤ {:.0} µs over direct at {rate} req/s: {verdict}.",
+        th.target_added_p50_us,
+    );
+    for t in &th.targets {
+        for r in &t.runs {
+            if let Some(e) = &r.error {
+                let _ = writeln!(s, "\n**{} round {} failed**: {e}", t.name, r.round + 1);
+            }
+        }
+    }
 }
 
 /// UTC time as `YYYYMMDDTHHMMSSZ`.
@@ -565,6 +668,7 @@ mod tests {
         LoadReport {
             mode: "closed".into(),
             protocol: "http1".into(),
+            tls: None,
             url: "http://127.0.0.1:1/".into(),
             host: "h".into(),
             connections: 32,
@@ -591,6 +695,7 @@ mod tests {
             send_lag_us: None,
             generator_cpu_user_s: 0.5,
             generator_cpu_sys_s: 0.5,
+            first_connect_error: None,
         }
     }
 
@@ -691,6 +796,68 @@ mod tests {
             "{md}"
         );
         assert!(md.contains("| direct | 55 (50–60) |"), "{md}");
+    }
+
+    #[test]
+    fn two_hop_is_summarized_and_rendered() {
+        let rate_only = |mut t: TargetResult, mtls: Option<u64>| {
+            for r in t.runs.iter_mut() {
+                r.closed = None;
+                r.mtls_requests = mtls;
+            }
+            t
+        };
+        let mut r = BenchResults {
+            targets: vec![target("direct", None, &[(50.0, 20.0, None)])],
+            two_hop: Some(TwoHopResult {
+                rate: 1000.0,
+                target_added_p50_us: 500.0,
+                targets: vec![
+                    rate_only(
+                        target("direct", None, &[(1.0, 30.0, None), (1.0, 40.0, None)]),
+                        None,
+                    ),
+                    rate_only(
+                        target(
+                            "two-hop-mtls",
+                            Some("direct"),
+                            &[(1.0, 130.0, Some(4.0)), (1.0, 150.0, Some(5.0))],
+                        ),
+                        Some(1500),
+                    ),
+                ],
+            }),
+            ..BenchResults::default()
+        };
+        summarize(&mut r);
+        let th = r.two_hop.as_ref().unwrap();
+        let hops = th.hops().unwrap();
+        // Added p50 per round: 100, 110.
+        let added = hops.summary.added_p50_us.unwrap();
+        assert_eq!((added.min, added.max), (100.0, 110.0));
+        assert_eq!(th.target_met(), Some(true));
+        // No closed loop: no throughput.
+        assert!(hops.summary.rps.is_none());
+        let md = render_markdown(&r);
+        assert!(md.contains("Two hops with mTLS at 1,000 req/s"), "{md}");
+        assert!(
+            md.contains("| two-hop-mtls | 140.0 (130.0–150.0) | 280.0 (260.0–300.0) | 420.0 (390.0–450.0) |"),
+            "{md}"
+        );
+        assert!(md.contains("| 1,500 (1,500–1,500) | 0 |"), "{md}");
+        assert!(
+            md.contains("added p50 ≤ 500 µs over direct at 1,000 req/s: met"),
+            "{md}"
+        );
+        // Round trip through JSON, and files without the section still load.
+        let back: BenchResults = serde_json::from_str(&serde_json::to_string(&r).unwrap()).unwrap();
+        assert_eq!(back, r);
+        let mut old = serde_json::to_value(BenchResults::default()).unwrap();
+        old.as_object_mut().unwrap().remove("two_hop");
+        assert!(serde_json::from_value::<BenchResults>(old)
+            .unwrap()
+            .two_hop
+            .is_none());
     }
 
     #[test]

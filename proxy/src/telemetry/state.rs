@@ -31,7 +31,9 @@ pub fn render(out: &mut String, shared: &Shared, active: &Active) {
     let _ = writeln!(
         out,
         "meshproxy_downstream_connections_active {}",
-        shared.connections.load(std::sync::atomic::Ordering::Relaxed)
+        shared
+            .connections
+            .load(std::sync::atomic::Ordering::Relaxed)
     );
     if let Ok(handles) = shared.worker_runtimes.lock() {
         family(

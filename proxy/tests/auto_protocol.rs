@@ -7,7 +7,7 @@
 mod binary;
 mod common;
 
-use common::{free_port, tls_app, upstream, Pki};
+use common::{curl, free_port, tls_app, upstream, Pki};
 use std::net::SocketAddr;
 use std::process::Command;
 use std::time::Duration;
@@ -34,23 +34,6 @@ async fn banner_echo() -> u16 {
     port
 }
 
-async fn curl(args: Vec<String>) -> (i32, String, String) {
-    tokio::task::spawn_blocking(move || {
-        let out = Command::new("curl")
-            .args(["-sS", "--max-time", "10"])
-            .args(&args)
-            .output()
-            .expect("curl runs (apt-get install curl)");
-        (
-            out.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    })
-    .await
-    .unwrap()
-}
-
 /// Reads exactly `n` bytes within 5 s.
 async fn read_n(s: &mut TcpStream, n: usize) -> Vec<u8> {
     let mut out = vec![0u8; n];
@@ -63,8 +46,7 @@ async fn read_n(s: &mut TcpStream, n: usize) -> Vec<u8> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_auto_port_carries_http_h2c_tls_and_tcp() {
-    if Command::new("curl").arg("--version").output().is_err() {
-        eprintln!("SKIPPED: needs curl (apt-get install curl)");
+    if common::curl_missing() {
         return;
     }
     let web = upstream("web").await;

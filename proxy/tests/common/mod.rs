@@ -731,3 +731,34 @@ pub async fn tls_app(cert_dir: &std::path::Path, body: &'static str) -> u16 {
     });
     port
 }
+
+/// Runs `curl -sS --max-time 10 <args>` off the async threads; (exit code, stdout,
+/// stderr).
+pub async fn curl(args: Vec<String>) -> (i32, String, String) {
+    tokio::task::spawn_blocking(move || {
+        let out = std::process::Command::new("curl")
+            .args(["-sS", "--max-time", "10"])
+            .args(&args)
+            .output()
+            .expect("curl runs (apt-get install curl)");
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    })
+    .await
+    .unwrap()
+}
+
+/// True (and says why the test skips) when curl is not installed.
+pub fn curl_missing() -> bool {
+    let missing = std::process::Command::new("curl")
+        .arg("--version")
+        .output()
+        .is_err();
+    if missing {
+        eprintln!("SKIPPED: needs curl (apt-get install curl)");
+    }
+    missing
+}

@@ -252,7 +252,9 @@ fn load_document(
             return None;
         }
     };
-    let raw = serde_json::to_value(&value).unwrap_or(serde_json::Value::Null);
+    let raw = serde_json::to_string(&value)
+        .unwrap_or_else(|_| "null".to_string())
+        .into();
     Some(Resource {
         origin,
         api_version,

@@ -107,7 +107,7 @@ pub fn run(services: usize, routes: usize, rounds: usize) -> Result<(), String> 
         if diags.has_errors() {
             return Err(format!("generated config does not validate:\n{diags}"));
         }
-        let snap = compile::compile(loaded.resources, diags);
+        let snap = compile::compile(&loaded.resources, diags);
         let t3 = Instant::now();
         clusters = snap.clusters.len();
         for (i, d) in [t1 - t0, t2 - t1, t3 - t2, t3 - t0].into_iter().enumerate() {

@@ -3,6 +3,7 @@
 use clap::Parser;
 use std::process::ExitCode;
 
+mod allocator;
 mod cli;
 mod commands;
 

@@ -154,3 +154,67 @@ async fn access_log_off_writes_nothing() {
         "no access log line expected"
     );
 }
+
+/// Request heads the HTTP/1 codec refuses before routing (the smuggling guard, hyper's
+/// parser, a head over `maxRequestHeadersKb`) are answered by the codec and still get
+/// their log line with flag `DPE` (details `http1.codec_error` in JSON, as Envoy's), and are counted
+/// in `meshproxy_downstream_protocol_errors_total`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn codec_refusals_are_logged_with_dpe() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let yaml = "apiVersion: meshproxy.io/v1alpha1
+kind: Proxy
+metadata: {name: codec}
+spec:
+  admin: {address: \"127.0.0.1:0\"}
+  listeners:
+  - {name: outbound, address: \"127.0.0.1:0\", direction: OUTBOUND}
+";
+    let p = binary::run(yaml, &["--workers", "1"]);
+    let addr = p.addr("outbound");
+    let huge = format!(
+        "GET / HTTP/1.1\r\nHost: a\r\nx-big: {}\r\n\r\n",
+        "a".repeat(70 * 1024)
+    );
+    let cases: [(&str, u16); 3] = [
+        // Smuggling guard: a bare LF ends a field line.
+        ("GET / HTTP/1.1\r\nHost: a\nx: y\r\n\r\n", 400),
+        // Not a request line at all.
+        ("\u{1}\u{2}garbage\r\n\r\n", 400),
+        // Over the 60 KiB default head limit: hyper's 431.
+        (&huge, 431),
+    ];
+    for (i, (raw, status)) in cases.iter().enumerate() {
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let _ = s.write_all(raw.as_bytes()).await;
+        let mut out = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out)).await;
+        let answer = String::from_utf8_lossy(&out);
+        assert!(
+            answer.starts_with(&format!("HTTP/1.1 {status} ")),
+            "case {i}: {answer}"
+        );
+        let line = next_line(&p);
+        assert!(
+            line.contains(&format!("\"- - HTTP/1.1\" {status} DPE ")),
+            "case {i}: {line}"
+        );
+    }
+    let metrics = common::send(
+        p.addr("admin"),
+        "GET",
+        "admin",
+        "/metrics",
+        &[],
+        bytes::Bytes::new(),
+        false,
+    )
+    .await;
+    assert!(
+        metrics
+            .body
+            .contains("\nmeshproxy_downstream_protocol_errors_total 3\n"),
+        "{}",
+        metrics.body
+    );
+}

@@ -7,10 +7,9 @@
 //! settings, malformed header lists (upper-case names, connection-specific fields, pseudo
 //! header rules), HPACK errors, and GET/POST requests answered by the upstream.
 //!
-//! Every check must pass except those in [`KNOWN`]: deviations of the `h2` crate (hyper's
-//! HTTP/2 implementation, which the proxy serves HTTP/2 with) from RFC 9113's error codes,
-//! each with where it comes from. A known failure that starts passing is reported, not
-//! failed; any other failure fails the test with what the server did.
+//! Every check must pass; a failure fails the test with what the server did. Nine of them
+//! failed with the published `h2` crate (hyper's HTTP/2 implementation) and pass with the
+//! patched copy in `third_party/h2` (see its PATCHES.md).
 //!
 //! The interpreter is `$MESHPROXY_PYTHON` (`.ci/run` makes a venv with `h2` and exports
 //! it), else that venv's default place, else `python3`. When none can import `h2`, the
@@ -27,57 +26,6 @@ use std::time::{Duration, Instant};
 
 /// Bound on the script's run (about 60 checks of at most a few seconds each).
 const WAIT: Duration = Duration::from_secs(240);
-
-/// Checks the `h2` crate (0.4) fails, and why. All are error *codes*: in each case the
-/// connection or stream is still refused as RFC 9113 requires.
-const KNOWN: &[(&str, &str)] = &[
-    (
-        "preface/settings-missing",
-        "h2 does not require the client's first frame after the preface to be SETTINGS: a \
-         PING there is answered instead of a PROTOCOL_ERROR connection error (§3.4)",
-    ),
-    (
-        "ping/bad-length",
-        "h2 codec/framed_read.rs maps every PING load error to GOAWAY PROTOCOL_ERROR; \
-         §6.7 wants FRAME_SIZE_ERROR",
-    ),
-    (
-        "frame/settings-bad-length",
-        "h2 codec/framed_read.rs maps every SETTINGS load error to GOAWAY PROTOCOL_ERROR; \
-         §6.5 wants FRAME_SIZE_ERROR for a length that is not a multiple of 6",
-    ),
-    (
-        "frame/settings-ack-with-payload",
-        "same mapping: a SETTINGS ACK with a payload gets PROTOCOL_ERROR, §6.5 wants \
-         FRAME_SIZE_ERROR",
-    ),
-    (
-        "settings/initial-window-too-large",
-        "h2 frame/settings.rs rejects INITIAL_WINDOW_SIZE > 2^31-1 as InvalidSettingValue, \
-         mapped to PROTOCOL_ERROR; §6.5.2 wants FLOW_CONTROL_ERROR",
-    ),
-    (
-        "stream/data-on-half-closed-remote",
-        "h2 proto/streams/recv.rs answers DATA after the client's END_STREAM with GOAWAY \
-         PROTOCOL_ERROR (\"unexpected DATA frame\"); §5.1 wants STREAM_CLOSED",
-    ),
-    (
-        "headers/trailers-with-pseudo",
-        "h2 proto/streams/recv.rs recv_trailers keeps only the regular fields \
-         (`frame.into_fields()`): a trailer block with `:method` is accepted and the request \
-         served, §8.1 makes it malformed (stream error PROTOCOL_ERROR)",
-    ),
-    (
-        "hpack/invalid-index",
-        "h2 codec/framed_read.rs maps HPACK decoding errors to GOAWAY PROTOCOL_ERROR; \
-         §4.3 wants COMPRESSION_ERROR",
-    ),
-    (
-        "hpack/table-size-update-too-large",
-        "same mapping: a dynamic table size update above SETTINGS_HEADER_TABLE_SIZE gets \
-         PROTOCOL_ERROR, §4.3 / RFC 7541 §6.3 want COMPRESSION_ERROR",
-    ),
-];
 
 /// The Python interpreter that imports `h2`, or why there is none.
 fn python() -> Result<String, String> {
@@ -199,14 +147,11 @@ async fn h2c_listener_passes_h2spec_style_checks() {
     };
     let web = common::upstream("web").await;
     let p = binary::run(&config(web.addr.port()), &["--workers", "1"]);
-    let known: Vec<&str> = KNOWN.iter().map(|(name, _)| *name).collect();
     let args = vec![
         "--target".to_string(),
         p.addr("outbound").to_string(),
         "--authority".to_string(),
         "web.default.svc.cluster.local".to_string(),
-        "--expect-fail".to_string(),
-        known.join(","),
     ];
     let (code, stdout, stderr) = tokio::task::spawn_blocking(move || run_script(&py, &args))
         .await
@@ -249,9 +194,6 @@ async fn h2c_listener_passes_h2spec_style_checks() {
         "HTTP/2 conformance failures (exit {code:?}):\n{}\nstderr:\n{stderr}",
         failures.join("\n")
     );
-    for name in json["unexpected_passes"].as_array().into_iter().flatten() {
-        eprintln!("NOTE: known failure {name} now passes: remove it from KNOWN");
-    }
     let passed = json["passed"].as_u64().unwrap_or(0);
     assert!(passed >= 40, "only {passed} checks passed: {json}");
     for check in [

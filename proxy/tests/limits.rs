@@ -287,6 +287,17 @@ async fn overload_sheds_at_once_and_recovers() {
                 && l.contains("response_flags=\"OM\"")),
         "{metrics}"
     );
+    // And in the proxy's own families.
+    let mut state = String::new();
+    meshproxy::telemetry::state::render(&mut state, &shared, &shared.active.load());
+    assert!(
+        state.contains("\nmeshproxy_overload_requests_shed_total 2\n"),
+        "{state}"
+    );
+    assert!(
+        state.contains("\nmeshproxy_overload_requests_active 2\n"),
+        "{state}"
+    );
     for s in slow {
         assert_eq!(s.await.unwrap().status, 200);
     }

@@ -110,7 +110,8 @@ async fn istio_mutual_to_strict_end_to_end() {
     );
     assert!(xfcc.contains("Hash="), "{xfcc}");
 
-    // The server reports the request as mutual TLS.
+    // The server reports the request as mutual TLS, from the client's certificate
+    // identity (Istio's `source_principal` on the destination side).
     let metrics = common::send(
         server.addr("admin"),
         "GET",
@@ -127,7 +128,8 @@ async fn istio_mutual_to_strict_end_to_end() {
             .lines()
             .any(|l| l.starts_with("istio_requests_total")
                 && l.contains("reporter=\"destination\"")
-                && l.contains("connection_security_policy=\"mutual_tls\"")),
+                && l.contains("connection_security_policy=\"mutual_tls\"")
+                && l.contains(&format!("source_principal=\"{}\"", spiffe("productpage")))),
         "{}",
         metrics.body
     );

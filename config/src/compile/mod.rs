@@ -48,18 +48,28 @@ pub use snapshot::{ClusterId, Snapshot};
 /// config; warnings travel in [`Snapshot::warnings`].
 pub fn load<P: AsRef<Path>>(paths: &[P]) -> Result<Snapshot, Diagnostics> {
     let loaded = crate::loader::load_paths(paths);
-    finish(loaded.resources, loaded.diagnostics)
+    finish(&loaded.resources, loaded.diagnostics)
+}
+
+/// Like [`load`], also returning the typed documents (which the snapshot does not keep:
+/// `meshproxy validate` summarizes them).
+pub fn load_documents<P: AsRef<Path>>(
+    paths: &[P],
+) -> (Result<Snapshot, Diagnostics>, Vec<Resource>) {
+    let loaded = crate::loader::load_paths(paths);
+    let snap = finish(&loaded.resources, loaded.diagnostics);
+    (snap, loaded.resources)
 }
 
 /// Like [`load`] for a config held in memory (the embedded demo), named `name` in errors.
 pub fn load_str(name: &str, text: &str) -> Result<Snapshot, Diagnostics> {
     let mut loaded = crate::loader::Loaded::default();
     crate::loader::load_str(Path::new(name), text, &mut loaded);
-    finish(loaded.resources, loaded.diagnostics)
+    finish(&loaded.resources, loaded.diagnostics)
 }
 
-fn finish(resources: Vec<Resource>, mut diags: Diagnostics) -> Result<Snapshot, Diagnostics> {
-    diags.extend(crate::validate::validate(&resources));
+fn finish(resources: &[Resource], mut diags: Diagnostics) -> Result<Snapshot, Diagnostics> {
+    diags.extend(crate::validate::validate(resources));
     // Report in file order, so a user reads problems top to bottom.
     diags.0.sort_by(|a, b| {
         let key =
@@ -72,11 +82,12 @@ fn finish(resources: Vec<Resource>, mut diags: Diagnostics) -> Result<Snapshot, 
     Ok(compile(resources, diags))
 }
 
-/// Compiles validated resources. `warnings` are carried into the snapshot.
-pub fn compile(resources: Vec<Resource>, mut warnings: Diagnostics) -> Snapshot {
-    let proxy = ProxySettings::from_resources(&resources);
-    let registry = Registry::build(&resources, |r, export| proxy.sees(&r.namespace, export));
-    let (clusters, cluster_index) = build_clusters(&registry, &resources, &proxy);
+/// Compiles validated resources. `warnings` are carried into the snapshot. The snapshot
+/// keeps each document's source text, not its typed form (see [`snapshot::Source`]).
+pub fn compile(resources: &[Resource], mut warnings: Diagnostics) -> Snapshot {
+    let proxy = ProxySettings::from_resources(resources);
+    let registry = Registry::build(resources, |r, export| proxy.sees(&r.namespace, export));
+    let (clusters, cluster_index) = build_clusters(&registry, resources, &proxy);
     let consistent_hash: HashSet<ClusterId> = clusters
         .iter()
         .enumerate()
@@ -93,7 +104,7 @@ pub fn compile(resources: Vec<Resource>, mut warnings: Diagnostics) -> Snapshot 
         clusters: &cluster_index,
         consistent_hash: &consistent_hash,
         proxy: &proxy,
-        resources: &resources,
+        resources,
         regex: &mut regex,
         warnings: &mut warnings,
     };
@@ -103,14 +114,14 @@ pub fn compile(resources: Vec<Resource>, mut warnings: Diagnostics) -> Snapshot 
         .iter()
         .any(|l| l.direction == Direction::Outbound);
     let mesh_table = has_outbound.then(|| {
-        route_tables.push(mesh_route_table(&mut rc, &resources));
+        route_tables.push(mesh_route_table(&mut rc, resources));
         route_tables.len() - 1
     });
     // Also needed by HTTP listeners: a `CONNECT` tunnel is routed by the `tls` rules.
     let mesh_tcp_table = has_outbound.then(|| {
         tcp_route_tables.push(tcp_routes::compile(
             &mut rc,
-            &resources,
+            resources,
             &tcp_routes::TcpContext::Mesh,
         ));
         tcp_route_tables.len() - 1
@@ -138,9 +149,9 @@ pub fn compile(resources: Vec<Resource>, mut warnings: Diagnostics) -> Snapshot 
             tcp_routes,
         });
     }
-    for (addr, servers) in gateway_servers(&resources, &proxy) {
+    for (addr, servers) in gateway_servers(resources, &proxy) {
         let gateways: HashSet<String> = servers.iter().map(|s| s.gateway.clone()).collect();
-        let table = gateway_route_table(&mut rc, &resources, &servers, &gateways, addr.port());
+        let table = gateway_route_table(&mut rc, resources, &servers, &gateways, addr.port());
         route_tables.push(table);
         let tcp_only = servers
             .iter()
@@ -148,7 +159,7 @@ pub fn compile(resources: Vec<Resource>, mut warnings: Diagnostics) -> Snapshot 
         let tcp_routes = tcp_only.then(|| {
             tcp_route_tables.push(tcp_routes::compile(
                 &mut rc,
-                &resources,
+                resources,
                 &tcp_routes::TcpContext::Gateway {
                     servers: &servers,
                     port: addr.port(),
@@ -170,9 +181,9 @@ pub fn compile(resources: Vec<Resource>, mut warnings: Diagnostics) -> Snapshot 
         });
     }
 
-    let version = content_hash(&resources);
-    let peer_authn = peer_auth::PeerAuthn::compile(&resources, &proxy);
-    let authz = authz::Authz::compile(&resources, &proxy);
+    let version = content_hash(resources);
+    let peer_authn = peer_auth::PeerAuthn::compile(resources, &proxy);
+    let authz = authz::Authz::compile(resources, &proxy);
     Snapshot {
         version,
         loaded_at: SystemTime::now(),
@@ -186,7 +197,7 @@ pub fn compile(resources: Vec<Resource>, mut warnings: Diagnostics) -> Snapshot 
         clusters,
         cluster_index,
         registry,
-        resources,
+        resources: resources.iter().map(snapshot::Source::from).collect(),
         warnings,
     }
 }
@@ -195,7 +206,7 @@ pub fn compile(resources: Vec<Resource>, mut warnings: Diagnostics) -> Snapshot 
 fn content_hash(resources: &[Resource]) -> String {
     let mut h = Sha256::new();
     for r in resources {
-        h.update(r.raw.to_string().as_bytes());
+        h.update(r.raw.as_bytes());
         h.update([0u8]);
     }
     let digest = h.finalize();

@@ -36,7 +36,7 @@ pub fn render(active: &Active) -> Value {
                 "namespace": r.namespace,
                 "name": r.name,
                 "source": r.origin.to_string(),
-                "document": r.raw,
+                "document": serde_json::from_str::<Value>(&r.raw).unwrap_or(Value::Null),
             })
         })
         .collect();

@@ -15,6 +15,12 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use tokio::sync::watch;
 
+/// How often histogram samples are folded into buckets. The exporter keeps every sample
+/// until then (8 bytes each, three histograms per request): at 60k req/s a 5 s period
+/// held ~7 MB of samples and a memory high-water mark to match; 200 ms keeps it under
+/// 300 KB for the same total work.
+const UPKEEP_INTERVAL: std::time::Duration = std::time::Duration::from_millis(200);
+
 /// A running admin server.
 pub struct Admin {
     /// Bound address.
@@ -50,7 +56,7 @@ impl Admin {
                 // Histogram samples are folded into buckets periodically, scraped or not.
                 let upkeep_shared = shared.clone();
                 tokio::spawn(async move {
-                    let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
+                    let mut tick = tokio::time::interval(UPKEEP_INTERVAL);
                     loop {
                         tick.tick().await;
                         upkeep_shared.metrics.upkeep();

@@ -24,6 +24,8 @@ pub fn run(args: RunArgs) -> i32 {
             return 1;
         }
     };
+    // The parse's temporary trees are freed; give their pages back before serving.
+    crate::allocator::release_freed_memory();
     let options = Options {
         workers: args.workers.unwrap_or_else(available_cpus).max(1),
         drain_timeout: args.drain_timeout,

@@ -1,19 +1,20 @@
 //! `meshproxy validate`: load, validate and compile exactly as `run` would, then report.
 
 use meshproxy_config::compile::Snapshot;
-use meshproxy_config::model::{Kind, Spec};
+use meshproxy_config::model::{Kind, Resource, Spec};
 use std::io::Write;
 use std::path::PathBuf;
 
 /// Runs the command; returns the process exit code (0 valid, 1 invalid).
 pub fn run(paths: &[PathBuf], out: &mut dyn Write) -> i32 {
-    match meshproxy_config::compile::load(paths) {
+    let (snap, docs) = meshproxy_config::compile::load_documents(paths);
+    match snap {
         Ok(snap) => {
             for w in snap.warnings.warnings() {
                 let _ = writeln!(out, "{w}");
             }
             let _ = writeln!(out, "ok");
-            for line in summary(&snap) {
+            for line in summary(&snap, &docs) {
                 let _ = writeln!(out, "{line}");
             }
             0
@@ -32,12 +33,12 @@ pub fn run(paths: &[PathBuf], out: &mut dyn Write) -> i32 {
     }
 }
 
-/// One line per kind present: the count and what it holds.
-pub fn summary(snap: &Snapshot) -> Vec<String> {
+/// One line per kind present in `resources` (the documents `snap` was compiled from):
+/// the count and what it holds.
+pub fn summary(snap: &Snapshot, resources: &[Resource]) -> Vec<String> {
     let mut lines = Vec::new();
     for kind in Kind::ALL {
-        let docs: Vec<&Spec> = snap
-            .resources
+        let docs: Vec<&Spec> = resources
             .iter()
             .filter(|r| r.kind == kind)
             .map(|r| &r.spec)

@@ -45,6 +45,8 @@ pub struct ConnInfo {
     pub local: SocketAddr,
     /// Client address.
     pub peer: SocketAddr,
+    /// The client address's text ([`crate::policy::headers::ip_value`]), made once.
+    pub peer_ip: HeaderValue,
     /// `http` or `https`.
     pub scheme: &'static str,
     /// Where the client meant to connect, when the connection was intercepted.
@@ -54,6 +56,8 @@ pub struct ConnInfo {
     pub kill: tokio::sync::watch::Receiver<bool>,
     /// The peer's SPIFFE ID, when it proved one over mTLS.
     pub peer_identity: Option<Arc<str>>,
+    /// The peer's metric labels (its principal), when it proved an identity.
+    pub peer_labels: Option<Arc<crate::telemetry::labels::Peer>>,
     /// `x-forwarded-client-cert` for the app, when the peer came over mTLS.
     pub xfcc: Option<Arc<str>>,
 }
@@ -239,7 +243,10 @@ pub async fn handle(
         ctx.labels = Some(if inbound {
             RequestLabels {
                 reporter: Reporter::Destination,
-                source: active.unknown_peer.clone(),
+                source: conn
+                    .peer_labels
+                    .clone()
+                    .unwrap_or_else(|| active.unknown_peer.clone()),
                 destination: active.local_peer.clone(),
                 service: active.inbound_service.clone(),
                 grpc,
@@ -597,7 +604,7 @@ fn upstream_head(
     let headers = &mut parts.headers;
     hdr::strip_hop_by_hop(headers);
     headers.remove(header::HOST);
-    let request_id = hdr::forwarding(headers, conn.peer.ip(), conn.scheme);
+    let request_id = hdr::forwarding(headers, &conn.peer_ip, conn.scheme);
     if let Some(r) = route {
         hdr::apply(&r.policy.request_headers, headers);
     }

@@ -69,15 +69,33 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
-/// Adds the client address to `x-forwarded-for`, sets `x-forwarded-proto` when absent,
-/// and generates `x-request-id` when absent (Envoy's behaviour). Returns the request id.
-pub fn forwarding(headers: &mut HeaderMap, client: IpAddr, scheme: &'static str) -> HeaderValue {
-    let ip = client.to_string();
-    let xff = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-        Some(existing) if !existing.is_empty() => format!("{existing}, {ip}"),
-        _ => ip,
+/// The text of a client address as `x-forwarded-for` carries it. Made once per
+/// connection: every request on it appends the same value, and formatting an address
+/// per request would cost an allocation and a formatter run on the hot path.
+pub fn ip_value(ip: IpAddr) -> HeaderValue {
+    // An address formats to ASCII digits, dots, colons and hex only: always valid.
+    HeaderValue::from_str(&ip.to_string()).unwrap_or(HeaderValue::from_static("unknown"))
+}
+
+/// Adds the client address (`client`, from [`ip_value`]) to `x-forwarded-for`, sets
+/// `x-forwarded-proto` when absent, and generates `x-request-id` when absent (Envoy's
+/// behaviour). Returns the request id.
+pub fn forwarding(
+    headers: &mut HeaderMap,
+    client: &HeaderValue,
+    scheme: &'static str,
+) -> HeaderValue {
+    let appended = match headers.get(&X_FORWARDED_FOR) {
+        Some(existing) if !existing.is_empty() => {
+            let mut v = Vec::with_capacity(existing.len() + 2 + client.len());
+            v.extend_from_slice(existing.as_bytes());
+            v.extend_from_slice(b", ");
+            v.extend_from_slice(client.as_bytes());
+            HeaderValue::from_bytes(&v).ok()
+        }
+        _ => Some(client.clone()),
     };
-    if let Ok(v) = HeaderValue::from_str(&xff) {
+    if let Some(v) = appended {
         headers.insert(X_FORWARDED_FOR.clone(), v);
     }
     if !headers.contains_key(&X_FORWARDED_PROTO) {
@@ -144,14 +162,17 @@ mod tests {
     fn forwarding_headers() {
         let mut h = HeaderMap::new();
         h.insert("x-forwarded-for", HeaderValue::from_static("1.2.3.4"));
-        let id = forwarding(&mut h, "10.0.0.1".parse().unwrap(), "http");
+        let id = forwarding(&mut h, &ip_value("10.0.0.1".parse().unwrap()), "http");
         assert_eq!(h.get("x-forwarded-for").unwrap(), "1.2.3.4, 10.0.0.1");
         assert_eq!(h.get("x-forwarded-proto").unwrap(), "http");
         assert_eq!(id.len(), 36);
         assert_eq!(&id.to_str().unwrap()[14..15], "4");
         let mut h2 = HeaderMap::new();
         h2.insert("x-request-id", HeaderValue::from_static("abc"));
-        assert_eq!(forwarding(&mut h2, "::1".parse().unwrap(), "https"), "abc");
+        assert_eq!(
+            forwarding(&mut h2, &ip_value("::1".parse().unwrap()), "https"),
+            "abc"
+        );
     }
 
     #[test]

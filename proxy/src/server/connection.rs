@@ -2,6 +2,7 @@
 //! connection finishes its in-flight requests, HTTP/1.1 answers with `Connection: close`
 //! and HTTP/2 sends GOAWAY, then it closes.
 
+use super::codec_error;
 use super::limits;
 use super::prefixed::Prefixed;
 use super::sniff::{self, Detected};
@@ -64,10 +65,12 @@ pub async fn accept_loop(
             listener: name.clone(),
             local,
             peer,
+            peer_ip: crate::policy::headers::ip_value(peer.ip()),
             scheme: "http",
             original_dst,
             kill: kill.clone(),
             peer_identity: None,
+            peer_labels: None,
             xfcc: None,
         };
         // Counted from the accept, not from when the task first runs: a drain that sees
@@ -107,6 +110,10 @@ pub async fn accept_loop(
                         Ok(Inbound::Mtls(s, peer)) => {
                             let conn = ConnInfo {
                                 scheme: "https",
+                                peer_labels: peer
+                                    .spiffe
+                                    .as_ref()
+                                    .and_then(|id| shared.peer_labels.get(id)),
                                 peer_identity: peer.spiffe,
                                 xfcc: peer.xfcc,
                                 ..conn
@@ -355,6 +362,8 @@ async fn serve<S>(
     let (svc_activity, max_headers) = (activity.clone(), limits.max_request_headers as usize);
     let svc_shared = shared.clone();
     let (svc_closing, svc_saw_h2) = (closing.clone(), saw_h2.clone());
+    // For the log line of a head the codec refuses (after the service is gone).
+    let (conn_info, refusals) = (conn.clone(), upgrades.clone());
     let svc = hyper::service::service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
         let conn = conn.clone();
         let shared = svc_shared.clone();
@@ -412,6 +421,7 @@ async fn serve<S>(
             r = connection.as_mut() => {
                 if let Err(e) = r {
                     tracing::debug!(error = %e, "connection ended with an error");
+                    codec_error::record(&shared, &conn_info, &*e, refusals.refusal());
                 }
                 return;
             }
@@ -441,6 +451,7 @@ async fn serve<S>(
             r = connection.as_mut() => {
                 if let Err(e) = r {
                     tracing::debug!(error = %e, "connection ended with an error while draining");
+                    codec_error::record(&shared, &conn_info, &*e, refusals.refusal());
                 }
                 return;
             }
@@ -454,6 +465,7 @@ async fn serve<S>(
         r = connection.as_mut() => {
             if let Err(e) = r {
                 tracing::debug!(error = %e, "connection ended with an error while draining");
+                codec_error::record(&shared, &conn_info, &*e, refusals.refusal());
             }
         }
         // Past the drain timeout the connection is closed, requests in flight or not.

@@ -701,6 +701,8 @@ impl Scanner {
 pub struct Upgrades {
     state: Mutex<Verdicts>,
     next: std::sync::atomic::AtomicU64,
+    /// Why the guard refused a request head, once it did (for the access log).
+    refusal: std::sync::OnceLock<&'static str>,
 }
 
 #[derive(Default, Debug)]
@@ -731,6 +733,11 @@ impl Upgrades {
         if let Some(w) = waker {
             w.wake();
         }
+    }
+
+    /// Why the guard refused a request head on this connection, if it did.
+    pub fn refusal(&self) -> Option<&'static str> {
+        self.refusal.get().copied()
     }
 
     /// The verdict on request `index`, or `None` (and a wake-up later) when not known.
@@ -814,6 +821,7 @@ impl<S> H1Guard<S> {
             }
             Scan::Bad(i, Violation::Head(why)) => {
                 tracing::debug!(reason = why, "HTTP/1 request head refused");
+                let _ = self.upgrades.refusal.set(why);
                 buf.set_filled(from + i);
                 self.scanner.phase = Phase::Poisoned;
                 self.poison_sent = 0;

@@ -2,6 +2,7 @@
 //! their listening sockets, and the state they share.
 
 pub mod active;
+pub mod codec_error;
 pub mod connection;
 pub mod h1_guard;
 pub mod limits;
@@ -95,10 +96,14 @@ pub struct Shared {
     pub identity_rejected: AtomicU64,
     /// Inbound connections refused by PeerAuthentication or a failed mTLS handshake.
     pub inbound_refused: AtomicU64,
+    /// HTTP/1 request heads refused by the codec (unparsable, too large, smuggling).
+    pub downstream_protocol_errors: AtomicU64,
     /// This workload's mesh identity in force (`spec.identity`), swapped on rotation.
     pub mesh_tls: Arc<arc_swap::ArcSwapOption<MeshTls>>,
     /// Requests in flight and shed under `spec.limits.maxActiveRequests`.
     pub overload: limits::Overload,
+    /// Source labels of mTLS peers by identity (inbound metrics' `source_principal`).
+    pub peer_labels: crate::telemetry::peers::PeerLabels,
 }
 
 /// A command to a worker.
@@ -193,10 +198,12 @@ impl Server {
             worker_runtimes: std::sync::Mutex::new(Vec::new()),
             reloader: std::sync::OnceLock::new(),
             inbound_refused: AtomicU64::new(0),
+            downstream_protocol_errors: AtomicU64::new(0),
             identity_rotations: AtomicU64::new(0),
             identity_rejected: AtomicU64::new(0),
             mesh_tls,
             overload: limits::Overload::default(),
+            peer_labels: Default::default(),
         });
         let mut fresh = Vec::new();
         for l in &snapshot.listeners {

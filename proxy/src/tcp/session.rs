@@ -64,7 +64,10 @@ impl Session {
     pub fn inbound(shared: &Arc<Shared>, active: &Active, conn: &ConnInfo) -> Session {
         let mut s = Session::new(shared, || RequestLabels {
             reporter: Reporter::Destination,
-            source: active.unknown_peer.clone(),
+            source: conn
+                .peer_labels
+                .clone()
+                .unwrap_or_else(|| active.unknown_peer.clone()),
             destination: active.local_peer.clone(),
             service: active.inbound_service.clone(),
             grpc: false,

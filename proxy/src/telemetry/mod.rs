@@ -2,5 +2,6 @@
 
 pub mod istio;
 pub mod labels;
+pub mod peers;
 pub mod process;
 pub mod state;

@@ -35,6 +35,30 @@ pub fn render(out: &mut String, shared: &Shared, active: &Active) {
             .connections
             .load(std::sync::atomic::Ordering::Relaxed)
     );
+    // Envoy's overload manager exposes its shedding the same way
+    // (`overload.envoy.overload_actions.stop_accepting_requests`, `http.*.downstream_rq_overload_close`).
+    family(
+        out,
+        "meshproxy_overload_requests_active",
+        "gauge",
+        "Requests in flight counted against spec.limits.maxActiveRequests (0 while unset).",
+    );
+    let _ = writeln!(
+        out,
+        "meshproxy_overload_requests_active {}",
+        shared.overload.active()
+    );
+    family(
+        out,
+        "meshproxy_overload_requests_shed_total",
+        "counter",
+        "Requests answered 503 (flag OM) at spec.limits.maxActiveRequests.",
+    );
+    let _ = writeln!(
+        out,
+        "meshproxy_overload_requests_shed_total {}",
+        shared.overload.shed()
+    );
     if let Ok(handles) = shared.worker_runtimes.lock() {
         family(
             out,
@@ -253,6 +277,17 @@ pub fn render(out: &mut String, shared: &Shared, active: &Active) {
         out,
         "meshproxy_inbound_connections_refused_total {}",
         shared.inbound_refused.load(Ordering::Relaxed)
+    );
+    family(
+        out,
+        "meshproxy_downstream_protocol_errors_total",
+        "counter",
+        "HTTP/1 request heads refused by the codec (unparsable, too large, request smuggling).",
+    );
+    let _ = writeln!(
+        out,
+        "meshproxy_downstream_protocol_errors_total {}",
+        shared.downstream_protocol_errors.load(Ordering::Relaxed)
     );
     family(
         out,

@@ -103,7 +103,9 @@ pub struct ClusterState {
     /// Endpoints.
     pub endpoints: Vec<Arc<EndpointState>>,
     /// PASSTHROUGH clusters' endpoints, created per original destination.
-    passthrough: dashmap::DashMap<std::net::SocketAddr, Arc<EndpointState>>,
+    /// Made on first use: a DashMap has 4 shards per CPU from the start (16 KB each on a
+    /// 64-CPU node), too much to give each of a thousand clusters that never need it.
+    passthrough: std::sync::OnceLock<dashmap::DashMap<std::net::SocketAddr, Arc<EndpointState>>>,
     workers: usize,
     /// Circuit breakers.
     pub limits: Limits,
@@ -186,7 +188,7 @@ impl ClusterState {
                 max_streams: p.max_concurrent_streams.max(1),
             },
             max_requests_per_connection: p.max_requests_per_connection,
-            passthrough: dashmap::DashMap::new(),
+            passthrough: std::sync::OnceLock::new(),
             workers,
             no_healthy: AtomicU64::new(0),
             retries: AtomicU64::new(0),
@@ -201,17 +203,17 @@ impl ClusterState {
     /// The endpoint for an original destination of a PASSTHROUGH cluster (created on
     /// first use; unused ones are forgotten when the map grows past 4096).
     pub fn passthrough(&self, addr: std::net::SocketAddr) -> Arc<EndpointState> {
-        if let Some(e) = self.passthrough.get(&addr) {
+        let map = self.passthrough.get_or_init(dashmap::DashMap::new);
+        if let Some(e) = map.get(&addr) {
             return e.clone();
         }
-        if self.passthrough.len() >= 4096 {
-            self.passthrough.retain(|_, e| {
+        if map.len() >= 4096 {
+            map.retain(|_, e| {
                 e.active_requests.load(Ordering::Relaxed) > 0
                     || e.connections.load(Ordering::Relaxed) > 0
             });
         }
-        self.passthrough
-            .entry(addr)
+        map.entry(addr)
             .or_insert_with(|| {
                 Arc::new(EndpointState::new(
                     EndpointAddress::Socket(addr),

@@ -79,14 +79,14 @@ pub fn split_authority(authority: &str) -> (std::borrow::Cow<'_, str>, Option<u1
     let (host, port) = if let Some(rest) = authority.strip_prefix('[') {
         // [v6]:port
         match rest.split_once(']') {
-            Some((h, tail)) => (h, tail.strip_prefix(':').and_then(|p| p.parse().ok())),
+            Some((h, tail)) => (h, tail.strip_prefix(':').and_then(port_number)),
             None => (authority, None),
         }
     } else {
         match authority.rsplit_once(':') {
-            Some((h, p)) if !h.contains(':') => match p.parse::<u16>() {
-                Ok(p) => (h, Some(p)),
-                Err(_) => (authority, None),
+            Some((h, p)) if !h.contains(':') => match port_number(p) {
+                Some(p) => (h, Some(p)),
+                None => (authority, None),
             },
             _ => (authority, None),
         }
@@ -99,9 +99,28 @@ pub fn split_authority(authority: &str) -> (std::borrow::Cow<'_, str>, Option<u1
     }
 }
 
+/// An authority's port: ASCII digits only (RFC 3986 §3.2.3). `u16::from_str` alone would
+/// also take a leading `+`, so `host:+80` would have meant port 80.
+fn port_number(p: &str) -> Option<u16> {
+    if p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    p.parse().ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ports_are_digits_only() {
+        assert_eq!(split_authority("a:80").1, Some(80));
+        assert_eq!(split_authority("a:+80").1, None);
+        assert_eq!(split_authority("[::1]:+80").1, None);
+        assert_eq!(split_authority("[::1]:443").1, Some(443));
+        assert_eq!(split_authority("a:").1, None);
+        assert_eq!(split_authority("a:70000").1, None);
+    }
 
     #[test]
     fn short_names_are_qualified_with_the_rule_namespace() {

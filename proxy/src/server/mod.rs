@@ -326,6 +326,7 @@ impl Server {
             self.shared.mesh_tls.store(identity);
         }
         self.shared.active.store(Arc::new(active));
+        crate::telemetry::istio::forget_cached_handles();
         let mut applied = Applied::default();
         for f in fresh {
             applied.added.push(f.bound.name.clone());
@@ -411,6 +412,7 @@ impl Server {
         );
         active.gateway_tls = gateway_tls;
         self.shared.active.store(Arc::new(active));
+        crate::telemetry::istio::forget_cached_handles();
         Ok(true)
     }
 

@@ -106,9 +106,48 @@ struct TcpHandles {
 
 type TcpKey = (u64, Reporter, u64, u64, u64, Security, Flags);
 
+/// A per-thread handle cache, emptied when [`EPOCH`] moves on.
+struct HandleCache<K, V> {
+    epoch: u64,
+    map: HashMap<K, Rc<V>>,
+}
+
+impl<K: std::hash::Hash + Eq, V> HandleCache<K, V> {
+    fn new() -> Self {
+        HandleCache {
+            epoch: 0,
+            map: HashMap::new(),
+        }
+    }
+
+    /// The cached handles for `key`, or `make`'s (then cached).
+    fn get_or(&mut self, key: K, make: impl FnOnce() -> V) -> Rc<V> {
+        let epoch = EPOCH.load(Ordering::Relaxed);
+        if self.epoch != epoch {
+            self.map.clear();
+            self.epoch = epoch;
+        }
+        self.map
+            .entry(key)
+            .or_insert_with(|| Rc::new(make()))
+            .clone()
+    }
+}
+
+/// Bumped when a config is put in force: label sets are keyed by id and a new config
+/// brings new ids (the local workload's, changed clusters'), so without it each reload
+/// would add entries to every worker's cache for good (a soak run of 600 reloads grew
+/// the process by megabytes). Handles looked up again resolve to the same series.
+static EPOCH: AtomicU64 = AtomicU64::new(0);
+
+/// Forgets the handles cached on every thread (call when a new config is in force).
+pub fn forget_cached_handles() {
+    EPOCH.fetch_add(1, Ordering::Relaxed);
+}
+
 thread_local! {
-    static CACHE: RefCell<HashMap<CacheKey, Rc<Handles>>> = RefCell::new(HashMap::new());
-    static TCP_CACHE: RefCell<HashMap<TcpKey, Rc<TcpHandles>>> = RefCell::new(HashMap::new());
+    static CACHE: RefCell<HandleCache<CacheKey, Handles>> = RefCell::new(HandleCache::new());
+    static TCP_CACHE: RefCell<HandleCache<TcpKey, TcpHandles>> = RefCell::new(HandleCache::new());
 }
 
 /// Istio's TCP metric families (istio.io `reference/config/metrics`).
@@ -246,27 +285,24 @@ impl Metrics {
             grpc_status,
         );
         CACHE.with(|c| {
-            if let Some(h) = c.borrow().get(&key) {
-                return h.clone();
-            }
-            let labels = self.labels(l, status, flags, grpc_status);
-            let k = |name: &'static str| Key::from_parts(name, labels.clone());
-            let h = Rc::new(Handles {
-                requests: self
-                    .recorder
-                    .register_counter(&k("istio_requests_total"), &meta()),
-                duration: self
-                    .recorder
-                    .register_histogram(&k("istio_request_duration_milliseconds"), &meta()),
-                request_bytes: self
-                    .recorder
-                    .register_histogram(&k("istio_request_bytes"), &meta()),
-                response_bytes: self
-                    .recorder
-                    .register_histogram(&k("istio_response_bytes"), &meta()),
-            });
-            c.borrow_mut().insert(key, h.clone());
-            h
+            c.borrow_mut().get_or(key, || {
+                let labels = self.labels(l, status, flags, grpc_status);
+                let k = |name: &'static str| Key::from_parts(name, labels.clone());
+                Handles {
+                    requests: self
+                        .recorder
+                        .register_counter(&k("istio_requests_total"), &meta()),
+                    duration: self
+                        .recorder
+                        .register_histogram(&k("istio_request_duration_milliseconds"), &meta()),
+                    request_bytes: self
+                        .recorder
+                        .register_histogram(&k("istio_request_bytes"), &meta()),
+                    response_bytes: self
+                        .recorder
+                        .register_histogram(&k("istio_response_bytes"), &meta()),
+                }
+            })
         })
     }
 
@@ -302,27 +338,24 @@ impl Metrics {
             flags,
         );
         TCP_CACHE.with(|c| {
-            if let Some(h) = c.borrow().get(&key) {
-                return h.clone();
-            }
-            let mut labels = peer_labels(l);
-            labels.extend([
-                Label::new("request_protocol", "tcp"),
-                Label::new("response_flags", flags.to_string()),
-                Label::new("connection_security_policy", l.security.as_str()),
-            ]);
-            let counter = |name: &'static str| {
-                self.recorder
-                    .register_counter(&Key::from_parts(name, labels.clone()), &meta())
-            };
-            let h = Rc::new(TcpHandles {
-                opened: counter(TCP_FAMILIES[0].0),
-                closed: counter(TCP_FAMILIES[1].0),
-                sent: counter(TCP_FAMILIES[2].0),
-                received: counter(TCP_FAMILIES[3].0),
-            });
-            c.borrow_mut().insert(key, h.clone());
-            h
+            c.borrow_mut().get_or(key, || {
+                let mut labels = peer_labels(l);
+                labels.extend([
+                    Label::new("request_protocol", "tcp"),
+                    Label::new("response_flags", flags.to_string()),
+                    Label::new("connection_security_policy", l.security.as_str()),
+                ]);
+                let counter = |name: &'static str| {
+                    self.recorder
+                        .register_counter(&Key::from_parts(name, labels.clone()), &meta())
+                };
+                TcpHandles {
+                    opened: counter(TCP_FAMILIES[0].0),
+                    closed: counter(TCP_FAMILIES[1].0),
+                    sent: counter(TCP_FAMILIES[2].0),
+                    received: counter(TCP_FAMILIES[3].0),
+                }
+            })
         })
     }
 
@@ -408,5 +441,39 @@ impl Metrics {
         h.duration.record(duration.as_secs_f64() * 1000.0);
         h.request_bytes.record(request_bytes as f64);
         h.response_bytes.record(response_bytes as f64);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn labels() -> RequestLabels {
+        RequestLabels {
+            reporter: Reporter::Source,
+            source: Peer::unknown(),
+            destination: Peer::unknown(),
+            service: Service::unknown(),
+            grpc: false,
+            security: Security::Unknown,
+        }
+    }
+
+    #[test]
+    fn a_new_config_empties_the_cache_and_keeps_the_series() {
+        let m = Metrics::new(true);
+        let record = || m.record_request(&labels(), 200, Flags::NONE, None, 1, 2, Duration::ZERO);
+        record();
+        record();
+        forget_cached_handles();
+        record();
+        let cached = CACHE.with(|c| c.borrow().map.len());
+        assert_eq!(cached, 1);
+        let text = m.render();
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("istio_requests_total{"))
+            .expect("istio_requests_total");
+        assert!(line.ends_with(" 3"), "{line}");
     }
 }

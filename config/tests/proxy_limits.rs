@@ -25,6 +25,7 @@ fn defaults_are_envoy_and_istio_values() {
     assert_eq!(d.max_request_headers, 100);
     assert_eq!(d.request_headers_timeout, Duration::from_secs(10));
     assert_eq!(d.idle_timeout, Duration::from_secs(3600));
+    assert_eq!(d.stream_idle_timeout, Duration::from_secs(300));
     assert_eq!(d.max_connections_per_listener, 100_000);
     assert_eq!(d.max_concurrent_streams, 1024);
     assert_eq!(d.max_active_requests, None);
@@ -41,7 +42,7 @@ fn defaults_are_envoy_and_istio_values() {
 fn every_field_is_compiled() {
     let snap = load_str(
         "test.yaml",
-        &doc("    maxRequestHeadersKb: 16\n    maxRequestHeaders: 20\n    requestHeadersTimeout: 250ms\n    idleTimeout: 2s\n    maxConnectionsPerListener: 3\n    maxConcurrentStreams: 7\n    maxActiveRequests: 5\n"),
+        &doc("    maxRequestHeadersKb: 16\n    maxRequestHeaders: 20\n    requestHeadersTimeout: 250ms\n    idleTimeout: 2s\n    streamIdleTimeout: 3s\n    maxConnectionsPerListener: 3\n    maxConcurrentStreams: 7\n    maxActiveRequests: 5\n"),
     )
     .unwrap_or_else(|d| panic!("{d}"));
     assert_eq!(
@@ -51,6 +52,7 @@ fn every_field_is_compiled() {
             max_request_headers: 20,
             request_headers_timeout: Duration::from_millis(250),
             idle_timeout: Duration::from_secs(2),
+            stream_idle_timeout: Duration::from_secs(3),
             max_connections_per_listener: 3,
             max_concurrent_streams: 7,
             max_active_requests: Some(5),
@@ -108,6 +110,9 @@ fn zero_negative_and_absurd_durations_are_refused() {
         ("idleTimeout", "0s", "at least 1ms"),
         ("idleTimeout", "1.0005s", "whole number of milliseconds"),
         ("idleTimeout", "25h", "at most 86400s"),
+        ("streamIdleTimeout", "0s", "at least 1ms"),
+        ("streamIdleTimeout", "-5m", "at least 1ms"),
+        ("streamIdleTimeout", "25h", "at most 86400s"),
     ] {
         let e = errors(&format!("    {field}: {bad}\n"));
         assert!(
@@ -121,6 +126,6 @@ fn zero_negative_and_absurd_durations_are_refused() {
 
 #[test]
 fn limits_at_their_bounds_are_accepted() {
-    let e = errors("    maxRequestHeadersKb: 8192\n    maxRequestHeaders: 1\n    requestHeadersTimeout: 1h\n    idleTimeout: 24h\n    maxConcurrentStreams: 2147483647\n");
+    let e = errors("    maxRequestHeadersKb: 8192\n    maxRequestHeaders: 1\n    requestHeadersTimeout: 1h\n    idleTimeout: 24h\n    streamIdleTimeout: 24h\n    maxConcurrentStreams: 2147483647\n");
     assert_eq!(e, "");
 }

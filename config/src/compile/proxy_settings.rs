@@ -24,6 +24,9 @@ pub const DEFAULT_REQUEST_HEADERS_TIMEOUT: Duration = Duration::from_secs(10);
 /// Envoy: the downstream `common_http_protocol_options.idle_timeout` defaults to 1 h;
 /// Istio sidecars keep it (only `ISTIO_META_IDLE_TIMEOUT` changes it).
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
+/// Envoy: the HTTP connection manager's `stream_idle_timeout` defaults to 5 minutes
+/// (Istio keeps it): a request with no bytes in either direction for that long ends.
+pub const DEFAULT_STREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 /// Envoy sets no listener connection limit by default (Istio neither); its edge best
 /// practices cap all downstream connections at 50 000. A cap far above any sidecar's
 /// load that still stops a connection flood before it takes every file descriptor (the
@@ -48,6 +51,8 @@ pub const MAX_ACTIVE_REQUESTS: i64 = 100_000_000;
 pub const MAX_REQUEST_HEADERS_TIMEOUT: Duration = Duration::from_secs(3600);
 /// Longest accepted `idleTimeout`.
 pub const MAX_IDLE_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
+/// Longest accepted `streamIdleTimeout`.
+pub const MAX_STREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
 
 /// `spec.limits` with every default filled in (see docs/config.md, "Limits").
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -60,6 +65,8 @@ pub struct Limits {
     pub request_headers_timeout: std::time::Duration,
     /// A downstream connection with no request in flight this long is closed.
     pub idle_timeout: std::time::Duration,
+    /// A request with no bytes received from either side this long is ended.
+    pub stream_idle_timeout: std::time::Duration,
     /// Open downstream connections per listener.
     pub max_connections_per_listener: u32,
     /// HTTP/2 `SETTINGS_MAX_CONCURRENT_STREAMS`.
@@ -76,6 +83,7 @@ impl Default for Limits {
             max_request_headers: DEFAULT_MAX_REQUEST_HEADERS,
             request_headers_timeout: DEFAULT_REQUEST_HEADERS_TIMEOUT.to_std(),
             idle_timeout: DEFAULT_IDLE_TIMEOUT.to_std(),
+            stream_idle_timeout: DEFAULT_STREAM_IDLE_TIMEOUT.to_std(),
             max_connections_per_listener: DEFAULT_MAX_CONNECTIONS_PER_LISTENER,
             max_concurrent_streams: DEFAULT_MAX_CONCURRENT_STREAMS,
             max_active_requests: None,
@@ -107,6 +115,8 @@ impl Limits {
             request_headers_timeout: dur(l.request_headers_timeout, MAX_REQUEST_HEADERS_TIMEOUT)
                 .unwrap_or(d.request_headers_timeout),
             idle_timeout: dur(l.idle_timeout, MAX_IDLE_TIMEOUT).unwrap_or(d.idle_timeout),
+            stream_idle_timeout: dur(l.stream_idle_timeout, MAX_STREAM_IDLE_TIMEOUT)
+                .unwrap_or(d.stream_idle_timeout),
             max_connections_per_listener: int(
                 l.max_connections_per_listener,
                 MAX_CONNECTIONS_PER_LISTENER,

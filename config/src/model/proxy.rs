@@ -58,6 +58,9 @@ pub struct Limits {
     /// A downstream connection with no request in flight for this long is closed.
     #[serde(default, alias = "idle_timeout")]
     pub idle_timeout: Option<Duration>,
+    /// A request with no activity in either direction for this long is ended.
+    #[serde(default, alias = "stream_idle_timeout")]
+    pub stream_idle_timeout: Option<Duration>,
     /// Open downstream connections per listener; at the cap the listener stops
     /// accepting until one closes.
     #[serde(default, alias = "max_connections_per_listener")]

@@ -178,6 +178,11 @@ fn limits(v: &mut V, l: &Limits) {
             d::MAX_REQUEST_HEADERS_TIMEOUT,
         ),
         ("idleTimeout", l.idle_timeout, d::MAX_IDLE_TIMEOUT),
+        (
+            "streamIdleTimeout",
+            l.stream_idle_timeout,
+            d::MAX_STREAM_IDLE_TIMEOUT,
+        ),
     ] {
         let Some(t) = value else { continue };
         let p = format!("spec.limits.{field}");

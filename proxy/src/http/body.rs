@@ -27,6 +27,8 @@ pub enum BodyError {
     NotReplayable,
     /// The route timeout elapsed while streaming.
     Timeout,
+    /// Nothing arrived from either side for `spec.limits.streamIdleTimeout`.
+    StreamIdle,
 }
 
 impl std::fmt::Display for BodyError {
@@ -36,6 +38,7 @@ impl std::fmt::Display for BodyError {
             BodyError::Upstream(e) => write!(f, "upstream body: {e}"),
             BodyError::NotReplayable => f.write_str("request body exceeded the replay buffer"),
             BodyError::Timeout => f.write_str("route timeout while streaming"),
+            BodyError::StreamIdle => f.write_str("stream idle timeout"),
         }
     }
 }
@@ -330,6 +333,7 @@ enum Inner {
 pub struct ResponseBody {
     inner: Inner,
     deadline: Option<Pin<Box<tokio::time::Sleep>>>,
+    idle: Option<Idle>,
     completion: Option<Box<dyn Completion>>,
     sent: u64,
     grpc_status: Option<u32>,
@@ -360,6 +364,7 @@ impl ResponseBody {
         ResponseBody {
             inner,
             deadline: None,
+            idle: None,
             completion: None,
             sent: 0,
             grpc_status: None,
@@ -372,6 +377,22 @@ impl ResponseBody {
         self
     }
 
+    /// Ends the stream with [`BodyError::StreamIdle`] when nothing arrives from the
+    /// upstream, nor from the client on `tap`, for `timeout` (Envoy's
+    /// `stream_idle_timeout`, which counts activity in both directions).
+    pub fn with_idle_timeout(mut self, timeout: std::time::Duration, tap: Option<BodyTap>) -> Self {
+        if matches!(self.inner, Inner::Upstream(_)) {
+            self.idle = Some(Idle {
+                timeout,
+                timer: None,
+                progressed: false,
+                tap,
+                seen: 0,
+            });
+        }
+        self
+    }
+
     /// Attaches the completion to run at the end.
     pub fn on_complete(mut self, c: Box<dyn Completion>) -> Self {
         self.completion = Some(c);
@@ -381,6 +402,54 @@ impl ResponseBody {
     fn complete(&mut self, ended: bool, error: Option<&BodyError>) {
         if let Some(c) = self.completion.take() {
             c.complete(self.sent, ended, error, self.grpc_status);
+        }
+    }
+}
+
+/// A response body's idle timer.
+struct Idle {
+    timeout: std::time::Duration,
+    /// Made the first time the upstream body has nothing to give (a small response
+    /// usually never does): no timer, and no allocation, on the common path.
+    timer: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// A frame arrived since the timer was last armed.
+    progressed: bool,
+    /// The request body, whose bytes count as activity too (a client streaming to a
+    /// quiet server is not idle).
+    tap: Option<BodyTap>,
+    /// Request bytes received when the timer was last armed.
+    seen: u64,
+}
+
+impl Idle {
+    /// Arms or re-arms the timer as activity requires; true once it fired with nothing
+    /// received from either side since it was armed.
+    fn expired(&mut self, cx: &mut Context<'_>) -> bool {
+        let timeout = self.timeout;
+        if self.timer.is_none() {
+            self.seen = self.tap.as_ref().map(BodyTap::received).unwrap_or(0);
+            self.progressed = false;
+            self.timer = Some(Box::pin(tokio::time::sleep(timeout)));
+        } else if self.progressed {
+            self.progressed = false;
+            if let Some(t) = self.timer.as_mut() {
+                t.as_mut().reset(tokio::time::Instant::now() + timeout);
+            }
+        }
+        let Some(timer) = self.timer.as_mut() else {
+            return false;
+        };
+        loop {
+            if timer.as_mut().poll(cx).is_pending() {
+                return false;
+            }
+            // Checked only when the timer fires (it takes the tap's lock).
+            let received = self.tap.as_ref().map(BodyTap::received).unwrap_or(0);
+            if received == self.seen {
+                return true;
+            }
+            self.seen = received;
+            timer.as_mut().reset(tokio::time::Instant::now() + timeout);
         }
     }
 }
@@ -414,6 +483,9 @@ impl Body for ResponseBody {
         };
         match polled {
             Poll::Ready(Some(Ok(frame))) => {
+                if let Some(idle) = this.idle.as_mut() {
+                    idle.progressed = true;
+                }
                 if let Some(d) = frame.data_ref() {
                     this.sent += d.len() as u64;
                 } else if let Some(t) = frame.trailers_ref() {
@@ -439,6 +511,13 @@ impl Body for ResponseBody {
                 if let Some(d) = this.deadline.as_mut() {
                     if d.as_mut().poll(cx).is_ready() {
                         let e = BodyError::Timeout;
+                        this.complete(false, Some(&e));
+                        return Poll::Ready(Some(Err(e)));
+                    }
+                }
+                if let Some(idle) = this.idle.as_mut() {
+                    if idle.expired(cx) {
+                        let e = BodyError::StreamIdle;
                         this.complete(false, Some(&e));
                         return Poll::Ready(Some(Err(e)));
                     }

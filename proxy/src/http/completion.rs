@@ -68,6 +68,7 @@ impl Completion for RequestDone {
         drop(this.request_slot.take());
         match error {
             Some(BodyError::Timeout) => this.flags.insert(Flags::UPSTREAM_REQUEST_TIMEOUT),
+            Some(BodyError::StreamIdle) => this.flags.insert(Flags::STREAM_IDLE_TIMEOUT),
             Some(BodyError::Upstream(_)) => {
                 this.flags.insert(Flags::UPSTREAM_CONNECTION_TERMINATION)
             }

@@ -75,6 +75,8 @@ struct Ctx {
     /// The downstream upgrade, when the request asks for one (WebSocket...). Dropped
     /// unused when the request ends in a local reply or the upstream does not answer 101.
     upgrade: Option<upgrade::Requested>,
+    /// `spec.limits.streamIdleTimeout` of the config the request started under.
+    stream_idle: std::time::Duration,
 }
 
 impl Ctx {
@@ -223,6 +225,7 @@ pub async fn handle(
         grpc,
         labels: None,
         upgrade,
+        stream_idle: active.snapshot.proxy.limits.stream_idle_timeout,
     };
     // Ambiguous framing is refused before anything is forwarded, and the connection is
     // closed after the answer (RFC 9112 §6.1, §6.3; see `smuggling`).
@@ -855,6 +858,7 @@ async fn forward_to_cluster(
             });
             let body = ResponseBody::upstream(body)
                 .with_deadline(deadline)
+                .with_idle_timeout(ctx.stream_idle, ctx.tap.clone())
                 .on_complete(done);
             Response::from_parts(parts, body)
         }
@@ -919,6 +923,21 @@ fn start_tunnel(
     Response::from_parts(parts, ResponseBody::empty())
 }
 
+/// Returns once `timeout` passes with no request-body bytes received on `tap` (never
+/// returns while they keep coming). One timer, re-armed only when it fires.
+async fn idle_wait(timeout: std::time::Duration, tap: Option<BodyTap>) {
+    let received = || tap.as_ref().map(BodyTap::received).unwrap_or(0);
+    let mut seen = received();
+    loop {
+        tokio::time::sleep(timeout).await;
+        let now = received();
+        if now == seen {
+            return;
+        }
+        seen = now;
+    }
+}
+
 /// Runs attempts until one is final: retries per policy, the per-try timeout on each,
 /// the route timeout over all of them (starting once the request body has been received,
 /// as Envoy's route timeout does). Returns the response and the deadline that still
@@ -937,6 +956,15 @@ async fn send_with_retries(
 ) -> Result<(forward::Attempt, Option<tokio::time::Instant>), Response<ResponseBody>> {
     let tap = ctx.tap.clone();
     let attempts = attempt_loop(cluster, state, head, transport, pick, policy, tap.as_ref());
+    // Envoy's stream idle timeout, while the response head is awaited: nothing from the
+    // upstream and no request bytes from the client for that long ends the request.
+    let idle = idle_wait(ctx.stream_idle, tap.clone());
+    let attempts = async {
+        tokio::select! {
+            r = attempts => Some(r),
+            () = idle => None,
+        }
+    };
     let started = tokio::time::Instant::from_std(ctx.started);
     let outcome = match timeout {
         None => attempts.await,
@@ -960,6 +988,17 @@ async fn send_with_retries(
                 }
             }
         }
+    };
+    let Some(outcome) = outcome else {
+        // Envoy (ConnectionManagerImpl::onIdleTimeout): 408 "stream timeout", flag SI,
+        // details stream_idle_timeout. It passes no gRPC status, so a gRPC caller gets
+        // httpToGrpcStatus(408) = UNKNOWN, which `reply` applies (not DEADLINE_EXCEEDED).
+        return Err(ctx.reply(
+            408,
+            *flags | Flags::STREAM_IDLE_TIMEOUT,
+            "stream_idle_timeout",
+            "stream timeout",
+        ));
     };
     match outcome {
         Ok((att, extra)) => {
@@ -1362,7 +1401,10 @@ async fn inbound(
                 endpoint: att.endpoint.clone(),
                 lease: att.lease,
             });
-            Response::from_parts(parts, ResponseBody::upstream(body).on_complete(done))
+            let body = ResponseBody::upstream(body)
+                .with_idle_timeout(ctx.stream_idle, ctx.tap.clone())
+                .on_complete(done);
+            Response::from_parts(parts, body)
         }
     }
 }

@@ -17,10 +17,10 @@
 
 mod binary;
 mod common;
+mod pyenv;
 
 use serde_json::Value;
 use std::io::Read;
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -29,39 +29,7 @@ const WAIT: Duration = Duration::from_secs(240);
 
 /// The Python interpreter that imports `h2`, or why there is none.
 fn python() -> Result<String, String> {
-    let candidates = match std::env::var("MESHPROXY_PYTHON") {
-        Ok(p) if !p.is_empty() => vec![p],
-        _ => {
-            let venv = std::env::var("MESHPROXY_PYENV")
-                .ok()
-                .filter(|v| !v.is_empty())
-                .unwrap_or_else(|| "/opt/meshproxy-pyenv".to_string());
-            vec![format!("{venv}/bin/python"), "python3".to_string()]
-        }
-    };
-    let mut why = Vec::new();
-    for py in candidates {
-        match Command::new(&py)
-            .args(["-c", "import h2.connection, hpack"])
-            .stdin(Stdio::null())
-            .output()
-        {
-            Ok(o) if o.status.success() => return Ok(py),
-            Ok(o) => why.push(format!(
-                "{py}: {}",
-                String::from_utf8_lossy(&o.stderr)
-                    .trim()
-                    .lines()
-                    .last()
-                    .unwrap_or("import failed")
-            )),
-            Err(e) => why.push(format!("{py}: {e}")),
-        }
-    }
-    Err(format!(
-        "no Python with h2 ({}); run .ci/run's python step or set MESHPROXY_PYTHON",
-        why.join("; ")
-    ))
+    pyenv::find("h2.connection, hpack")
 }
 
 fn config(upstream_port: u16) -> String {
@@ -96,7 +64,7 @@ spec:
 
 /// Runs the script to completion (bounded by [`WAIT`]): exit code, stdout, stderr.
 fn run_script(py: &str, args: &[String]) -> (Option<i32>, String, String) {
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/python/h2_conformance.py");
+    let script = pyenv::script("h2_conformance.py");
     let mut child = Command::new(py)
         .arg(&script)
         .args(args)

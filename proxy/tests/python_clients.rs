@@ -13,12 +13,13 @@
 //! `websockets` and `grpc`, each test prints why and passes without running.
 
 mod binary;
+mod pyenv;
 
+use pyenv::script;
 use serde_json::Value;
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::{mpsc, OnceLock};
 use std::time::{Duration, Instant};
@@ -26,50 +27,14 @@ use std::time::{Duration, Instant};
 /// Bound on waiting for a server's port line or a client's exit.
 const WAIT: Duration = Duration::from_secs(60);
 
-/// The Python interpreter with `websockets` and `grpc` importable, or why there is none.
-/// Tried in order: `$MESHPROXY_PYTHON` (when set, the only one), the venv `.ci/run` makes
-/// (`${MESHPROXY_PYENV:-/opt/meshproxy-pyenv}/bin/python`), `python3`.
+/// The Python interpreter with `websockets` and `grpc` importable, or why there is none
+/// (looked up once).
 fn python() -> Result<&'static str, &'static str> {
     static PY: OnceLock<Result<String, String>> = OnceLock::new();
-    PY.get_or_init(|| {
-        let candidates = match std::env::var("MESHPROXY_PYTHON") {
-            Ok(p) if !p.is_empty() => vec![p],
-            _ => {
-                let venv = std::env::var("MESHPROXY_PYENV")
-                    .ok()
-                    .filter(|v| !v.is_empty())
-                    .unwrap_or_else(|| "/opt/meshproxy-pyenv".to_string());
-                vec![format!("{venv}/bin/python"), "python3".to_string()]
-            }
-        };
-        let mut why = Vec::new();
-        for py in candidates {
-            let out = Command::new(&py)
-                .args(["-c", "import websockets, grpc"])
-                .stdin(Stdio::null())
-                .output();
-            match out {
-                Ok(o) if o.status.success() => return Ok(py),
-                Ok(o) => why.push(format!(
-                    "{py}: {}",
-                    String::from_utf8_lossy(&o.stderr)
-                        .trim()
-                        .lines()
-                        .last()
-                        .unwrap_or("import failed")
-                )),
-                Err(e) => why.push(format!("{py}: {e}")),
-            }
-        }
-        Err(format!(
-            "no Python with websockets and grpc ({}); run .ci/run's python step or set \
-             MESHPROXY_PYTHON",
-            why.join("; ")
-        ))
-    })
-    .as_ref()
-    .map(String::as_str)
-    .map_err(String::as_str)
+    PY.get_or_init(|| pyenv::find("websockets, grpc"))
+        .as_ref()
+        .map(String::as_str)
+        .map_err(String::as_str)
 }
 
 /// The interpreter, or `None` after printing why the test is skipped.
@@ -81,13 +46,6 @@ fn python_or_skip(test: &str) -> Option<&'static str> {
             None
         }
     }
-}
-
-/// Path of a script in `tests/python/`.
-fn script(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/python")
-        .join(name)
 }
 
 /// A Python server process, killed on drop.

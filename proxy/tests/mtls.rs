@@ -241,6 +241,66 @@ async fn a_peer_with_the_wrong_identity_is_refused_by_the_client() {
     assert_eq!(app.count(), 0);
 }
 
+/// A client whose expectations come from the ServiceEntry's `subjectAltNames`: with an
+/// ISTIO_MUTUAL DestinationRule naming none (`dr: true`), or with no DestinationRule at
+/// all and auto mTLS to an endpoint labelled `security.istio.io/tlsMode: istio`.
+fn client_config_se_sans(id: &Path, inbound: SocketAddr, expect_sa: &str, dr: bool) -> String {
+    let dr = if dr {
+        "---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: reviews}\nspec:\n  host: reviews\n  trafficPolicy:\n    tls: {mode: ISTIO_MUTUAL}\n"
+    } else {
+        ""
+    };
+    format!(
+        "apiVersion: meshproxy.io/v1alpha1\nkind: Proxy\nmetadata: {{name: productpage, namespace: default}}\nspec:\n  admin: {{address: \"127.0.0.1:0\"}}\n  workload: {{labels: {{app: productpage}}, serviceAccount: productpage}}\n  listeners:\n  - {{name: outbound, address: \"127.0.0.1:0\", direction: OUTBOUND}}\n{}---\napiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {{name: reviews}}\nspec:\n  hosts: [reviews.default.svc.cluster.local]\n  ports: [{{number: 80, name: http, protocol: HTTP}}]\n  resolution: STATIC\n  subjectAltNames: [\"{}\"]\n  endpoints:\n  - {{address: 127.0.0.1, ports: {{http: {}}}, labels: {{app: reviews, security.istio.io/tlsMode: istio}}}}\n{dr}",
+        identity_yaml(id),
+        spiffe(expect_sa),
+        inbound.port(),
+    )
+}
+
+/// Istio: without `subjectAltNames` in the DestinationRule, the ServiceEntry's are what
+/// the server must prove, for ISTIO_MUTUAL and for auto mTLS alike.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn service_entry_subject_alt_names_are_verified() {
+    let pki = Pki::new();
+    let app = common::upstream("reviews-app").await;
+    let server = binary::run(
+        &server_config(&pki.workload("reviews"), app.addr.port(), "STRICT"),
+        &["--workers", "1"],
+    );
+    for dr in [true, false] {
+        let before = app.count();
+        let wrong = binary::run(
+            &client_config_se_sans(
+                &pki.workload("productpage"),
+                server.addr("inbound"),
+                "ratings",
+                dr,
+            ),
+            &["--workers", "1"],
+        );
+        let r = get(wrong.addr("outbound")).await;
+        assert_eq!(r.status, 503, "dr: {dr}: {}", r.body);
+        assert!(
+            logged(&wrong, &["upstream TLS failed", &spiffe("reviews")]).is_some(),
+            "dr: {dr}: the client logs the identity it refused"
+        );
+        assert_eq!(app.count(), before, "dr: {dr}: the refused call reached the app");
+        let right = binary::run(
+            &client_config_se_sans(
+                &pki.workload("productpage"),
+                server.addr("inbound"),
+                "reviews",
+                dr,
+            ),
+            &["--workers", "1"],
+        );
+        let r = get(right.addr("outbound")).await;
+        assert_eq!(r.status, 200, "dr: {dr}: {}", r.body);
+    }
+    assert_eq!(app.count(), 2);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn permissive_takes_mtls_and_plaintext_on_one_port() {
     let Mesh {

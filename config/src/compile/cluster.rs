@@ -558,6 +558,10 @@ pub struct Cluster {
     /// TLS origination; `None` = auto (ISTIO_MUTUAL to endpoints labelled
     /// `security.istio.io/tlsMode: istio` when the proxy has an identity, else plaintext).
     pub tls: Option<ClientTls>,
+    /// The identities the service's endpoints must prove (ServiceEntry
+    /// `subjectAltNames`): what auto mTLS verifies, and what `tls` verifies when its
+    /// DestinationRule names none.
+    pub service_sans: Vec<String>,
     /// Hash of everything that shapes live state: a reload that keeps it keeps the state.
     pub fingerprint: u64,
 }
@@ -589,7 +593,7 @@ impl Cluster {
             sni: None,
             insecure_skip_verify: false,
         });
-        let fingerprint = fingerprint(&[], &lb, &pool, &None, &tls, Protocol::Http);
+        let fingerprint = fingerprint(&[], &lb, &pool, &None, &tls, &[], Protocol::Http);
         Cluster {
             name: PASSTHROUGH_CLUSTER.into(),
             key,
@@ -601,6 +605,7 @@ impl Cluster {
             pool,
             outlier: None,
             tls,
+            service_sans: Vec::new(),
             fingerprint,
         }
     }
@@ -613,6 +618,7 @@ pub fn fingerprint(
     pool: &ConnectionPool,
     outlier: &Option<OutlierPolicy>,
     tls: &Option<ClientTls>,
+    service_sans: &[String],
     protocol: Protocol,
 ) -> u64 {
     let mut h = std::collections::hash_map::DefaultHasher::new();
@@ -621,6 +627,7 @@ pub fn fingerprint(
     pool.hash(&mut h);
     outlier.hash(&mut h);
     tls.hash(&mut h);
+    service_sans.hash(&mut h);
     protocol.hash(&mut h);
     h.finish()
 }

@@ -367,13 +367,31 @@ fn build_clusters(
                     .as_ref()
                     .and_then(|r| r.file.clone())
                     .unwrap_or_default();
-                let tls = policy.tls.as_ref().map(|t| client_tls(t, &file));
+                let mut tls = policy.tls.as_ref().map(|t| client_tls(t, &file));
+                // Istio: a DestinationRule's subjectAltNames override the ServiceEntry's;
+                // without them, the ServiceEntry's are verified.
+                if let Some(t) = tls.as_mut() {
+                    if t.subject_alt_names.is_empty()
+                        && !t.insecure_skip_verify
+                        && t.mode != crate::model::destination_rule::ClientTlsMode::Disable
+                    {
+                        t.subject_alt_names = svc.subject_alt_names.clone();
+                    }
+                }
                 let key = ClusterKey {
                     service: service.clone(),
                     port: port.number,
                     subset: subset.map(|s| s.name.as_str().into()),
                 };
-                let fp = fingerprint(&endpoints, &lb, &pool, &outlier, &tls, port.protocol);
+                let fp = fingerprint(
+                    &endpoints,
+                    &lb,
+                    &pool,
+                    &outlier,
+                    &tls,
+                    &svc.subject_alt_names,
+                    port.protocol,
+                );
                 index.insert(key.clone(), ClusterId(clusters.len() as u32));
                 clusters.push(Cluster {
                     name: key.name(),
@@ -386,6 +404,7 @@ fn build_clusters(
                     pool,
                     outlier,
                     tls,
+                    service_sans: svc.subject_alt_names.clone(),
                     fingerprint: fp,
                 });
             }

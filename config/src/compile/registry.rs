@@ -55,6 +55,8 @@ pub struct Service {
     pub mesh_internal: bool,
     /// Declared endpoints.
     pub endpoints: Vec<DeclaredEndpoint>,
+    /// `subjectAltNames`: the identities the endpoints' certificates must carry.
+    pub subject_alt_names: Vec<String>,
 }
 
 impl Service {
@@ -191,6 +193,7 @@ impl Registry {
                     resolution: se.resolution.unwrap_or(Resolution::None),
                     mesh_internal: se.location == Some(Location::MeshInternal),
                     endpoints: endpoints.clone(),
+                    subject_alt_names: se.subject_alt_names.clone(),
                 });
             }
         }

@@ -99,6 +99,7 @@ impl Active {
                     &pool,
                     &None,
                     &None,
+                    &[],
                     Protocol::Http,
                 );
                 let cluster = Cluster {
@@ -112,6 +113,7 @@ impl Active {
                     pool,
                     outlier: None,
                     tls: None,
+                    service_sans: Vec::new(),
                     fingerprint,
                 };
                 let state = reuse(&cluster);

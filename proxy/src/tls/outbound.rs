@@ -52,7 +52,7 @@ pub fn plan<'a>(
             // Istio auto mTLS: only to endpoints that say they run a sidecar.
             if have_identity && labels.get(TLS_MODE_LABEL).is_some_and(|v| v == "istio") {
                 Plan::Mesh {
-                    expected: &[],
+                    expected: &cluster.service_sans,
                     sni: istio_sni(cluster),
                 }
             } else {

@@ -157,6 +157,7 @@ mod tests {
             pool: ConnectionPool::default(),
             outlier: None,
             tls: None,
+            service_sans: Vec::new(),
             fingerprint: 0,
         };
         ClusterState::new(&c, 1)

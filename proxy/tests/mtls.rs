@@ -285,7 +285,11 @@ async fn service_entry_subject_alt_names_are_verified() {
             logged(&wrong, &["upstream TLS failed", &spiffe("reviews")]).is_some(),
             "dr: {dr}: the client logs the identity it refused"
         );
-        assert_eq!(app.count(), before, "dr: {dr}: the refused call reached the app");
+        assert_eq!(
+            app.count(),
+            before,
+            "dr: {dr}: the refused call reached the app"
+        );
         let right = binary::run(
             &client_config_se_sans(
                 &pki.workload("productpage"),

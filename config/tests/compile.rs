@@ -534,3 +534,36 @@ spec:
         matches!(r2.action, RouteAction::DirectResponse(ref d) if d.status == 404 && &d.body[..] == b"nothing here")
     );
 }
+
+#[test]
+fn declared_protocols_are_found_by_address_and_port() {
+    use meshproxy_config::compile::cluster::Protocol;
+    let s = snap(
+        "apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: db}
+spec:
+  hosts: [db.example]
+  addresses: [10.1.0.7]
+  ports: [{number: 3306, name: tcp, protocol: TCP}]
+  resolution: STATIC
+  endpoints: [{address: 10.1.0.7}]
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: range}
+spec:
+  hosts: [range.example]
+  addresses: [10.1.0.0/24]
+  ports: [{number: 8080, name: http, protocol: HTTP}, {number: 3306, name: grpc, protocol: GRPC}]
+  resolution: NONE
+",
+    );
+    let at = |a: &str| s.registry.protocol_at(a.parse().unwrap());
+    // The single address first (load order), then the range for what it does not declare.
+    assert_eq!(at("10.1.0.7:3306"), Some(Protocol::Tcp));
+    assert_eq!(at("10.1.0.7:8080"), Some(Protocol::Http));
+    assert_eq!(at("10.1.0.9:3306"), Some(Protocol::Grpc));
+    assert_eq!(at("10.1.0.9:9999"), None);
+    assert_eq!(at("10.2.0.1:8080"), None);
+}

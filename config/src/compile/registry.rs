@@ -121,6 +121,11 @@ pub struct Registry {
     /// Services in load order.
     pub services: Vec<Service>,
     by_host: HashMap<String, usize>,
+    /// Services by each single address they declare (a `/32` or `/128`), in load order:
+    /// an intercepted connection finds its service without scanning them all.
+    by_address: HashMap<std::net::IpAddr, Vec<usize>>,
+    /// Services declaring a wider CIDR, in load order (checked by containment).
+    with_ranges: Vec<usize>,
 }
 
 impl Registry {
@@ -197,6 +202,18 @@ impl Registry {
                 });
             }
         }
+        for (i, s) in reg.services.iter().enumerate() {
+            for a in &s.addresses {
+                if a.prefix_len() == a.max_prefix_len() {
+                    let at = reg.by_address.entry(a.addr()).or_default();
+                    if at.last() != Some(&i) {
+                        at.push(i);
+                    }
+                } else if reg.with_ranges.last() != Some(&i) {
+                    reg.with_ranges.push(i);
+                }
+            }
+        }
         reg
     }
 
@@ -209,10 +226,20 @@ impl Registry {
     /// for (one of a service's `addresses` and one of its ports), if any: Istio skips
     /// protocol detection on ports whose protocol is declared.
     pub fn protocol_at(&self, addr: SocketAddr) -> Option<Protocol> {
-        self.services
+        let ip = addr.ip();
+        let exact = self.by_address.get(&ip).map(Vec::as_slice).unwrap_or(&[]);
+        let ranges = self
+            .with_ranges
             .iter()
-            .filter(|s| s.addresses.iter().any(|n| n.contains(&addr.ip())))
-            .find_map(|s| s.port(addr.port()))
+            .copied()
+            .filter(|&i| self.services[i].addresses.iter().any(|n| n.contains(&ip)));
+        // The first service in load order that has the address and the port, as a scan
+        // of every service would find it.
+        let mut candidates: Vec<usize> = exact.iter().copied().chain(ranges).collect();
+        candidates.sort_unstable();
+        candidates
+            .into_iter()
+            .find_map(|i| self.services[i].port(addr.port()))
             .map(|p| p.protocol)
     }
 

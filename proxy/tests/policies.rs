@@ -498,6 +498,7 @@ async fn header_operations() {
         "  - match: [{uri: {prefix: /resp-remove}}]\n    headers: {response: {remove: [x-upstream]}}\n    route: [{destination: {host: web}}]\n",
         "  - match: [{uri: {prefix: /dest}}]\n    route: [{destination: {host: web}, headers: {request: {set: {x-dest: d}, remove: [x-drop]}, response: {set: {x-dest-resp: r}}}}]\n",
         "  - match: [{uri: {prefix: /authority}}]\n    headers: {request: {set: {\":authority\": rewritten.example}}}\n    route: [{destination: {host: web}}]\n",
+        "  - match: [{uri: {prefix: /local}}]\n    timeout: 50ms\n    headers: {response: {set: {x-route: r}}}\n    route: [{destination: {host: web}, headers: {response: {set: {x-dest-resp: r}}}}]\n",
     ]
     .concat();
     let p = proxy(&config(&eps(&[&a]), "", &http));
@@ -553,6 +554,13 @@ async fn header_operations() {
     get(&p, "web", "/authority", &[]).await;
     assert_eq!(a.last_headers()["host"], "rewritten.example");
     assert_eq!(a.last_path(), "/authority");
+
+    // The router's own replies (here the route timeout's 504) carry the route's and the
+    // destination's response headers, as Envoy's router finalizes its local replies.
+    let r = get(&p, "web", "/local", &[("x-test-delay-ms", "2000")]).await;
+    assert_eq!(r.status, 504);
+    assert_eq!(r.header("x-route"), "r");
+    assert_eq!(r.header("x-dest-resp"), "r");
 }
 
 // ---------------------------------------------------------------------------------------

@@ -812,7 +812,13 @@ async fn forward_to_cluster(
     )
     .await;
     match resp {
-        Err(resp) => resp,
+        Err(mut resp) => {
+            // Envoy: the router's local replies (503, 504, 408) are finalized with the
+            // route's and the weighted destination's response headers, like responses.
+            hdr::apply(&route.policy.response_headers, resp.headers_mut());
+            hdr::apply(&dest.response_headers, resp.headers_mut());
+            resp
+        }
         Ok((mut att, deadline)) => {
             let switch = take_switch(ctx, &mut att.response);
             let (mut parts, body) = att.response.into_parts();

@@ -23,8 +23,8 @@ mod x509;
 pub use ca::{Ca, Issued};
 pub use error::CertError;
 pub use tls::{
-    accept_any_server, client_config, mesh_client_config, mesh_server_config, server_config,
-    ClientAuth, ClientTlsOptions, Identity,
+    accept_any_server, check_peer_sans, client_config, mesh_client_config, mesh_server_config,
+    server_config, ClientAuth, ClientTlsOptions, Identity,
 };
 pub use x509::{peer_spiffe, xfcc};
 

@@ -447,22 +447,8 @@ impl ServerCertVerifier for PeerVerifier {
                 }
             }
             NameCheck::Sans(wanted) => {
-                let found = wanted.iter().any(|w| {
-                    sans.uri.iter().any(|u| u == w)
-                        || sans.dns.iter().any(|d| dns_matches(d, w))
-                        || w.parse::<std::net::IpAddr>()
-                            .is_ok_and(|ip| sans.ip.contains(&ip))
-                });
-                if !found {
-                    let mut presented: Vec<String> = sans.dns.clone();
-                    presented.extend(sans.uri.iter().cloned());
-                    presented.extend(sans.ip.iter().map(|ip| ip.to_string()));
-                    return Err(refuse(format!(
-                        "server certificate SANs [{}] match none of subjectAltNames [{}]",
-                        presented.join(", "),
-                        wanted.join(", ")
-                    )));
-                }
+                sans_match(&sans, wanted)
+                    .map_err(|presented| refuse(format!("server certificate {presented}")))?;
             }
         }
         Ok(ServerCertVerified::assertion())
@@ -493,6 +479,36 @@ impl ServerCertVerifier for PeerVerifier {
 
 /// Whether a certificate DNS SAN (possibly `*.suffix`, one label) covers a wanted name,
 /// case-insensitively, as Envoy's DNS SAN matcher does.
+/// Whether `sans` hold one of `wanted`: a URI SAN equal to it, a DNS SAN matching it
+/// ([`dns_matches`]) or an IP SAN equal to it. The error says what was presented.
+fn sans_match(sans: &x509::Sans, wanted: &[String]) -> Result<(), String> {
+    let found = wanted.iter().any(|w| {
+        sans.uri.iter().any(|u| u == w)
+            || sans.dns.iter().any(|d| dns_matches(d, w))
+            || w.parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| sans.ip.contains(&ip))
+    });
+    if found {
+        return Ok(());
+    }
+    let mut presented: Vec<String> = sans.dns.clone();
+    presented.extend(sans.uri.iter().cloned());
+    presented.extend(sans.ip.iter().map(|ip| ip.to_string()));
+    Err(format!(
+        "SANs [{}] match none of subjectAltNames [{}]",
+        presented.join(", "),
+        wanted.join(", ")
+    ))
+}
+
+/// Checks that a peer's leaf certificate carries one of `wanted` as a SAN (URI exactly,
+/// DNS with wildcards, IP): what Istio's `subjectAltNames` ask of a Gateway's MUTUAL
+/// clients. The error names the SANs presented.
+pub fn check_peer_sans(leaf: &CertificateDer<'_>, wanted: &[String]) -> Result<(), String> {
+    let cert = x509::parse(leaf.as_ref())?;
+    sans_match(&x509::sans(&cert), wanted).map_err(|e| format!("client certificate {e}"))
+}
+
 pub(crate) fn dns_matches(presented: &str, wanted: &str) -> bool {
     if presented.eq_ignore_ascii_case(wanted) {
         return true;

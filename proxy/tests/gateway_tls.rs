@@ -175,6 +175,41 @@ async fn mutual_gateway_server_requires_a_client_certificate() {
     assert!(r.starts_with("HTTP/1.1 "), "{r}");
 }
 
+/// Istio's `subjectAltNames` on a MUTUAL server: a client certificate the CA signed but
+/// naming another identity is refused; one of the listed names is served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mutual_gateway_server_checks_client_subject_alt_names() {
+    let pki = Pki::new();
+    let web = upstream("web").await;
+    let port = free_port();
+    let api = pki.server("api", &["api.example.com"]);
+    let ca = pki.ca_pem();
+    let partner = pki.workload("partner");
+    let stranger = pki.workload("stranger");
+    let server = format!(
+        "{}      subjectAltNames: [\"{}\"]\n",
+        server_yaml(port, "api", "api.example.com", &api, "MUTUAL", &ca),
+        meshproxy_certs::spiffe_id("cluster.local", "default", "partner")
+    );
+    let s = start(&gateway_yaml(&server, "api.example.com", web.addr.port()));
+    let addr = s
+        .addr(&format!("gateway-127.0.0.1:{port}"))
+        .expect("gateway listener");
+    let refused = tls_get(addr, &stranger, &ca).await;
+    assert!(
+        refused
+            .as_ref()
+            .map_or(true, |r| !r.starts_with("HTTP/1.1 ")),
+        "a certificate naming another identity was served: {refused:?}"
+    );
+    // Served: an HTTP answer (the helper's request names a host this gateway does not
+    // route, so 404), where the stranger got none.
+    let r = tls_get(addr, &partner, &ca)
+        .await
+        .expect("the listed identity is served");
+    assert!(r.starts_with("HTTP/1.1 404"), "{r}");
+}
+
 /// An HTTPS GET verifying the server against `ca` for `host`.
 async fn https_get(addr: std::net::SocketAddr, host: &str, ca: &Path) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};

@@ -24,6 +24,9 @@ struct Terminating {
     /// Host patterns (`example.com`, `*.example.com`, `*`), namespace prefixes removed.
     hosts: Vec<String>,
     config: Arc<rustls::ServerConfig>,
+    /// MUTUAL: `subjectAltNames` one of which the client certificate must carry (empty:
+    /// any certificate the CA signed).
+    client_sans: Vec<String>,
 }
 
 impl GatewayTls {
@@ -45,6 +48,11 @@ impl GatewayTls {
                     .map(|h| h.rsplit('/').next().unwrap_or(h).to_ascii_lowercase())
                     .collect(),
                 config,
+                client_sans: if tls.mode == ServerTlsMode::Mutual {
+                    tls.subject_alt_names.clone()
+                } else {
+                    Vec::new()
+                },
             });
         }
         if out.is_empty() {
@@ -75,7 +83,7 @@ impl GatewayTls {
     /// The server for `sni`: an exact host first, then the longest matching wildcard,
     /// then `*`; without SNI (or with no match) the first server, as a default filter
     /// chain would.
-    fn pick(&self, sni: Option<&str>) -> &Arc<rustls::ServerConfig> {
+    fn pick(&self, sni: Option<&str>) -> &Terminating {
         let sni = sni.map(str::to_ascii_lowercase);
         let mut best: Option<(usize, &Terminating)> = None;
         if let Some(name) = sni.as_deref() {
@@ -100,12 +108,13 @@ impl GatewayTls {
                 }
             }
         }
-        &best.map(|(_, t)| t).unwrap_or(&self.servers[0]).config
+        best.map(|(_, t)| t).unwrap_or(&self.servers[0])
     }
 }
 
 /// Reads the ClientHello, picks the server by SNI and completes the handshake with its
-/// configuration.
+/// configuration; a MUTUAL server with `subjectAltNames` then refuses a client whose
+/// certificate carries none of them (Istio's `ServerTLSSettings.subjectAltNames`).
 pub async fn accept(stream: TcpStream, gw: &GatewayTls) -> Result<TlsStream<TcpStream>, String> {
     let acceptor =
         tokio_rustls::LazyConfigAcceptor::new(rustls::server::Acceptor::default(), stream);
@@ -113,11 +122,28 @@ pub async fn accept(stream: TcpStream, gw: &GatewayTls) -> Result<TlsStream<TcpS
         .await
         .map_err(|_| "no ClientHello within the handshake timeout".to_string())?
         .map_err(|e| format!("reading the ClientHello: {e}"))?;
-    let config = gw.pick(start.client_hello().server_name()).clone();
-    tokio::time::timeout(super::inbound::HANDSHAKE_TIMEOUT, start.into_stream(config))
-        .await
-        .map_err(|_| "TLS handshake not finished within the handshake timeout".to_string())?
-        .map_err(|e| format!("TLS handshake failed: {e}"))
+    let server = gw.pick(start.client_hello().server_name());
+    let stream = tokio::time::timeout(
+        super::inbound::HANDSHAKE_TIMEOUT,
+        start.into_stream(server.config.clone()),
+    )
+    .await
+    .map_err(|_| "TLS handshake not finished within the handshake timeout".to_string())?
+    .map_err(|e| format!("TLS handshake failed: {e}"))?;
+    if !server.client_sans.is_empty() {
+        // The CA verified the chain in the handshake; the name is checked here, before
+        // any byte of the client's request is read.
+        let leaf = stream
+            .get_ref()
+            .1
+            .peer_certificates()
+            .and_then(|c| c.first());
+        match leaf {
+            Some(leaf) => meshproxy_certs::check_peer_sans(leaf, &server.client_sans)?,
+            None => return Err("no client certificate".to_string()),
+        }
+    }
+    Ok(stream)
 }
 
 /// A digest of the bytes of every file of `servers` (an unreadable file digests as

@@ -20,9 +20,7 @@ mod common;
 mod pyenv;
 
 use serde_json::Value;
-use std::io::Read;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Bound on the script's run (about 60 checks of at most a few seconds each).
 const WAIT: Duration = Duration::from_secs(240);
@@ -62,48 +60,6 @@ spec:
     )
 }
 
-/// Runs the script to completion (bounded by [`WAIT`]): exit code, stdout, stderr.
-fn run_script(py: &str, args: &[String]) -> (Option<i32>, String, String) {
-    let script = pyenv::script("h2_conformance.py");
-    let mut child = Command::new(py)
-        .arg(&script)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("spawn {py} {}: {e}", script.display()));
-    let mut out = child.stdout.take().expect("stdout");
-    let mut err = child.stderr.take().expect("stderr");
-    let out_t = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = out.read_to_string(&mut s);
-        s
-    });
-    let err_t = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = err.read_to_string(&mut s);
-        s
-    });
-    let deadline = Instant::now() + WAIT;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait for the script") {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("h2_conformance.py did not finish within {WAIT:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    (
-        status.code(),
-        out_t.join().unwrap_or_default(),
-        err_t.join().unwrap_or_default(),
-    )
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn h2c_listener_passes_h2spec_style_checks() {
     let py = match python() {
@@ -121,9 +77,12 @@ async fn h2c_listener_passes_h2spec_style_checks() {
         "--authority".to_string(),
         "web.default.svc.cluster.local".to_string(),
     ];
-    let (code, stdout, stderr) = tokio::task::spawn_blocking(move || run_script(&py, &args))
-        .await
-        .expect("script thread");
+    let (code, stdout, stderr) = tokio::task::spawn_blocking(move || {
+        let f = pyenv::run(&py, "h2_conformance.py", &args, WAIT);
+        (f.code, f.stdout, f.stderr)
+    })
+    .await
+    .expect("script thread");
     // The per-check lines, for whoever reads the test's output.
     eprintln!(
         "{}",

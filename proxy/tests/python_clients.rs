@@ -115,52 +115,20 @@ struct ClientRun {
 
 /// Runs `script client <args>` to completion (bounded by [`WAIT`]).
 fn run_client(py: &str, name: &str, args: &[String]) -> ClientRun {
-    let mut child = Command::new(py)
-        .arg(script(name))
-        .arg("client")
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("spawn {py} {name}: {e}"));
-    let mut out = child.stdout.take().expect("stdout");
-    let mut err = child.stderr.take().expect("stderr");
-    let out_t = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = out.read_to_string(&mut s);
-        s
-    });
-    let err_t = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = err.read_to_string(&mut s);
-        s
-    });
-    let deadline = Instant::now() + WAIT;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait client") {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{name} client did not finish within {WAIT:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let stdout = out_t.join().unwrap_or_default();
-    let stderr = err_t.join().unwrap_or_default();
+    let mut full = vec!["client".to_string()];
+    full.extend_from_slice(args);
+    let pyenv::Finished {
+        code,
+        stdout,
+        stderr,
+    } = pyenv::run(py, name, &full, WAIT);
     let last = stdout.lines().rev().find(|l| !l.trim().is_empty());
     let json = last
         .and_then(|l| serde_json::from_str(l).ok())
         .unwrap_or_else(|| {
             panic!("{name} client printed no JSON.\nstdout:\n{stdout}\nstderr:\n{stderr}")
         });
-    ClientRun {
-        code: status.code(),
-        json,
-        stderr,
-    }
+    ClientRun { code, json, stderr }
 }
 
 /// The proxy's config: a WebSocket service `echo` (HTTP port) and a gRPC service `grpc`

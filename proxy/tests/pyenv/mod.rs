@@ -51,3 +51,55 @@ pub fn script(name: &str) -> PathBuf {
         .join("tests/python")
         .join(name)
 }
+
+/// What a script run to completion left: its exit code, stdout and stderr.
+pub struct Finished {
+    /// The exit code (`None`: killed by a signal).
+    pub code: Option<i32>,
+    /// Everything it wrote to stdout.
+    pub stdout: String,
+    /// Everything it wrote to stderr.
+    pub stderr: String,
+}
+
+/// Runs `py tests/python/<name> <args>` to completion; panics if it is still running
+/// after `wait` (killing it) or cannot be started.
+pub fn run(py: &str, name: &str, args: &[String], wait: std::time::Duration) -> Finished {
+    use std::io::Read;
+    let path = script(name);
+    let mut child = Command::new(py)
+        .arg(&path)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {py} {}: {e}", path.display()));
+    // Read both pipes while waiting: a script filling one would block otherwise.
+    let drain = |mut r: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = r.read_to_string(&mut s);
+            s
+        })
+    };
+    let out = drain(Box::new(child.stdout.take().expect("stdout")));
+    let err = drain(Box::new(child.stderr.take().expect("stderr")));
+    let deadline = std::time::Instant::now() + wait;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for the script") {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{name} {args:?} did not finish within {wait:?}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    Finished {
+        code: status.code(),
+        stdout: out.join().unwrap_or_default(),
+        stderr: err.join().unwrap_or_default(),
+    }
+}

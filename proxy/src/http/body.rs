@@ -2,6 +2,7 @@
 //! bound, for retries and mirrors), [`ResponseBody`] carries an upstream or local response
 //! downstream and runs the request's completion (access log, lease release) when it ends.
 
+use super::downstream_fault::DownstreamFault;
 use bytes::Bytes;
 use http::HeaderMap;
 use http_body::{Body, Frame, SizeHint};
@@ -19,8 +20,8 @@ pub const REPLAY_LIMIT: usize = 1024 * 1024;
 /// Errors a proxied body can end with.
 #[derive(Debug)]
 pub enum BodyError {
-    /// The downstream body failed (client reset or protocol error).
-    Downstream(hyper::Error),
+    /// The downstream body failed: the client's fault, never the upstream's.
+    Downstream(DownstreamFault),
     /// The upstream body failed.
     Upstream(hyper::Error),
     /// The body could not be replayed (buffer limit exceeded).
@@ -52,7 +53,8 @@ struct Shared {
     overflowed: bool,
     done: bool,
     trailers: Option<HeaderMap>,
-    failed: bool,
+    /// How the downstream body failed, once it did.
+    fault: Option<DownstreamFault>,
     /// The generation allowed to pull from the source (the current attempt).
     primary: u64,
     next_generation: u64,
@@ -79,7 +81,7 @@ impl BodyTap {
                 overflowed: false,
                 done,
                 trailers: None,
-                failed: false,
+                fault: None,
                 primary: 0,
                 next_generation: 0,
                 received: 0,
@@ -103,11 +105,17 @@ impl BodyTap {
     pub async fn wait_done(&self) {
         loop {
             let notified = self.done.notified();
-            if self.is_done() || self.lock().failed {
+            if self.is_done() || self.lock().fault.is_some() {
                 return;
             }
             notified.await;
         }
+    }
+
+    /// How the downstream body failed, if it did: whatever went wrong upstream at the same
+    /// time, a request whose client failed is the client's fault.
+    pub fn fault(&self) -> Option<DownstreamFault> {
+        self.lock().fault
     }
 
     /// True while every byte read so far is kept, so another attempt can replay it.
@@ -177,8 +185,8 @@ impl BodyTap {
             }
             return Poll::Ready(None);
         }
-        if s.failed {
-            return Poll::Ready(Some(Err(BodyError::NotReplayable)));
+        if let Some(f) = s.fault {
+            return Poll::Ready(Some(Err(BodyError::Downstream(f))));
         }
         if generation != s.primary {
             // A mirror (or an abandoned attempt) waits for the primary to read more.
@@ -197,10 +205,12 @@ impl BodyTap {
                 Poll::Ready(None)
             }
             Poll::Ready(Some(Err(e))) => {
-                s.failed = true;
+                let fault = DownstreamFault::classify(&e);
+                tracing::debug!(error = %e, ?fault, "downstream request body failed");
+                s.fault = Some(fault);
                 s.source = None;
                 self.finish(&mut s);
-                Poll::Ready(Some(Err(BodyError::Downstream(e))))
+                Poll::Ready(Some(Err(BodyError::Downstream(fault))))
             }
             Poll::Ready(Some(Ok(frame))) => {
                 match frame.into_data() {
@@ -264,6 +274,16 @@ pub enum RequestBody {
         /// Trailers already sent.
         sent_trailers: bool,
     },
+}
+
+impl RequestBody {
+    /// The downstream body this one copies, if any.
+    pub fn tap(&self) -> Option<&BodyTap> {
+        match self {
+            RequestBody::Empty => None,
+            RequestBody::Tapped { tap, .. } => Some(tap),
+        }
+    }
 }
 
 impl Body for RequestBody {

@@ -58,9 +58,13 @@ impl Completion for RequestDone {
         grpc_status: Option<u32>,
     ) {
         let mut this = *self;
+        // A client that failed while sending its body: whatever the upstream side then
+        // reported (its connection aborted under the broken request), the fault is the
+        // client's, and the connection carried half a request.
+        let fault = this.tap.as_ref().and_then(BodyTap::fault);
         if let Some(r) = this.returnable.take() {
-            // Only a connection whose response was read to its end can carry another one.
-            if let (true, Lease::H1(lease)) = (ended, r.lease) {
+            // Only a connection whose exchange completed can carry another one.
+            if let (true, None, Lease::H1(lease)) = (ended, fault, r.lease) {
                 r.cluster.park(&r.endpoint, lease);
             }
         }
@@ -69,9 +73,11 @@ impl Completion for RequestDone {
         match error {
             Some(BodyError::Timeout) => this.flags.insert(Flags::UPSTREAM_REQUEST_TIMEOUT),
             Some(BodyError::StreamIdle) => this.flags.insert(Flags::STREAM_IDLE_TIMEOUT),
-            Some(BodyError::Upstream(_)) => {
-                this.flags.insert(Flags::UPSTREAM_CONNECTION_TERMINATION)
-            }
+            Some(BodyError::Upstream(_)) => this.flags.insert(match fault {
+                Some(f) => f.flags(),
+                None => Flags::UPSTREAM_CONNECTION_TERMINATION,
+            }),
+            Some(BodyError::Downstream(f)) => this.flags.insert(f.flags()),
             Some(_) => {}
             None if !ended => this.flags.insert(Flags::DOWNSTREAM_CONNECTION_TERMINATION),
             None => {}

@@ -2,7 +2,8 @@
 //! request, and classify what happened. An HTTP/1.1 Upgrade request (WebSocket) gets a
 //! dedicated new connection instead (see [`Transport::Upgrade`] and `http/upgrade.rs`).
 
-use super::body::RequestBody;
+use super::body::{BodyError, BodyTap, RequestBody};
+use super::downstream_fault::DownstreamFault;
 use super::flags::Flags;
 use crate::policy::retry::Outcome;
 use crate::upstream::cluster_state::{ActiveRequest, ClusterState, EndpointState};
@@ -109,6 +110,23 @@ pub struct Failure {
     pub detail: String,
 }
 
+/// Why an attempt produced no response. The two sides are different types so that
+/// nothing downstream of the attempt (retries, outlier detection, circuit breakers) can
+/// book a client's fault against the upstream.
+#[derive(Debug)]
+pub enum AttemptError {
+    /// The upstream, or the way to it, failed.
+    Upstream(Failure),
+    /// The client failed while its request was being sent (see [`DownstreamFault`]).
+    Downstream(DownstreamFault),
+}
+
+impl From<Failure> for AttemptError {
+    fn from(f: Failure) -> Self {
+        AttemptError::Upstream(f)
+    }
+}
+
 /// Sends `head` + `body` to endpoint `ep` of `cluster` over `transport`.
 pub async fn send(
     cluster: &Cluster,
@@ -118,8 +136,9 @@ pub async fn send(
     body: RequestBody,
     transport: Transport,
     per_try: Option<Duration>,
-) -> Result<Attempt, Failure> {
+) -> Result<Attempt, AttemptError> {
     let active = ep.start_request();
+    let tap = body.tap().cloned();
     let fut = async {
         match transport {
             Transport::Http1 => send_inner(cluster, state, ep, head, body, false).await,
@@ -128,16 +147,28 @@ pub async fn send(
         }
     };
     let result = match per_try {
-        Some(t) => match tokio::time::timeout(t, fut).await {
-            Ok(r) => r,
-            Err(_) => Err(Failure {
-                outcome: Outcome::Timeout,
-                flags: Flags::UPSTREAM_REQUEST_TIMEOUT,
-                endpoint: Some(ep.name.clone()),
-                detail: "upstream per-try timeout".into(),
-            }),
-        },
+        Some(t) => {
+            // Envoy starts the per-try timer once the downstream request is complete
+            // (`Router::Filter::onRequestComplete`): a client slow to send its body must
+            // not time out, and so eject, a healthy upstream.
+            let timer = per_try_timer(tap.as_ref(), t);
+            tokio::select! {
+                r = fut => r,
+                () = timer => Err(AttemptError::Upstream(Failure {
+                    outcome: Outcome::Timeout,
+                    flags: Flags::UPSTREAM_REQUEST_TIMEOUT,
+                    endpoint: Some(ep.name.clone()),
+                    detail: "upstream per-try timeout".into(),
+                })),
+            }
+        }
         None => fut.await,
+    };
+    // The upstream side may report the abort our failed body caused (a reset stream, a
+    // closed connection) without naming its cause: the client failed first.
+    let result = match (result, tap.as_ref().and_then(BodyTap::fault)) {
+        (Err(AttemptError::Upstream(_)), Some(f)) => Err(AttemptError::Downstream(f)),
+        (r, _) => r,
     };
     result.map(|(response, lease)| Attempt {
         response,
@@ -145,6 +176,14 @@ pub async fn send(
         lease,
         active,
     })
+}
+
+/// Fires `after` once the downstream request body has been received in full.
+async fn per_try_timer(tap: Option<&BodyTap>, after: Duration) {
+    if let Some(tap) = tap {
+        tap.wait_done().await;
+    }
+    tokio::time::sleep(after).await;
 }
 
 fn build(head: &UpstreamHead, body: RequestBody, h2: bool) -> Request<RequestBody> {
@@ -183,7 +222,7 @@ async fn send_inner(
     head: &UpstreamHead,
     body: RequestBody,
     h2: bool,
-) -> Result<(Response<Incoming>, Lease), Failure> {
+) -> Result<(Response<Incoming>, Lease), AttemptError> {
     let mut req = build(head, body, h2);
     // A pooled connection may have been closed by the peer while idle; such a request
     // was never written, so it is re-sent on a fresh connection (once).
@@ -196,14 +235,14 @@ async fn send_inner(
                 }
                 Err(mut e) => match e.take_message() {
                     Some(back) if !fresh => req = back,
-                    _ => return Err(classify(e.into_error(), ep)),
+                    _ => return Err(attribute(e.into_error(), ep)),
                 },
             },
             Lease::H2(mut lease) => match lease.sender.try_send_request(req).await {
                 Ok(resp) => return Ok((resp, Lease::H2(lease))),
                 Err(mut e) => match e.take_message() {
                     Some(back) if !fresh => req = back,
-                    _ => return Err(classify(e.into_error(), ep)),
+                    _ => return Err(attribute(e.into_error(), ep)),
                 },
             },
             // `checkout` only hands out pooled connections; an upgrade lease never comes
@@ -211,12 +250,12 @@ async fn send_inner(
             Lease::Upgrade(_) => break,
         }
     }
-    Err(Failure {
+    Err(AttemptError::Upstream(Failure {
         outcome: Outcome::ResetBeforeRequest,
         flags: Flags::UPSTREAM_CONNECTION_TERMINATION,
         endpoint: Some(ep.name.clone()),
         detail: "upstream connect error or disconnect/reset before headers. reset reason: connection termination".into(),
-    })
+    }))
 }
 
 fn connect_failure(ep: &EndpointState, e: impl std::fmt::Display) -> Failure {
@@ -528,7 +567,7 @@ async fn send_upgrade(
     ep: &Arc<EndpointState>,
     head: &UpstreamHead,
     body: RequestBody,
-) -> Result<(Response<Incoming>, Lease), Failure> {
+) -> Result<(Response<Incoming>, Lease), AttemptError> {
     let permit = upgrade_permit(state, ep).await?;
     let (mut sender, held) = match connect_endpoint(cluster, state, ep, false).await? {
         Stream::Tcp(s) => handshake_upgrade(s, ep, permit).await?,
@@ -544,7 +583,7 @@ async fn send_upgrade(
                 _held: held,
             }),
         )),
-        Err(e) => Err(classify(e, ep)),
+        Err(e) => Err(attribute(e, ep)),
     }
 }
 
@@ -624,6 +663,19 @@ async fn close_fully<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(mu
         }
     };
     let _ = tokio::time::timeout(Duration::from_secs(1), drain).await;
+}
+
+/// Whose fault a failed send was: the client's when our request body failed (hyper
+/// names the body's error as the cause), else the upstream's.
+fn attribute(e: hyper::Error, ep: &EndpointState) -> AttemptError {
+    let mut src: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(&e);
+    while let Some(s) = src {
+        if let Some(BodyError::Downstream(f)) = s.downcast_ref::<BodyError>() {
+            return AttemptError::Downstream(*f);
+        }
+        src = s.source();
+    }
+    AttemptError::Upstream(classify(e, ep))
 }
 
 /// Maps a hyper client error to a retry outcome and Envoy flags.

@@ -5,8 +5,9 @@
 use super::body::{BodyTap, RequestBody, ResponseBody};
 use super::completion::{RequestDone, Returnable};
 use super::connect;
+use super::downstream_fault::DownstreamFault;
 use super::flags::Flags;
-use super::forward::{self, Failure, Transport, UpstreamHead};
+use super::forward::{self, AttemptError, Failure, Transport, UpstreamHead};
 use super::local_reply;
 use super::upgrade;
 use crate::access_log::Record;
@@ -229,12 +230,27 @@ pub async fn handle(
     };
     // Ambiguous framing is refused before anything is forwarded, and the connection is
     // closed after the answer (RFC 9112 §6.1, §6.3; see `smuggling`).
-    if let Some(r) = super::smuggling::check(&parts.method, parts.version, &parts.headers) {
-        let mut resp = ctx.reply(r.status, Flags::NONE, r.details, "");
+    let refused = super::smuggling::check(&parts.method, parts.version, &parts.headers)
+        .or_else(|| super::host_field::check(parts.version, &parts.headers));
+    if let Some(r) = refused {
+        // Envoy flags its HTTP/1 codec's refusals as downstream protocol errors.
+        let mut resp = ctx.reply(r.status, Flags::DOWNSTREAM_PROTOCOL_ERROR, r.details, "");
         if parts.version < Version::HTTP_2 {
             resp.headers_mut()
                 .insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
+        return resp;
+    }
+    // Only the upgrade types Istio enables are tunnelled (every HTTP connection manager
+    // gets `upgrade_configs: [{upgrade_type: websocket}]`); Envoy answers any other
+    // `Upgrade` with a local 403, details `upgrade_failed`, and closes the connection
+    // (`ConnectionManagerImpl`, "HTTP upgrades" in Envoy's architecture overview), so no
+    // byte can bypass routing and authorization through an arbitrary upgrade.
+    if ctx.upgrade.as_ref().is_some_and(|u| !u.allowed()) {
+        ctx.upgrade = None;
+        let mut resp = ctx.reply(403, Flags::NONE, "upgrade_failed", "");
+        resp.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
         return resp;
     }
     let snap = &active.snapshot;
@@ -1020,7 +1036,8 @@ async fn send_with_retries(
             };
             Ok((att, deadline))
         }
-        Err((f, extra)) => {
+        Err((Ended::Downstream(fault), _)) => Err(downstream_fault_reply(ctx, fault, *flags)),
+        Err((Ended::Upstream(f), extra)) => {
             flags.insert(extra | f.flags);
             if let Some(r) = ctx.record.as_mut() {
                 r.upstream_host = f.endpoint.clone().unwrap_or_default();
@@ -1044,6 +1061,31 @@ async fn send_with_retries(
             Err(ctx.reply_grpc(status, *flags, details, &body, grpc))
         }
     }
+}
+
+/// The client failed while its request was being forwarded and no response has started:
+/// `400` with `Connection: close` for a broken or truncated body (RFC 9112 §8), nothing
+/// to answer for a client that reset (recorded as Envoy records a downstream disconnect:
+/// code 0, flag `DC`); either way flagged as the client's fault.
+fn downstream_fault_reply(
+    ctx: &mut Ctx,
+    fault: DownstreamFault,
+    flags: Flags,
+) -> Response<ResponseBody> {
+    let flags = flags | fault.flags();
+    let mut resp = if fault.status() == 0 {
+        if let Some(r) = ctx.record.as_mut() {
+            r.details = fault.details();
+        }
+        let done = ctx.done(0, flags);
+        let (p, b) = local_reply::build(400, "", false).into_parts();
+        Response::from_parts(p, b.on_complete(done))
+    } else {
+        ctx.reply(fault.status(), flags, fault.details(), "bad request")
+    };
+    resp.headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    resp
 }
 
 static ORIGINAL_DST_HOST: HeaderName = HeaderName::from_static("x-envoy-original-dst-host");
@@ -1089,7 +1131,15 @@ struct Pick {
     pinned: bool,
 }
 
-type AttemptResult = Result<(forward::Attempt, Flags), (Failure, Flags)>;
+/// Why the attempts ended without a response to relay.
+enum Ended {
+    /// The upstream side failed (after retries, if any).
+    Upstream(Failure),
+    /// The client failed: nothing was booked against the upstream.
+    Downstream(DownstreamFault),
+}
+
+type AttemptResult = Result<(forward::Attempt, Flags), (Ended, Flags)>;
 
 async fn attempt_loop(
     cluster: &Cluster,
@@ -1111,12 +1161,12 @@ async fn attempt_loop(
                 Some(b) => b,
                 None => {
                     return Err((
-                        Failure {
+                        Ended::Upstream(Failure {
                             outcome: retry::Outcome::Reset,
                             flags: Flags::UPSTREAM_CONNECTION_TERMINATION,
                             endpoint: None,
                             detail: "request body too large to retry".into(),
-                        },
+                        }),
                         Flags::NONE,
                     ))
                 }
@@ -1139,12 +1189,12 @@ async fn attempt_loop(
                 .no_healthy
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             return Err((
-                Failure {
+                Ended::Upstream(Failure {
                     outcome: retry::Outcome::ConnectFailure,
                     flags: Flags::NO_HEALTHY_UPSTREAM,
                     endpoint: None,
                     detail: "no healthy upstream".into(),
-                },
+                }),
                 Flags::NONE,
             ));
         };
@@ -1159,6 +1209,15 @@ async fn attempt_loop(
             policy.per_try_timeout,
         )
         .await;
+        let result = match result {
+            // The client's fault: no outlier event, no retry, no URX.
+            Err(AttemptError::Downstream(f)) => return Err((Ended::Downstream(f), Flags::NONE)),
+            Err(AttemptError::Upstream(f)) => Err(f),
+            // An answer to a request whose body broke says nothing of the upstream's health,
+            // and a broken body cannot be sent again.
+            Ok(att) if tap.is_some_and(|t| t.fault().is_some()) => return Ok((att, Flags::NONE)),
+            Ok(att) => Ok(att),
+        };
         // Outlier detection sees every attempt, inline.
         match (&result, idx) {
             (_, None) => {}
@@ -1210,7 +1269,7 @@ async fn attempt_loop(
         drop(retry_slot);
         return match result {
             Ok(att) => Ok((att, extra)),
-            Err(f) => Err((f, extra)),
+            Err(f) => Err((Ended::Upstream(f), extra)),
         };
     }
 }

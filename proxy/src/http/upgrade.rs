@@ -1,5 +1,6 @@
-//! HTTP/1.1 Upgrade proxying (WebSocket, and any other upgrade token), the way Envoy does
-//! it under Istio, which enables `upgrade_configs: websocket` on every HTTP route:
+//! HTTP/1.1 Upgrade proxying (WebSocket), the way Envoy does it under Istio, which
+//! enables `upgrade_configs: websocket` on every HTTP route and nothing else (any other
+//! `Upgrade` is refused with 403 `upgrade_failed` by the router, see [`Requested::allowed`]):
 //!
 //! - an HTTP/1.1 request with `Connection: upgrade` and an `Upgrade` header keeps those two
 //!   headers (for this request only) and goes to the chosen endpoint over a new HTTP/1.1
@@ -99,6 +100,17 @@ pub fn detect(parts: &mut Parts) -> Option<Requested> {
         held: None,
         h2: false,
     })
+}
+
+impl Requested {
+    /// Whether the protocol asked for is one we tunnel: `websocket` only, the one upgrade
+    /// type Istio configures. Envoy compares the whole `Upgrade` value to the configured
+    /// type, ignoring case, so `websocket, foo` is not a WebSocket upgrade either.
+    pub fn allowed(&self) -> bool {
+        self.protocol
+            .to_str()
+            .is_ok_and(|p| p.trim().eq_ignore_ascii_case("websocket"))
+    }
 }
 
 /// `Sec-WebSocket-Key`, which an HTTP/1.1 WebSocket handshake needs (RFC 6455 §4.1) and

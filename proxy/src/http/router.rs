@@ -228,19 +228,6 @@ pub async fn handle(
         upgrade,
         stream_idle: active.snapshot.proxy.limits.stream_idle_timeout,
     };
-    // Ambiguous framing is refused before anything is forwarded, and the connection is
-    // closed after the answer (RFC 9112 §6.1, §6.3; see `smuggling`).
-    let refused = super::smuggling::check(&parts.method, parts.version, &parts.headers)
-        .or_else(|| super::host_field::check(parts.version, &parts.headers));
-    if let Some(r) = refused {
-        // Envoy flags its HTTP/1 codec's refusals as downstream protocol errors.
-        let mut resp = ctx.reply(r.status, Flags::DOWNSTREAM_PROTOCOL_ERROR, r.details, "");
-        if parts.version < Version::HTTP_2 {
-            resp.headers_mut()
-                .insert(header::CONNECTION, HeaderValue::from_static("close"));
-        }
-        return resp;
-    }
     // Only the upgrade types Istio enables are tunnelled (every HTTP connection manager
     // gets `upgrade_configs: [{upgrade_type: websocket}]`); Envoy answers any other
     // `Upgrade` with a local 403, details `upgrade_failed`, and closes the connection
@@ -292,17 +279,34 @@ pub async fn handle(
     if let Some(r) = parts.extensions.remove::<crate::server::limits::Refused>() {
         let (status, details, body) = r.reply();
         let overloaded = r == crate::server::limits::Refused::Overloaded;
-        let flags = if overloaded {
-            Flags::OVERLOAD_MANAGER
-        } else {
-            Flags::NONE
+        let flags = match r {
+            crate::server::limits::Refused::Overloaded => Flags::OVERLOAD_MANAGER,
+            crate::server::limits::Refused::UriTooLong => Flags::DOWNSTREAM_PROTOCOL_ERROR,
+            crate::server::limits::Refused::TooManyHeaders => Flags::NONE,
         };
         let mut resp = ctx.reply(status, flags, details, body);
+        if r == crate::server::limits::Refused::UriTooLong {
+            resp.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
         if overloaded {
             resp.headers_mut().insert(
                 local_reply::OVERLOADED.clone(),
                 HeaderValue::from_static("true"),
             );
+        }
+        return resp;
+    }
+    // Ambiguous framing is refused before anything is forwarded, and the connection is
+    // closed after the answer (RFC 9112 §6.1, §6.3; see `smuggling`).
+    let refused = super::smuggling::check(&parts.method, parts.version, &parts.headers)
+        .or_else(|| super::host_field::check(parts.version, &parts.headers));
+    if let Some(r) = refused {
+        // Envoy flags its HTTP/1 codec's refusals as downstream protocol errors.
+        let mut resp = ctx.reply(r.status, Flags::DOWNSTREAM_PROTOCOL_ERROR, r.details, "");
+        if parts.version < Version::HTTP_2 {
+            resp.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
         return resp;
     }

@@ -357,7 +357,9 @@ async fn serve<S>(
     // `spec.limits` in force at the accept apply to the whole connection.
     let limits = shared.active.load().snapshot.proxy.limits.clone();
     let (stream, upgrades) = super::h1_guard::H1Guard::new(stream);
-    let stream = stream.with_head_timeout(Some(limits.request_headers_timeout));
+    let stream = stream
+        .with_head_timeout(Some(limits.request_headers_timeout))
+        .with_target_limit(limits::target_limit(&limits));
     let activity = Arc::new(limits::Activity::default());
     let (svc_activity, max_headers) = (activity.clone(), limits.max_request_headers as usize);
     let svc_shared = shared.clone();
@@ -388,6 +390,11 @@ async fn serve<S>(
             let connect = req.method() == http::Method::CONNECT;
             (upgrades.clone(), upgrades.request(), connect)
         });
+        if let Some((upgrades, index, _)) = &guard {
+            if upgrades.target_too_long(*index) {
+                req.extensions_mut().insert(limits::Refused::UriTooLong);
+            }
+        }
         async move {
             let mut resp = router::handle(req, conn, shared).await;
             if let Some((upgrades, index, connect)) = guard {

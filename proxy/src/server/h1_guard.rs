@@ -219,6 +219,9 @@ enum Phase {
     Passthrough,
     /// A bad request head: a NUL was handed to hyper; EOF from now on.
     Poisoned,
+    /// The `n`th request's target was over the limit: the head was cut short
+    /// ([`TARGET_CUT`]); EOF once that request has been answered.
+    Cut(u64),
     /// A bad body: reads fail.
     Failed,
 }
@@ -255,6 +258,10 @@ struct Scanner {
     value: ValueState,
     /// Request heads accepted so far (the next one's index).
     heads: u64,
+    /// Bytes of the current request-target so far.
+    target_len: usize,
+    /// The longest request-target passed on (see [`H1Guard::with_target_limit`]).
+    max_target: usize,
 }
 
 impl Scanner {
@@ -266,6 +273,8 @@ impl Scanner {
             field: Field::Other,
             value: ValueState::default(),
             heads: 0,
+            target_len: 0,
+            max_target: usize::MAX,
         }
     }
 
@@ -317,7 +326,7 @@ impl Scanner {
                     });
                 }
                 Phase::Hold(_) | Phase::Passthrough => return Scan::Stop(i),
-                Phase::Poisoned | Phase::Failed => {
+                Phase::Poisoned | Phase::Failed | Phase::Cut(_) => {
                     return Scan::Bad(i, Violation::Head("after a violation"))
                 }
                 Phase::Head(_) | Phase::Chunked(_) => {
@@ -381,6 +390,7 @@ impl Scanner {
             Method => match b {
                 b' ' => {
                     self.facts.connect = self.facts.method_match == 7;
+                    self.target_len = 0;
                     Target
                 }
                 _ if is_tchar(b) => {
@@ -391,7 +401,13 @@ impl Scanner {
             },
             Target => match b {
                 b' ' => Version(0),
-                0x21..=0x7e | 0x80..=0xff => Target,
+                0x21..=0x7e | 0x80..=0xff => {
+                    self.target_len += 1;
+                    if self.target_len > self.max_target {
+                        return Err(TARGET_TOO_LONG);
+                    }
+                    Target
+                }
                 _ => return Err("invalid request-target"),
             },
             Version(n) => {
@@ -697,12 +713,14 @@ impl Scanner {
 
 /// What the connection's service tells the guard: which request each response answers
 /// and whether it switched protocols.
-#[derive(Default, Debug)]
+#[derive(Debug)]
 pub struct Upgrades {
     state: Mutex<Verdicts>,
     next: std::sync::atomic::AtomicU64,
     /// Why the guard refused a request head, once it did (for the access log).
     refusal: std::sync::OnceLock<&'static str>,
+    /// The index of the request whose target was cut at the limit (`u64::MAX`: none).
+    target_too_long: std::sync::atomic::AtomicU64,
 }
 
 #[derive(Default, Debug)]
@@ -713,7 +731,31 @@ struct Verdicts {
     waker: Option<Waker>,
 }
 
+impl Default for Upgrades {
+    fn default() -> Self {
+        Upgrades {
+            state: Mutex::default(),
+            next: std::sync::atomic::AtomicU64::new(0),
+            refusal: std::sync::OnceLock::new(),
+            target_too_long: std::sync::atomic::AtomicU64::new(u64::MAX),
+        }
+    }
+}
+
 impl Upgrades {
+    /// Whether request `index` came with a request-target over the limit: it reaches the
+    /// service cut short, to be answered `414`.
+    pub fn target_too_long(&self, index: u64) -> bool {
+        self.target_too_long
+            .load(std::sync::atomic::Ordering::Acquire)
+            == index
+    }
+
+    fn mark_target_too_long(&self, index: u64) {
+        self.target_too_long
+            .store(index, std::sync::atomic::Ordering::Release);
+    }
+
     /// The index of a new HTTP/1 request on the connection (call in the order hyper
     /// hands requests to the service).
     pub fn request(&self) -> u64 {
@@ -764,17 +806,34 @@ pub struct H1Guard<S> {
     /// that does not wait for the response), and the part of them handed over.
     held: Vec<u8>,
     held_pos: usize,
-    /// How much of [`POISON`] hyper was given.
+    /// What replaces the rest of a refused head ([`POISON`] or [`TARGET_CUT`]), and how
+    /// much of it hyper was given.
+    poison: &'static [u8],
     poison_sent: usize,
     /// `requestHeadersTimeout`, and its timer while a head is arriving.
     head_timeout: Option<std::time::Duration>,
     head_deadline: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// The lingering close of a refused connection, once its write side is shut.
+    linger: Option<Linger>,
 }
 
 /// What replaces a refused request head from the offending byte on: a NUL (valid
 /// nowhere in a head), then an end of head, since hyper parses a partial head again
 /// only once an end of head arrives.
 const POISON: &[u8] = b"\0\r\n\r\n";
+
+/// The refusal of a request-target over the limit.
+const TARGET_TOO_LONG: &str = "request-target too long";
+
+/// What ends a head cut at a request-target over the limit: the rest of a valid request
+/// line and an empty header section, so hyper hands the truncated request to the
+/// service, which answers it `414` (hyper itself would answer `431` once the long target
+/// filled its buffer). Nothing of it is forwarded, and the connection ends after it.
+const TARGET_CUT: &[u8] = b" HTTP/1.1\r\n\r\n";
+
+/// Room a request line needs besides its target (method, spaces, version, CRLF) within
+/// the head limit, so a target cut at the limit still fits hyper's buffer.
+pub const REQUEST_LINE_ROOM: usize = 1024;
 
 impl<S> H1Guard<S> {
     /// Guards `inner`; the service reports responses to the returned handle.
@@ -786,16 +845,18 @@ impl<S> H1Guard<S> {
             upgrades: upgrades.clone(),
             held: Vec::new(),
             held_pos: 0,
+            poison: POISON,
             poison_sent: 0,
             head_timeout: None,
             head_deadline: None,
+            linger: None,
         };
         (guard, upgrades)
     }
 
-    /// Hands hyper as much of the rest of [`POISON`] as fits.
+    /// Hands hyper as much of the rest of the poison as fits.
     fn poison(&mut self, buf: &mut ReadBuf<'_>) {
-        let rest = &POISON[self.poison_sent..];
+        let rest = &self.poison[self.poison_sent..];
         let n = rest.len().min(buf.remaining());
         buf.put_slice(&rest[..n]);
         self.poison_sent += n;
@@ -821,10 +882,17 @@ impl<S> H1Guard<S> {
             }
             Scan::Bad(i, Violation::Head(why)) => {
                 tracing::debug!(reason = why, "HTTP/1 request head refused");
-                let _ = self.upgrades.refusal.set(why);
                 buf.set_filled(from + i);
                 self.scanner.phase = Phase::Poisoned;
                 self.poison_sent = 0;
+                if why == TARGET_TOO_LONG {
+                    self.upgrades.mark_target_too_long(self.scanner.heads);
+                    self.scanner.phase = Phase::Cut(self.scanner.heads);
+                    self.poison = TARGET_CUT;
+                } else {
+                    let _ = self.upgrades.refusal.set(why);
+                    self.poison = POISON;
+                }
                 self.poison(buf);
                 self.held.clear();
             }
@@ -854,6 +922,12 @@ fn failed() -> io::Error {
 }
 
 impl<S> H1Guard<S> {
+    /// Cuts a request whose target is longer than `max` bytes (see [`TARGET_CUT`]).
+    pub fn with_target_limit(mut self, max: usize) -> Self {
+        self.scanner.max_target = max;
+        self
+    }
+
     /// Limits how long a request head may take to arrive, from its first byte to its
     /// end (`spec.limits.requestHeadersTimeout`; Envoy's `request_headers_timeout` also
     /// starts at the first byte, so an idle keep-alive connection is not cut by it).
@@ -925,6 +999,18 @@ impl<S: AsyncRead + Unpin> H1Guard<S> {
                     this.poison(buf);
                     return Poll::Ready(Ok(()));
                 }
+                Phase::Cut(index) => {
+                    if this.poison_sent < this.poison.len() {
+                        this.poison(buf);
+                        return Poll::Ready(Ok(()));
+                    }
+                    // EOF only once the cut request is answered: hyper closes a connection
+                    // at once on EOF with a request in flight (its `half_close` is off).
+                    return match this.upgrades.verdict(index, cx) {
+                        None => Poll::Pending,
+                        Some(_) => Poll::Ready(Ok(())),
+                    };
+                }
                 Phase::Failed => return Poll::Ready(Err(failed())),
                 Phase::Hold(index) => match this.upgrades.verdict(index, cx) {
                     None => return Poll::Pending,
@@ -964,7 +1050,7 @@ impl<S: AsyncRead + Unpin> H1Guard<S> {
     }
 }
 
-impl<S: AsyncWrite + Unpin> AsyncWrite for H1Guard<S> {
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for H1Guard<S> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -990,7 +1076,74 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for H1Guard<S> {
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+        let this = self.get_mut();
+        if this.linger.is_none() {
+            std::task::ready!(Pin::new(&mut this.inner).poll_shutdown(cx))?;
+            if !matches!(
+                this.scanner.phase,
+                Phase::Poisoned | Phase::Failed | Phase::Cut(_)
+            ) {
+                return Poll::Ready(Ok(()));
+            }
+            this.linger = Some(Linger::new());
+        }
+        match this.linger.as_mut() {
+            Some(l) => l.poll_drain(&mut this.inner, cx),
+            None => Poll::Ready(Ok(())),
+        }
+    }
+}
+
+/// How long a refused connection is drained after its error response (RFC 9112 §9.6).
+const LINGER_TIME: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// The most a refused connection is drained of.
+const LINGER_BYTES: usize = 4 * 1024 * 1024;
+
+/// A lingering close (RFC 9112 §9.6 "Tear-down"; nginx's `lingering_close`): after a
+/// refused request the write side is closed and what the client is still sending (the
+/// rest of an oversized target or body) is read and dropped until it closes too, so that
+/// closing with unread data does not make the kernel reset the connection and destroy
+/// the error response on its way. Bounded in time and bytes.
+#[derive(Debug)]
+struct Linger {
+    deadline: Pin<Box<tokio::time::Sleep>>,
+    drained: usize,
+}
+
+impl Linger {
+    fn new() -> Self {
+        Linger {
+            deadline: Box::pin(tokio::time::sleep(LINGER_TIME)),
+            drained: 0,
+        }
+    }
+
+    fn poll_drain<S: AsyncRead + Unpin>(
+        &mut self,
+        inner: &mut S,
+        cx: &mut Context<'_>,
+    ) -> Poll<io::Result<()>> {
+        let mut scratch = [0u8; 4096];
+        loop {
+            let mut rb = ReadBuf::new(&mut scratch);
+            match Pin::new(&mut *inner).poll_read(cx, &mut rb) {
+                Poll::Ready(Ok(())) if !rb.filled().is_empty() => {
+                    self.drained += rb.filled().len();
+                    if self.drained >= LINGER_BYTES {
+                        return Poll::Ready(Ok(()));
+                    }
+                }
+                // EOF or an error: the client is done.
+                Poll::Ready(_) => return Poll::Ready(Ok(())),
+                Poll::Pending => {
+                    return match std::future::Future::poll(self.deadline.as_mut(), cx) {
+                        Poll::Ready(()) => Poll::Ready(Ok(())),
+                        Poll::Pending => Poll::Pending,
+                    };
+                }
+            }
+        }
     }
 }
 
@@ -1015,6 +1168,24 @@ mod tests {
             assert_eq!(got, verdict, "split at {cut}");
         }
         verdict
+    }
+
+    #[test]
+    fn a_target_over_the_limit_is_cut() {
+        let mut s = Scanner::new();
+        s.max_target = 8;
+        assert_eq!(s.scan(b"GET /1234567 HTTP/1.1\r\n"), Scan::Clean);
+        let mut s = Scanner::new();
+        s.max_target = 8;
+        assert_eq!(
+            s.scan(b"GET /12345678 HTTP/1.1\r\n"),
+            Scan::Bad(12, Violation::Head(TARGET_TOO_LONG))
+        );
+        // The count starts again with each request.
+        let mut s = Scanner::new();
+        s.max_target = 8;
+        let two = b"GET /1234567 HTTP/1.1\r\n\r\nGET /1234567 HTTP/1.1\r\n\r\n";
+        assert_eq!(s.scan(two), Scan::Clean);
     }
 
     fn ok(input: &str) {

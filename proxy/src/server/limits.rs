@@ -63,6 +63,16 @@ pub fn configure(builder: &mut Builder<hyper_util::rt::TokioExecutor>, l: &Limit
         .max_local_error_reset_streams(MAX_LOCAL_ERROR_RESET_STREAMS);
 }
 
+/// The longest HTTP/1 request-target passed on (`414` past it): the request line counts
+/// toward `maxRequestHeadersKb`, as in Envoy, less the room the rest of the request line
+/// needs, so that the guard cuts a long target before hyper's head buffer fills (which
+/// hyper would answer `431`). See docs/config.md, `spec.limits`.
+pub fn target_limit(l: &Limits) -> usize {
+    (l.max_request_headers_bytes as usize)
+        .max(H1_MIN_BUF)
+        .saturating_sub(super::h1_guard::REQUEST_LINE_ROOM)
+}
+
 /// The open connections of one listener (all its per-worker sockets).
 #[derive(Default)]
 pub struct ListenerConns {
@@ -170,6 +180,9 @@ pub enum Refused {
     /// More header fields than `maxRequestHeaders` (HTTP/2; hyper refuses HTTP/1.1
     /// itself): `431`.
     TooManyHeaders,
+    /// An HTTP/1 request-target over [`target_limit`]: `414` (RFC 9110 §15.5.15), flag
+    /// `DPE`, the connection closed.
+    UriTooLong,
 }
 
 impl Refused {
@@ -179,6 +192,7 @@ impl Refused {
             // Envoy: "envoy overloaded", details `overload`.
             Refused::Overloaded => (503, "overload", "meshproxy overloaded"),
             Refused::TooManyHeaders => (431, "too_many_headers", "too many request headers"),
+            Refused::UriTooLong => (414, "http1.uri_too_long", "request-target too long"),
         }
     }
 }

@@ -1,4 +1,4 @@
-//! Command-line interface (SPEC §1).
+//! Command-line interface (docs/contract.md §1).
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;

@@ -1,4 +1,4 @@
-//! Config reload (SPEC §3): the config paths are loaded, validated and compiled off the
+//! Config reload (docs/contract.md §3): the config paths are loaded, validated and compiled off the
 //! request path, then put in force with one atomic swap ([`Server::apply`]). A config with
 //! any error is refused whole and the one in force stays. Triggers: a change under a
 //! `-c` path ([`watch`]), `SIGHUP`, and the admin `POST /reload`.

@@ -1,4 +1,4 @@
-//! End to end: the admin endpoints of `meshproxy run` (SPEC §4) and their JSON shapes.
+//! End to end: the admin endpoints of `meshproxy run` (docs/contract.md §4) and their JSON shapes.
 
 mod binary;
 mod common;

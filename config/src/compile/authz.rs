@@ -1,7 +1,7 @@
 //! AuthorizationPolicy → the policies that apply to this proxy's workload, compiled to
 //! checks that evaluate without allocating.
 //!
-//! Istio (`authorization_policy.proto`, top comment; reference §6.1): CUSTOM first, then any
+//! Istio (`authorization_policy.proto`, top comment): CUSTOM first, then any
 //! matching DENY denies, then with no ALLOW policy the request is allowed, else it must
 //! match an ALLOW policy. AUDIT never changes the decision. CUSTOM (ext-authz) is not
 //! supported here: such policies are left out of evaluation (the validator warns).
@@ -94,7 +94,7 @@ struct Rule {
     to: Vec<Vec<Check>>,
     /// `when[]`, AND'ed.
     when: Vec<Check>,
-    /// Some check needs an HTTP attribute (decides TCP handling, reference §6.3).
+    /// Some check needs an HTTP attribute (decides TCP handling).
     http_only: bool,
 }
 
@@ -662,7 +662,7 @@ impl Rule {
         }
     }
 
-    /// Istio `model.go` (`Generate`, `checkError`; reference §6.3): on TCP, an ALLOW rule
+    /// Istio `model.go` (`Generate`, `checkError`): on TCP, an ALLOW rule
     /// with an HTTP-only attribute is dropped whole (allows less); in DENY and AUDIT rules
     /// only the attribute is dropped (the rule matches more: `DENY methods:[POST]
     /// ports:["8080"]` denies all TCP on 8080).
@@ -698,7 +698,7 @@ impl Authz {
     /// Evaluates a request (or, with `http: None`, a TCP connection): the decision, and
     /// the `namespace/name` of the first AUDIT policy that matched, if any.
     ///
-    /// Istio order (reference §6.1): CUSTOM (not supported, skipped) → any matching DENY
+    /// Istio order: CUSTOM (not supported, skipped) → any matching DENY
     /// denies → no ALLOW policy allows → a matching ALLOW policy allows → else deny.
     /// AUDIT policies are matched on their own and never change the decision. Allocates
     /// only for a denial or an AUDIT match (the names returned).

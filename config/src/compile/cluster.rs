@@ -425,7 +425,7 @@ fn port_level(tp: &TrafficPolicy, port: u16) -> Option<&dr::PortTrafficPolicy> {
         .find(|pl| pl.port.as_ref().is_some_and(|p| p.number == port as u32))
 }
 
-/// Istio's precedence (`MergeSubsetTrafficPolicy`, reference §4.1): the DR's port-level
+/// Istio's precedence (`MergeSubsetTrafficPolicy`): the DR's port-level
 /// setting for the port replaces its top-level blocks without inheriting; then the subset's
 /// port-level setting replaces all four blocks wholesale, or else each block the subset's
 /// top-level policy sets replaces the corresponding block (no field-level merge).

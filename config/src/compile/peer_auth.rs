@@ -1,7 +1,7 @@
 //! PeerAuthentication → the inbound mTLS mode of this proxy's workload, per port.
 //!
 //! Istio (`pilot/pkg/security/authn/policy_applier.go` `ComposePeerAuthentication`, docs
-//! `authn-policy` "Policy precedence"; reference §5): a workload-selector policy in the
+//! `authn-policy` "Policy precedence"): a workload-selector policy in the
 //! workload's namespace beats the namespace-wide one (no selector), which beats the
 //! mesh-wide one (no selector, root namespace); a `portLevelMtls` entry beats its policy's
 //! own mode for that port; `UNSET` inherits from the next level; with nothing set the mode

@@ -1,4 +1,4 @@
-//! The effective `Proxy` settings: the document's values with SPEC §2's defaults filled in.
+//! The effective `Proxy` settings: the document's values with docs/contract.md §2's defaults filled in.
 
 use crate::duration::Duration;
 use crate::model::proxy::{self, Direction, ListenerProtocol, OutboundMode, Proxy};
@@ -8,9 +8,9 @@ use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 
-/// Default admin address (SPEC §2).
+/// Default admin address (docs/contract.md §2).
 pub const DEFAULT_ADMIN: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 15000);
-/// Default outbound listener address (SPEC §2).
+/// Default outbound listener address (docs/contract.md §2).
 pub const DEFAULT_OUTBOUND: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 15001);
 
 /// Envoy: `max_request_headers_kb` defaults to 60 (KiB); Istio leaves it.
@@ -188,7 +188,7 @@ pub struct ProxySettings {
 }
 
 impl ProxySettings {
-    /// Settings from the first `Proxy` document, or the local default (SPEC §2: the example
+    /// Settings from the first `Proxy` document, or the local default (docs/contract.md §2: the example
     /// minus `identity` and the inbound listener).
     pub fn from_resources(resources: &[Resource]) -> Self {
         let doc = resources.iter().find_map(|r| r.as_proxy().map(|p| (r, p)));

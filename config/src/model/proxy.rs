@@ -1,6 +1,6 @@
 //! `Proxy` (meshproxy.io/v1alpha1): what this proxy is — its workload identity, admin
 //! address, listeners, mesh certificates and outbound policy. At most one per config; when
-//! absent the defaults of [`Proxy::default_for_local`] apply (SPEC §2).
+//! absent the defaults of [`Proxy::default_for_local`] apply (docs/contract.md §2).
 
 use crate::duration::Duration;
 use serde::Deserialize;

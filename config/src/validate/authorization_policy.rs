@@ -1,5 +1,5 @@
 //! AuthorizationPolicy rules (istio/istio `ValidateAuthorizationPolicy` and
-//! `pkg/config/security/security.go`; reference §6 and §7).
+//! `pkg/config/security/security.go`).
 
 use super::names;
 use super::V;

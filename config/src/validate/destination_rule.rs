@@ -1,5 +1,5 @@
 //! DestinationRule rules (istio/istio `pkg/config/validation/validation.go`
-//! `ValidateDestinationRule` and friends; reference §4 and §7).
+//! `ValidateDestinationRule` and friends).
 
 use super::names;
 use super::V;

@@ -1,4 +1,4 @@
-//! Rules for meshproxy's own `Proxy` kind (SPEC §2).
+//! Rules for meshproxy's own `Proxy` kind (docs/contract.md §2).
 
 use super::names;
 use super::V;

@@ -1,5 +1,5 @@
 //! VirtualService rules (istio/istio `pkg/config/validation/virtualservice.go` and
-//! `validation.go`; reference §3 and §7).
+//! `validation.go`).
 
 use super::names;
 use super::V;

@@ -1,4 +1,4 @@
-//! The admin server (SPEC §4), on its own thread and runtime so it answers while the data
+//! The admin server (docs/contract.md §4), on its own thread and runtime so it answers while the data
 //! plane is saturated: `/ready`, `/metrics`, `/clusters`, `/config_dump`, `/reload`, `/logging`.
 
 pub mod clusters;

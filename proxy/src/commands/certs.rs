@@ -1,5 +1,5 @@
 //! `meshproxy certs ca` and `meshproxy certs issue`: a mesh root CA and SPIFFE workload
-//! certificates on disk, for local meshes, tests and demos (SPEC §1).
+//! certificates on disk, for local meshes, tests and demos (docs/contract.md §1).
 
 use crate::cli::CertsCommand;
 use meshproxy_certs::{Ca, CertError};

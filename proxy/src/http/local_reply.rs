@@ -6,7 +6,7 @@ use super::body::ResponseBody;
 use http::header::{HeaderMap, HeaderValue, CONTENT_TYPE};
 use http::{Response, StatusCode};
 
-/// `x-meshproxy-overloaded` (set on circuit-breaker overflows, SPEC §3).
+/// `x-meshproxy-overloaded` (set on circuit-breaker overflows, docs/contract.md §3).
 pub static OVERLOADED: http::HeaderName = http::HeaderName::from_static("x-meshproxy-overloaded");
 
 /// True when the request is gRPC (`content-type: application/grpc...`).

@@ -434,7 +434,7 @@ async fn connect_tunnel(
 }
 
 /// A circuit breaker refused the request: 503 at once, flag `UO`,
-/// `x-meshproxy-overloaded: true` (SPEC §3), nothing sent upstream.
+/// `x-meshproxy-overloaded: true` (docs/contract.md §3), nothing sent upstream.
 fn overflow_reply(ctx: &mut Ctx, flags: Flags) -> Response<ResponseBody> {
     let mut resp = ctx.reply(
         503,

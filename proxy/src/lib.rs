@@ -2,6 +2,7 @@
 
 pub mod access_log;
 pub mod admin;
+pub mod conn_info;
 pub mod demo;
 pub mod handover;
 pub mod http;

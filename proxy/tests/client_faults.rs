@@ -154,7 +154,9 @@ async fn cancelled_upload(addr: std::net::SocketAddr, heads: &AtomicU64) {
         common::eventually(WAIT, || heads.load(Ordering::SeqCst) > before).await,
         "the upload reached the upstream"
     );
-    s.set_linger(Some(Duration::ZERO)).unwrap();
+    socket2::SockRef::from(&s)
+        .set_linger(Some(Duration::ZERO))
+        .unwrap();
     drop(s);
 }
 

@@ -6,12 +6,15 @@
 //! under `ALLOW_ANY`). The upstream stream is opened before the `200` goes back, so an
 //! unreachable target gets a `503` with its flag instead of a dead tunnel.
 
+use super::body::ResponseBody;
 use super::completion::RequestDone;
+use super::exchange::Exchange;
 use super::flags::Flags;
 use super::upgrade;
 use crate::server::connection::Live;
-use crate::tcp::link::Link;
+use crate::tcp::link::{self, Link, LinkError};
 use http::request::Parts;
+use http::Response;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use meshproxy_config::compile::cluster::LoadBalancer;
@@ -153,4 +156,61 @@ pub fn spawn_tunnel(
             }
         }
     });
+}
+
+/// `CONNECT host:port` on an OUTBOUND listener (explicit proxy): routed by [`target`],
+/// the upstream stream opened, then `200` and the tunnel.
+pub(super) async fn tunnel(
+    x: &mut Exchange,
+    mut parts: Parts,
+    listener: &Listener,
+    authority: &str,
+) -> Response<ResponseBody> {
+    let active = x.active.clone();
+    let snap = &active.snapshot;
+    let target = match target(snap, listener, authority, &parts, x.conn.peer.ip()) {
+        Ok(t) => t,
+        Err(Refusal::BadTarget) => return x.reply(400, Flags::NONE, "invalid_connect_target", ""),
+        Err(Refusal::NoRoute) => return x.reply(404, Flags::NO_ROUTE_FOUND, "route_not_found", ""),
+        Err(Refusal::NoCluster) => {
+            return x.reply(503, Flags::NO_CLUSTER_FOUND, "cluster_not_found", "");
+        }
+    };
+    let cluster = snap.cluster(target.cluster);
+    let Some(state) = active.clusters.get(target.cluster.0 as usize) else {
+        return x.reply(503, Flags::NO_CLUSTER_FOUND, "cluster_not_found", "");
+    };
+    if let Some(l) = x.labels.as_mut() {
+        l.service = state.service_labels.clone();
+    }
+    let Some(on_upgrade) = parts.extensions.remove::<OnUpgrade>() else {
+        return x.reply(400, Flags::NONE, "connect_not_upgradable", "");
+    };
+    let original_dst = passthrough_address(&cluster.load_balancer, authority, target.port).await;
+    let who = link::For {
+        peer: x.conn.peer.ip(),
+        original_dst,
+    };
+    let link = match link::open(cluster, state, who).await {
+        Ok(l) => l,
+        Err(LinkError::Overflow) => return x.overflow_reply(Flags::NONE),
+        Err(LinkError::NoHealthy) => {
+            let flags = Flags::NO_HEALTHY_UPSTREAM;
+            return x.reply(503, flags, "no_healthy_upstream", "no healthy upstream");
+        }
+        Err(LinkError::Connect(e)) => {
+            tracing::debug!(cluster = %cluster.name, error = %e, "CONNECT: upstream connect failed");
+            return x.reply(
+                503,
+                Flags::UPSTREAM_CONNECTION_FAILURE,
+                "upstream_reset_before_response_started{connection_failure}",
+                "upstream connect error or disconnect/reset before headers. reset reason: connection failure",
+            );
+        }
+    };
+    x.note_upstream(&cluster.name, &link.endpoint.name, &target.route);
+    let done = x.done(200, Flags::NONE);
+    let live = Live::new(&x.shared);
+    spawn_tunnel(on_upgrade, link, done, live, x.conn.kill.clone());
+    Response::new(ResponseBody::empty())
 }

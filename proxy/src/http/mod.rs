@@ -1,13 +1,25 @@
-//! The HTTP data path.
+//! The HTTP data path. A request's steps, in order (docs/architecture.md):
+//! [`router`] (the exchange, refusals, the route) → [`dispatch`] (the route's action,
+//! CORS, faults) → [`relay`] (the upstream head, mirrors, limits) → [`attempts`]
+//! (endpoint choice, retries, timeouts) → [`forward`] (one attempt on a pooled or new
+//! connection) → the response relayed, and [`completion`] records the outcome.
 
+mod attempts;
 pub mod body;
 pub mod completion;
 pub mod connect;
+mod dispatch;
 pub mod downstream_fault;
+mod exchange;
 pub mod flags;
 pub mod forward;
 pub mod host_field;
+mod inbound;
 pub mod local_reply;
+mod relay;
 pub mod router;
+mod shadow;
 pub mod smuggling;
+mod tunnel;
 pub mod upgrade;
+mod upstream_head;

@@ -7,8 +7,8 @@
 
 use super::Shared;
 use crate::access_log::Record;
+use crate::conn_info::ConnInfo;
 use crate::http::flags::Flags;
-use crate::http::router::ConnInfo;
 use std::sync::atomic::Ordering;
 use std::time::SystemTime;
 

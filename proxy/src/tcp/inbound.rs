@@ -3,8 +3,8 @@
 //! filter closes a denied connection; Istio's rules for HTTP-only attributes on TCP
 //! are applied by the compiled policy (`http: None`).
 
+use crate::conn_info::ConnInfo;
 use crate::http::flags::Flags;
-use crate::http::router::ConnInfo;
 use crate::server::Shared;
 use meshproxy_config::compile::authz::{AuthzRequest, Decision};
 use meshproxy_config::compile::listener::ListenerRole;

@@ -18,8 +18,8 @@ pub mod link;
 pub mod session;
 pub mod sni;
 
+use crate::conn_info::ConnInfo;
 use crate::http::flags::Flags;
-use crate::http::router::ConnInfo;
 use crate::server::Shared;
 use counted::Counted;
 use meshproxy_config::compile::tcp_routes::L4View;

@@ -4,8 +4,8 @@
 
 use super::link::{Link, LinkError};
 use crate::access_log::Record;
+use crate::conn_info::ConnInfo;
 use crate::http::flags::Flags;
-use crate::http::router::ConnInfo;
 use crate::server::active::Active;
 use crate::server::Shared;
 use crate::telemetry::istio::{Reporter, RequestLabels, Security};

@@ -1,0 +1,33 @@
+//! What the proxy knows about a downstream connection, made once at accept and shared by
+//! every request on it. It sits below the HTTP and TCP data paths and the server that
+//! accepts connections, which all read it.
+
+use http::HeaderValue;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+/// A downstream connection: where it came from and arrived, and who the peer proved to be.
+#[derive(Debug)]
+pub struct ConnInfo {
+    /// Listener name.
+    pub listener: Arc<str>,
+    /// Local address the connection arrived on.
+    pub local: SocketAddr,
+    /// Client address.
+    pub peer: SocketAddr,
+    /// The client address's text ([`crate::policy::headers::ip_value`]), made once.
+    pub peer_ip: HeaderValue,
+    /// `http` or `https`.
+    pub scheme: &'static str,
+    /// Where the client meant to connect, when the connection was intercepted.
+    pub original_dst: Option<SocketAddr>,
+    /// Fires at the listener's drain timeout: what outlives hyper's connection (an
+    /// upgraded tunnel) closes then.
+    pub kill: tokio::sync::watch::Receiver<bool>,
+    /// The peer's SPIFFE ID, when it proved one over mTLS.
+    pub peer_identity: Option<Arc<str>>,
+    /// The peer's metric labels (its principal), when it proved an identity.
+    pub peer_labels: Option<Arc<crate::telemetry::labels::Peer>>,
+    /// `x-forwarded-client-cert` for the app, when the peer came over mTLS.
+    pub xfcc: Option<Arc<str>>,
+}

@@ -1,0 +1,149 @@
+//! INBOUND listeners: a request that reached this workload's sidecar is authorized
+//! (AuthorizationPolicy, DENY before ALLOW) and forwarded to the local application, with
+//! Istio's `x-forwarded-client-cert` describing the mTLS peer.
+
+use super::attempts::{self, Attempts, Pick};
+use super::body::ResponseBody;
+use super::exchange::Exchange;
+use super::flags::Flags;
+use super::forward::Transport;
+use super::relay::{self, ResponseEdits};
+use super::tunnel;
+use super::upstream_head::{self, Edits};
+use crate::policy::headers as hdr;
+use http::header::{HeaderMap, HeaderValue};
+use http::request::Parts;
+use http::Response;
+use meshproxy_config::compile::route::RetryPolicy;
+use std::net::SocketAddr;
+
+/// Authorizes the request and forwards it to the application.
+pub(super) async fn forward(
+    x: &mut Exchange,
+    parts: Parts,
+    authority: String,
+) -> Response<ResponseBody> {
+    let active = x.active.clone();
+    let Some(ib) = active
+        .inbound
+        .iter()
+        .find(|i| *i.listener == *x.conn.listener)
+    else {
+        return x.reply(503, Flags::NO_CLUSTER_FOUND, "cluster_not_found", "");
+    };
+    if let Some(resp) = authorize(x, &parts, &authority, ib.cluster.key.port) {
+        return resp;
+    }
+    let version = parts.version;
+    let (mut head, request_id) =
+        upstream_head::build(parts, &x.conn, &Edits::default(), &authority);
+    if let Some(r) = x.record.as_mut() {
+        r.request_id = request_id.to_str().unwrap_or("").to_string();
+        r.upstream_cluster = ib.cluster.name.clone();
+    }
+    // Istio's inbound sidecar: SANITIZE_SET. A client's own x-forwarded-client-cert is
+    // never trusted; the one describing the mTLS peer is set.
+    head.headers.remove(&hdr::X_FORWARDED_CLIENT_CERT);
+    if let Some(v) = x
+        .conn
+        .xfcc
+        .as_deref()
+        .and_then(|v| HeaderValue::from_str(v).ok())
+    {
+        head.headers.insert(hdr::X_FORWARDED_CLIENT_CERT.clone(), v);
+    }
+    // The local application gets upgrades too (Envoy's inbound routes enable websocket).
+    let transport = match &x.upgrade {
+        Some(u) => {
+            u.mark_request(&mut head.headers);
+            Transport::Upgrade
+        }
+        None => Transport::pooled(upstream_head::upstream_h2(&ib.cluster, version)),
+    };
+    let policy = RetryPolicy {
+        attempts: 0,
+        ..RetryPolicy::default()
+    };
+    // Intercepted: the application port the client called, on the forwardTo address
+    // (Istio's inbound cluster per workload port, `inbound|<port>||`).
+    let pick = match x.conn.original_dst {
+        Some(d) if d.port() != ib.forward_to.port() => Pick {
+            original_dst: Some(SocketAddr::new(ib.forward_to.ip(), d.port())),
+            pinned: true,
+            ..Pick::default()
+        },
+        _ => Pick::default(),
+    };
+    let a = Attempts {
+        cluster: &ib.cluster,
+        state: &ib.state,
+        head: &head,
+        transport,
+        pick,
+        policy: &policy,
+        timeout: None,
+    };
+    let mut flags = Flags::NONE;
+    match attempts::run(x, a, &mut flags).await {
+        Err(resp) => resp,
+        Ok((mut att, _)) => {
+            let edits = ResponseEdits {
+                ops: &[],
+                cors: HeaderMap::new(),
+                cookie: None,
+                service_time: false,
+            };
+            let switch = tunnel::take_switch(x, &mut att.response);
+            relay::respond(x, att, &ib.state, switch, edits, (flags, None, None))
+        }
+    }
+}
+
+/// AuthorizationPolicy on the request: `Some(403)` when it is denied (Envoy's RBAC
+/// filter: body "RBAC: access denied"); AUDIT matches are logged.
+fn authorize(
+    x: &mut Exchange,
+    parts: &Parts,
+    authority: &str,
+    cluster_port: u16,
+) -> Option<Response<ResponseBody>> {
+    use meshproxy_config::compile::authz::{AuthzRequest, Decision, HttpAttrs};
+    let authz = &x.active.snapshot.authz;
+    if authz.is_empty() {
+        return None;
+    }
+    let conn = &x.conn;
+    let path = crate::policy::path::normalize(parts.uri.path());
+    let request = AuthzRequest {
+        source_ip: conn.peer.ip(),
+        // Istio: numTrustedProxies defaults to 0, so remote.ip is the peer.
+        remote_ip: conn.peer.ip(),
+        principal: conn
+            .peer_identity
+            .as_deref()
+            .map(|p| p.strip_prefix("spiffe://").unwrap_or(p)),
+        destination_ip: conn.original_dst.unwrap_or(conn.local).ip(),
+        destination_port: conn.original_dst.map(|d| d.port()).unwrap_or(cluster_port),
+        sni: None,
+        http: Some(HttpAttrs {
+            host: authority,
+            method: parts.method.as_str(),
+            path: &path,
+            headers: &parts.headers,
+        }),
+    };
+    let (decision, audit) = authz.evaluate(&request);
+    if let Some(a) = audit {
+        tracing::info!(policy = %a, path = parts.uri.path(), "AUDIT policy matched");
+    }
+    let Decision::Deny { policy } = decision else {
+        return None;
+    };
+    tracing::debug!(%policy, peer = %conn.peer, "request denied by AuthorizationPolicy");
+    Some(x.reply(
+        403,
+        Flags::NONE,
+        "rbac_access_denied",
+        "RBAC: access denied",
+    ))
+}

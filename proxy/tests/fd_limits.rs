@@ -109,11 +109,11 @@ async fn response_status(s: &mut TcpStream) -> u16 {
     }
 }
 
-/// A keep-alive connection that got a `200` for one request.
-async fn served(addr: SocketAddr) -> TcpStream {
+/// A keep-alive connection that got a `200` for one request (`what` names it).
+async fn served(addr: SocketAddr, what: &str) -> TcpStream {
     let mut s = TcpStream::connect(addr).await.expect("connect");
     s.write_all(GET).await.expect("write");
-    assert_eq!(response_status(&mut s).await, 200);
+    assert_eq!(response_status(&mut s).await, 200, "{what} was not served");
     s
 }
 
@@ -146,19 +146,22 @@ async fn the_oldest_idle_connections_make_room_under_a_low_fd_limit() {
     // Up to the cap: all served (none refused); past 90 % the oldest idle (for a second)
     // are closed until the count is back at 90 %.
     let mut conns = Vec::new();
-    for _ in 0..cap {
-        conns.push(served(addr).await);
+    for i in 0..cap {
+        conns.push(served(addr, &format!("connection {i}")).await);
     }
     let overload = "meshproxy_downstream_idle_closed_total{reason=\"overload\"}";
     assert_eq!(metric_reaches(admin, overload, cap - at).await, cap - at);
-    // More clients: each one served, each time the oldest idle one is closed.
-    for _ in 0..10 {
-        conns.push(served(addr).await);
+    // More clients: each one served, each time the oldest idle one is closed (waited
+    // for: connections idle for less than a second are spared, so a burst faster than
+    // that would reach the cap instead).
+    for i in 0..10 {
+        conns.push(served(addr, &format!("connection {}", cap + i)).await);
+        let want = cap - at + i + 1;
+        assert_eq!(metric_reaches(admin, overload, want).await, want);
     }
     let evicted = cap - at + 10;
-    assert_eq!(metric_reaches(admin, overload, evicted).await, evicted);
     // A fresh client is served (and one more old connection makes room for it).
-    let mut fresh = served(addr).await;
+    let mut fresh = served(addr, "the fresh client").await;
     assert_eq!(
         metric_reaches(admin, overload, evicted + 1).await,
         evicted + 1

@@ -177,7 +177,7 @@ pub async fn accept_loop(
             },
             Err(e) => {
                 // EMFILE and friends: back off instead of spinning (the connection stays
-                // in the backlog; idle ones being closed free descriptors meanwhile).
+                // in the backlog until a descriptor is free).
                 shared.downstream.accept_failed();
                 tracing::warn!(listener = %name, error = %e, "accept failed");
                 tokio::time::sleep(ACCEPT_BACKOFF).await;

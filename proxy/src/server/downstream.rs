@@ -11,9 +11,10 @@
 //!   read timeout while the proxy is full.
 //! - `envoy.overload_actions.reduce_timeouts` (`HTTP_DOWNSTREAM_CONNECTION_IDLE`): under
 //!   pressure idle connections are closed sooner. Here, past 90 % of the cap
-//!   ([`fd_budget::pressure_at`]) the idle HTTP connections (no request in flight) are
-//!   closed at once, oldest idle first, down to 90 % ([`super::evict`]), so new clients
-//!   are served instead of refused while silent connections hold the descriptors.
+//!   ([`fd_budget::pressure_at`]) the idle HTTP connections (no request in flight, for at
+//!   least [`super::evict::MIN_IDLE`]) are closed, oldest idle first, down to 90 %
+//!   ([`super::evict`]), so new clients are served instead of refused while silent
+//!   connections hold the descriptors.
 //!
 //! The cap is `maxDownstreamConnections`, or when unset what the file-descriptor limit
 //! allows ([`fd_budget`]); the admin port is outside it. The per-listener cap

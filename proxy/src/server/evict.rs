@@ -6,8 +6,8 @@
 //! wakes, picks its connections with no request in flight, oldest idle first, and tells
 //! as many to close as it can claim of the global excess. Connections are spread over
 //! the workers by `SO_REUSEPORT`, so each worker's oldest are close to the oldest overall
-//! (with one worker, exactly the oldest). The scan is O(connections of the worker) and
-//! runs only under pressure.
+//! (with one worker, exactly the oldest). The scan is O(connections of the worker), runs
+//! only under pressure, and at most once per [`SCAN_GAP`] per worker.
 
 use super::downstream::Downstream;
 use super::limits::Activity;
@@ -23,6 +23,9 @@ pub const MIN_IDLE: Duration = Duration::from_secs(1);
 
 /// How often a worker looks again while the count stays past the pressure point.
 pub const RECHECK: Duration = Duration::from_millis(250);
+
+/// The shortest time between two scans of a worker's connections.
+pub const SCAN_GAP: Duration = Duration::from_millis(10);
 
 /// The HTTP connections of one worker thread.
 #[derive(Default)]
@@ -149,6 +152,9 @@ pub async fn closer(downstream: Arc<Downstream>) {
         } else {
             woken.await;
         }
+        // Under a flood every accept wakes the closer: one scan per gap at most (what
+        // arrives meanwhile is seen by the next scan).
+        tokio::time::sleep(SCAN_GAP).await;
     }
 }
 

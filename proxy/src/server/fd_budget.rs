@@ -14,8 +14,8 @@
 //! cap      = (RLIMIT_NOFILE soft − reserved) / 2
 //! ```
 //!
-//! With the common 1024 that is ~465 connections, with 20 000 ~9 950, with 1 048 576
-//! ~524 000. The limit is read once, at start; `meshproxy run` first raises the soft
+//! With two workers and one listener: 466 connections at the common 1024, 9 954 at
+//! 20 000, ~524 000 at 1 048 576. The limit is read once, at start; `meshproxy run` first raises the soft
 //! limit to the hard one (see [`raise_soft_limit`]). A `maxDownstreamConnections` above
 //! the derived cap is lowered to it with a warning rather than refused: the config is
 //! validated anywhere (`meshproxy validate`), the descriptor limit is only known to the

@@ -1,9 +1,11 @@
 //! File-descriptor exhaustion, end to end with the binary under a lowered
 //! `RLIMIT_NOFILE` (256): the downstream connection cap is derived from it; near the cap
 //! the oldest idle connections are closed so new clients are served; at the cap (every
-//! connection busy) new connections are closed at once and counted; the admin port keeps
-//! answering throughout. Every wait is on something observable (a response, a closed
-//! socket, a metric value), bounded.
+//! connection busy) new connections are closed at once and counted; when descriptors run
+//! out all the same (requests mirrored: two upstream connections each), failed accepts
+//! are retried every 50 ms, not in a loop, and the admin port answers on its spare
+//! descriptor. Every wait is on something observable (a response, a closed socket, a
+//! metric value, the process's descriptor count), bounded.
 
 mod binary;
 mod common;
@@ -40,13 +42,14 @@ fn expected_cap() -> u64 {
     )
 }
 
-/// An admin GET: status and body.
+/// An admin GET: status and body (status 0 when not answered within 5 s).
 async fn admin_get(admin: SocketAddr, path: &str) -> (u16, String) {
-    let resp = common::raw_http(
-        admin,
-        &format!("GET {path} HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n"),
-    )
-    .await;
+    let req = format!("GET {path} HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n");
+    let Ok(resp) =
+        tokio::time::timeout(Duration::from_secs(5), common::raw_http(admin, &req)).await
+    else {
+        return (0, format!("GET {path}: no answer within 5 s"));
+    };
     let status = resp
         .split(' ')
         .nth(1)
@@ -115,6 +118,23 @@ async fn served(addr: SocketAddr, what: &str) -> TcpStream {
     s.write_all(GET).await.expect("write");
     assert_eq!(response_status(&mut s).await, 200, "{what} was not served");
     s
+}
+
+/// A new client's status, retried (bounded) until it is `200`: connections and
+/// descriptors are given back asynchronously once held requests complete.
+async fn served_eventually(addr: SocketAddr) -> u16 {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut status = 0;
+    while Instant::now() < deadline {
+        let mut s = TcpStream::connect(addr).await.expect("connect");
+        s.write_all(GET).await.expect("write");
+        status = response_status(&mut s).await;
+        if status == 200 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    status
 }
 
 /// True when the peer closed `s` within a few seconds (end of stream or reset, with no
@@ -282,16 +302,92 @@ async fn at_the_cap_new_connections_are_refused_and_admin_still_answers() {
         assert_eq!(response_status(s).await, 200, "held request {i}");
     }
     drop(busy);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let mut status = 0;
-    while Instant::now() < deadline {
+    assert_eq!(
+        served_eventually(addr).await,
+        200,
+        "not served once connections were free"
+    );
+}
+
+/// `config` plus a route that mirrors every request to the same service: each request
+/// then holds two upstream connections, more than the cap's headroom allows, so the
+/// process does run out of descriptors.
+fn mirrored_config(web: u16) -> String {
+    format!(
+        "{}---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: web}}\nspec:\n  hosts: [web]\n  http:\n  - route: [{{destination: {{host: web}}}}]\n    mirror: {{host: web}}\n",
+        config(web)
+    )
+}
+
+/// Open descriptors of process `pid`.
+fn open_fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn out_of_descriptors_accept_does_not_spin_and_admin_answers() {
+    let web = holding_upstream().await;
+    let p = binary::run_with_nofile(
+        &mirrored_config(web.addr.port()),
+        &["--workers", "1"],
+        (NOFILE, NOFILE),
+    );
+    let (addr, admin) = (p.addr("outbound"), p.addr("admin"));
+    let pid = p.child.id();
+    // Busy connections until the process has no descriptor left (one under the cap, so
+    // the cap does not refuse the client that waits below).
+    let mut busy = Vec::new();
+    for _ in 0..expected_cap() - 1 {
         let mut s = TcpStream::connect(addr).await.expect("connect");
         s.write_all(GET).await.expect("write");
-        status = response_status(&mut s).await;
-        if status == 200 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        busy.push(s);
     }
-    assert_eq!(status, 200, "not served once connections were free");
+    let exhausted =
+        common::eventually(Duration::from_secs(10), || open_fds(pid) as u64 >= NOFILE).await;
+    assert!(exhausted, "only {} descriptors open", open_fds(pid));
+    // A new client now meets EMFILE: it waits in the backlog, the accept is retried.
+    let mut waiting = TcpStream::connect(addr)
+        .await
+        .expect("the kernel completes it");
+    waiting.write_all(GET).await.expect("write");
+    let errors = "meshproxy_downstream_accept_errors_total";
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut first = metric(admin, errors).await;
+    while first == 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        first = metric(admin, errors).await;
+    }
+    assert!(first > 0, "no failed accept counted");
+    // The admin port keeps answering, again and again (its spare descriptor is taken
+    // back after each connection).
+    let started = Instant::now();
+    for _ in 0..10 {
+        assert_eq!(admin_get(admin, "/ready").await.0, 200);
+    }
+    // Failed accepts are retried every 50 ms, not in a loop: over the time measured, at
+    // most one per 50 ms (plus one for the edges).
+    let measured = started.elapsed();
+    let later = metric(admin, errors).await;
+    let bound = measured.as_millis() as u64 / 50 + 2;
+    assert!(
+        later - first <= bound,
+        "{} failed accepts in {measured:?}: spinning",
+        later - first
+    );
+    // Released: descriptors come back; the waiting client was not lost (it is answered:
+    // 200, or 503 if its upstream connection met EMFILE too), and new clients are served.
+    web.release.send_replace(true);
+    let status = response_status(&mut waiting).await;
+    assert!(
+        matches!(status, 200 | 503),
+        "the waiting client got {status}"
+    );
+    drop(busy);
+    assert_eq!(
+        served_eventually(addr).await,
+        200,
+        "not served once descriptors were free"
+    );
 }

@@ -391,3 +391,33 @@ async fn out_of_descriptors_accept_does_not_spin_and_admin_answers() {
         "not served once descriptors were free"
     );
 }
+
+/// A proxy config with `maxDownstreamConnections: max`.
+fn capped(max: u32, web: u16) -> String {
+    format!(
+        "apiVersion: meshproxy.io/v1alpha1\nkind: Proxy\nmetadata: {{name: test, namespace: default}}\nspec:\n  workload: {{labels: {{app: test}}}}\n  listeners:\n  - {{name: outbound, address: \"127.0.0.1:0\", direction: OUTBOUND}}\n  limits:\n    maxDownstreamConnections: {max}\n---\n{}",
+        common::service("web", &[(web, "app: web")])
+    )
+}
+
+#[tokio::test]
+async fn a_configured_cap_refuses_past_it_and_a_reload_changes_it() {
+    let web = common::upstream("web").await;
+    let p = common::proxy(&capped(2, web.addr.port()));
+    let d = p.server.shared.downstream.clone();
+    assert_eq!(d.stats().cap, 2);
+    let _a = served(p.addr, "the first connection").await;
+    let _b = served(p.addr, "the second connection").await;
+    let mut c = TcpStream::connect(p.addr).await.expect("connect");
+    let _ = c.write_all(GET).await;
+    assert!(closed(&mut c).await, "served past maxDownstreamConnections");
+    assert_eq!(d.stats().refused, vec![("outbound".to_string(), 1)]);
+    // A reload raises the cap: the next connection is served, the count kept.
+    let snap = meshproxy_config::compile::load_str("test.yaml", &capped(3, web.addr.port()))
+        .unwrap_or_else(|e| panic!("{e}"));
+    p.server.apply(snap).expect("reload");
+    assert_eq!(d.stats().cap, 3);
+    let _c = served(p.addr, "a connection under the raised cap").await;
+    assert_eq!(d.stats().refused, vec![("outbound".to_string(), 1)]);
+    assert_eq!(d.stats().open, 3);
+}

@@ -142,6 +142,9 @@ pub async fn accept_loop(
     };
     // Connections refused at the global cap, counted for this listener.
     let refused = shared.downstream.refused_counter(&name);
+    // Failed accepts in a row: logged at the first and every 100th (20 a second while
+    // descriptors are exhausted would flood the log).
+    let mut failing = 0u64;
     loop {
         // `maxConnectionsPerListener`: a slot is reserved before accepting; at the cap the
         // loop waits for a connection to close and new ones wait in the kernel's backlog.
@@ -164,6 +167,9 @@ pub async fn accept_loop(
             _ = stop.wait_for(|s| *s) => break,
             a = listener.accept() => a,
         };
+        if accepted.is_ok() {
+            failing = 0;
+        }
         match accepted {
             // The global cap (Envoy's `downstream_connections` monitor): past it the
             // connection is closed at once, so the client can go elsewhere now.
@@ -179,7 +185,10 @@ pub async fn accept_loop(
                 // EMFILE and friends: back off instead of spinning (the connection stays
                 // in the backlog until a descriptor is free).
                 shared.downstream.accept_failed();
-                tracing::warn!(listener = %name, error = %e, "accept failed");
+                if failing.is_multiple_of(100) {
+                    tracing::warn!(listener = %name, error = %e, in_a_row = failing + 1, "accept failed");
+                }
+                failing += 1;
                 tokio::time::sleep(ACCEPT_BACKOFF).await;
             }
         }

@@ -27,6 +27,8 @@ fn defaults_are_envoy_and_istio_values() {
     assert_eq!(d.idle_timeout, Duration::from_secs(3600));
     assert_eq!(d.stream_idle_timeout, Duration::from_secs(300));
     assert_eq!(d.max_connections_per_listener, 100_000);
+    // Derived from the file-descriptor limit at run time.
+    assert_eq!(d.max_downstream_connections, None);
     assert_eq!(d.max_concurrent_streams, 1024);
     assert_eq!(d.max_active_requests, None);
     // A Proxy document without `limits` gets the same.
@@ -42,7 +44,7 @@ fn defaults_are_envoy_and_istio_values() {
 fn every_field_is_compiled() {
     let snap = load_str(
         "test.yaml",
-        &doc("    maxRequestHeadersKb: 16\n    maxRequestHeaders: 20\n    requestHeadersTimeout: 250ms\n    idleTimeout: 2s\n    streamIdleTimeout: 3s\n    maxConnectionsPerListener: 3\n    maxConcurrentStreams: 7\n    maxActiveRequests: 5\n"),
+        &doc("    maxRequestHeadersKb: 16\n    maxRequestHeaders: 20\n    requestHeadersTimeout: 250ms\n    idleTimeout: 2s\n    streamIdleTimeout: 3s\n    maxConnectionsPerListener: 3\n    maxDownstreamConnections: 4\n    maxConcurrentStreams: 7\n    maxActiveRequests: 5\n"),
     )
     .unwrap_or_else(|d| panic!("{d}"));
     assert_eq!(
@@ -54,6 +56,7 @@ fn every_field_is_compiled() {
             idle_timeout: Duration::from_secs(2),
             stream_idle_timeout: Duration::from_secs(3),
             max_connections_per_listener: 3,
+            max_downstream_connections: Some(4),
             max_concurrent_streams: 7,
             max_active_requests: Some(5),
         }
@@ -87,6 +90,8 @@ fn zero_negative_and_absurd_counts_are_refused() {
         ("maxRequestHeaders", "1000000", "at most 10000"),
         ("maxConnectionsPerListener", "-5", "at least 1"),
         ("maxConnectionsPerListener", "100000000", "at most 10000000"),
+        ("maxDownstreamConnections", "0", "at least 1"),
+        ("maxDownstreamConnections", "10000001", "at most 10000000"),
         ("maxConcurrentStreams", "0", "at least 1"),
         ("maxConcurrentStreams", "4294967295", "at most 2147483647"),
         ("maxActiveRequests", "0", "at least 1"),

@@ -43,6 +43,8 @@ pub const MAX_REQUEST_HEADERS_KB: i64 = 8192;
 pub const MAX_REQUEST_HEADERS: i64 = 10_000;
 /// Largest accepted `maxConnectionsPerListener`.
 pub const MAX_CONNECTIONS_PER_LISTENER: i64 = 10_000_000;
+/// Largest accepted `maxDownstreamConnections`.
+pub const MAX_DOWNSTREAM_CONNECTIONS: i64 = 10_000_000;
 /// Largest `maxConcurrentStreams` (HTTP/2 stream identifiers are 31 bits; Envoy's bound).
 pub const MAX_CONCURRENT_STREAMS: i64 = 2_147_483_647;
 /// Largest accepted `maxActiveRequests`.
@@ -69,6 +71,9 @@ pub struct Limits {
     pub stream_idle_timeout: std::time::Duration,
     /// Open downstream connections per listener.
     pub max_connections_per_listener: u32,
+    /// Open downstream connections in the whole proxy (`None`: derived at run time from
+    /// the file-descriptor limit, as is any larger value; see docs/config.md).
+    pub max_downstream_connections: Option<u32>,
     /// HTTP/2 `SETTINGS_MAX_CONCURRENT_STREAMS`.
     pub max_concurrent_streams: u32,
     /// Requests in flight in the whole proxy (`None`: no limit, as Envoy without an
@@ -85,6 +90,7 @@ impl Default for Limits {
             idle_timeout: DEFAULT_IDLE_TIMEOUT.to_std(),
             stream_idle_timeout: DEFAULT_STREAM_IDLE_TIMEOUT.to_std(),
             max_connections_per_listener: DEFAULT_MAX_CONNECTIONS_PER_LISTENER,
+            max_downstream_connections: None,
             max_concurrent_streams: DEFAULT_MAX_CONCURRENT_STREAMS,
             max_active_requests: None,
         }
@@ -122,6 +128,11 @@ impl Limits {
                 MAX_CONNECTIONS_PER_LISTENER,
             )
             .unwrap_or(d.max_connections_per_listener),
+            max_downstream_connections: int(
+                l.max_downstream_connections,
+                MAX_DOWNSTREAM_CONNECTIONS,
+            )
+            .or(d.max_downstream_connections),
             max_concurrent_streams: int(l.max_concurrent_streams, MAX_CONCURRENT_STREAMS)
                 .unwrap_or(d.max_concurrent_streams),
             max_active_requests: int(l.max_active_requests, MAX_ACTIVE_REQUESTS)

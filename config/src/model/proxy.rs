@@ -65,6 +65,11 @@ pub struct Limits {
     /// accepting until one closes.
     #[serde(default, alias = "max_connections_per_listener")]
     pub max_connections_per_listener: Option<i64>,
+    /// Open downstream connections in the whole proxy (all listeners and workers); past
+    /// it new connections are closed at once. Unset: derived from the file-descriptor
+    /// limit; set above what that limit allows: lowered to it.
+    #[serde(default, alias = "max_downstream_connections")]
+    pub max_downstream_connections: Option<i64>,
     /// HTTP/2 `SETTINGS_MAX_CONCURRENT_STREAMS` announced to clients.
     #[serde(default, alias = "max_concurrent_streams")]
     pub max_concurrent_streams: Option<i64>,

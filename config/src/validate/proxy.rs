@@ -151,6 +151,12 @@ fn limits(v: &mut V, l: &Limits) {
             "",
         ),
         (
+            "maxDownstreamConnections",
+            l.max_downstream_connections,
+            d::MAX_DOWNSTREAM_CONNECTIONS,
+            "",
+        ),
+        (
             "maxConcurrentStreams",
             l.max_concurrent_streams,
             d::MAX_CONCURRENT_STREAMS,

@@ -3,6 +3,7 @@
 
 pub mod clusters;
 pub mod config_dump;
+pub mod spare;
 
 use crate::server::Shared;
 use bytes::Bytes;
@@ -62,12 +63,13 @@ impl Admin {
                         upkeep_shared.metrics.upkeep();
                     }
                 });
+                let spare = spare::Spare::default();
                 loop {
                     tokio::select! {
                         _ = stop_rx.wait_for(|s| *s) => break,
                         accepted = listener.accept() => {
-                            let Ok((stream, _)) = accepted else { continue };
-                            let shared = shared.clone();
+                            let Some(stream) = admit(&listener, accepted, &spare).await else { continue };
+                            let (shared, spare) = (shared.clone(), spare.clone());
                             tokio::spawn(async move {
                                 let svc = hyper::service::service_fn(move |req| {
                                     let shared = shared.clone();
@@ -76,6 +78,8 @@ impl Admin {
                                 let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                                     .serve_connection(TokioIo::new(stream), svc)
                                     .await;
+                                // Its descriptor is closed: keep one in reserve again.
+                                spare.refill();
                             });
                         }
                     }
@@ -90,6 +94,34 @@ impl Admin {
         })
     }
 }
+
+/// The connection an admin `accept` gave, or the one accepted in place of the spare
+/// descriptor when the process is out of descriptors; `None` (after a pause, so a
+/// persistent failure does not spin) when there is none.
+async fn admit(
+    listener: &tokio::net::TcpListener,
+    accepted: io::Result<(tokio::net::TcpStream, SocketAddr)>,
+    spare: &spare::Spare,
+) -> Option<tokio::net::TcpStream> {
+    let e = match accepted {
+        Ok((stream, _)) => return Some(stream),
+        Err(e) => e,
+    };
+    if spare::out_of_fds(&e) && spare.release() {
+        tracing::warn!("out of file descriptors: the admin server uses its spare one");
+        // Bounded: the connection that failed is normally still waiting.
+        if let Ok(Ok((stream, _))) = tokio::time::timeout(ACCEPT_BACKOFF, listener.accept()).await {
+            return Some(stream);
+        }
+    }
+    tracing::debug!(error = %e, "admin accept failed");
+    tokio::time::sleep(ACCEPT_BACKOFF).await;
+    spare.refill();
+    None
+}
+
+/// The pause after a failed admin `accept`.
+const ACCEPT_BACKOFF: std::time::Duration = std::time::Duration::from_millis(50);
 
 impl Admin {
     /// A duplicate of the listening socket.

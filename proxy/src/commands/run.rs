@@ -14,6 +14,7 @@ use std::sync::Arc;
 /// Runs the command; returns the exit code.
 pub fn run(args: RunArgs) -> i32 {
     super::logging::init(args.log_format);
+    raise_fd_limit();
     let snap = match meshproxy_config::compile::load(&args.config.config) {
         Ok(s) => s,
         Err(diags) => {
@@ -36,6 +37,22 @@ pub fn run(args: RunArgs) -> i32 {
         args.log_format == LogFormat::Json,
     );
     serve(snap, options, log, args.config.config, args.upgrade_socket)
+}
+
+/// Raises the soft file-descriptor limit to the hard one before anything is opened: the
+/// downstream connection cap is derived from it (docs/config.md, "Limits").
+fn raise_fd_limit() {
+    match meshproxy::server::fd_budget::raise_soft_limit() {
+        Ok(r) if r.after > r.before => {
+            tracing::info!(
+                from = r.before,
+                to = r.after,
+                "raised the file-descriptor limit"
+            )
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "cannot raise the file-descriptor limit: keeping it"),
+    }
 }
 
 /// Starts a server for `snap` read from `paths` (taking the sockets of the process at

@@ -3,6 +3,7 @@
 //! and HTTP/2 sends GOAWAY, then it closes.
 
 use super::codec_error;
+use super::downstream::IdleClose;
 use super::limits;
 use super::prefixed::Prefixed;
 use super::sniff::{self, Detected};
@@ -29,6 +30,10 @@ const IDLE_GRACE: Duration = Duration::from_secs(1);
 /// How long an idle connection being closed (`idleTimeout`) may take to finish the
 /// HTTP/2 GOAWAY exchange before it is dropped.
 const IDLE_CLOSE_GRACE: Duration = Duration::from_secs(5);
+
+/// How long an accept loop waits after a failed `accept` (descriptors exhausted): the
+/// failure repeats until one is freed, so retrying at once would spin.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
 /// Counts a live downstream connection (a drain waits for the count to reach zero).
 pub struct Live(Arc<Shared>);
@@ -79,7 +84,8 @@ pub async fn accept_loop(
         let live = Live::new(&shared);
         let (shared, drain, kill) = (shared.clone(), drain.clone(), kill.clone());
         tokio::spawn(async move {
-            // The listener's connection slot, held as long as the connection is served.
+            // The listener's and the process's connection slots, held as long as the
+            // connection is served.
             let _permit = permit;
             match plan(&shared, &conn) {
                 Plan::Http => serve(stream, live, Arc::new(conn), shared, drain, kill).await,
@@ -135,6 +141,11 @@ pub async fn accept_loop(
             }
         });
     };
+    // Connections refused at the global cap, counted for this listener.
+    let refused = shared.downstream.refused_counter(&name);
+    // Failed accepts in a row: logged at the first and every 100th (20 a second while
+    // descriptors are exhausted would flood the log).
+    let mut failing = 0u64;
     loop {
         // `maxConnectionsPerListener`: a slot is reserved before accepting; at the cap the
         // loop waits for a connection to close and new ones wait in the kernel's backlog.
@@ -157,12 +168,29 @@ pub async fn accept_loop(
             _ = stop.wait_for(|s| *s) => break,
             a = listener.accept() => a,
         };
+        if accepted.is_ok() {
+            failing = 0;
+        }
         match accepted {
-            Ok((stream, peer)) => start(stream, peer, permit),
+            // The global cap (Envoy's `downstream_connections` monitor): past it the
+            // connection is closed at once, so the client can go elsewhere now.
+            Ok((stream, peer)) => match shared.downstream.try_open() {
+                Some(slot) => start(stream, peer, (permit, slot)),
+                None => {
+                    refused.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(listener = %name, %peer, "connection refused: at the downstream connection cap");
+                    drop(stream);
+                }
+            },
             Err(e) => {
-                // EMFILE and friends: back off instead of spinning.
-                tracing::warn!(listener = %name, error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
+                // EMFILE and friends: back off instead of spinning (the connection stays
+                // in the backlog until a descriptor is free).
+                shared.downstream.accept_failed();
+                if failing.is_multiple_of(100) {
+                    tracing::warn!(listener = %name, error = %e, in_a_row = failing + 1, "accept failed");
+                }
+                failing += 1;
+                tokio::time::sleep(ACCEPT_BACKOFF).await;
             }
         }
     }
@@ -179,7 +207,7 @@ pub async fn accept_loop(
             continue;
         }
         if let Ok(stream) = tokio::net::TcpStream::from_std(s) {
-            start(stream, peer, conns.force());
+            start(stream, peer, (conns.force(), shared.downstream.force()));
         }
     }
 }
@@ -425,6 +453,8 @@ async fn serve<S>(
     let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
     tokio::pin!(connection);
     if !*drain.borrow() {
+        // Closable as an idle connection near the connection cap while registered.
+        let _registered = super::evict::register(&activity, &shared.downstream);
         let idle = tokio::select! {
             r = connection.as_mut() => {
                 if let Err(e) = r {
@@ -433,19 +463,22 @@ async fn serve<S>(
                 }
                 return;
             }
-            _ = drain.wait_for(|d| *d) => false,
-            _ = activity.idle(limits.idle_timeout) => true,
+            _ = drain.wait_for(|d| *d) => None,
+            _ = activity.idle(limits.idle_timeout) => Some(IdleClose::Timeout),
+            _ = activity.evicted() => Some(IdleClose::Overload),
         };
-        if idle {
-            // `idleTimeout` with no request in flight: closed as a drain closes it
-            // (HTTP/2 GOAWAY); one still idle a period later is dropped.
+        if let Some(why) = idle {
+            // `idleTimeout` with no request in flight, or chosen as the oldest idle near
+            // the cap: closed as a drain closes it (HTTP/2 GOAWAY; a request started
+            // meanwhile finishes); one still open a period later is dropped.
             connection.as_mut().graceful_shutdown();
             tokio::select! {
                 _ = connection.as_mut() => {}
                 _ = tokio::time::sleep(IDLE_CLOSE_GRACE) => {}
                 _ = kill.wait_for(|k| *k) => {}
             }
-            tracing::debug!("idle connection closed");
+            shared.downstream.idle_closed(why);
+            tracing::debug!(reason = ?why, "idle connection closed");
             return;
         }
     }

@@ -7,7 +7,8 @@
 //!   slot in before it accepts; at the cap it waits for a connection to close (new
 //!   connections wait in the kernel's backlog) instead of accepting;
 //! - `idleTimeout`: [`Activity`], the requests in flight on one connection and since when
-//!   it has had none, watched by [`Activity::idle`];
+//!   it has had none, watched by [`Activity::idle`]; near the global connection cap the
+//!   oldest idle ones are closed first ([`super::downstream`], [`super::evict`]);
 //! - `maxActiveRequests`: [`Overload`], one atomic counter for the whole proxy; a request
 //!   past the limit is answered `503` at once (flag `OM`) by the router, as Envoy's
 //!   overload manager `envoy.overload_actions.stop_accepting_requests` answers `503`
@@ -19,7 +20,7 @@ use http_body::{Body, Frame, SizeHint};
 use hyper_util::server::conn::auto::Builder;
 use meshproxy_config::compile::proxy_settings::Limits;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -197,11 +198,15 @@ impl Refused {
     }
 }
 
-/// The requests in flight on one downstream connection and since when it has had none.
+/// The requests in flight on one downstream connection and since when it has had none
+/// (since the accept when it never had one); and whether it was told to close to make
+/// room near the connection cap.
 pub struct Activity {
     base: Instant,
     in_flight: AtomicU32,
     idle_since_ms: AtomicU64,
+    evicted: AtomicBool,
+    evict: Notify,
 }
 
 impl Default for Activity {
@@ -210,6 +215,8 @@ impl Default for Activity {
             base: Instant::now(),
             in_flight: AtomicU32::new(0),
             idle_since_ms: AtomicU64::new(0),
+            evicted: AtomicBool::new(false),
+            evict: Notify::new(),
         }
     }
 }
@@ -226,6 +233,33 @@ impl Activity {
 
     fn millis(&self) -> u64 {
         self.base.elapsed().as_millis() as u64
+    }
+
+    /// Since when the connection has had no request in flight; `None` while it has one
+    /// or once it was told to close.
+    pub fn idle_since(&self) -> Option<Instant> {
+        if self.in_flight.load(Ordering::Acquire) > 0 || self.evicted.load(Ordering::Relaxed) {
+            return None;
+        }
+        let ms = self.idle_since_ms.load(Ordering::Relaxed);
+        Some(self.base + Duration::from_millis(ms))
+    }
+
+    /// Tells the connection to close as an idle one (it may have started a request since
+    /// it was chosen: that request still finishes, as in a drain).
+    pub fn evict(&self) {
+        self.evicted.store(true, Ordering::Relaxed);
+        self.evict.notify_one();
+    }
+
+    /// True once [`Activity::evict`] was called.
+    pub fn was_evicted(&self) -> bool {
+        self.evicted.load(Ordering::Relaxed)
+    }
+
+    /// Resolves once [`Activity::evict`] was called.
+    pub async fn evicted(&self) {
+        self.evict.notified().await
     }
 
     /// Resolves once the connection has had no request in flight for `timeout`
@@ -257,7 +291,7 @@ impl Drop for InFlight {
     fn drop(&mut self) {
         let a = &self.0;
         a.idle_since_ms.store(a.millis(), Ordering::Relaxed);
-        a.in_flight.fetch_sub(1, Ordering::Relaxed);
+        a.in_flight.fetch_sub(1, Ordering::Release);
     }
 }
 

@@ -4,6 +4,9 @@
 pub mod active;
 pub mod codec_error;
 pub mod connection;
+pub mod downstream;
+pub mod evict;
+pub mod fd_budget;
 pub mod h1_guard;
 pub mod limits;
 pub mod listen;
@@ -102,6 +105,9 @@ pub struct Shared {
     pub mesh_tls: Arc<arc_swap::ArcSwapOption<MeshTls>>,
     /// Requests in flight and shed under `spec.limits.maxActiveRequests`.
     pub overload: limits::Overload,
+    /// Open downstream connections under the global cap (`maxDownstreamConnections`, or
+    /// what the file-descriptor limit allows).
+    pub downstream: Arc<downstream::Downstream>,
     /// Source labels of mTLS peers by identity (inbound metrics' `source_principal`).
     pub peer_labels: crate::telemetry::peers::PeerLabels,
 }
@@ -203,6 +209,7 @@ impl Server {
             identity_rejected: AtomicU64::new(0),
             mesh_tls,
             overload: limits::Overload::default(),
+            downstream: Arc::new(downstream::Downstream::new(fd_budget::soft_limit())),
             peer_labels: Default::default(),
         });
         let mut fresh = Vec::new();
@@ -213,6 +220,9 @@ impl Server {
             }
             fresh.push(listeners::bind(l, workers, inherited.remove(&l.name))?);
         }
+        shared
+            .downstream
+            .apply(&snapshot.proxy.limits, workers, fresh.len() * workers);
         let (stop, stop_rx) = watch::channel(false);
         let mut senders = Vec::new();
         let mut threads = Vec::new();
@@ -327,6 +337,10 @@ impl Server {
         }
         self.shared.active.store(Arc::new(active));
         crate::telemetry::istio::forget_cached_handles();
+        let served = snapshot.listeners.iter().filter(|l| !unserved(l)).count();
+        self.shared
+            .downstream
+            .apply(&snapshot.proxy.limits, workers, served * workers);
         let mut applied = Applied::default();
         for f in fresh {
             applied.added.push(f.bound.name.clone());
@@ -478,6 +492,7 @@ fn worker(
     }
     rt.block_on(async move {
         tokio::spawn(sweep_idle(shared.clone()));
+        tokio::spawn(evict::closer(shared.downstream.clone()));
         loop {
             tokio::select! {
                 _ = stop.wait_for(|s| *s) => break,

@@ -35,6 +35,7 @@ pub fn render(out: &mut String, shared: &Shared, active: &Active) {
             .connections
             .load(std::sync::atomic::Ordering::Relaxed)
     );
+    downstream(out, &shared.downstream.stats());
     // Envoy's overload manager exposes its shedding the same way
     // (`overload.envoy.overload_actions.stop_accepting_requests`, `http.*.downstream_rq_overload_close`).
     family(
@@ -311,5 +312,66 @@ fn by_result(out: &mut String, name: &str, help: &str, accepted: &AtomicU64, rej
             "{name}{{result=\"{result}\"}} {}",
             n.load(Ordering::Relaxed)
         );
+    }
+}
+
+/// The global connection cap, what it refused, the idle connections closed and failed
+/// accepts (Envoy: `downstream_global_cx_overflow`, and the overload manager's
+/// `reduce_timeouts` closing idle connections sooner).
+fn downstream(out: &mut String, d: &crate::server::downstream::Stats) {
+    family(
+        out,
+        "meshproxy_downstream_connections_max",
+        "gauge",
+        "Open downstream connections allowed in the whole proxy (spec.limits.maxDownstreamConnections, or derived from the file-descriptor limit).",
+    );
+    let _ = writeln!(out, "meshproxy_downstream_connections_max {}", d.cap);
+    family(
+        out,
+        "meshproxy_downstream_connections_refused_total",
+        "counter",
+        "Downstream connections closed at once because the proxy was at its connection cap, by listener.",
+    );
+    for (listener, n) in &d.refused {
+        let _ = writeln!(
+            out,
+            "meshproxy_downstream_connections_refused_total{{listener=\"{}\"}} {n}",
+            escape(listener)
+        );
+    }
+    family(
+        out,
+        "meshproxy_downstream_idle_closed_total",
+        "counter",
+        "Idle downstream connections closed, by reason: timeout (spec.limits.idleTimeout) or overload (oldest idle closed near the connection cap).",
+    );
+    for (reason, n) in [
+        ("timeout", d.idle_closed_timeout),
+        ("overload", d.idle_closed_overload),
+    ] {
+        let _ = writeln!(
+            out,
+            "meshproxy_downstream_idle_closed_total{{reason=\"{reason}\"}} {n}"
+        );
+    }
+    family(
+        out,
+        "meshproxy_downstream_accept_errors_total",
+        "counter",
+        "Failed accepts on the listeners (file descriptors exhausted and the like).",
+    );
+    let _ = writeln!(
+        out,
+        "meshproxy_downstream_accept_errors_total {}",
+        d.accept_errors
+    );
+    if let Some(nofile) = d.nofile {
+        family(
+            out,
+            "meshproxy_process_max_fds",
+            "gauge",
+            "The soft file-descriptor limit (RLIMIT_NOFILE) read at start.",
+        );
+        let _ = writeln!(out, "meshproxy_process_max_fds {nofile}");
     }
 }

@@ -107,17 +107,48 @@ pub fn run(yaml: &str, extra: &[&str]) -> Running {
 
 /// Starts `meshproxy run -c <dir> <extra...>` on an existing config directory.
 pub fn run_dir(dir: &std::path::Path, extra: &[&str]) -> Running {
+    run_dir_with(dir, extra, None)
+}
+
+/// Like [`run`], with the process's `RLIMIT_NOFILE` set to `(soft, hard)` before it
+/// starts (lowering needs no privilege).
+pub fn run_with_nofile(yaml: &str, extra: &[&str], nofile: (u64, u64)) -> Running {
+    let dir = std::env::temp_dir().join(format!(
+        "meshproxy-e2e-{}-{}",
+        std::process::id(),
+        fastrand_suffix()
+    ));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    std::fs::write(dir.join("config.yaml"), yaml).expect("write config");
+    run_dir_with(&dir, extra, Some(nofile))
+}
+
+fn run_dir_with(dir: &std::path::Path, extra: &[&str], nofile: Option<(u64, u64)>) -> Running {
+    use std::os::unix::process::CommandExt;
     let dir = dir.to_path_buf();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_meshproxy"))
-        .arg("run")
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_meshproxy"));
+    cmd.arg("run")
         .arg("-c")
         .arg(&dir)
         .args(extra)
         .env("RUST_LOG", "info")
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn meshproxy");
+        .stderr(Stdio::piped());
+    if let Some((soft, hard)) = nofile {
+        // SAFETY: between fork and exec only setrlimit(2) runs, which is
+        // async-signal-safe; nothing is allocated or locked.
+        unsafe {
+            cmd.pre_exec(move || {
+                nix::sys::resource::setrlimit(
+                    nix::sys::resource::Resource::RLIMIT_NOFILE,
+                    soft,
+                    hard,
+                )
+                .map_err(std::io::Error::from)
+            });
+        }
+    }
+    let mut child = cmd.spawn().expect("spawn meshproxy");
     let rx = lines(child.stderr.take().expect("stderr"));
     let stdout = lines(child.stdout.take().expect("stdout"));
     let mut listeners = Vec::new();

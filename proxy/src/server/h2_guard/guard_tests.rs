@@ -164,3 +164,32 @@ async fn http1_passes_untouched_both_ways() {
     assert_eq!(got, resp);
     assert_eq!(refused.load(Ordering::Relaxed), 0);
 }
+
+#[tokio::test]
+async fn tiny_read_buffers_get_the_same_octets() {
+    for size in [1, 3, 9, 17] {
+        let (mut c, mut g, _) = pair(Mode::Sniff).await;
+        let mut input = start();
+        let request = frame(
+            kind::HEADERS,
+            flag::END_HEADERS | flag::END_STREAM,
+            1,
+            &[0x82],
+        );
+        input.extend(&request);
+        let mut want = input.clone();
+        input.extend(frame(kind::DATA, 0, 1, b"dropped"));
+        let ping = frame(kind::PING, 0, 0, b"12345678");
+        input.extend(&ping);
+        want.extend(&ping);
+        c.write_all(&input).await.unwrap();
+        let mut got = Vec::new();
+        while got.len() < want.len() {
+            let mut small = vec![0; size];
+            let n = g.read(&mut small).await.unwrap();
+            assert!(n > 0, "size {size}: end of stream after {got:?}");
+            got.extend_from_slice(&small[..n]);
+        }
+        assert_eq!(got, want, "size {size}");
+    }
+}

@@ -56,8 +56,9 @@
 //! Cost on the hot path: per frame, one 9-octet header parse and a few comparisons; DATA
 //! payloads are neither copied nor inspected; nothing is allocated per frame (the
 //! stream table and the buffer of the guard's own frames grow only when used). Octets are
-//! moved only when a frame is dropped, or when a frame header arrives split across reads
-//! (up to 8 held octets).
+//! moved only when a frame is dropped, when a frame header arrives split across reads
+//! (up to 8 held octets), or when the reader offers less than two frame headers of room
+//! (then reads go through a 64-octet buffer of the guard's).
 
 mod hpack_scan;
 mod inbound;
@@ -77,6 +78,12 @@ use std::task::{ready, Context, Poll, Waker};
 use streams::Streams;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use wire::{Reason, HEADER_LEN, MAX_WINDOW};
+
+/// Below this much room in the reader's buffer, reads go through the guard's own buffer
+/// (held octets and a whole frame header must fit).
+const MIN_ROOM: usize = 2 * HEADER_LEN;
+/// The guard's own read buffer for such reads.
+const STAGE: usize = 64;
 
 /// What the guard needs to know of the server it stands in front of.
 #[derive(Clone, Copy, Debug)]
@@ -117,6 +124,10 @@ pub struct H2Guard<S> {
     /// An incomplete frame header held back from the server.
     held: [u8; HEADER_LEN],
     held_len: usize,
+    /// Octets for the server read through `read_staged`, not handed over yet.
+    stage: [u8; STAGE],
+    stage_pos: usize,
+    stage_len: usize,
     /// The reader waiting for the GOAWAY to be out.
     read_waker: Option<Waker>,
     /// Connections and streams refused (`meshproxy_downstream_protocol_errors_total`).
@@ -161,6 +172,9 @@ impl<S> H2Guard<S> {
             wire_goaway: false,
             held: [0; HEADER_LEN],
             held_len: 0,
+            stage: [0; STAGE],
+            stage_pos: 0,
+            stage_len: 0,
             read_waker: None,
             refused,
             verdict: verdict.clone(),
@@ -285,6 +299,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for H2Guard<S> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
+        if this.phase != Phase::Closed && this.unstage(buf) {
+            return Poll::Ready(Ok(()));
+        }
         loop {
             match this.phase {
                 Phase::Closed => return Poll::Ready(Ok(())),
@@ -320,14 +337,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> H2Guard<S> {
     /// the server, or the client's end of stream; `Ok(false)`: read again (all dropped or
     /// held, or refused). Pending when the connection has nothing to read.
     fn read_some(&mut self, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<bool>> {
+        if buf.remaining() < MIN_ROOM {
+            return self.read_staged(cx, buf);
+        }
         let start = buf.filled().len();
         let held = self.held_len;
-        if buf.remaining() <= held {
-            return Poll::Ready(Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "read buffer smaller than an HTTP/2 frame header",
-            )));
-        }
         buf.put_slice(&self.held[..held]);
         match Pin::new(&mut self.inner).poll_read(cx, buf) {
             Poll::Ready(Ok(())) => {}
@@ -344,6 +358,45 @@ impl<S: AsyncRead + AsyncWrite + Unpin> H2Guard<S> {
         }
         let kept = self.filter(&mut buf.filled_mut()[start..]);
         buf.set_filled(start + kept);
+        self.after_read(cx, kept)
+    }
+
+    /// A read for a caller with little room in its buffer (h2's read buffer may offer a
+    /// single octet): through a small buffer of the guard's own; the octets for the server
+    /// that do not fit wait in `stage`.
+    fn read_staged(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<bool>> {
+        let mut tmp = [0u8; STAGE];
+        let held = self.held_len;
+        tmp[..held].copy_from_slice(&self.held[..held]);
+        let mut more = ReadBuf::new(&mut tmp[held..]);
+        ready!(Pin::new(&mut self.inner).poll_read(cx, &mut more))?;
+        let n = more.filled().len();
+        self.held_len = 0;
+        if n == 0 {
+            return Poll::Ready(Ok(true));
+        }
+        let kept = self.filter(&mut tmp[..held + n]);
+        self.stage[..kept].copy_from_slice(&tmp[..kept]);
+        (self.stage_pos, self.stage_len) = (0, kept);
+        self.unstage(buf);
+        self.after_read(cx, kept)
+    }
+
+    /// Hands over staged octets; `false` when there are none.
+    fn unstage(&mut self, buf: &mut ReadBuf<'_>) -> bool {
+        let n = (self.stage_len - self.stage_pos).min(buf.remaining());
+        buf.put_slice(&self.stage[self.stage_pos..self.stage_pos + n]);
+        self.stage_pos += n;
+        n > 0
+    }
+
+    /// After a filtered read that kept `kept` octets: the guard's frames go out if they
+    /// can; `Ok(true)` when the server got octets.
+    fn after_read(&mut self, cx: &mut Context<'_>, kept: usize) -> Poll<io::Result<bool>> {
         if kept > 0 && self.has_pending() {
             if let Poll::Ready(Err(e)) = self.poll_inject(cx) {
                 return Poll::Ready(Err(e));

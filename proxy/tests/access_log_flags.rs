@@ -213,7 +213,7 @@ spec:
     assert!(
         metrics
             .body
-            .contains("\nmeshproxy_downstream_protocol_errors_total 3\n"),
+            .contains("\nmeshproxy_downstream_protocol_errors_total{protocol=\"http1\"} 3\n"),
         "{}",
         metrics.body
     );

@@ -429,3 +429,81 @@ async fn gateway_certificates_rotate_without_a_restart() {
         assert!(r.starts_with("HTTP/1.1 200"), "{r}");
     }
 }
+
+/// A TLS connection to a gateway for `host`, offering only ALPN `h2`.
+async fn h2_tls(
+    addr: std::net::SocketAddr,
+    host: &str,
+    ca: &Path,
+) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    let config = meshproxy_certs::client_config(&meshproxy_certs::ClientTlsOptions {
+        ca: Some(ca.to_path_buf()),
+        client_cert: None,
+        client_key: None,
+        subject_alt_names: vec![],
+        insecure_skip_verify: false,
+        alpn: vec![b"h2".to_vec()],
+    })
+    .unwrap();
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from(host.to_string()).unwrap();
+    let tls = tokio_rustls::TlsConnector::from(config)
+        .connect(name, tcp)
+        .await
+        .expect("handshake");
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    tls
+}
+
+/// HTTP/2 chosen by ALPN goes through the HTTP/2 guard: requests are served, and a
+/// client that then does not send the HTTP/2 preface gets GOAWAY PROTOCOL_ERROR (RFC 9113
+/// §3.4), not an HTTP/1 answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateway_h2_by_alpn_is_served_behind_the_h2_guard() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let pki = Pki::new();
+    let web = upstream("web").await;
+    let port = free_port();
+    let shop = pki.server("shop", &["shop.example.com"]);
+    let ca = pki.ca_pem();
+    let yaml = gateway_yaml(
+        &server_yaml(port, "shop", "shop.example.com", &shop, "SIMPLE", &ca),
+        "shop.example.com",
+        web.addr.port(),
+    );
+    let s = start(&yaml);
+    let addr = s
+        .addr(&format!("gateway-127.0.0.1:{port}"))
+        .expect("gateway listener");
+
+    let tls = h2_tls(addr, "shop.example.com", &ca).await;
+    let (mut client, conn) = h2::client::handshake(tls).await.expect("h2 handshake");
+    tokio::spawn(conn);
+    for _ in 0..3 {
+        let req = http::Request::get("https://shop.example.com/")
+            .body(())
+            .unwrap();
+        let (resp, _) = client.send_request(req, true).expect("request sent");
+        let resp = resp.await.expect("response");
+        assert_eq!(resp.status(), 200);
+        let mut body = resp.into_body();
+        let mut got = Vec::new();
+        while let Some(chunk) = body.data().await {
+            let chunk = chunk.expect("body");
+            let _ = body.flow_control().release_capacity(chunk.len());
+            got.extend_from_slice(&chunk);
+        }
+        assert_eq!(got, b"web");
+    }
+
+    let mut tls = h2_tls(addr, "shop.example.com", &ca).await;
+    tls.write_all(b"GET / HTTP/1.1\r\nHost: shop.example.com\r\n\r\n")
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    let _ = tls.read_to_end(&mut out).await;
+    // One frame: GOAWAY (type 7) on stream 0, last stream 0, PROTOCOL_ERROR (1).
+    assert!(out.len() >= 17, "{out:?}");
+    assert_eq!(out[3], 7, "{}", String::from_utf8_lossy(&out));
+    assert_eq!(&out[9..17], &[0, 0, 0, 0, 0, 0, 0, 1]);
+}

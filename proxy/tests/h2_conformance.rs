@@ -7,9 +7,13 @@
 //! settings, malformed header lists (upper-case names, connection-specific fields, pseudo
 //! header rules), HPACK errors, and GET/POST requests answered by the upstream.
 //!
-//! Every check must pass; a failure fails the test with what the server did. Nine of them
-//! failed with the published `h2` crate (hyper's HTTP/2 implementation) and pass with the
-//! patched copy in `third_party/h2` (see its PATCHES.md).
+//! The HTTP server is hyper's, on the published `h2` crate, behind meshproxy's HTTP/2
+//! guard (`proxy/src/server/h2_guard`): the rules the guard enforces must be answered
+//! with a GOAWAY carrying the right code (not a bare close), and every check must pass
+//! except the known gaps of `h2` ([`KNOWN_GAPS`], `docs/h2-known-gaps.md`): those need
+//! the decoded header block, which only `h2` has. They still run and are reported as
+//! known failures; one that starts passing (a fixed `h2`) fails the test, so the list and
+//! the document are brought up to date rather than going stale.
 //!
 //! The interpreter is `$MESHPROXY_PYTHON` (`.ci/run` makes a venv with `h2` and exports
 //! it), else that venv's default place, else `python3`. When none can import `h2`, the
@@ -21,6 +25,26 @@ mod pyenv;
 
 use serde_json::Value;
 use std::time::Duration;
+
+/// Checks that fail because of the `h2` crate itself, with why (`docs/h2-known-gaps.md`
+/// has the RFC rule, what `h2` does, and the upstream report).
+const KNOWN_GAPS: &[(&str, &str)] = &[
+    (
+        "headers/trailers-with-pseudo",
+        "h2 drops pseudo-header fields from trailers and serves the request; RFC 9113 §8.1 \
+         makes the message malformed (stream error PROTOCOL_ERROR); needs the decoded block",
+    ),
+    (
+        "hpack/invalid-index",
+        "h2 answers an undecodable field block with GOAWAY PROTOCOL_ERROR; RFC 9113 §4.3 \
+         requires COMPRESSION_ERROR; needs HPACK decoding",
+    ),
+    (
+        "hpack/table-size-update-too-large",
+        "h2 answers a table size update above SETTINGS_HEADER_TABLE_SIZE with \
+         PROTOCOL_ERROR; RFC 7541 §4.2/§6.3 and RFC 9113 §4.3 require COMPRESSION_ERROR",
+    ),
+];
 
 /// Bound on the script's run (about 60 checks of at most a few seconds each).
 const WAIT: Duration = Duration::from_secs(240);
@@ -76,6 +100,12 @@ async fn h2c_listener_passes_h2spec_style_checks() {
         p.addr("outbound").to_string(),
         "--authority".to_string(),
         "web.default.svc.cluster.local".to_string(),
+        "--expect-fail".to_string(),
+        KNOWN_GAPS
+            .iter()
+            .map(|(name, _)| *name)
+            .collect::<Vec<_>>()
+            .join(","),
     ];
     let (code, stdout, stderr) = tokio::task::spawn_blocking(move || {
         let f = pyenv::run(&py, "h2_conformance.py", &args, WAIT);
@@ -121,15 +151,65 @@ async fn h2c_listener_passes_h2spec_style_checks() {
         "HTTP/2 conformance failures (exit {code:?}):\n{}\nstderr:\n{stderr}",
         failures.join("\n")
     );
+    let names = |key: &str| -> Vec<String> {
+        json[key]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|n| n.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let fixed = names("unexpected_passes");
+    assert!(
+        fixed.is_empty(),
+        "known h2 gaps now pass (remove them from KNOWN_GAPS and docs/h2-known-gaps.md): {fixed:?}"
+    );
+    let mut known = names("known_failures");
+    known.sort();
+    let mut listed: Vec<String> = KNOWN_GAPS.iter().map(|(n, _)| n.to_string()).collect();
+    listed.sort();
+    assert_eq!(known, listed, "known failures");
+    for (name, why) in KNOWN_GAPS {
+        eprintln!("KNOWN {name}: {why}");
+    }
     let passed = json["passed"].as_u64().unwrap_or(0);
-    assert!(passed >= 40, "only {passed} checks passed: {json}");
+    assert!(passed >= 60, "only {passed} checks passed: {json}");
     for check in [
         "request/get-200",
         "request/post-body",
         "request/concurrent-streams",
+        "preface/invalid",
+        "stream/data-on-half-closed-remote",
+        "stream/headers-on-half-closed-remote",
+        "flow/dropped-data-credited",
     ] {
         assert_eq!(json["checks"][check]["ok"], true, "{check}: {json}");
     }
     // The valid requests reached the upstream through the proxy.
     assert!(web.count() >= 10, "upstream saw {} requests", web.count());
+    // The guard's refusals are counted as HTTP/2 protocol errors, and none of these
+    // HTTP/2 connections was mistaken for a refused HTTP/1 request.
+    let metrics = common::send(
+        p.addr("admin"),
+        "GET",
+        "admin",
+        "/metrics",
+        &[],
+        bytes::Bytes::new(),
+        false,
+    )
+    .await;
+    let count = |protocol: &str| -> u64 {
+        let key = format!("meshproxy_downstream_protocol_errors_total{{protocol=\"{protocol}\"}} ");
+        metrics
+            .body
+            .lines()
+            .find_map(|l| l.strip_prefix(key.as_str()))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {key} in {}", metrics.body))
+    };
+    assert!(count("http2") >= 15, "{}", metrics.body);
+    assert_eq!(count("http1"), 0, "{}", metrics.body);
 }

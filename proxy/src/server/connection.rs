@@ -4,6 +4,7 @@
 
 use super::codec_error;
 use super::downstream::IdleClose;
+use super::h2_guard::{Alpn, H2Guard, Mode as H2Mode};
 use super::limits;
 use super::prefixed::Prefixed;
 use super::sniff::{self, Detected};
@@ -311,7 +312,7 @@ async fn serve_detected<S>(
     drain: watch::Receiver<bool>,
     kill: watch::Receiver<bool>,
 ) where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Alpn + Unpin + Send + 'static,
 {
     let (detected, bytes) = match declared {
         Some(d) => (d, Vec::new()),
@@ -342,7 +343,7 @@ async fn serve_inbound<S>(
     drain: watch::Receiver<bool>,
     kill: watch::Receiver<bool>,
 ) where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Alpn + Unpin + Send + 'static,
 {
     match protocol {
         ListenerProtocol::Http => serve(stream, live, Arc::new(conn), shared, drain, kill).await,
@@ -374,17 +375,38 @@ async fn serve<S>(
     mut drain: watch::Receiver<bool>,
     mut kill: watch::Receiver<bool>,
 ) where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Alpn + Unpin + Send + 'static,
 {
     // Set once draining: HTTP/1.1 responses then carry `Connection: close`, so a client
     // learns the connection is going with a response instead of finding it closed just
     // as it sends its next request (Envoy drains HTTP/1.1 the same way).
     let closing = Arc::new(AtomicBool::new(false));
     let saw_h2 = Arc::new(AtomicBool::new(false));
-    // HTTP/1 request framing is checked on the bytes before hyper parses them (request
-    // smuggling); it learns from the responses which requests switched protocols.
     // `spec.limits` in force at the accept apply to the whole connection.
     let limits = shared.active.load().snapshot.proxy.limits.clone();
+    // HTTP/2 frames are checked on the raw bytes first (RFC 9113 rules hyper's h2 gets
+    // wrong): an HTTP/2 connection is one that chose `h2` by ALPN or starts with the
+    // preface; anything else passes through to the HTTP/1 guard.
+    let mode = if stream.alpn_h2() {
+        H2Mode::Http2
+    } else {
+        H2Mode::Sniff
+    };
+    let h2_config = super::h2_guard::Config {
+        max_frame_size: limits::H2_MAX_FRAME_SIZE,
+        // The concurrent streams h2 serves, plus room for those it is refusing.
+        max_streams: (limits.max_concurrent_streams as usize).saturating_add(64),
+    };
+    // A connection the guard refused also ends with hyper's error: that one is not
+    // logged or counted as an HTTP/1 codec refusal.
+    let (stream, h2_refused) = H2Guard::new(
+        stream,
+        mode,
+        h2_config,
+        shared.downstream_h2_protocol_errors.clone(),
+    );
+    // HTTP/1 request framing is checked on the bytes before hyper parses them (request
+    // smuggling); it learns from the responses which requests switched protocols.
     let (stream, upgrades) = super::h1_guard::H1Guard::new(stream);
     let stream = stream
         .with_head_timeout(Some(limits.request_headers_timeout))
@@ -459,7 +481,9 @@ async fn serve<S>(
             r = connection.as_mut() => {
                 if let Err(e) = r {
                     tracing::debug!(error = %e, "connection ended with an error");
+                    if !h2_refused.get() {
                     codec_error::record(&shared, &conn_info, &*e, refusals.refusal());
+                    }
                 }
                 return;
             }
@@ -492,7 +516,9 @@ async fn serve<S>(
             r = connection.as_mut() => {
                 if let Err(e) = r {
                     tracing::debug!(error = %e, "connection ended with an error while draining");
+                    if !h2_refused.get() {
                     codec_error::record(&shared, &conn_info, &*e, refusals.refusal());
+                    }
                 }
                 return;
             }
@@ -506,7 +532,9 @@ async fn serve<S>(
         r = connection.as_mut() => {
             if let Err(e) = r {
                 tracing::debug!(error = %e, "connection ended with an error while draining");
-                codec_error::record(&shared, &conn_info, &*e, refusals.refusal());
+                if !h2_refused.get() {
+                    codec_error::record(&shared, &conn_info, &*e, refusals.refusal());
+                }
             }
         }
         // Past the drain timeout the connection is closed, requests in flight or not.

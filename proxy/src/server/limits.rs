@@ -39,6 +39,10 @@ pub const MAX_LOCAL_ERROR_RESET_STREAMS: usize = 1024;
 /// 8 KiB on HTTP/1.1 (HTTP/2 applies the exact value).
 const H1_MIN_BUF: usize = 8192;
 
+/// The SETTINGS_MAX_FRAME_SIZE the HTTP/2 server advertises (the protocol's initial
+/// value, RFC 9113 §6.5.2); the HTTP/2 guard refuses longer client frames (§4.2).
+pub const H2_MAX_FRAME_SIZE: u32 = 16_384;
+
 /// hyper's number of header slots kept on the stack: setting `max_headers` at all moves
 /// them to the heap for every request, so the default count is left to hyper.
 const H1_DEFAULT_MAX_HEADERS: u32 = 100;
@@ -59,6 +63,7 @@ pub fn configure(builder: &mut Builder<hyper_util::rt::TokioExecutor>, l: &Limit
     builder
         .http2()
         .max_header_list_size(l.max_request_headers_bytes)
+        .max_frame_size(H2_MAX_FRAME_SIZE)
         .max_concurrent_streams(l.max_concurrent_streams)
         .max_pending_accept_reset_streams(MAX_PENDING_ACCEPT_RESET_STREAMS)
         .max_local_error_reset_streams(MAX_LOCAL_ERROR_RESET_STREAMS);

@@ -8,6 +8,7 @@ pub mod downstream;
 pub mod evict;
 pub mod fd_budget;
 pub mod h1_guard;
+pub mod h2_guard;
 pub mod limits;
 pub mod listen;
 pub mod listeners;
@@ -101,6 +102,9 @@ pub struct Shared {
     pub inbound_refused: AtomicU64,
     /// HTTP/1 request heads refused by the codec (unparsable, too large, smuggling).
     pub downstream_protocol_errors: AtomicU64,
+    /// HTTP/2 connections and streams refused by the HTTP/2 guard (shared with each
+    /// connection's guard).
+    pub downstream_h2_protocol_errors: Arc<AtomicU64>,
     /// This workload's mesh identity in force (`spec.identity`), swapped on rotation.
     pub mesh_tls: Arc<arc_swap::ArcSwapOption<MeshTls>>,
     /// Requests in flight and shed under `spec.limits.maxActiveRequests`.
@@ -205,6 +209,7 @@ impl Server {
             reloader: std::sync::OnceLock::new(),
             inbound_refused: AtomicU64::new(0),
             downstream_protocol_errors: AtomicU64::new(0),
+            downstream_h2_protocol_errors: Arc::new(AtomicU64::new(0)),
             identity_rotations: AtomicU64::new(0),
             identity_rejected: AtomicU64::new(0),
             mesh_tls,

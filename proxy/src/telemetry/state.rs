@@ -283,12 +283,19 @@ pub fn render(out: &mut String, shared: &Shared, active: &Active) {
         out,
         "meshproxy_downstream_protocol_errors_total",
         "counter",
-        "HTTP/1 request heads refused by the codec (unparsable, too large, request smuggling).",
+        "Downstream protocol violations refused: HTTP/1 request heads refused by the codec \
+         (unparsable, too large, request smuggling); HTTP/2 connections and streams refused \
+         by the HTTP/2 guard (RFC 9113 frame, preface, SETTINGS and stream-state rules).",
     );
     let _ = writeln!(
         out,
-        "meshproxy_downstream_protocol_errors_total {}",
+        "meshproxy_downstream_protocol_errors_total{{protocol=\"http1\"}} {}",
         shared.downstream_protocol_errors.load(Ordering::Relaxed)
+    );
+    let _ = writeln!(
+        out,
+        "meshproxy_downstream_protocol_errors_total{{protocol=\"http2\"}} {}",
+        shared.downstream_h2_protocol_errors.load(Ordering::Relaxed)
     );
     family(
         out,

@@ -11,7 +11,7 @@
 //!   `x-forwarded-client-cert` value.
 //!
 //! Everything uses rustls' `ring` provider explicitly; no process-wide default is needed.
-
+#![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 mod ca;

@@ -4,6 +4,7 @@
 //! the immutable, pre-indexed [`compile::Snapshot`] the data path reads.
 //!
 //! Nothing in this crate opens a socket: everything is testable with plain values.
+#![forbid(unsafe_code)]
 
 pub mod diag;
 pub mod duration;

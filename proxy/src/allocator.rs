@@ -14,6 +14,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// freed pages back lazily, when the thread allocates again; a thread that parsed a large
 /// config and then only waits (the main thread) would keep the parse's peak resident
 /// for the process's life: 1,000 services held 20 MB that way.
+#[allow(unsafe_code)] // the one FFI call into the allocator; see SAFETY below
 pub fn release_freed_memory() {
     // SAFETY: `mi_collect` only walks this thread's heap and the shared arenas; it is
     // safe to call at any time from any thread (mimalloc's documented contract).

@@ -106,6 +106,7 @@ fn receive(conn: &UnixStream) -> io::Result<(String, Vec<OwnedFd>)> {
                 for fd in raw {
                     // SAFETY: the kernel just installed `fd` in this process for this
                     // message; nothing else owns it.
+                    #[allow(unsafe_code)]
                     fds.push(unsafe { OwnedFd::from_raw_fd(fd) });
                 }
             }

@@ -1,4 +1,5 @@
 //! meshproxy's runtime: the data path, its policies and the process around them.
+#![deny(unsafe_code)]
 
 pub mod access_log;
 pub mod admin;

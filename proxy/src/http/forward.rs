@@ -7,14 +7,14 @@ use super::downstream_fault::DownstreamFault;
 use super::flags::Flags;
 use crate::policy::retry::Outcome;
 use crate::upstream::cluster_state::{ActiveRequest, ClusterState, EndpointState};
-use crate::upstream::connect::{connect, ConnectError};
+use crate::upstream::connector::{self, OpenConnection, Stream};
 use crate::upstream::limits::Limit;
 use crate::upstream::pool::{H1Lease, H1Sender, H2Checkout, H2Lease};
 use http::header::{HeaderMap, HeaderValue, HOST};
 use http::{Method, Request, Response, Uri, Version};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use meshproxy_config::compile::cluster::{Cluster, EndpointAddress};
+use meshproxy_config::compile::cluster::Cluster;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -397,75 +397,21 @@ fn finish_h2(
     }
 }
 
-/// A connected socket to an endpoint, before any HTTP.
-enum Stream {
-    Tcp(tokio::net::TcpStream),
-    Unix(tokio::net::UnixStream),
-    Tls(Box<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>),
-}
-
-/// Originates TLS on a new TCP connection when the cluster's DestinationRule (or Istio
-/// auto mTLS) asks for it; a failed handshake or a peer identity mismatch is a connect
-/// failure (`503 UF`) whose reason is logged.
-async fn secure(
-    stream: tokio::net::TcpStream,
-    cluster: &Cluster,
-    state: &ClusterState,
-    ep: &EndpointState,
-    h2: bool,
-) -> Result<Stream, Failure> {
-    let mesh = state.mesh.get().and_then(|m| m.load_full());
-    let plan = crate::tls::outbound::plan(cluster, &ep.labels, mesh.is_some());
-    if matches!(plan, crate::tls::outbound::Plan::Plain) {
-        return Ok(Stream::Tcp(stream));
-    }
-    match crate::tls::outbound::handshake(stream, plan, mesh, &state.file_tls, h2).await {
-        Ok(s) => Ok(Stream::Tls(Box::new(s))),
-        Err(e) => {
-            tracing::warn!(cluster = %cluster.name, endpoint = %ep.name, error = %e, "upstream TLS failed");
-            Err(connect_failure(ep, e))
-        }
-    }
-}
-
-/// Connects to `ep` (resolving a DNS endpoint first) within the cluster's connect timeout.
+/// Connects to `ep` through the shared connector; a failure (TLS included, its reason
+/// logged there) is a connect failure, `503 UF` (`DF` too when the name did not resolve).
 async fn connect_endpoint(
     cluster: &Cluster,
     state: &ClusterState,
     ep: &EndpointState,
     h2: bool,
 ) -> Result<Stream, Failure> {
-    let pool = &cluster.pool;
-    match &ep.address {
-        EndpointAddress::Socket(a) => {
-            let s = connect(*a, pool.connect_timeout, pool.tcp_keepalive.as_ref())
-                .await
-                .map_err(|e| connect_failure(ep, e))?;
-            secure(s, cluster, state, ep, h2).await
+    connector::open(cluster, state, ep, h2).await.map_err(|e| {
+        let mut f = connect_failure(ep, &e.reason);
+        if e.dns {
+            f.flags = Flags::UPSTREAM_CONNECTION_FAILURE | Flags::DNS_RESOLUTION_FAILED;
         }
-        EndpointAddress::Dns(host, port) => {
-            let a = crate::upstream::dns::resolve(host, *port)
-                .await
-                .map_err(|e| {
-                    let mut f = connect_failure(ep, format!("DNS resolution failed: {e}"));
-                    f.flags = Flags::UPSTREAM_CONNECTION_FAILURE | Flags::DNS_RESOLUTION_FAILED;
-                    f
-                })?;
-            let s = connect(a, pool.connect_timeout, pool.tcp_keepalive.as_ref())
-                .await
-                .map_err(|e| connect_failure(ep, e))?;
-            secure(s, cluster, state, ep, h2).await
-        }
-        EndpointAddress::Unix(path) => {
-            match tokio::time::timeout(pool.connect_timeout, tokio::net::UnixStream::connect(path))
-                .await
-            {
-                Ok(Ok(s)) => Ok(Stream::Unix(s)),
-                Ok(Err(e)) => Err(connect_failure(ep, ConnectError::Io(e))),
-                Err(_) => Err(connect_failure(ep, ConnectError::Timeout)),
-            }
-        }
-    }
+        f
+    })
 }
 
 async fn open(
@@ -476,26 +422,19 @@ async fn open(
     permit: OwnedSemaphorePermit,
 ) -> Result<Opened, Failure> {
     let keepalive = cluster.pool.http2_keepalive;
-    match connect_endpoint(cluster, state, ep, h2).await? {
-        Stream::Tcp(s) => handshake(s, state, ep, h2, permit, keepalive).await,
-        Stream::Unix(s) => handshake(s, state, ep, h2, permit, keepalive).await,
-        Stream::Tls(s) => handshake(s, state, ep, h2, permit, keepalive).await,
-    }
+    let stream = connect_endpoint(cluster, state, ep, h2).await?;
+    handshake(stream, ep, h2, permit, keepalive).await
 }
 
 /// The connection's I/O task holds the connection permit: it is released when the
 /// connection closes, whoever closes it.
-async fn handshake<S>(
-    stream: S,
-    _state: &ClusterState,
+async fn handshake(
+    stream: Stream,
     ep: &Arc<EndpointState>,
     h2: bool,
     permit: OwnedSemaphorePermit,
     keepalive: Option<(Duration, Duration)>,
-) -> Result<Opened, Failure>
-where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-{
+) -> Result<Opened, Failure> {
     let io = TokioIo::new(stream);
     let counted = OpenConnection::new(ep);
     if h2 {
@@ -539,24 +478,6 @@ where
     }
 }
 
-/// Counts an open connection on its endpoint for as long as its I/O task runs.
-struct OpenConnection(Arc<EndpointState>);
-
-impl OpenConnection {
-    fn new(ep: &Arc<EndpointState>) -> Self {
-        ep.connections.fetch_add(1, Ordering::Relaxed);
-        ep.opened.fetch_add(1, Ordering::Relaxed);
-        OpenConnection(ep.clone())
-    }
-}
-
-impl Drop for OpenConnection {
-    fn drop(&mut self) {
-        self.0.connections.fetch_sub(1, Ordering::Relaxed);
-        self.0.closed.fetch_add(1, Ordering::Relaxed);
-    }
-}
-
 /// One attempt of an Upgrade request: a connection permit (waiting as a pending request
 /// at the cap, like any other request), a new HTTP/1.1 connection driven with upgrades
 /// enabled, and the request sent on it. The response is whatever the upstream answers;
@@ -569,11 +490,8 @@ async fn send_upgrade(
     body: RequestBody,
 ) -> Result<(Response<Incoming>, Lease), AttemptError> {
     let permit = upgrade_permit(state, ep).await?;
-    let (mut sender, held) = match connect_endpoint(cluster, state, ep, false).await? {
-        Stream::Tcp(s) => handshake_upgrade(s, ep, permit).await?,
-        Stream::Unix(s) => handshake_upgrade(s, ep, permit).await?,
-        Stream::Tls(s) => handshake_upgrade(s, ep, permit).await?,
-    };
+    let stream = connect_endpoint(cluster, state, ep, false).await?;
+    let (mut sender, held) = handshake_upgrade(stream, ep, permit).await?;
     let req = build(head, body, false);
     match sender.send_request(req).await {
         Ok(resp) => Ok((
@@ -622,14 +540,11 @@ async fn upgrade_permit(
 /// enabled, so on a 101 hyper hands the socket (and any bytes read past the response
 /// head) to the upgrade future and the task ends; the connection stays counted through
 /// the [`Held`] shared with the lease until the tunnel ends too.
-async fn handshake_upgrade<S>(
-    stream: S,
+async fn handshake_upgrade(
+    stream: Stream,
     ep: &Arc<EndpointState>,
     permit: OwnedSemaphorePermit,
-) -> Result<(H1Sender, Arc<Held>), Failure>
-where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-{
+) -> Result<(H1Sender, Arc<Held>), Failure> {
     let held = Arc::new(Held {
         _permit: permit,
         _counted: OpenConnection::new(ep),

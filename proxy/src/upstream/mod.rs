@@ -2,6 +2,7 @@
 
 pub mod cluster_state;
 pub mod connect;
+pub mod connector;
 pub mod dns;
 pub mod hash_ring;
 pub mod lb;

@@ -8,7 +8,7 @@
 //! for its line. A slow stdout never blocks the request path: the queue to the writer is
 //! bounded and a batch that does not fit is dropped and its lines counted.
 
-use crate::http::flags::Flags;
+use crate::flags::Flags;
 use std::io::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};

@@ -3,12 +3,15 @@
 
 pub mod access_log;
 pub mod admin;
+pub mod body;
 pub mod conn_info;
 pub mod demo;
+pub mod flags;
 pub mod handover;
 pub mod http;
 pub mod intercept;
 pub mod log_control;
+pub mod pipe;
 pub mod policy;
 pub mod reload;
 pub mod server;
@@ -16,3 +19,4 @@ pub mod tcp;
 pub mod telemetry;
 pub mod tls;
 pub mod upstream;
+pub mod worker;

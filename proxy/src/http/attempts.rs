@@ -4,11 +4,11 @@
 //! timeout over all attempts and Envoy's stream idle timeout while the response head is
 //! awaited. A client's own fault ends the attempts at once and is booked against nobody.
 
-use super::body::{BodyTap, RequestBody, ResponseBody};
-use super::downstream_fault::DownstreamFault;
 use super::exchange::{Exchange, GRPC_DEADLINE_EXCEEDED};
-use super::flags::Flags;
 use super::forward::{self, AttemptError, Failure, Transport, UpstreamHead};
+use crate::body::downstream_fault::DownstreamFault;
+use crate::body::{BodyTap, RequestBody, ResponseBody};
+use crate::flags::Flags;
 use crate::policy::{grpc_timeout, retry};
 use crate::upstream::cluster_state::{ClusterState, EndpointState};
 use crate::upstream::{lb, outlier};

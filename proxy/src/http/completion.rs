@@ -2,10 +2,10 @@
 //! (only if the response was read to its end), the endpoint's active count drops, and the
 //! access log line is written with the final byte counts, duration and flags.
 
-use super::body::{BodyError, BodyTap, Completion};
-use super::flags::Flags;
 use super::forward::Lease;
 use crate::access_log::Record;
+use crate::body::{BodyError, BodyTap, Completion};
+use crate::flags::Flags;
 use crate::server::Shared;
 use crate::telemetry::istio::RequestLabels;
 use crate::upstream::cluster_state::{ActiveRequest, ClusterState};

@@ -6,13 +6,13 @@
 //! under `ALLOW_ANY`). The upstream stream is opened before the `200` goes back, so an
 //! unreachable target gets a `503` with its flag instead of a dead tunnel.
 
-use super::body::ResponseBody;
 use super::completion::RequestDone;
 use super::exchange::Exchange;
-use super::flags::Flags;
 use super::upgrade;
+use crate::body::ResponseBody;
+use crate::flags::Flags;
 use crate::server::connection::Live;
-use crate::tcp::link::{self, Link, LinkError};
+use crate::upstream::link::{self, Link, LinkError};
 use http::request::Parts;
 use http::Response;
 use hyper::upgrade::OnUpgrade;
@@ -144,7 +144,7 @@ pub fn spawn_tunnel(
         match on_upgrade.await {
             Ok(down) => {
                 let (received, sent, flags) =
-                    crate::tcp::splice(TokioIo::new(down), &mut link.upstream, &[], &mut kill)
+                    crate::pipe::splice(TokioIo::new(down), &mut link.upstream, &[], &mut kill)
                         .await;
                 // The upstream stream and its slots go before the log line is written.
                 drop(link);

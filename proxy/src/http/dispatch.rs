@@ -2,10 +2,10 @@
 //! and fault injection, in Envoy's filter order — to a weighted destination's cluster
 //! ([`super::relay`]).
 
-use super::body::ResponseBody;
 use super::exchange::Exchange;
-use super::flags::Flags;
 use super::relay::{self, Chosen};
+use crate::body::ResponseBody;
+use crate::flags::Flags;
 use crate::policy::{cors, fault, headers as hdr, redirect};
 use http::header::{self, HeaderMap, HeaderValue};
 use http::request::Parts;

@@ -4,14 +4,14 @@
 //! a reply made here, an upstream response's body, or the request being dropped — writes
 //! the one access-log line and the metrics through [`RequestDone`].
 
-use super::body::{BodyTap, Completion, ResponseBody};
 use super::completion::RequestDone;
-use super::downstream_fault::DownstreamFault;
-use super::flags::Flags;
 use super::local_reply;
 use super::upgrade;
 use crate::access_log::Record;
+use crate::body::downstream_fault::DownstreamFault;
+use crate::body::{BodyTap, Completion, ResponseBody};
 use crate::conn_info::ConnInfo;
+use crate::flags::Flags;
 use crate::server::active::Active;
 use crate::server::Shared;
 use crate::telemetry::istio::RequestLabels;

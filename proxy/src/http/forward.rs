@@ -2,9 +2,9 @@
 //! request, and classify what happened. An HTTP/1.1 Upgrade request (WebSocket) gets a
 //! dedicated new connection instead (see [`Transport::Upgrade`] and `http/upgrade.rs`).
 
-use super::body::{BodyError, BodyTap, RequestBody};
-use super::downstream_fault::DownstreamFault;
-use super::flags::Flags;
+use crate::body::downstream_fault::DownstreamFault;
+use crate::body::{BodyError, BodyTap, RequestBody};
+use crate::flags::Flags;
 use crate::policy::retry::Outcome;
 use crate::upstream::cluster_state::{ActiveRequest, ClusterState, EndpointState};
 use crate::upstream::connector::{self, OpenConnection, Stream};

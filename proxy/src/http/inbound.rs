@@ -3,13 +3,13 @@
 //! Istio's `x-forwarded-client-cert` describing the mTLS peer.
 
 use super::attempts::{self, Attempts, Pick};
-use super::body::ResponseBody;
 use super::exchange::Exchange;
-use super::flags::Flags;
 use super::forward::Transport;
 use super::relay::{self, ResponseEdits};
 use super::tunnel;
 use super::upstream_head::{self, Edits};
+use crate::body::ResponseBody;
+use crate::flags::Flags;
 use crate::policy::headers as hdr;
 use http::header::{HeaderMap, HeaderValue};
 use http::request::Parts;

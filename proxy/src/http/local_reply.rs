@@ -2,7 +2,7 @@
 //! redirects, direct responses), with Envoy's bodies and, for gRPC callers, Envoy's
 //! mapping of the HTTP status onto `grpc-status`.
 
-use super::body::ResponseBody;
+use crate::body::ResponseBody;
 use http::header::{HeaderMap, HeaderValue, CONTENT_TYPE};
 use http::{Response, StatusCode};
 

@@ -5,13 +5,10 @@
 //! connection) → the response relayed, and [`completion`] records the outcome.
 
 mod attempts;
-pub mod body;
 pub mod completion;
 pub mod connect;
 mod dispatch;
-pub mod downstream_fault;
 mod exchange;
-pub mod flags;
 pub mod forward;
 pub mod host_field;
 mod inbound;

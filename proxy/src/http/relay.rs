@@ -3,14 +3,14 @@
 //! with the route's header operations — or turned into a tunnel on a 101.
 
 use super::attempts::{self, Attempts, Pick};
-use super::body::ResponseBody;
 use super::completion::Returnable;
 use super::dispatch::Routed;
 use super::exchange::Exchange;
-use super::flags::Flags;
 use super::forward::{self, Transport, UpstreamHead};
 use super::upstream_head::{self, Edits};
 use super::{shadow, tunnel};
+use crate::body::ResponseBody;
+use crate::flags::Flags;
 use crate::policy::{grpc_timeout, headers as hdr, mirror};
 use crate::upstream::cluster_state::ClusterState;
 use crate::upstream::limits::RequestSlot;

@@ -4,13 +4,13 @@
 //! ([`super::connect`]), or routing by host and route ([`super::dispatch`]).
 //! docs/architecture.md lists the whole path.
 
-use super::body::{BodyTap, ResponseBody};
 use super::dispatch::{self, Routed};
 use super::exchange::Exchange;
-use super::flags::Flags;
 use super::{connect, inbound, local_reply, upgrade};
 use crate::access_log::Record;
+use crate::body::{BodyTap, ResponseBody};
 use crate::conn_info::ConnInfo;
+use crate::flags::Flags;
 use crate::policy::headers as hdr;
 use crate::server::limits::Refused;
 use crate::server::Shared;

@@ -2,10 +2,10 @@
 //! of the request to another cluster, with the `-shadow` host, whose response is read and
 //! dropped. A mirror follows what the real attempt reads of the body and never slows it.
 
-use super::body::BodyTap;
-use super::body::RequestBody;
 use super::forward::{self, Transport, UpstreamHead};
 use super::upstream_head::upstream_h2;
+use crate::body::BodyTap;
+use crate::body::RequestBody;
 use crate::policy::mirror;
 use crate::server::active::Active;
 use crate::upstream::lb;

@@ -1,11 +1,11 @@
 //! An upgrade the upstream accepted (101, or 200 to an HTTP/2 extended CONNECT): the
 //! response that switches protocols downstream and the tunnel between the two sockets.
 
-use super::body::ResponseBody;
 use super::exchange::Exchange;
-use super::flags::Flags;
 use super::forward;
 use super::upgrade;
+use crate::body::ResponseBody;
+use crate::flags::Flags;
 use crate::upstream::cluster_state::ActiveRequest;
 use crate::upstream::limits::RequestSlot;
 use http::header::HeaderValue;

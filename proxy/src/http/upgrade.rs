@@ -21,10 +21,10 @@
 //! byte counts — as Envoy logs an upgraded stream when the stream ends.
 
 use super::completion::RequestDone;
-use super::flags::Flags;
 use super::forward::Lease;
+use crate::flags::Flags;
+use crate::pipe::counted::Counted;
 use crate::server::connection::Live;
-use crate::tcp::counted::Counted;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::request::Parts;
 use http::Version;

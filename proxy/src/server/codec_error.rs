@@ -8,7 +8,7 @@
 use super::Shared;
 use crate::access_log::Record;
 use crate::conn_info::ConnInfo;
-use crate::http::flags::Flags;
+use crate::flags::Flags;
 use std::sync::atomic::Ordering;
 use std::time::SystemTime;
 

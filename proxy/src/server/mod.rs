@@ -22,7 +22,6 @@ use arc_swap::ArcSwap;
 use meshproxy_config::compile::proxy_settings::IdentityFiles;
 use meshproxy_config::compile::Snapshot;
 use meshproxy_config::model::proxy::ListenerProtocol;
-use std::cell::Cell;
 use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
@@ -31,15 +30,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-
-thread_local! {
-    static WORKER_ID: Cell<usize> = const { Cell::new(0) };
-}
-
-/// The index of the worker running on this thread (0 elsewhere).
-pub fn worker_id() -> usize {
-    WORKER_ID.with(|w| w.get())
-}
 
 /// Runtime options (`meshproxy run` flags).
 #[derive(Clone, Debug)]
@@ -481,7 +471,7 @@ fn worker(
     mut rx: tokio::sync::mpsc::UnboundedReceiver<Command>,
     mut stop: watch::Receiver<bool>,
 ) {
-    WORKER_ID.with(|id| id.set(w));
+    crate::worker::set_worker_id(w);
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

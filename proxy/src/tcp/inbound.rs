@@ -4,7 +4,7 @@
 //! are applied by the compiled policy (`http: None`).
 
 use crate::conn_info::ConnInfo;
-use crate::http::flags::Flags;
+use crate::flags::Flags;
 use crate::server::Shared;
 use meshproxy_config::compile::authz::{AuthzRequest, Decision};
 use meshproxy_config::compile::listener::ListenerRole;
@@ -81,6 +81,6 @@ pub async fn serve<S>(
     let _ = up.set_nodelay(true);
     let mut session = session;
     session.upstream(&target.to_string());
-    let (received, sent, flags) = super::splice(stream, up, &[], &mut kill).await;
+    let (received, sent, flags) = crate::pipe::splice(stream, up, &[], &mut kill).await;
     session.closed(flags, received, sent);
 }

@@ -12,21 +12,17 @@
 //! route, no endpoint, an overflow or a connect failure closes the downstream connection
 //! (Envoy's `tcp_proxy` closes it too: TCP has no way to send an error).
 
-pub mod counted;
 pub mod inbound;
-pub mod link;
 pub mod session;
 pub mod sni;
 
 use crate::conn_info::ConnInfo;
-use crate::http::flags::Flags;
 use crate::server::Shared;
-use counted::Counted;
 use meshproxy_config::compile::tcp_routes::L4View;
 use session::Session;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::sync::watch;
 
 /// The most bytes read while looking for a ClientHello (Envoy's `tls_inspector` reads at
@@ -131,11 +127,11 @@ pub async fn serve_inspected<S>(
         return;
     };
     let mut session = Session::outbound(&shared, &active, &state, &route.origin);
-    let who = link::For {
+    let who = crate::upstream::link::For {
         peer: conn.peer.ip(),
         original_dst: conn.original_dst,
     };
-    let link = match link::open(cluster, &state, who).await {
+    let link = match crate::upstream::link::open(cluster, &state, who).await {
         Ok(l) => l,
         Err(e) => {
             tracing::debug!(cluster = %cluster.name, error = %e, "TCP upstream unavailable; connection closed");
@@ -145,46 +141,7 @@ pub async fn serve_inspected<S>(
     };
     tracing::debug!(route = %route.origin, cluster = %cluster.name, endpoint = %link.endpoint.name, sni = ?sni, "TCP connection proxied");
     session.opened(&link);
-    let (received, sent, flags) = splice(stream, link.upstream, &replay, &mut kill).await;
+    let (received, sent, flags) =
+        crate::pipe::splice(stream, link.upstream, &replay, &mut kill).await;
     session.closed(flags, received, sent);
-}
-
-/// Writes `replay` upstream, then copies both ways until both sides are done (a half
-/// close is passed on, as Envoy's tcp_proxy does), or `kill` fires. Returns the bytes
-/// received from the client (with `replay`), the bytes sent to it, and the flags saying
-/// which side broke the stream, if one did.
-pub(crate) async fn splice<D, U>(
-    down: D,
-    up: U,
-    replay: &[u8],
-    kill: &mut watch::Receiver<bool>,
-) -> (u64, u64, Flags)
-where
-    D: AsyncRead + AsyncWrite + Unpin,
-    U: AsyncRead + AsyncWrite + Unpin,
-{
-    let mut down = Counted::new(down);
-    let mut up = Counted::new(up);
-    let mut flags = Flags::NONE;
-    if !replay.is_empty() && up.write_all(replay).await.is_err() {
-        flags.insert(Flags::UPSTREAM_CONNECTION_TERMINATION);
-        return (replay.len() as u64, 0, flags);
-    }
-    let copied = tokio::select! {
-        r = tokio::io::copy_bidirectional(&mut down, &mut up) => r.map(|_| ()),
-        _ = kill.wait_for(|k| *k) => {
-            tracing::debug!("TCP connection closed at the drain timeout");
-            Ok(())
-        }
-    };
-    if let Err(e) = copied {
-        tracing::debug!(error = %e, "TCP connection ended with an error");
-        if down.failed {
-            flags.insert(Flags::DOWNSTREAM_CONNECTION_TERMINATION);
-        }
-        if up.failed {
-            flags.insert(Flags::UPSTREAM_CONNECTION_TERMINATION);
-        }
-    }
-    (down.read + replay.len() as u64, up.read, flags)
 }

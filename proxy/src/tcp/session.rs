@@ -2,14 +2,14 @@
 //! `..._closed_total`, `istio_tcp_sent_bytes_total`, `istio_tcp_received_bytes_total`) and
 //! one access-log line when it ends, in Envoy's format for TCP (`"- - -" 0 <flags>`).
 
-use super::link::{Link, LinkError};
 use crate::access_log::Record;
 use crate::conn_info::ConnInfo;
-use crate::http::flags::Flags;
+use crate::flags::Flags;
 use crate::server::active::Active;
 use crate::server::Shared;
 use crate::telemetry::istio::{Reporter, RequestLabels, Security};
 use crate::upstream::cluster_state::ClusterState;
+use crate::upstream::link::{Link, LinkError};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 

@@ -7,7 +7,7 @@
 //! recording a request is a thread-local lookup and four atomic updates.
 
 use super::labels::{Peer, Service};
-use crate::http::flags::Flags;
+use crate::flags::Flags;
 use metrics::{Counter, Histogram, Key, Label, Metadata, Recorder};
 use metrics_exporter_prometheus::{
     Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,

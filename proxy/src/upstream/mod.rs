@@ -7,5 +7,6 @@ pub mod dns;
 pub mod hash_ring;
 pub mod lb;
 pub mod limits;
+pub mod link;
 pub mod outlier;
 pub mod pool;

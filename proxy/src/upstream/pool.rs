@@ -7,8 +7,8 @@
 //! connection of the endpoint may be borrowed and idle connections of other endpoints are
 //! closed to make room (no request waits forever behind an idle connection).
 
-use crate::http::body::RequestBody;
-use crate::server::worker_id;
+use crate::body::RequestBody;
+use crate::worker::worker_id;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};

@@ -2,13 +2,13 @@
 //! upstream's by type (docs/hardening.md, "Whose fault"): a request body that breaks HTTP
 //! framing, one that ends early, or a client that resets the stream or the connection.
 //!
-//! A [`DownstreamFault`] is never turned into an upstream [`super::forward::Failure`]:
+//! A [`DownstreamFault`] is never turned into an upstream `Failure` (`http::forward`):
 //! the retry loop, outlier detection and the circuit breakers only ever see `Failure`s,
 //! so a client cannot make a healthy endpoint look broken by sending garbage or hanging up
 //! (Envoy resets the upstream request on a downstream reset or codec error and books
 //! nothing against the host).
 
-use super::flags::Flags;
+use crate::flags::Flags;
 use std::error::Error as StdError;
 use std::io;
 

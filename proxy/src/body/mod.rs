@@ -2,8 +2,10 @@
 //! bound, for retries and mirrors), [`ResponseBody`] carries an upstream or local response
 //! downstream and runs the request's completion (access log, lease release) when it ends.
 
-use super::downstream_fault::DownstreamFault;
+pub mod downstream_fault;
+
 use bytes::Bytes;
+use downstream_fault::DownstreamFault;
 use http::HeaderMap;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;

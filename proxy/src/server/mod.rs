@@ -4,11 +4,13 @@
 pub mod active;
 pub mod codec_error;
 pub mod connection;
+mod dispatch;
 pub mod downstream;
 pub mod evict;
 pub mod fd_budget;
 pub mod h1_guard;
 pub mod h2_guard;
+mod http_conn;
 pub mod limits;
 pub mod listen;
 pub mod listeners;

@@ -197,7 +197,7 @@ async fn istio_circuit_breaking_task() {
                     let r = send(addr, "GET", "web", "/", &[], bytes::Bytes::new(), false).await;
                     out.push((
                         r.status,
-                        r.header("x-meshproxy-overloaded").to_string(),
+                        r.header("x-envoy-overloaded").to_string(),
                         started.elapsed(),
                     ));
                 }
@@ -294,7 +294,7 @@ async fn pending_queue_is_exact() {
     .await;
     let r = get(&p).await;
     assert_eq!(r.status, 503, "the third waiting request overflows");
-    assert_eq!(r.header("x-meshproxy-overloaded"), "true");
+    assert_eq!(r.header("x-envoy-overloaded"), "true");
     assert_eq!(first.await.unwrap(), 200);
     for q in queued {
         assert_eq!(q.await.unwrap(), 200, "queued requests are served in turn");
@@ -324,10 +324,7 @@ async fn max_requests_is_exact() {
     })
     .await;
     let r = get(&p).await;
-    assert_eq!(
-        (r.status, r.header("x-meshproxy-overloaded")),
-        (503, "true")
-    );
+    assert_eq!((r.status, r.header("x-envoy-overloaded")), (503, "true"));
     assert_eq!(a.await.unwrap(), 200);
     assert_eq!(b.await.unwrap(), 200);
     assert_eq!(get(&p).await.status, 200, "under the cap again");

@@ -270,7 +270,7 @@ async fn overload_sheds_at_once_and_recovers() {
     let started = Instant::now();
     let shed = send(addr, "GET", "reviews", "/", &[], Bytes::new(), false).await;
     assert_eq!(shed.status, 503);
-    assert_eq!(shed.header("x-meshproxy-overloaded"), "true");
+    assert_eq!(shed.header("x-envoy-overloaded"), "true");
     assert!(
         started.elapsed() < Duration::from_millis(700),
         "not shed at once"

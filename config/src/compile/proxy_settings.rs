@@ -194,6 +194,8 @@ pub struct ProxySettings {
     pub root_namespace: String,
     /// Downstream limits (`spec.limits`).
     pub limits: Limits,
+    /// `spec.internalNetworks`: senders whose `x-envoy-*` control headers are honoured.
+    pub internal_networks: Vec<ipnet::IpNet>,
     /// True when a `Proxy` document was given (false: the built-in local default).
     pub declared: bool,
 }
@@ -230,6 +232,7 @@ impl ProxySettings {
             trust_domain: crate::host::DEFAULT_DOMAIN_SUFFIX.into(),
             root_namespace: crate::validate::DEFAULT_ROOT_NAMESPACE.into(),
             limits: Limits::default(),
+            internal_networks: Vec::new(),
             declared: false,
         }
     }
@@ -290,8 +293,19 @@ impl ProxySettings {
             trust_domain: p.trust_domain.clone().unwrap_or(d.trust_domain),
             root_namespace: p.root_namespace.clone().unwrap_or(d.root_namespace),
             limits: Limits::from_doc(p.limits.as_ref()),
+            internal_networks: p
+                .internal_networks
+                .iter()
+                .flatten()
+                .filter_map(|n| parse_network(n))
+                .collect(),
             declared: true,
         }
+    }
+
+    /// True when `ip` is in `spec.internalNetworks`.
+    pub fn is_internal(&self, ip: std::net::IpAddr) -> bool {
+        self.internal_networks.iter().any(|n| n.contains(&ip))
     }
 
     /// This workload's SPIFFE identity, `spiffe://<trust-domain>/ns/<ns>/sa/<sa>`.
@@ -322,4 +336,12 @@ impl ProxySettings {
             other => other == self.namespace,
         })
     }
+}
+
+/// A network of `spec.internalNetworks`: a CIDR, or a single address (a /32 or /128).
+pub fn parse_network(n: &str) -> Option<ipnet::IpNet> {
+    let n = n.trim();
+    n.parse::<ipnet::IpNet>()
+        .ok()
+        .or_else(|| n.parse::<std::net::IpAddr>().ok().map(ipnet::IpNet::from))
 }

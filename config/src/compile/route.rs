@@ -291,6 +291,20 @@ pub struct RetryPolicy {
 pub const DEFAULT_RETRY_ON: &str =
     "connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes";
 
+impl RetryPolicy {
+    /// No retries at all (INBOUND, upgrade requests): what an internal sender's
+    /// `x-envoy-retry-on` starts from.
+    pub const NONE: RetryPolicy = RetryPolicy {
+        attempts: 0,
+        per_try_timeout: None,
+        on: RetryOn(0),
+        status_codes: Vec::new(),
+        backoff_base: Duration::from_millis(25),
+        backoff_max: Duration::from_millis(250),
+        ignore_previous_hosts: false,
+    };
+}
+
 impl Default for RetryPolicy {
     /// Istio: 2 retries on `connect-failure,refused-stream,unavailable,cancelled,
     /// retriable-status-codes` with no status codes; Envoy: 25ms base backoff.

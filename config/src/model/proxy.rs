@@ -38,6 +38,11 @@ pub struct Proxy {
     /// in `compile::proxy_settings::Limits`).
     #[serde(default)]
     pub limits: Option<Limits>,
+    /// Addresses whose requests count as internal (CIDRs or single addresses): Envoy's
+    /// `internal_address_config`, Istio's internal networks. Only internal senders may
+    /// steer the router with `x-envoy-*` control headers; unset, nobody is internal.
+    #[serde(default, alias = "internal_networks")]
+    pub internal_networks: Option<Vec<String>>,
 }
 
 /// `Proxy.spec.limits`: what one client, connection or burst may cost the proxy.

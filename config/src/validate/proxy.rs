@@ -124,6 +124,14 @@ pub(crate) fn validate(v: &mut V, px: &Proxy) {
     if let Some(l) = &px.limits {
         limits(v, l);
     }
+    for (i, n) in px.internal_networks.iter().flatten().enumerate() {
+        if crate::compile::proxy_settings::parse_network(n).is_none() {
+            v.err(
+                &format!("spec.internalNetworks[{i}]"),
+                format!("{n:?} is not a CIDR or an IP address"),
+            );
+        }
+    }
 }
 
 /// `spec.limits`: every count at least 1 and below a bound past which it is no limit at

@@ -256,16 +256,12 @@ async fn attempt_loop(a: &Attempts<'_>, tap: Option<&BodyTap>) -> AttemptResult 
         let Some((idx, ep)) = choose(a, exclude) else {
             return Err(no_healthy(a));
         };
-        let sent = forward::send(
-            a.cluster,
-            state,
-            &ep,
-            a.head,
-            body,
-            a.transport,
-            policy.per_try_timeout,
-        )
-        .await;
+        let t = forward::Try {
+            transport: a.transport,
+            per_try: policy.per_try_timeout,
+            attempt: retries + 1,
+        };
+        let sent = forward::send(a.cluster, state, &ep, a.head, body, t).await;
         let result = match sent {
             // The client's fault: no outlier event, no retry, no URX.
             Err(AttemptError::Downstream(f)) => return Err((Ended::Downstream(f), Flags::NONE)),

@@ -28,6 +28,8 @@ pub(super) struct Routed<'a> {
     pub host: &'a str,
     /// The port the request was for.
     pub port: u16,
+    /// It came to a gateway (Envoy's `use_remote_address`).
+    pub gateway: bool,
 }
 
 /// Carries out the route's action.

@@ -43,6 +43,8 @@ pub(super) struct Exchange {
     pub upgrade: Option<upgrade::Requested>,
     /// `spec.limits.streamIdleTimeout` of the config the request started under.
     pub stream_idle: std::time::Duration,
+    /// What an internal sender asked of the router with `x-envoy-*` headers.
+    pub overrides: Option<crate::policy::envoy_headers::Overrides>,
 }
 
 /// gRPC status `DEADLINE_EXCEEDED`.

@@ -5,6 +5,7 @@
 use crate::body::downstream_fault::DownstreamFault;
 use crate::body::{BodyError, BodyTap, RequestBody};
 use crate::flags::Flags;
+use crate::policy::envoy_headers;
 use crate::policy::retry::Outcome;
 use crate::upstream::cluster_state::{ActiveRequest, ClusterState, EndpointState};
 use crate::upstream::connector::{self, OpenConnection, Stream};
@@ -110,6 +111,17 @@ pub struct Failure {
     pub detail: String,
 }
 
+/// How one attempt is made.
+#[derive(Clone, Copy, Debug)]
+pub struct Try {
+    /// Pooled HTTP/1.1, HTTP/2, or a dedicated upgrade connection.
+    pub transport: Transport,
+    /// The per-try timeout (counted once the request body is complete).
+    pub per_try: Option<Duration>,
+    /// Which attempt this is (1 for the first), for `x-envoy-attempt-count`.
+    pub attempt: u32,
+}
+
 /// Why an attempt produced no response. The two sides are different types so that
 /// nothing downstream of the attempt (retries, outlier detection, circuit breakers) can
 /// book a client's fault against the upstream.
@@ -134,16 +146,26 @@ pub async fn send(
     ep: &Arc<EndpointState>,
     head: &UpstreamHead,
     body: RequestBody,
-    transport: Transport,
-    per_try: Option<Duration>,
+    t: Try,
 ) -> Result<Attempt, AttemptError> {
+    let Try {
+        transport,
+        per_try,
+        attempt,
+    } = t;
     let active = ep.start_request();
     let tap = body.tap().cloned();
     let fut = async {
         match transport {
-            Transport::Http1 => send_inner(cluster, state, ep, head, body, false).await,
-            Transport::Http2 => send_inner(cluster, state, ep, head, body, true).await,
-            Transport::Upgrade => send_upgrade(cluster, state, ep, head, body).await,
+            Transport::Http1 => {
+                send_inner(cluster, state, ep, build(head, body, false, attempt), false).await
+            }
+            Transport::Http2 => {
+                send_inner(cluster, state, ep, build(head, body, true, attempt), true).await
+            }
+            Transport::Upgrade => {
+                send_upgrade(cluster, state, ep, build(head, body, false, attempt)).await
+            }
         }
     };
     let result = match per_try {
@@ -186,8 +208,15 @@ async fn per_try_timer(tap: Option<&BodyTap>, after: Duration) {
     tokio::time::sleep(after).await;
 }
 
-fn build(head: &UpstreamHead, body: RequestBody, h2: bool) -> Request<RequestBody> {
+/// One attempt's request: the head (cloned: every attempt and mirror sends its own) with
+/// the attempt's `x-envoy-attempt-count`.
+fn build(head: &UpstreamHead, body: RequestBody, h2: bool, attempt: u32) -> Request<RequestBody> {
     let mut headers = head.headers.clone();
+    // Istio turns Envoy's `include_request_attempt_count` on for every virtual host.
+    headers.insert(
+        envoy_headers::X_ENVOY_ATTEMPT_COUNT.clone(),
+        envoy_headers::attempt_count(attempt),
+    );
     let uri = if h2 {
         headers.remove(HOST);
         let auth = head.authority.to_str().unwrap_or("");
@@ -219,11 +248,9 @@ async fn send_inner(
     cluster: &Cluster,
     state: &ClusterState,
     ep: &Arc<EndpointState>,
-    head: &UpstreamHead,
-    body: RequestBody,
+    mut req: Request<RequestBody>,
     h2: bool,
 ) -> Result<(Response<Incoming>, Lease), AttemptError> {
-    let mut req = build(head, body, h2);
     // A pooled connection may have been closed by the peer while idle; such a request
     // was never written, so it is re-sent on a fresh connection (once).
     for fresh in [false, true] {
@@ -486,13 +513,11 @@ async fn send_upgrade(
     cluster: &Cluster,
     state: &ClusterState,
     ep: &Arc<EndpointState>,
-    head: &UpstreamHead,
-    body: RequestBody,
+    req: Request<RequestBody>,
 ) -> Result<(Response<Incoming>, Lease), AttemptError> {
     let permit = upgrade_permit(state, ep).await?;
     let stream = connect_endpoint(cluster, state, ep, false).await?;
     let (mut sender, held) = handshake_upgrade(stream, ep, permit).await?;
-    let req = build(head, body, false);
     match sender.send_request(req).await {
         Ok(resp) => Ok((
             resp,

@@ -10,6 +10,7 @@ use super::tunnel;
 use super::upstream_head::{self, Edits};
 use crate::body::ResponseBody;
 use crate::flags::Flags;
+use crate::policy::grpc_timeout;
 use crate::policy::headers as hdr;
 use http::header::{HeaderMap, HeaderValue};
 use http::request::Parts;
@@ -37,6 +38,20 @@ pub(super) async fn forward(
     let version = parts.version;
     let (mut head, request_id) =
         upstream_head::build(parts, &x.conn, &Edits::default(), &authority);
+    // The inbound router honours an internal sender's `x-envoy-*` headers too.
+    let policy = match &x.overrides {
+        Some(o) => o.retry_policy(&RetryPolicy::NONE, None),
+        None => RetryPolicy::NONE,
+    };
+    let timeout = x
+        .overrides
+        .as_ref()
+        .and_then(|o| o.timeout)
+        .filter(|t| !t.is_zero())
+        .map(|after| grpc_timeout::Deadline {
+            after,
+            from_start: false,
+        });
     if let Some(r) = x.record.as_mut() {
         r.request_id = request_id.to_str().unwrap_or("").to_string();
         r.upstream_cluster = ib.cluster.name.clone();
@@ -60,10 +75,6 @@ pub(super) async fn forward(
         }
         None => Transport::pooled(upstream_head::upstream_h2(&ib.cluster, version)),
     };
-    let policy = RetryPolicy {
-        attempts: 0,
-        ..RetryPolicy::default()
-    };
     // Intercepted: the application port the client called, on the forwardTo address
     // (Istio's inbound cluster per workload port, `inbound|<port>||`).
     let pick = match x.conn.original_dst {
@@ -81,7 +92,7 @@ pub(super) async fn forward(
         transport,
         pick,
         policy: &policy,
-        timeout: None,
+        timeout,
     };
     let mut flags = Flags::NONE;
     match attempts::run(x, a, &mut flags).await {
@@ -91,7 +102,7 @@ pub(super) async fn forward(
                 ops: &[],
                 cors: HeaderMap::new(),
                 cookie: None,
-                service_time: false,
+                service_time: true,
             };
             let switch = tunnel::take_switch(x, &mut att.response);
             relay::respond(x, att, &ib.state, switch, edits, (flags, None, None))

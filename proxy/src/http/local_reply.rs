@@ -6,8 +6,9 @@ use crate::body::ResponseBody;
 use http::header::{HeaderMap, HeaderValue, CONTENT_TYPE};
 use http::{Response, StatusCode};
 
-/// `x-meshproxy-overloaded` (set on circuit-breaker overflows, docs/contract.md §3).
-pub static OVERLOADED: http::HeaderName = http::HeaderName::from_static("x-meshproxy-overloaded");
+/// `x-envoy-overloaded: true`, as Envoy sets it on a circuit-breaker overflow (`UO`) and
+/// on the overload manager's refusals (docs/contract.md §3).
+pub static OVERLOADED: http::HeaderName = http::HeaderName::from_static("x-envoy-overloaded");
 
 /// True when the request is gRPC (`content-type: application/grpc...`).
 pub fn is_grpc(headers: &HeaderMap) -> bool {

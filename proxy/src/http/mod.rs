@@ -15,6 +15,7 @@ mod inbound;
 pub mod local_reply;
 mod relay;
 pub mod router;
+mod sanitize;
 mod shadow;
 pub mod smuggling;
 mod tunnel;

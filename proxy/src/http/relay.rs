@@ -11,7 +11,7 @@ use super::upstream_head::{self, Edits};
 use super::{shadow, tunnel};
 use crate::body::ResponseBody;
 use crate::flags::Flags;
-use crate::policy::{grpc_timeout, headers as hdr, mirror};
+use crate::policy::{envoy_headers, grpc_timeout, headers as hdr, mirror};
 use crate::upstream::cluster_state::ClusterState;
 use crate::upstream::limits::RequestSlot;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
@@ -20,6 +20,7 @@ use http::Response;
 use meshproxy_config::compile::cluster::LoadBalancer;
 use meshproxy_config::compile::route::{HeaderOps, RetryPolicy, WeightedDestination};
 use meshproxy_config::compile::ClusterId;
+use std::borrow::Cow;
 use std::sync::Arc;
 
 static UPSTREAM_SERVICE_TIME: HeaderName = HeaderName::from_static("x-envoy-upstream-service-time");
@@ -64,13 +65,14 @@ pub(super) async fn to_cluster(
         None
     };
     let mut flags = c.flags;
-    // Envoy: retries (and so per-try timeouts) do not apply to upgrade requests; the route
-    // timeout does, until the upstream's response head (the 101) arrives.
-    let no_retries = RetryPolicy {
-        attempts: 0,
-        per_try_timeout: None,
-        ..RetryPolicy::default()
-    };
+    let mut head = head;
+    let (policy, timeout) = policies(x, r, &head, upgrading);
+    if let Some(v) =
+        envoy_headers::expected_timeout(timeout.map(|d| d.after), policy.per_try_timeout)
+    {
+        head.headers
+            .insert(envoy_headers::X_ENVOY_EXPECTED_RQ_TIMEOUT_MS.clone(), v);
+    }
     let attempt = Attempts {
         cluster,
         state,
@@ -85,12 +87,8 @@ pub(super) async fn to_cluster(
             original_dst,
             pinned: false,
         },
-        policy: if upgrading {
-            &no_retries
-        } else {
-            &r.route.policy.retry
-        },
-        timeout: route_timeout(x.grpc, &head, r),
+        policy: &policy,
+        timeout,
     };
     let relayed = attempts::run(x, attempt, &mut flags).await;
     let route_headers = [&r.route.policy.response_headers, &c.dest.response_headers];
@@ -114,6 +112,34 @@ pub(super) async fn to_cluster(
             respond(x, att, state, switch, edits, (flags, Some(slot), deadline))
         }
     }
+}
+
+/// The retry policy and the timeout of the request: the route's, or what an internal
+/// sender asked with `x-envoy-*` headers (the timeout header replaces the route's and a
+/// gRPC deadline; 0 turns it off). Envoy: retries (and so per-try timeouts) do not apply
+/// to upgrade requests; the route timeout does, until the upstream's response head (the
+/// 101) arrives.
+fn policies<'a>(
+    x: &Exchange,
+    r: &'a Routed<'_>,
+    head: &UpstreamHead,
+    upgrading: bool,
+) -> (Cow<'a, RetryPolicy>, Option<grpc_timeout::Deadline>) {
+    let timeout = match x.overrides.as_ref().and_then(|o| o.timeout) {
+        Some(t) => (!t.is_zero()).then_some(grpc_timeout::Deadline {
+            after: t,
+            from_start: false,
+        }),
+        None => route_timeout(x.grpc, head, r),
+    };
+    if upgrading {
+        return (Cow::Owned(RetryPolicy::NONE), timeout);
+    }
+    let policy = match &x.overrides {
+        Some(o) => Cow::Owned(o.retry_policy(&r.route.policy.retry, timeout.map(|d| d.after))),
+        None => Cow::Borrowed(&r.route.policy.retry),
+    };
+    (policy, timeout)
 }
 
 /// The route timeout, or a gRPC caller's shorter `grpc-timeout` (counted from the
@@ -145,6 +171,7 @@ fn upstream_request(
         route: Some(r.route),
         matched: r.matched,
         dest: Some(c.dest),
+        use_remote_address: r.gateway,
     };
     let (mut head, request_id) = upstream_head::build(parts, &x.conn, &edits, r.authority);
     if let Some(rec) = x.record.as_mut() {

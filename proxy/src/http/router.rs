@@ -55,6 +55,8 @@ pub async fn handle(
         let inbound = matches!(listener.role, ListenerRole::Inbound { .. });
         x.labels = Some(metric_labels(&x, inbound));
     }
+    let gateway = matches!(listener.role, ListenerRole::Gateway { .. });
+    super::sanitize::request(&mut x, &mut parts.headers, gateway);
     if let Some(resp) = refuse(&mut x, &mut parts) {
         return resp;
     }
@@ -119,6 +121,7 @@ fn begin(
         grpc: local_reply::is_grpc(&parts.headers),
         labels: None,
         upgrade,
+        overrides: None,
     };
     (x, parts, authority)
 }
@@ -257,6 +260,7 @@ async fn route(
         authority,
         host: &host,
         port,
+        gateway,
     };
     dispatch::dispatch(x, parts, &routed).await
 }

@@ -58,8 +58,11 @@ pub(super) fn spawn(
             &state.endpoints[idx].clone(),
             &shadow,
             body,
-            transport,
-            None,
+            forward::Try {
+                transport,
+                per_try: None,
+                attempt: 1,
+            },
         )
         .await
         {

@@ -5,6 +5,7 @@
 
 use super::forward::UpstreamHead;
 use crate::conn_info::ConnInfo;
+use crate::policy::envoy_headers;
 use crate::policy::headers as hdr;
 use crate::upstream::hash_ring;
 use http::header::{self, HeaderName, HeaderValue};
@@ -26,6 +27,10 @@ pub(super) struct Edits<'a> {
     pub matched: Option<&'a RouteMatch>,
     /// The destination (authority override, request header operations).
     pub dest: Option<&'a WeightedDestination>,
+    /// Envoy's `use_remote_address` (Istio: gateways): the client address is appended to
+    /// `x-forwarded-for` and `x-forwarded-proto` is set from the connection; sidecars
+    /// pass both through (setting `x-forwarded-proto` only when absent).
+    pub use_remote_address: bool,
 }
 
 /// Builds the upstream request head: rewritten path and authority, hop-by-hop headers
@@ -40,12 +45,17 @@ pub(super) fn build(
         route,
         matched,
         dest,
+        use_remote_address,
     } = *edits;
     let path = parts.uri.path();
     let query = parts.uri.query();
     let rewritten = route
         .and_then(|r| r.policy.rewrite.as_ref())
         .and_then(|rw| rw.path(path, matched));
+    let rewritten_any = rewritten.as_deref().is_some_and(|r| r != path);
+    let original = rewritten_any
+        .then(|| parts.uri.path_and_query().map(|p| p.as_str().to_string()))
+        .flatten();
     let mut path_and_query = rewritten.unwrap_or_else(|| path.to_string());
     if path_and_query.is_empty() {
         path_and_query.push('/');
@@ -63,7 +73,16 @@ pub(super) fn build(
     let headers = &mut parts.headers;
     hdr::strip_hop_by_hop(headers);
     headers.remove(header::HOST);
-    let request_id = hdr::forwarding(headers, &conn.peer_ip, conn.scheme);
+    let request_id = hdr::forwarding(headers, &conn.peer_ip, conn.scheme, use_remote_address);
+    if rewritten_any {
+        // Envoy: the path before a prefix or regex rewrite.
+        if let Some(v) = original
+            .as_deref()
+            .and_then(|o| HeaderValue::from_str(o).ok())
+        {
+            headers.insert(envoy_headers::X_ENVOY_ORIGINAL_PATH.clone(), v);
+        }
+    }
     if let Some(r) = route {
         hdr::apply(&r.policy.request_headers, headers);
     }

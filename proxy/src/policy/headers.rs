@@ -77,14 +77,36 @@ pub fn ip_value(ip: IpAddr) -> HeaderValue {
     HeaderValue::from_str(&ip.to_string()).unwrap_or(HeaderValue::from_static("unknown"))
 }
 
-/// Adds the client address (`client`, from [`ip_value`]) to `x-forwarded-for`, sets
-/// `x-forwarded-proto` when absent, and generates `x-request-id` when absent (Envoy's
-/// behaviour). Returns the request id.
+/// The forwarding headers, as Envoy sets them with `use_remote_address` (Istio: gateways)
+/// or without (sidecars): with it, the client address (`client`, from [`ip_value`]) is
+/// appended to `x-forwarded-for` and `x-forwarded-proto` is the connection's scheme;
+/// without, `x-forwarded-for` passes through untouched and `x-forwarded-proto` is set only
+/// when absent (Envoy's `ConnectionManagerUtility::mutateRequestHeaders`). Generates
+/// `x-request-id` when absent. Returns the request id.
 pub fn forwarding(
     headers: &mut HeaderMap,
     client: &HeaderValue,
     scheme: &'static str,
+    use_remote_address: bool,
 ) -> HeaderValue {
+    if use_remote_address {
+        append_client(headers, client);
+        headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(scheme));
+    } else if !headers.contains_key(&X_FORWARDED_PROTO) {
+        headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(scheme));
+    }
+    match headers.get(&X_REQUEST_ID) {
+        Some(v) if !v.is_empty() => v.clone(),
+        _ => {
+            let id = request_id();
+            headers.insert(X_REQUEST_ID.clone(), id.clone());
+            id
+        }
+    }
+}
+
+/// Appends `client` to `x-forwarded-for`.
+fn append_client(headers: &mut HeaderMap, client: &HeaderValue) {
     let appended = match headers.get(&X_FORWARDED_FOR) {
         Some(existing) if !existing.is_empty() => {
             let mut v = Vec::with_capacity(existing.len() + 2 + client.len());
@@ -97,17 +119,6 @@ pub fn forwarding(
     };
     if let Some(v) = appended {
         headers.insert(X_FORWARDED_FOR.clone(), v);
-    }
-    if !headers.contains_key(&X_FORWARDED_PROTO) {
-        headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(scheme));
-    }
-    match headers.get(&X_REQUEST_ID) {
-        Some(v) if !v.is_empty() => v.clone(),
-        _ => {
-            let id = request_id();
-            headers.insert(X_REQUEST_ID.clone(), id.clone());
-            id
-        }
     }
 }
 
@@ -159,20 +170,41 @@ mod tests {
     }
 
     #[test]
-    fn forwarding_headers() {
+    fn forwarding_headers_at_a_gateway() {
         let mut h = HeaderMap::new();
         h.insert("x-forwarded-for", HeaderValue::from_static("1.2.3.4"));
-        let id = forwarding(&mut h, &ip_value("10.0.0.1".parse().unwrap()), "http");
+        h.insert("x-forwarded-proto", HeaderValue::from_static("https"));
+        let id = forwarding(&mut h, &ip_value("10.0.0.1".parse().unwrap()), "http", true);
         assert_eq!(h.get("x-forwarded-for").unwrap(), "1.2.3.4, 10.0.0.1");
-        assert_eq!(h.get("x-forwarded-proto").unwrap(), "http");
+        assert_eq!(
+            h.get("x-forwarded-proto").unwrap(),
+            "http",
+            "the connection's"
+        );
         assert_eq!(id.len(), 36);
         assert_eq!(&id.to_str().unwrap()[14..15], "4");
         let mut h2 = HeaderMap::new();
         h2.insert("x-request-id", HeaderValue::from_static("abc"));
         assert_eq!(
-            forwarding(&mut h2, &ip_value("::1".parse().unwrap()), "https"),
+            forwarding(&mut h2, &ip_value("::1".parse().unwrap()), "https", true),
             "abc"
         );
+        assert_eq!(h2.get("x-forwarded-for").unwrap(), "::1");
+    }
+
+    #[test]
+    fn sidecars_pass_forwarding_headers_through() {
+        let client = ip_value("10.0.0.1".parse().unwrap());
+        let mut h = HeaderMap::new();
+        forwarding(&mut h, &client, "http", false);
+        assert!(h.get("x-forwarded-for").is_none(), "nothing appended");
+        assert_eq!(h.get("x-forwarded-proto").unwrap(), "http");
+        let mut h = HeaderMap::new();
+        h.insert("x-forwarded-for", HeaderValue::from_static("1.2.3.4"));
+        h.insert("x-forwarded-proto", HeaderValue::from_static("https"));
+        forwarding(&mut h, &client, "http", false);
+        assert_eq!(h.get("x-forwarded-for").unwrap(), "1.2.3.4");
+        assert_eq!(h.get("x-forwarded-proto").unwrap(), "https");
     }
 
     #[test]

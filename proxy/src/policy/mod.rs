@@ -6,6 +6,7 @@
 //! would have to be boxed; plain calls compose with no allocation.
 
 pub mod cors;
+pub mod envoy_headers;
 pub mod fault;
 pub mod grpc_timeout;
 pub mod headers;

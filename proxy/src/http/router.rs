@@ -370,7 +370,7 @@ async fn connect_tunnel(
         }
     };
     let cluster = snap.cluster(target.cluster);
-    let Some(state) = active.clusters.get(target.cluster.0 as usize) else {
+    let Some(state) = active.cluster_state(target.cluster) else {
         return ctx.reply(503, Flags::NO_CLUSTER_FOUND, "cluster_not_found", "");
     };
     if let Some(l) = ctx.labels.as_mut() {
@@ -498,7 +498,7 @@ async fn dispatch(
                 .then(|| wc.pick(fastrand::u32(..wc.total_weight)))
                 .and_then(|d| d.target.resolve(port).map(|cid| (d, cid)));
             if let (Some((_, cid)), Some(l)) = (&picked, ctx.labels.as_mut()) {
-                l.service = active.clusters[cid.0 as usize].service_labels.clone();
+                l.service = active.cluster(*cid).service_labels.clone();
             }
             // CORS runs before the fault filter and the router, as in Envoy's chain.
             let mut cors_headers = HeaderMap::new();
@@ -731,7 +731,7 @@ async fn forward_to_cluster(
 ) -> Response<ResponseBody> {
     let snap = &active.snapshot;
     let cluster = snap.cluster(cid);
-    let state = &active.clusters[cid.0 as usize];
+    let state = active.cluster(cid);
     if let Some(l) = ctx.labels.as_mut() {
         l.service = state.service_labels.clone();
     }
@@ -1244,7 +1244,7 @@ fn spawn_mirror(
     };
     tokio::spawn(async move {
         let cluster = active.snapshot.cluster(cid);
-        let state = &active.clusters[cid.0 as usize];
+        let state = active.cluster(cid);
         let Some(idx) = lb::pick(state, &cluster.load_balancer, None, &[]) else {
             return;
         };

@@ -52,7 +52,7 @@ pub fn cluster_json(c: &Cluster, s: &ClusterState) -> Value {
             });
             json!({
                 "address": e.name,
-                "labels": e.labels,
+                "labels": &*e.labels,
                 "weight": e.weight,
                 "health": if until.is_some() { "ejected" } else { "healthy" },
                 "ejected_until": until,

@@ -7,6 +7,7 @@ pub mod handover;
 pub mod http;
 pub mod intercept;
 pub mod log_control;
+pub mod memory;
 pub mod policy;
 pub mod reload;
 pub mod server;

@@ -1,11 +1,13 @@
 //! The loader: `-c` paths → files → YAML documents → typed [`Resource`]s, with every problem
 //! reported as a [`Diagnostic`] naming the file, document index, resource, field path and line.
 //!
-//! Each file is parsed twice by design. The first pass reads every document as a generic
-//! YAML value: it finds syntax errors (after which the parser cannot resynchronise, so the
-//! rest of the file is skipped), empty documents, and the `kind`. The second pass
-//! deserializes the same text into the kind's typed model, so type errors and unknown fields
-//! keep the parser's line numbers, which a conversion from the generic value would lose.
+//! Each document is first read as a generic YAML value: that finds syntax errors (after
+//! which the parser cannot resynchronise, so the rest of the file is skipped), empty
+//! documents, and the `kind`. The typed model is then converted from that value. Only a
+//! document whose conversion fails is parsed a second time, from its text, into the typed
+//! model: that error is the one reported, with the parser's line numbers, which the
+//! conversion from a value does not know. (Parsing every document twice was half of the
+//! start-up time of a 10,000-service config.)
 
 use crate::diag::{Diagnostic, Diagnostics, Origin, Severity};
 use crate::model::{
@@ -132,15 +134,17 @@ const UNSUPPORTED_ISTIO_KINDS: &[&str] = &[
 /// Parses every document of one file's text and appends the results to `out`.
 pub fn load_str(file: &Path, text: &str, out: &mut Loaded) {
     let file = Arc::new(file.to_path_buf());
-    let mut values = Vec::new();
+    // One document at a time: holding every document's generic value until a typed pass
+    // ran made a 10,000-service file peak at hundreds of MB (docs/performance.md).
+    let mut texts = DocumentTexts { text, docs: None };
     for (index, doc) in serde_yaml::Deserializer::from_str(text).enumerate() {
-        match serde_yaml::Value::deserialize(doc) {
-            Ok(v) => values.push(v),
+        let origin = Origin {
+            file: file.clone(),
+            index,
+        };
+        let value = match serde_yaml::Value::deserialize(doc) {
+            Ok(v) => v,
             Err(e) => {
-                let origin = Origin {
-                    file: file.clone(),
-                    index,
-                };
                 out.diagnostics.push(yaml_error(
                     origin,
                     None,
@@ -150,23 +154,45 @@ pub fn load_str(file: &Path, text: &str, out: &mut Loaded) {
                 ));
                 break;
             }
-        }
-    }
-    let docs = serde_yaml::Deserializer::from_str(text).take(values.len());
-    for ((index, doc), value) in docs.enumerate().zip(values) {
-        let origin = Origin {
-            file: file.clone(),
-            index,
         };
+        let doc = || texts.document(index);
         if let Some(res) = load_document(origin, doc, value, &mut out.diagnostics) {
             out.resources.push(res);
         }
     }
+    out.resources.shrink_to_fit();
 }
 
-fn load_document(
+/// The documents of a file's text for the typed parse of the ones whose conversion from a
+/// value failed: one parser, made on the first failure and moved forward only (failures
+/// come in document order), so even a file of broken documents is parsed twice at most.
+struct DocumentTexts<'a> {
+    text: &'a str,
+    docs: Option<(serde_yaml::Deserializer<'a>, usize)>,
+}
+
+impl<'a> DocumentTexts<'a> {
+    /// Document `index`; `None` when the parser is already past it.
+    fn document(&mut self, index: usize) -> Option<serde_yaml::Deserializer<'a>> {
+        let text = self.text;
+        let (docs, next) = self
+            .docs
+            .get_or_insert_with(|| (serde_yaml::Deserializer::from_str(text), 0));
+        while *next < index {
+            docs.next()?;
+            *next += 1;
+        }
+        if *next > index {
+            return None;
+        }
+        *next += 1;
+        docs.next()
+    }
+}
+
+fn load_document<'a>(
     origin: Origin,
-    doc: serde_yaml::Deserializer<'_>,
+    doc: impl FnOnce() -> Option<serde_yaml::Deserializer<'a>>,
     value: serde_yaml::Value,
     diags: &mut Diagnostics,
 ) -> Option<Resource> {
@@ -234,14 +260,21 @@ fn load_document(
         return None;
     }
 
+    let doc = (&value, doc);
     let parsed = match kind {
         Kind::VirtualService => typed::<VirtualService>(doc, Spec::VirtualService),
-        Kind::DestinationRule => typed::<DestinationRule>(doc, Spec::DestinationRule),
+        Kind::DestinationRule => {
+            typed::<DestinationRule>(doc, |s| Spec::DestinationRule(Box::new(s)))
+        }
         Kind::ServiceEntry => typed::<ServiceEntry>(doc, Spec::ServiceEntry),
-        Kind::Gateway => typed::<Gateway>(doc, Spec::Gateway),
-        Kind::PeerAuthentication => typed::<PeerAuthentication>(doc, Spec::PeerAuthentication),
-        Kind::AuthorizationPolicy => typed::<AuthorizationPolicy>(doc, Spec::AuthorizationPolicy),
-        Kind::Proxy => typed::<Proxy>(doc, Spec::Proxy),
+        Kind::Gateway => typed::<Gateway>(doc, |s| Spec::Gateway(Box::new(s))),
+        Kind::PeerAuthentication => {
+            typed::<PeerAuthentication>(doc, |s| Spec::PeerAuthentication(Box::new(s)))
+        }
+        Kind::AuthorizationPolicy => {
+            typed::<AuthorizationPolicy>(doc, |s| Spec::AuthorizationPolicy(Box::new(s)))
+        }
+        Kind::Proxy => typed::<Proxy>(doc, |s| Spec::Proxy(Box::new(s))),
     };
     let (meta, spec) = match parsed {
         Ok(v) => v,
@@ -269,11 +302,22 @@ fn load_document(
 
 type TypedError = serde_path_to_error::Error<serde_yaml::Error>;
 
-fn typed<S: DeserializeOwned + Default>(
-    doc: serde_yaml::Deserializer<'_>,
+/// The typed document, converted from its value; when that fails, parsed from its text
+/// for the error (path and line) of the parser.
+fn typed<'a, S: DeserializeOwned + Default>(
+    (value, text): (
+        &serde_yaml::Value,
+        impl FnOnce() -> Option<serde_yaml::Deserializer<'a>>,
+    ),
     wrap: fn(S) -> Spec,
 ) -> Result<(ObjectMeta, Spec), TypedError> {
-    let d: Document<S> = serde_path_to_error::deserialize(doc)?;
+    let d: Document<S> = match Document::deserialize(value) {
+        Ok(d) => d,
+        Err(_) => match text() {
+            Some(doc) => serde_path_to_error::deserialize(doc)?,
+            None => serde_path_to_error::deserialize(value)?,
+        },
+    };
     Ok((d.metadata, wrap(d.spec.unwrap_or_default())))
 }
 
@@ -345,6 +389,44 @@ mod tests {
         );
         assert_eq!(d.line.map(|l| l.0), Some(9));
         assert_eq!(d.resource.as_deref(), Some("VirtualService/default/r"));
+    }
+
+    #[test]
+    fn errors_in_several_documents_each_name_their_line() {
+        // Good, broken, good, broken: the broken ones are parsed again from their text,
+        // by one parser moving forward, and each error keeps its own line.
+        let vs = |name: &str, field: &str| {
+            format!(
+                "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: {name}}}\nspec:\n  hosts: [{name}]\n  http:\n  - route:\n    - destination: {{host: {name}}}\n      {field}: 3\n"
+            )
+        };
+        let text = [
+            vs("a", "weight"),
+            vs("b", "weigth"),
+            vs("c", "weight"),
+            vs("d", "wieght"),
+        ]
+        .join("---\n");
+        let out = load(&text);
+        assert_eq!(out.resources.len(), 2, "{:?}", out.diagnostics);
+        let lines: Vec<_> = out
+            .diagnostics
+            .0
+            .iter()
+            .map(|d| (d.resource.clone().unwrap_or_default(), d.line.map(|l| l.0)))
+            .collect();
+        assert_eq!(
+            lines,
+            [
+                ("VirtualService/default/b".to_string(), Some(19)),
+                ("VirtualService/default/d".to_string(), Some(39)),
+            ]
+        );
+        // A value the generic form types differently (a number for a string) still loads:
+        // the text parse decides.
+        let out = load("apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: 123}\nspec: {hosts: [r]}\n");
+        assert!(out.diagnostics.0.is_empty(), "{:?}", out.diagnostics);
+        assert_eq!(out.resources[0].name, "123");
     }
 
     #[test]

@@ -50,6 +50,16 @@ enum Command {
     },
     /// Benchmark direct, meshproxy, nginx and HAProxy side by side (see docs/performance.md).
     Bench(BenchArgs),
+    /// Print the `services` scenario's config (issue 25's shape) to stdout: N
+    /// ServiceEntries × 5 endpoints and N VirtualServices with two HTTP rules.
+    ServicesConfig {
+        /// Number of services.
+        #[arg(long, default_value_t = 1000)]
+        services: usize,
+        /// Where every endpoint points.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        upstream: SocketAddr,
+    },
     /// Print the markdown tables of a bench results JSON file (and redraw its plot).
     Report {
         /// A `bench-results/<timestamp>.json` file.
@@ -232,6 +242,13 @@ fn main() -> ExitCode {
             no_pin: a.no_pin,
         })
         .map(|_| ()),
+        Command::ServicesConfig { services, upstream } => {
+            print!(
+                "{}",
+                bench::configs::meshproxy_many_services(services, upstream, 2)
+            );
+            Ok(())
+        }
         Command::Report { json, svg } => {
             bench::report_from_json(&json, svg.as_deref()).map(|md| print!("{md}"))
         }

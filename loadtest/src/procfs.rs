@@ -133,6 +133,13 @@ pub fn memory(pid: u32) -> Option<Memory> {
     parse_memory(&std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?)
 }
 
+/// Resets the peak RSS (`VmHWM`) of a process to its RSS now (`5` to
+/// `/proc/PID/clear_refs`, Linux ≥ 4.0), so the next read is the peak since. False when
+/// the kernel refused.
+pub fn reset_peak(pid: u32) -> bool {
+    std::fs::write(format!("/proc/{pid}/clear_refs"), "5").is_ok()
+}
+
 /// Proportional set size of a running process in KiB (`None` where the kernel lacks
 /// `smaps_rollup`).
 pub fn pss_kib(pid: u32) -> Option<u64> {

@@ -11,6 +11,7 @@ pub mod handover;
 pub mod http;
 pub mod intercept;
 pub mod log_control;
+pub mod memory;
 pub mod pipe;
 pub mod policy;
 pub mod reload;

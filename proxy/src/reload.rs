@@ -89,7 +89,9 @@ impl Reloader {
         };
         let started = Instant::now();
         let shared = &server.shared;
-        let snapshot = match meshproxy_config::compile::load(&self.paths) {
+        let paths = &self.paths;
+        let loaded = crate::memory::on_own_thread(|| meshproxy_config::compile::load(paths));
+        let snapshot = match loaded {
             Ok(s) => s,
             Err(diags) => {
                 shared.reloads_rejected.fetch_add(1, Ordering::Relaxed);
@@ -156,6 +158,10 @@ impl Reloader {
         }
         match server.apply(snapshot) {
             Ok(applied) => {
+                // The parse's temporaries and the replaced snapshot (unless a request still
+                // holds it) were freed on this thread: give the pages back now, so a
+                // reload does not leave the footprint doubled.
+                crate::memory::release_freed_memory();
                 shared.reloads_accepted.fetch_add(1, Ordering::Relaxed);
                 for (name, addr) in server.addrs() {
                     if applied.added.contains(&name) {

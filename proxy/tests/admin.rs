@@ -120,6 +120,26 @@ async fn ready_clusters_and_config_dump() {
         .find(|c| c["subset"] == "v1")
         .expect("the v1 subset cluster");
     assert_eq!(subset["endpoints"].as_array().unwrap().len(), 1);
+    // Nothing used the subset (requests went to the whole service), so it has no live
+    // state: it is listed from the snapshot, its endpoint healthy and nothing counted.
+    let e = &subset["endpoints"][0];
+    assert_eq!(e["health"], "healthy", "{subset}");
+    assert_eq!(e["labels"]["version"], "v1", "{subset}");
+    assert_eq!(e["address"], format!("127.0.0.1:{}", ok.addr.port()));
+    assert_eq!(e["active_requests"], 0);
+    assert_eq!(subset["stats"]["open_connections"], 0);
+    let m = admin_get(admin, "/metrics").await.body;
+    let v1 = "outbound|80|v1|web.default.svc.cluster.local";
+    for line in [
+        format!("meshproxy_cluster_connections_active{{cluster=\"{v1}\"}} 0"),
+        format!("meshproxy_cluster_overflows_total{{cluster=\"{v1}\",limit=\"max_retries\"}} 0"),
+        format!(
+            "meshproxy_outlier_ejected{{cluster=\"{v1}\",endpoint=\"127.0.0.1:{}\"}} 0",
+            ok.addr.port()
+        ),
+    ] {
+        assert!(m.lines().any(|l| l == line), "no {line:?} in\n{m}");
+    }
 
     let r = admin_get(admin, "/config_dump").await;
     assert_eq!(r.status, 200);

@@ -163,7 +163,7 @@ fn state(p: &Proxy) -> Arc<meshproxy::upstream::cluster_state::ClusterState> {
             subset: None,
         })
         .unwrap();
-    active.clusters[id.0 as usize].clone()
+    active.cluster(id).clone()
 }
 
 async fn until(what: &str, deadline: Duration, mut f: impl FnMut() -> bool) {

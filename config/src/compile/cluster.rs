@@ -4,7 +4,6 @@
 use crate::model::destination_rule as dr;
 use crate::model::destination_rule::TrafficPolicy;
 use http::header::HeaderName;
-use std::collections::BTreeMap;
 use std::hash::{Hash, Hasher};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -113,8 +112,9 @@ impl std::fmt::Display for EndpointAddress {
 pub struct Endpoint {
     /// Address.
     pub address: EndpointAddress,
-    /// Labels (what subsets select; `security.istio.io/tlsMode` drives auto-mTLS).
-    pub labels: BTreeMap<String, String>,
+    /// Labels (what subsets select; `security.istio.io/tlsMode` drives auto-mTLS), shared
+    /// by every endpoint with the same set.
+    pub labels: super::intern::Labels,
     /// Load-balancing weight (default 1).
     pub weight: u32,
     /// Service account, if declared.

@@ -65,6 +65,8 @@ pub struct RouteCompiler<'a> {
     pub resources: &'a [Resource],
     /// Shared regex compilation.
     pub regex: &'a mut RegexCache,
+    /// Shared copies of repeated values (route policies).
+    pub interner: &'a mut super::intern::Interner,
     /// Compile-time warnings.
     pub warnings: &'a mut Diagnostics,
 }
@@ -120,6 +122,9 @@ impl RouteCompiler<'_> {
                 out.push(r);
             }
         }
+        // Built by pushes: without this a two-rule VirtualService keeps room for four
+        // routes (Vec's first growth), for the life of the snapshot.
+        out.shrink_to_fit();
         out
     }
 
@@ -276,12 +281,13 @@ impl RouteCompiler<'_> {
             mirrors,
             cors: rule.cors_policy.as_ref().map(|c| self.cors(c)),
         };
+        matches.shrink_to_fit();
         Some(Route {
             name: rule.name.clone(),
             origin,
             matches,
             action,
-            policy,
+            policy: self.interner.policy(policy),
         })
     }
 
@@ -341,6 +347,7 @@ impl RouteCompiler<'_> {
                 });
             }
         }
+        out.headers.shrink_to_fit();
         for (k, sm) in &m.query_params {
             out.query.push(QueryMatcher {
                 name: k.as_str().into(),
@@ -430,6 +437,7 @@ impl RouteCompiler<'_> {
             });
         }
         let total_weight = destinations.iter().map(|d| d.weight).sum();
+        destinations.shrink_to_fit();
         WeightedClusters {
             destinations,
             total_weight,

@@ -9,6 +9,7 @@
 pub mod authz;
 pub mod cluster;
 pub mod http_routes;
+pub mod intern;
 pub mod listener;
 pub mod matcher;
 pub mod peer_auth;
@@ -96,6 +97,7 @@ pub fn compile(resources: &[Resource], mut warnings: Diagnostics) -> Snapshot {
         .collect();
 
     let mut regex = RegexCache::default();
+    let mut interner = intern::Interner::default();
     let mut route_tables = Vec::new();
     let mut tcp_route_tables = Vec::new();
     let mut listeners = Vec::new();
@@ -106,6 +108,7 @@ pub fn compile(resources: &[Resource], mut warnings: Diagnostics) -> Snapshot {
         proxy: &proxy,
         resources,
         regex: &mut regex,
+        interner: &mut interner,
         warnings: &mut warnings,
     };
 
@@ -181,6 +184,9 @@ pub fn compile(resources: &[Resource], mut warnings: Diagnostics) -> Snapshot {
         });
     }
 
+    for t in &mut route_tables {
+        t.shrink_to_fit();
+    }
     let version = content_hash(resources);
     let peer_authn = peer_auth::PeerAuthn::compile(resources, &proxy);
     let authz = authz::Authz::compile(resources, &proxy);
@@ -415,6 +421,9 @@ fn build_clusters(
         index.insert(c.key.clone(), ClusterId(clusters.len() as u32));
         clusters.push(c);
     }
+    // Grown by pushes: up to half of a large Vec<Cluster> would be spare room.
+    clusters.shrink_to_fit();
+    index.shrink_to_fit();
     (clusters, index)
 }
 
@@ -451,7 +460,7 @@ fn allow_any_route(id: ClusterId) -> Route {
             }],
             total_weight: 1,
         }),
-        policy: RoutePolicy::default(),
+        policy: RoutePolicy::shared_default(),
     }
 }
 
@@ -507,7 +516,7 @@ fn default_route(rc: &RouteCompiler, svc_host: &str) -> Route {
             }],
             total_weight: 1,
         }),
-        policy: RoutePolicy::default(),
+        policy: RoutePolicy::shared_default(),
     }
 }
 

@@ -2,10 +2,11 @@
 //! endpoints, indexed by qualified host.
 
 use super::cluster::{Endpoint, EndpointAddress, Protocol};
+use super::intern::{Interner, Labels, PortMap};
 use crate::host;
 use crate::model::service_entry::{Location, Resolution};
 use crate::model::{Resource, Spec};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 
 /// A service port.
@@ -26,10 +27,10 @@ pub struct ServicePort {
 pub struct DeclaredEndpoint {
     /// IP, DNS name or `unix://` path.
     pub address: String,
-    /// Port name → endpoint port.
-    pub ports: BTreeMap<String, u16>,
-    /// Labels.
-    pub labels: BTreeMap<String, String>,
+    /// Port name → endpoint port (shared by endpoints declaring the same map).
+    pub ports: PortMap,
+    /// Labels (shared by endpoints with the same set).
+    pub labels: Labels,
     /// Weight (default 1).
     pub weight: u32,
     /// Service account.
@@ -79,7 +80,7 @@ impl Service {
             {
                 return vec![Endpoint {
                     address: EndpointAddress::Dns(self.host.clone(), target(None)),
-                    labels: BTreeMap::new(),
+                    labels: Labels::default(),
                     weight: 1,
                     service_account: None,
                 }];
@@ -136,6 +137,7 @@ impl Registry {
         visible: impl Fn(&Resource, &[String]) -> bool,
     ) -> Registry {
         let mut reg = Registry::default();
+        let mut interner = Interner::default();
         for r in resources {
             let Spec::ServiceEntry(se) = &r.spec else {
                 continue;
@@ -162,13 +164,14 @@ impl Registry {
                 .iter()
                 .map(|e| DeclaredEndpoint {
                     address: e.address.clone(),
-                    ports: e
-                        .ports
-                        .iter()
-                        .filter(|(_, p)| (1..=65535).contains(*p))
-                        .map(|(k, p)| (k.clone(), *p as u16))
-                        .collect(),
-                    labels: e.labels.clone(),
+                    ports: interner.ports(
+                        e.ports
+                            .iter()
+                            .filter(|(_, p)| (1..=65535).contains(*p))
+                            .map(|(k, p)| (k.clone(), *p as u16))
+                            .collect(),
+                    ),
+                    labels: interner.labels(e.labels.clone()),
                     weight: e.weight.filter(|w| *w > 0).unwrap_or(1),
                     service_account: (!e.service_account.is_empty())
                         .then(|| e.service_account.clone()),
@@ -214,6 +217,8 @@ impl Registry {
                 }
             }
         }
+        reg.services.shrink_to_fit();
+        reg.by_host.shrink_to_fit();
         reg
     }
 

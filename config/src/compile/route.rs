@@ -6,6 +6,7 @@ use super::matcher::{RequestView, RouteMatch, StringMatcher};
 use super::snapshot::ClusterId;
 use http::header::{HeaderName, HeaderValue};
 use regex::Regex;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 /// One HTTP rule of a virtual host.
@@ -19,8 +20,8 @@ pub struct Route {
     pub matches: Vec<RouteMatch>,
     /// What to do with a matching request.
     pub action: RouteAction,
-    /// Policies applied on the way.
-    pub policy: RoutePolicy,
+    /// Policies applied on the way; routes with equal policies share one copy.
+    pub policy: Arc<RoutePolicy>,
 }
 
 impl Route {
@@ -198,6 +199,15 @@ pub struct RoutePolicy {
     pub mirrors: Vec<Mirror>,
     /// CORS.
     pub cors: Option<Cors>,
+}
+
+impl RoutePolicy {
+    /// Istio's defaults (no timeout, the default retries, nothing else), one copy for
+    /// every route that sets no policy (the default route of each service).
+    pub fn shared_default() -> Arc<RoutePolicy> {
+        static DEFAULT: OnceLock<Arc<RoutePolicy>> = OnceLock::new();
+        DEFAULT.get_or_init(Arc::default).clone()
+    }
 }
 
 /// Retry conditions (Envoy `retry_on` tokens).

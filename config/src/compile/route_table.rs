@@ -101,6 +101,13 @@ impl RouteTable {
         self.any.map(|i| &self.virtual_hosts[i])
     }
 
+    /// Drops the spare room the table grew with (it is read-only from here on).
+    pub fn shrink_to_fit(&mut self) {
+        self.virtual_hosts.shrink_to_fit();
+        self.exact.shrink_to_fit();
+        self.wildcards.shrink_to_fit();
+    }
+
     /// Number of domains indexed.
     pub fn domain_count(&self) -> usize {
         self.exact.len() + self.wildcards.len() + self.any.is_some() as usize

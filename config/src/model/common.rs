@@ -6,7 +6,9 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 /// Kubernetes `ObjectMeta`, keeping what the proxy uses and tolerating what `kubectl get -o yaml`
-/// adds (uid, resourceVersion, managedFields...) so exported objects load unchanged.
+/// adds (uid, resourceVersion, managedFields...) so exported objects load unchanged. The
+/// tolerated fields are skipped, not kept: `managedFields` alone can be kilobytes per
+/// object, held for every document until the config is compiled.
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ObjectMeta {
@@ -24,37 +26,37 @@ pub struct ObjectMeta {
     pub annotations: BTreeMap<String, String>,
     /// Ignored Kubernetes bookkeeping fields.
     #[serde(default, alias = "generate_name")]
-    pub generate_name: Option<serde_yaml::Value>,
+    pub generate_name: Option<de::IgnoredAny>,
     /// Ignored.
     #[serde(default)]
-    pub uid: Option<serde_yaml::Value>,
+    pub uid: Option<de::IgnoredAny>,
     /// Ignored.
     #[serde(default, alias = "resource_version")]
-    pub resource_version: Option<serde_yaml::Value>,
+    pub resource_version: Option<de::IgnoredAny>,
     /// Ignored.
     #[serde(default)]
-    pub generation: Option<serde_yaml::Value>,
+    pub generation: Option<de::IgnoredAny>,
     /// Ignored.
     #[serde(default, alias = "creation_timestamp")]
-    pub creation_timestamp: Option<serde_yaml::Value>,
+    pub creation_timestamp: Option<de::IgnoredAny>,
     /// Ignored.
     #[serde(default, alias = "deletion_timestamp")]
-    pub deletion_timestamp: Option<serde_yaml::Value>,
+    pub deletion_timestamp: Option<de::IgnoredAny>,
     /// Ignored.
     #[serde(default, alias = "deletion_grace_period_seconds")]
-    pub deletion_grace_period_seconds: Option<serde_yaml::Value>,
+    pub deletion_grace_period_seconds: Option<de::IgnoredAny>,
     /// Ignored.
     #[serde(default, alias = "managed_fields")]
-    pub managed_fields: Option<serde_yaml::Value>,
+    pub managed_fields: Option<de::IgnoredAny>,
     /// Ignored.
     #[serde(default, alias = "owner_references")]
-    pub owner_references: Option<serde_yaml::Value>,
+    pub owner_references: Option<de::IgnoredAny>,
     /// Ignored.
     #[serde(default)]
-    pub finalizers: Option<serde_yaml::Value>,
+    pub finalizers: Option<de::IgnoredAny>,
     /// Ignored.
     #[serde(default, alias = "self_link")]
-    pub self_link: Option<serde_yaml::Value>,
+    pub self_link: Option<de::IgnoredAny>,
 }
 
 /// Istio `StringMatch`: exactly one of `exact`, `prefix`, `regex` (RE2, full-string match).

@@ -101,25 +101,25 @@ impl fmt::Display for Kind {
     }
 }
 
-/// A parsed `spec`, one variant per kind. Variants differ in size; resources are few and
-/// built once per load, so boxing would only add indirection.
-#[allow(clippy::large_enum_variant)]
+/// A parsed `spec`, one variant per kind. The large kinds are boxed: a large mesh has
+/// thousands of ServiceEntries and VirtualServices, and every one of them was as large
+/// as the largest kind (1.3 KB) while the config was compiled.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Spec {
     /// VirtualService.
     VirtualService(VirtualService),
     /// DestinationRule.
-    DestinationRule(DestinationRule),
+    DestinationRule(Box<DestinationRule>),
     /// ServiceEntry.
     ServiceEntry(ServiceEntry),
     /// Gateway.
-    Gateway(Gateway),
+    Gateway(Box<Gateway>),
     /// PeerAuthentication.
-    PeerAuthentication(PeerAuthentication),
+    PeerAuthentication(Box<PeerAuthentication>),
     /// AuthorizationPolicy.
-    AuthorizationPolicy(AuthorizationPolicy),
+    AuthorizationPolicy(Box<AuthorizationPolicy>),
     /// Proxy.
-    Proxy(Proxy),
+    Proxy(Box<Proxy>),
 }
 
 /// One loaded configuration document.
@@ -162,7 +162,7 @@ impl Resource {
     /// The DestinationRule spec, if this is one.
     pub fn as_destination_rule(&self) -> Option<&DestinationRule> {
         match &self.spec {
-            Spec::DestinationRule(v) => Some(v),
+            Spec::DestinationRule(v) => Some(v.as_ref()),
             _ => None,
         }
     }
@@ -178,7 +178,7 @@ impl Resource {
     /// The Gateway spec, if this is one.
     pub fn as_gateway(&self) -> Option<&Gateway> {
         match &self.spec {
-            Spec::Gateway(v) => Some(v),
+            Spec::Gateway(v) => Some(v.as_ref()),
             _ => None,
         }
     }
@@ -186,7 +186,7 @@ impl Resource {
     /// The PeerAuthentication spec, if this is one.
     pub fn as_peer_authentication(&self) -> Option<&PeerAuthentication> {
         match &self.spec {
-            Spec::PeerAuthentication(v) => Some(v),
+            Spec::PeerAuthentication(v) => Some(v.as_ref()),
             _ => None,
         }
     }
@@ -194,7 +194,7 @@ impl Resource {
     /// The AuthorizationPolicy spec, if this is one.
     pub fn as_authorization_policy(&self) -> Option<&AuthorizationPolicy> {
         match &self.spec {
-            Spec::AuthorizationPolicy(v) => Some(v),
+            Spec::AuthorizationPolicy(v) => Some(v.as_ref()),
             _ => None,
         }
     }
@@ -202,7 +202,7 @@ impl Resource {
     /// The Proxy spec, if this is one.
     pub fn as_proxy(&self) -> Option<&Proxy> {
         match &self.spec {
-            Spec::Proxy(v) => Some(v),
+            Spec::Proxy(v) => Some(v.as_ref()),
             _ => None,
         }
     }

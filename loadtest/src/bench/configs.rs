@@ -344,12 +344,19 @@ spec:
     y
 }
 
-/// meshproxy with `services` services of `endpoints` endpoints each (addresses in
-/// 127.16.0.0/12 — loopback, never contacted: nothing sends to these services) and a
-/// VirtualService each with a header-matched route and a default route with retries.
-pub fn meshproxy_many_services(services: usize, endpoints: usize) -> String {
+/// Endpoints per service in [`meshproxy_many_services`] (issue 25's shape).
+pub const MANY_SERVICES_ENDPOINTS: usize = 5;
+
+/// meshproxy with `services` services (issue 25's shape, as a large mesh loads it): per
+/// service a ServiceEntry with [`MANY_SERVICES_ENDPOINTS`] endpoints and a VirtualService
+/// with two HTTP rules, a header match with retries and a default route with a timeout of
+/// `timeout_s` seconds (a reload test changes it to get a new config of the same size).
+/// Every endpoint is `upstream` (one listener serves them all; the endpoints differ by
+/// their version labels), so a request to any service is answered.
+pub fn meshproxy_many_services(services: usize, upstream: SocketAddr, timeout_s: u32) -> String {
     let mut y = proxy_doc();
     y.reserve(services * 1400);
+    let (ip, port) = (upstream.ip(), upstream.port());
     for i in 0..services {
         let name = format!("svc-{i}");
         let host = format!("{name}.{NAMESPACE}.svc.cluster.local");
@@ -366,13 +373,10 @@ spec:
   endpoints:
 "
         );
-        for e in 0..endpoints {
+        for e in 0..MANY_SERVICES_ENDPOINTS {
             let _ = writeln!(
                 y,
-                "  - {{address: 127.{}.{}.{}, labels: {{version: v{}}}}}",
-                16 + i / 250,
-                i % 250,
-                e + 1,
+                "  - {{address: \"{ip}\", ports: {{http: {port}}}, labels: {{version: v{}}}}}",
                 e % 2 + 1
             );
         }
@@ -387,10 +391,10 @@ spec:
   http:
   - match:
     - headers: {{end-user: {{exact: jason}}}}
-    timeout: 2s
+    retries: {{attempts: 3, perTryTimeout: 1s}}
     route:
     - destination: {{host: {host}}}
-  - retries: {{attempts: 3, perTryTimeout: 1s}}
+  - timeout: {timeout_s}s
     route:
     - destination: {{host: {host}}}
 ---
@@ -398,6 +402,11 @@ spec:
         );
     }
     y
+}
+
+/// The host of service `i` of [`meshproxy_many_services`].
+pub fn many_services_host(i: usize) -> String {
+    format!("svc-{i}.{NAMESPACE}.svc.cluster.local:8080")
 }
 
 #[cfg(test)]
@@ -499,9 +508,16 @@ mod tests {
 
     #[test]
     fn thousand_services_compile() {
-        let y = meshproxy_many_services(1000, 5);
+        let y = meshproxy_many_services(1000, up(), 2);
         assert_eq!(y.matches("kind: ServiceEntry").count(), 1000);
-        assert_eq!(y.matches("- {address: 127.").count(), 5000);
+        assert_eq!(
+            y.matches("- {address: \"127.0.0.1\", ports: {http: 41234}")
+                .count(),
+            5000
+        );
+        // Issue 25's rules: a header match with retries, a default route with a timeout.
+        assert_eq!(y.matches("retries: {attempts: 3").count(), 1000);
+        assert_eq!(y.matches("  - timeout: 2s").count(), 1000);
         let snap = load_str("many.yaml", &y).expect("valid config");
         assert_eq!(snap.clusters.len(), 1000);
     }

@@ -24,6 +24,7 @@ pub mod configs;
 pub mod plot;
 pub mod procs;
 pub mod report;
+pub mod services;
 
 use crate::duration::format_duration;
 use crate::load::LoadReport;
@@ -53,8 +54,8 @@ pub const TARGETS: [&str; 9] = [
     "meshproxy-h2c",
 ];
 
-/// Scenarios that are not load targets.
-pub const SCENARIOS: [&str; 2] = ["services-1000", "two-hop-mtls"];
+/// Scenarios that are not load targets (`services-N`: [`services::SERVICE_SCENARIOS`]).
+pub const SCENARIOS: [&str; 3] = ["services-1000", "services-10000", "two-hop-mtls"];
 
 /// Fixed rate of the two-hop mTLS scenario, req/s (issue 9's setting).
 pub const TWO_HOP_RATE: f64 = 1000.0;
@@ -276,6 +277,15 @@ struct Runner {
     loads: std::cell::Cell<u64>,
 }
 
+/// A started meshproxy: the process, its listeners, the time to `serving`, and its log
+/// lines from then on.
+type StartedLogged = (
+    Running,
+    BTreeMap<String, SocketAddr>,
+    Duration,
+    std::sync::mpsc::Receiver<String>,
+);
+
 /// A started target: its address and, for a proxy, its process.
 struct Started {
     addr: SocketAddr,
@@ -353,6 +363,19 @@ impl Runner {
         metrics: bool,
         cpu: Option<usize>,
     ) -> Result<(Running, BTreeMap<String, SocketAddr>, Duration), String> {
+        self.start_meshproxy_logged(bin, dir, access_log, metrics, cpu)
+            .map(|(p, listeners, ready, _)| (p, listeners, ready))
+    }
+
+    /// [`Runner::start_meshproxy`], also handing over the proxy's log lines after start-up.
+    fn start_meshproxy_logged(
+        &self,
+        bin: &Path,
+        dir: &Path,
+        access_log: bool,
+        metrics: bool,
+        cpu: Option<usize>,
+    ) -> Result<StartedLogged, String> {
         let mut cmd = self.pinning.command(cpu, bin);
         cmd.arg("run")
             .arg("-c")
@@ -387,7 +410,7 @@ impl Runner {
                 break;
             }
         }
-        Ok((p, listeners, t0.elapsed()))
+        Ok((p, listeners, t0.elapsed(), rx))
     }
 
     /// Runs the load generator once; returns its report, its wall time and the highest
@@ -527,26 +550,6 @@ impl Runner {
             p.stop();
         }
         Ok(rr)
-    }
-
-    /// meshproxy with 1,000 services: RSS after startup.
-    fn services_round(&self, dir: &Path) -> Result<BTreeMap<String, f64>, String> {
-        let bin = self.meshproxy.as_deref().ok_or("no meshproxy binary")?;
-        let (mut p, _, ready) =
-            self.start_meshproxy(bin, dir, false, true, self.pinning.proxy_cpu)?;
-        // Let start-up work that runs after "serving" settle before reading memory.
-        std::thread::sleep(Duration::from_millis(300));
-        let pids = p.tree();
-        let m = procfs::memory_of(&pids);
-        let mut v = BTreeMap::new();
-        v.insert("RSS MiB".to_string(), m.rss_kib as f64 / 1024.0);
-        v.insert("peak RSS MiB".to_string(), m.hwm_kib as f64 / 1024.0);
-        if let Some(pss) = procfs::pss_of(&pids) {
-            v.insert("PSS MiB".to_string(), pss as f64 / 1024.0);
-        }
-        v.insert("start-up ms".to_string(), ready.as_secs_f64() * 1000.0);
-        p.stop();
-        Ok(v)
     }
 }
 
@@ -754,7 +757,7 @@ pub fn run(opts: &BenchOptions) -> Result<PathBuf, String> {
 
     let needs_meshproxy = selected
         .iter()
-        .any(|s| s.starts_with("meshproxy") || s == "services-1000" || s == "two-hop-mtls");
+        .any(|s| s.starts_with("meshproxy") || s.starts_with("services-") || s == "two-hop-mtls");
     let meshproxy = if needs_meshproxy {
         match find_meshproxy(opts.meshproxy.as_deref()) {
             Ok(p) => {
@@ -844,7 +847,13 @@ pub fn run(opts: &BenchOptions) -> Result<PathBuf, String> {
         "meshproxy-realistic",
         configs::meshproxy_realistic(upstream_addr, 10),
     )?;
-    let many = write_dir("meshproxy-1000", configs::meshproxy_many_services(1000, 5))?;
+    let mut service_scenarios = Vec::new();
+    for (name, count) in services::SERVICE_SCENARIOS {
+        if want(name) && meshproxy.is_some() {
+            let dir = services::write_config(&tmp.join(name), count, upstream_addr)?;
+            service_scenarios.push((name, count, dir));
+        }
+    }
 
     let mut targets = Vec::new();
     let h1 = |name, description: String, kind, baseline| Target {
@@ -971,7 +980,6 @@ pub fn run(opts: &BenchOptions) -> Result<PathBuf, String> {
             targets.push(t);
         }
     }
-    let services = want("services-1000") && meshproxy.is_some();
     let mut two_hop_errors = Vec::new();
     let two_hop = match (&meshproxy, want("two-hop-mtls")) {
         (Some(bin), true) => {
@@ -1016,11 +1024,10 @@ pub fn run(opts: &BenchOptions) -> Result<PathBuf, String> {
     };
 
     let estimate = (phases.per_target() * targets.len() as u32
-        + if services {
-            Duration::from_millis(1500)
-        } else {
-            Duration::ZERO
-        }
+        + service_scenarios
+            .iter()
+            .map(|(_, count, _)| Duration::from_millis(1500 + *count as u64 / 4))
+            .sum::<Duration>()
         + if two_hop.is_some() {
             phases.two_hop()
         } else {
@@ -1065,8 +1072,9 @@ pub fn run(opts: &BenchOptions) -> Result<PathBuf, String> {
             summary: Summary::default(),
         })
         .collect();
-    let mut service_values: BTreeMap<String, Vec<f64>> = BTreeMap::new();
-    let mut service_errors = Vec::new();
+    let mut service_values: Vec<BTreeMap<String, Vec<f64>>> =
+        vec![BTreeMap::new(); service_scenarios.len()];
+    let mut service_errors: Vec<Vec<String>> = vec![Vec::new(); service_scenarios.len()];
     let mut two_hop_results: Option<TwoHopResult> = two_hop.as_ref().map(|th| TwoHopResult {
         rate: TWO_HOP_RATE,
         target_added_p50_us: TWO_HOP_TARGET_ADDED_P50_US,
@@ -1107,26 +1115,28 @@ pub fn run(opts: &BenchOptions) -> Result<PathBuf, String> {
             }
             results[i].runs.push(rr);
         }
-        if services {
-            eprint!(
-                "[round {}/{}] {:<20}",
-                round + 1,
-                opts.rounds,
-                "services-1000"
-            );
-            match runner.services_round(&many) {
+        for (i, (name, count, dir)) in service_scenarios.iter().enumerate() {
+            eprint!("[round {}/{}] {:<20}", round + 1, opts.rounds, name);
+            match runner.services_round(dir, *count) {
                 Ok(v) => {
+                    let get = |k: &str| v.get(k).copied().unwrap_or(f64::NAN);
                     eprintln!(
-                        " RSS {:.1} MiB",
-                        v.get("RSS MiB").copied().unwrap_or_default()
+                        " ready {:.0} ms, RSS {:.1} MiB, reload {:.0} ms peaking at {:.1} MiB, \
+                         first-request p99 {:.0} µs (later {:.0} µs)",
+                        get("ready ms"),
+                        get("RSS MiB"),
+                        get("reload ms"),
+                        get("reload peak RSS MiB"),
+                        get("first request p99 µs"),
+                        get("later request p99 µs"),
                     );
                     for (k, x) in v {
-                        service_values.entry(k).or_default().push(x);
+                        service_values[i].entry(k).or_default().push(x);
                     }
                 }
                 Err(e) => {
                     eprintln!(" failed: {e}");
-                    service_errors.push(e);
+                    service_errors[i].push(e);
                 }
             }
         }
@@ -1172,37 +1182,42 @@ pub fn run(opts: &BenchOptions) -> Result<PathBuf, String> {
     drop(runner);
 
     let mut scenarios = Vec::new();
-    if want("services-1000") {
-        if services {
+    for (name, count) in services::SERVICE_SCENARIOS {
+        if !want(name) {
+            continue;
+        }
+        let Some(i) = service_scenarios.iter().position(|s| s.0 == name) else {
             scenarios.push(ScenarioResult {
-                name: "services-1000".into(),
-                status: if service_values.is_empty() {
-                    "failed"
-                } else {
-                    "ok"
-                }
-                .into(),
-                note: format!(
-                    "meshproxy with 1,000 ServiceEntries × 5 endpoints and 1,000 VirtualServices \
-                     loaded, one worker, idle after start-up{}",
-                    service_errors
-                        .first()
-                        .map(|e| format!("; error: {e}"))
-                        .unwrap_or_default()
-                ),
-                values: service_values
-                    .iter()
-                    .filter_map(|(k, v)| Some((k.clone(), Spread::of(v)?)))
-                    .collect(),
-            });
-        } else {
-            scenarios.push(ScenarioResult {
-                name: "services-1000".into(),
+                name: name.into(),
                 status: "skipped".into(),
                 note: "needs the meshproxy binary".into(),
                 values: BTreeMap::new(),
             });
-        }
+            continue;
+        };
+        scenarios.push(ScenarioResult {
+            name: name.into(),
+            status: if service_values[i].is_empty() {
+                "failed"
+            } else {
+                "ok"
+            }
+            .into(),
+            note: format!(
+                "meshproxy with {count} ServiceEntries × 5 endpoints and {count} VirtualServices \
+                 (a header match with retries, a default route with a timeout) loaded, one \
+                 worker; memory idle after start-up, first requests to unused services, a \
+                 reload to a config of the same size{}",
+                service_errors[i]
+                    .first()
+                    .map(|e| format!("; error: {e}"))
+                    .unwrap_or_default()
+            ),
+            values: service_values[i]
+                .iter()
+                .filter_map(|(k, v)| Some((k.clone(), Spread::of(v)?)))
+                .collect(),
+        });
     }
     let not_mtls = two_hop_errors
         .iter()

@@ -6,6 +6,7 @@ use crate::upstream::cluster_state::ClusterState;
 use crate::upstream::limits::Limit;
 use crate::upstream::outlier;
 use meshproxy_config::compile::cluster::{Cluster, LoadBalancer, Protocol};
+use meshproxy_config::compile::ClusterId;
 use serde_json::{json, Value};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime};
@@ -51,7 +52,7 @@ pub fn cluster_json(c: &Cluster, s: &ClusterState) -> Value {
             });
             json!({
                 "address": e.name,
-                "labels": e.labels,
+                "labels": &*e.labels,
                 "weight": e.weight,
                 "health": if until.is_some() { "ejected" } else { "healthy" },
                 "ejected_until": until,
@@ -114,8 +115,13 @@ pub fn render(active: &Active) -> Value {
         .snapshot
         .clusters
         .iter()
-        .zip(&active.clusters)
-        .map(|(c, s)| cluster_json(c, s))
+        .enumerate()
+        .map(|(i, c)| match active.used_cluster(ClusterId(i as u32)) {
+            Some(s) => cluster_json(c, s),
+            // Never used: what a fresh state shows (every endpoint healthy, no counts),
+            // rendered without keeping one.
+            None => cluster_json(c, &ClusterState::new(c, active.workers())),
+        })
         .collect();
     for i in &active.inbound {
         clusters.push(cluster_json(&i.cluster, &i.state));

@@ -15,7 +15,8 @@ use std::sync::Arc;
 pub fn run(args: RunArgs) -> i32 {
     super::logging::init(args.log_format);
     raise_fd_limit();
-    let snap = match meshproxy_config::compile::load(&args.config.config) {
+    let paths = &args.config.config;
+    let snap = match meshproxy::memory::on_own_thread(|| meshproxy_config::compile::load(paths)) {
         Ok(s) => s,
         Err(diags) => {
             for d in diags.0.iter() {
@@ -26,7 +27,7 @@ pub fn run(args: RunArgs) -> i32 {
         }
     };
     // The parse's temporary trees are freed; give their pages back before serving.
-    crate::allocator::release_freed_memory();
+    meshproxy::memory::release_freed_memory();
     let options = Options {
         workers: args.workers.unwrap_or_else(available_cpus).max(1),
         drain_timeout: args.drain_timeout,

@@ -177,7 +177,7 @@ pub(super) async fn tunnel(
         }
     };
     let cluster = snap.cluster(target.cluster);
-    let Some(state) = active.clusters.get(target.cluster.0 as usize) else {
+    let Some(state) = active.cluster_state(target.cluster) else {
         return x.reply(503, Flags::NO_CLUSTER_FOUND, "cluster_not_found", "");
     };
     if let Some(l) = x.labels.as_mut() {

@@ -141,7 +141,7 @@ async fn forward(
         .then(|| wc.pick(fastrand::u32(..wc.total_weight)))
         .and_then(|d| d.target.resolve(r.port).map(|cid| (d, cid)));
     if let (Some((_, cid)), Some(l)) = (&picked, x.labels.as_mut()) {
-        l.service = x.active.clusters[cid.0 as usize].service_labels.clone();
+        l.service = x.active.cluster(*cid).service_labels.clone();
     }
     let cors_headers = match cors_step(x, r.route, &parts) {
         CorsStep::Forward(h) => h,

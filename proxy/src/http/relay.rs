@@ -46,7 +46,7 @@ pub(super) async fn to_cluster(
 ) -> Response<ResponseBody> {
     let active = x.active.clone();
     let cluster = active.snapshot.cluster(c.cid);
-    let state = &active.clusters[c.cid.0 as usize];
+    let state = active.cluster(c.cid);
     if let Some(l) = x.labels.as_mut() {
         l.service = state.service_labels.clone();
     }

@@ -43,7 +43,7 @@ pub(super) fn spawn(
     };
     tokio::spawn(async move {
         let cluster = active.snapshot.cluster(cid);
-        let state = &active.clusters[cid.0 as usize];
+        let state = active.cluster(cid);
         let Some(idx) = lb::pick(state, &cluster.load_balancer, None, &[]) else {
             return;
         };

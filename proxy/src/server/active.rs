@@ -1,5 +1,12 @@
 //! The configuration in force: the compiled snapshot plus the live state of its clusters,
 //! swapped together so a request loads both with one atomic load.
+//!
+//! A cluster's live state (endpoint pools, outlier state, circuit breakers, metric labels)
+//! is made the first time a connection or request uses the cluster, not for every cluster
+//! when the config is put in force: a sidecar in a large mesh knows thousands of services
+//! and talks to a few (linkerd2-proxy resolves destinations on demand for the same reason).
+//! Each cluster has a lock-free slot (`OnceLock`), so a warm cluster costs one atomic load
+//! and a cold one is built once, without a global lock (docs/performance.md).
 
 use crate::telemetry::labels::{Peer, Service};
 use crate::tls::gateway::GatewayTls;
@@ -10,9 +17,10 @@ use meshproxy_config::compile::cluster::{
     Cluster, ClusterKey, ConnectionPool, Endpoint, EndpointAddress, LoadBalancer, Protocol,
 };
 use meshproxy_config::compile::listener::ListenerRole;
+use meshproxy_config::compile::snapshot::ClusterId;
 use meshproxy_config::compile::Snapshot;
-use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock};
 
 /// The local-app cluster of an INBOUND listener.
 pub struct InboundCluster {
@@ -31,8 +39,12 @@ pub struct InboundCluster {
 pub struct Active {
     /// The compiled config.
     pub snapshot: Arc<Snapshot>,
-    /// Live state per cluster, same order as `snapshot.clusters`.
-    pub clusters: Vec<Arc<ClusterState>>,
+    /// Live state per cluster, same order as `snapshot.clusters`; empty until first use.
+    clusters: Box<[OnceLock<Arc<ClusterState>>]>,
+    /// Worker count the pools of new states are sized for.
+    workers: usize,
+    /// The server's mesh identity, handed to each state when it is made.
+    mesh: Arc<ArcSwapOption<MeshTls>>,
     /// Inbound listeners' local clusters.
     pub inbound: Vec<InboundCluster>,
     /// This workload's metric labels.
@@ -56,75 +68,46 @@ impl Active {
         workers: usize,
         mesh: &Arc<ArcSwapOption<MeshTls>>,
     ) -> Active {
+        // Only states that were made can be kept; the others stay to be made on demand.
         let mut old: HashMap<&ClusterKey, &Arc<ClusterState>> = HashMap::new();
         if let Some(p) = previous {
-            for s in &p.clusters {
+            for s in p.clusters.iter().filter_map(OnceLock::get) {
                 old.insert(&s.key, s);
             }
             for i in &p.inbound {
                 old.insert(&i.state.key, &i.state);
             }
         }
-        let reuse = |c: &Cluster| match old.get(&c.key) {
-            Some(s) if s.fingerprint == c.fingerprint => (*s).clone(),
-            _ => {
-                let state = ClusterState::new(c, workers);
-                let _ = state.mesh.set(mesh.clone());
-                Arc::new(state)
-            }
+        let kept = |c: &Cluster| match old.get(&c.key) {
+            Some(s) if s.fingerprint == c.fingerprint => Some((*s).clone()),
+            _ => None,
         };
-        let clusters = snapshot.clusters.iter().map(reuse).collect();
-        let mut inbound = Vec::new();
-        for l in &snapshot.listeners {
-            if let ListenerRole::Inbound { forward_to } = &l.role {
-                let key = ClusterKey {
-                    service: format!("inbound|{}||", forward_to.port()).into(),
-                    port: forward_to.port(),
-                    subset: None,
-                };
-                let endpoints = vec![Endpoint {
-                    address: EndpointAddress::Socket(*forward_to),
-                    labels: BTreeMap::new(),
-                    weight: 1,
-                    service_account: None,
-                }];
-                let pool = ConnectionPool {
-                    // The local app speaks whatever the caller spoke (Istio inbound).
-                    use_client_protocol: true,
-                    ..ConnectionPool::default()
-                };
-                let fingerprint = meshproxy_config::compile::cluster::fingerprint(
-                    &endpoints,
-                    &LoadBalancer::RoundRobin,
-                    &pool,
-                    &None,
-                    &None,
-                    &[],
-                    Protocol::Http,
-                );
-                let cluster = Cluster {
-                    name: key.service.to_string(),
-                    key,
-                    service_name: snapshot.proxy.name.clone(),
-                    service_namespace: snapshot.proxy.namespace.clone(),
-                    protocol: Protocol::Http,
-                    endpoints,
-                    load_balancer: LoadBalancer::RoundRobin,
-                    pool,
-                    outlier: None,
-                    tls: None,
-                    service_sans: Vec::new(),
-                    fingerprint,
-                };
-                let state = reuse(&cluster);
-                inbound.push(InboundCluster {
-                    listener: l.name.clone(),
+        let clusters = snapshot
+            .clusters
+            .iter()
+            .map(|c| match kept(c) {
+                Some(s) => OnceLock::from(s),
+                None => OnceLock::new(),
+            })
+            .collect();
+        let inbound = snapshot
+            .listeners
+            .iter()
+            .filter_map(|l| match &l.role {
+                ListenerRole::Inbound { forward_to } => Some((l.name.clone(), *forward_to)),
+                _ => None,
+            })
+            .map(|(listener, forward_to)| {
+                let cluster = inbound_cluster(&snapshot, forward_to);
+                let state = kept(&cluster).unwrap_or_else(|| new_state(&cluster, workers, mesh));
+                InboundCluster {
+                    listener,
                     cluster,
                     state,
-                    forward_to: *forward_to,
-                });
-            }
-        }
+                    forward_to,
+                }
+            })
+            .collect();
         let p = &snapshot.proxy;
         let inbound_service = Arc::new(Service {
             id: crate::telemetry::labels::next_id(),
@@ -151,9 +134,98 @@ impl Active {
             inbound_service,
             snapshot,
             clusters,
+            workers,
+            mesh: mesh.clone(),
             inbound,
             gateway_tls: HashMap::new(),
         }
+    }
+
+    /// The live state of cluster `id`, made on first use. Panics on an id that is not of
+    /// this snapshot, like indexing (ids come from the same snapshot's route tables).
+    pub fn cluster(&self, id: ClusterId) -> &Arc<ClusterState> {
+        let i = id.0 as usize;
+        self.clusters[i]
+            .get_or_init(|| new_state(&self.snapshot.clusters[i], self.workers, &self.mesh))
+    }
+
+    /// The live state of cluster `id` (made on first use), `None` for an unknown id.
+    pub fn cluster_state(&self, id: ClusterId) -> Option<&Arc<ClusterState>> {
+        if (id.0 as usize) < self.clusters.len() {
+            Some(self.cluster(id))
+        } else {
+            None
+        }
+    }
+
+    /// The live state of cluster `id` if something has used it; never makes one
+    /// (admin pages, metrics and sweeps must not build state for every cluster).
+    pub fn used_cluster(&self, id: ClusterId) -> Option<&Arc<ClusterState>> {
+        self.clusters.get(id.0 as usize)?.get()
+    }
+
+    /// The live states made so far (and the inbound clusters'), for periodic work.
+    pub fn used_clusters(&self) -> impl Iterator<Item = &Arc<ClusterState>> {
+        self.clusters
+            .iter()
+            .filter_map(OnceLock::get)
+            .chain(self.inbound.iter().map(|i| &i.state))
+    }
+
+    /// Worker count the pools are sized for.
+    pub fn workers(&self) -> usize {
+        self.workers
+    }
+}
+
+/// Fresh live state for `c`, joined to the server's mesh identity.
+fn new_state(c: &Cluster, workers: usize, mesh: &Arc<ArcSwapOption<MeshTls>>) -> Arc<ClusterState> {
+    let state = ClusterState::new(c, workers);
+    let _ = state.mesh.set(mesh.clone());
+    Arc::new(state)
+}
+
+/// The local-app cluster of an INBOUND listener forwarding to `forward_to`
+/// (`inbound|<port>||`, one endpoint, the caller's protocol).
+fn inbound_cluster(snapshot: &Snapshot, forward_to: std::net::SocketAddr) -> Cluster {
+    let key = ClusterKey {
+        service: format!("inbound|{}||", forward_to.port()).into(),
+        port: forward_to.port(),
+        subset: None,
+    };
+    let endpoints = vec![Endpoint {
+        address: EndpointAddress::Socket(forward_to),
+        labels: Default::default(),
+        weight: 1,
+        service_account: None,
+    }];
+    let pool = ConnectionPool {
+        // The local app speaks whatever the caller spoke (Istio inbound).
+        use_client_protocol: true,
+        ..ConnectionPool::default()
+    };
+    let fingerprint = meshproxy_config::compile::cluster::fingerprint(
+        &endpoints,
+        &LoadBalancer::RoundRobin,
+        &pool,
+        &None,
+        &None,
+        &[],
+        Protocol::Http,
+    );
+    Cluster {
+        name: key.service.to_string(),
+        key,
+        service_name: snapshot.proxy.name.clone(),
+        service_namespace: snapshot.proxy.namespace.clone(),
+        protocol: Protocol::Http,
+        endpoints,
+        load_balancer: LoadBalancer::RoundRobin,
+        pool,
+        outlier: None,
+        tls: None,
+        service_sans: Vec::new(),
+        fingerprint,
     }
 }
 
@@ -169,4 +241,78 @@ pub fn gateway_tls(snapshot: &Snapshot) -> Result<HashMap<String, Arc<GatewayTls
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn snapshot(services: &[(&str, &str)]) -> Arc<Snapshot> {
+        let mut y = String::from(
+            "apiVersion: meshproxy.io/v1alpha1\nkind: Proxy\nmetadata: {name: t}\nspec:\n  \
+             listeners:\n  - {name: outbound, address: \"127.0.0.1:0\", direction: OUTBOUND}\n---\n",
+        );
+        for (name, address) in services {
+            y.push_str(&format!(
+                "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {{name: {name}}}\n\
+                 spec:\n  hosts: [{name}.default.svc.cluster.local]\n  \
+                 ports: [{{number: 80, name: http, protocol: HTTP}}]\n  resolution: STATIC\n  \
+                 endpoints:\n  - {{address: {address}, labels: {{version: v1}}}}\n---\n"
+            ));
+        }
+        Arc::new(meshproxy_config::compile::load_str("t.yaml", &y).expect("valid config"))
+    }
+
+    fn id(s: &Snapshot, name: &str) -> ClusterId {
+        s.find_cluster(&ClusterKey {
+            service: format!("{name}.default.svc.cluster.local").into(),
+            port: 80,
+            subset: None,
+        })
+        .expect("cluster")
+    }
+
+    #[test]
+    fn state_is_made_on_first_use_once() {
+        let mesh = Arc::new(ArcSwapOption::empty());
+        let snap = snapshot(&[("a", "10.0.0.1"), ("b", "10.0.0.2")]);
+        let active = Active::build(snap.clone(), None, 2, &mesh);
+        assert_eq!(active.used_clusters().count(), 0, "nothing made at load");
+        let a = id(&snap, "a");
+        assert!(active.used_cluster(a).is_none());
+        let first = active.cluster(a).clone();
+        assert!(Arc::ptr_eq(&first, active.cluster(a)), "made once");
+        assert!(Arc::ptr_eq(&first, active.used_cluster(a).expect("used")));
+        assert_eq!(first.endpoints.len(), 1);
+        assert_eq!(first.endpoints[0].labels.get("version").unwrap(), "v1");
+        assert!(
+            first.mesh.get().is_some(),
+            "the state joins the mesh identity"
+        );
+        assert!(active.used_cluster(id(&snap, "b")).is_none());
+        assert!(active.cluster_state(ClusterId(99)).is_none());
+    }
+
+    #[test]
+    fn reload_keeps_used_unchanged_states_and_leaves_the_rest_lazy() {
+        let mesh = Arc::new(ArcSwapOption::empty());
+        let old_snap = snapshot(&[("a", "10.0.0.1"), ("b", "10.0.0.2"), ("c", "10.0.0.3")]);
+        let old = Active::build(old_snap.clone(), None, 1, &mesh);
+        let a = old.cluster(id(&old_snap, "a")).clone();
+        let b = old.cluster(id(&old_snap, "b")).clone();
+        // b's endpoint changes; c was never used.
+        let new_snap = snapshot(&[("c", "10.0.0.3"), ("b", "10.0.0.9"), ("a", "10.0.0.1")]);
+        let new = Active::build(new_snap.clone(), Some(&old), 1, &mesh);
+        let kept = new.used_cluster(id(&new_snap, "a")).expect("a kept");
+        assert!(
+            Arc::ptr_eq(kept, &a),
+            "unchanged: the same pools and counters"
+        );
+        assert!(
+            new.used_cluster(id(&new_snap, "b")).is_none(),
+            "changed: made anew"
+        );
+        assert!(!Arc::ptr_eq(new.cluster(id(&new_snap, "b")), &b));
+        assert!(new.used_cluster(id(&new_snap, "c")).is_none());
+    }
 }

@@ -515,11 +515,7 @@ async fn sweep_idle(shared: Arc<Shared>) {
     loop {
         tick.tick().await;
         let active = shared.active.load();
-        for c in active
-            .clusters
-            .iter()
-            .chain(active.inbound.iter().map(|i| &i.state))
-        {
+        for c in active.used_clusters() {
             for e in &c.endpoints {
                 e.pool.sweep(c.reuse);
             }

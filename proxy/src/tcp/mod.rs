@@ -123,7 +123,7 @@ pub async fn serve_inspected<S>(
         return;
     };
     let cluster = active.snapshot.cluster(id);
-    let Some(state) = active.clusters.get(id.0 as usize).cloned() else {
+    let Some(state) = active.cluster_state(id).cloned() else {
         return;
     };
     let mut session = Session::outbound(&shared, &active, &state, &route.origin);

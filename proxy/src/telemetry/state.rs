@@ -3,9 +3,13 @@
 
 use crate::server::active::Active;
 use crate::server::Shared;
+use crate::upstream::cluster_state::{ClusterState, EndpointState};
 use crate::upstream::limits::Limit;
+use meshproxy_config::compile::cluster::Cluster;
+use meshproxy_config::compile::ClusterId;
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::UNIX_EPOCH;
 
 /// Escapes a Prometheus label value.
@@ -70,29 +74,27 @@ pub fn render(out: &mut String, shared: &Shared, active: &Active) {
         let tasks: usize = handles.iter().map(|h| h.metrics().num_alive_tasks()).sum();
         let _ = writeln!(out, "meshproxy_worker_tasks_alive {tasks}");
     }
-    let clusters: Vec<(&str, &crate::upstream::cluster_state::ClusterState)> = active
+    // A cluster nothing has used yet has no live state: its series read zero.
+    let clusters: Vec<(&Cluster, Option<&ClusterState>)> = active
         .snapshot
         .clusters
         .iter()
-        .zip(&active.clusters)
-        .map(|(c, s)| (c.name.as_str(), s.as_ref()))
+        .enumerate()
+        .map(|(i, c)| (c, active.used_cluster(ClusterId(i as u32)).map(Arc::as_ref)))
         .chain(
             active
                 .inbound
                 .iter()
-                .map(|i| (i.cluster.name.as_str(), i.state.as_ref())),
+                .map(|i| (&i.cluster, Some(i.state.as_ref()))),
         )
         .collect();
 
     let per_cluster =
-        |out: &mut String,
-         name: &str,
-         kind: &str,
-         help: &str,
-         f: &dyn Fn(&crate::upstream::cluster_state::ClusterState) -> u64| {
+        |out: &mut String, name: &str, kind: &str, help: &str, f: &dyn Fn(&ClusterState) -> u64| {
             family(out, name, kind, help);
-            for (cname, s) in &clusters {
-                let _ = writeln!(out, "{name}{{cluster=\"{}\"}} {}", escape(cname), f(s));
+            for (c, s) in &clusters {
+                let v = s.map_or(0, f);
+                let _ = writeln!(out, "{name}{{cluster=\"{}\"}} {v}", escape(&c.name));
             }
         };
     per_cluster(
@@ -165,7 +167,7 @@ pub fn render(out: &mut String, shared: &Shared, active: &Active) {
         "counter",
         "Requests refused by a circuit breaker (UO), per limit.",
     );
-    for (cname, s) in &clusters {
+    for (c, s) in &clusters {
         for l in [
             Limit::Connections,
             Limit::Pending,
@@ -175,9 +177,9 @@ pub fn render(out: &mut String, shared: &Shared, active: &Active) {
             let _ = writeln!(
                 out,
                 "meshproxy_cluster_overflows_total{{cluster=\"{}\",limit=\"{}\"}} {}",
-                escape(cname),
+                escape(&c.name),
                 l.as_str(),
-                s.limits.overflows(l)
+                s.map_or(0, |s| s.limits.overflows(l))
             );
         }
     }
@@ -188,16 +190,16 @@ pub fn render(out: &mut String, shared: &Shared, active: &Active) {
         "counter",
         "Outlier ejections per endpoint.",
     );
-    for (cname, s) in &clusters {
-        for e in &s.endpoints {
+    for (c, s) in &clusters {
+        per_endpoint(c, *s, &mut |endpoint, e| {
             let _ = writeln!(
                 out,
                 "meshproxy_outlier_ejections_total{{cluster=\"{}\",endpoint=\"{}\"}} {}",
-                escape(cname),
-                escape(&e.name),
-                e.outlier.ejections_total()
+                escape(&c.name),
+                escape(endpoint),
+                e.map_or(0, |e| e.outlier.ejections_total())
             );
-        }
+        });
     }
     family(
         out,
@@ -205,16 +207,16 @@ pub fn render(out: &mut String, shared: &Shared, active: &Active) {
         "gauge",
         "1 while the endpoint is ejected.",
     );
-    for (cname, s) in &clusters {
-        for e in &s.endpoints {
+    for (c, s) in &clusters {
+        per_endpoint(c, *s, &mut |endpoint, e| {
             let _ = writeln!(
                 out,
                 "meshproxy_outlier_ejected{{cluster=\"{}\",endpoint=\"{}\"}} {}",
-                escape(cname),
-                escape(&e.name),
-                e.outlier.is_ejected(now) as u8
+                escape(&c.name),
+                escape(endpoint),
+                e.is_some_and(|e| e.outlier.is_ejected(now)) as u8
             );
-        }
+        });
     }
     let snap = &active.snapshot;
     family(
@@ -380,5 +382,21 @@ fn downstream(out: &mut String, d: &crate::server::downstream::Stats) {
             "The soft file-descriptor limit (RLIMIT_NOFILE) read at start.",
         );
         let _ = writeln!(out, "meshproxy_process_max_fds {nofile}");
+    }
+}
+
+/// Calls `f` with each endpoint's name and live state: the state's endpoints when the
+/// cluster has been used, else the snapshot's (no state: nothing counted yet).
+fn per_endpoint(
+    c: &Cluster,
+    s: Option<&ClusterState>,
+    f: &mut dyn FnMut(&str, Option<&EndpointState>),
+) {
+    match s {
+        Some(s) => s.endpoints.iter().for_each(|e| f(&e.name, Some(e))),
+        None => c
+            .endpoints
+            .iter()
+            .for_each(|e| f(&e.address.to_string(), None)),
     }
 }

@@ -13,7 +13,7 @@ use arc_swap::ArcSwapOption;
 use meshproxy_config::compile::cluster::{
     Cluster, ClusterKey, EndpointAddress, HashAlgorithm, LoadBalancer, OutlierPolicy,
 };
-use std::collections::BTreeMap;
+use meshproxy_config::compile::intern::Labels;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use tokio::sync::Notify;
@@ -26,8 +26,8 @@ pub struct EndpointState {
     pub name: String,
     /// Load-balancing weight.
     pub weight: u32,
-    /// Labels.
-    pub labels: BTreeMap<String, String>,
+    /// Labels (shared with the snapshot's endpoint).
+    pub labels: Labels,
     /// Requests in flight (least-request balancing).
     pub active_requests: AtomicU32,
     /// Pooled connections.
@@ -48,12 +48,7 @@ pub struct EndpointState {
 
 impl EndpointState {
     /// A fresh endpoint with pools for `workers`.
-    pub fn new(
-        address: EndpointAddress,
-        weight: u32,
-        labels: BTreeMap<String, String>,
-        workers: usize,
-    ) -> Self {
+    pub fn new(address: EndpointAddress, weight: u32, labels: Labels, workers: usize) -> Self {
         EndpointState {
             name: address.to_string(),
             address,
@@ -218,7 +213,7 @@ impl ClusterState {
                 Arc::new(EndpointState::new(
                     EndpointAddress::Socket(addr),
                     1,
-                    BTreeMap::new(),
+                    Labels::default(),
                     self.workers,
                 ))
             })

@@ -130,14 +130,13 @@ mod tests {
     use super::*;
     use crate::upstream::cluster_state::ClusterState;
     use meshproxy_config::compile::cluster::*;
-    use std::collections::BTreeMap;
     use std::sync::atomic::Ordering;
 
     fn cluster(n: usize, lb: LoadBalancer, weights: Option<Vec<u32>>) -> ClusterState {
         let endpoints = (0..n)
             .map(|i| Endpoint {
                 address: EndpointAddress::Socket(format!("10.0.0.{i}:80").parse().unwrap()),
-                labels: BTreeMap::new(),
+                labels: Default::default(),
                 weight: weights.as_ref().map(|w| w[i]).unwrap_or(1),
                 service_account: None,
             })

@@ -68,6 +68,15 @@ spec:
     fault: {{delay: {{fixedDelay: 10ms, percentage: {{value: 100}}}}}}
     route: [{{destination: {{host: ok}}}}]
   - route: [{{destination: {{host: ok}}}}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {{name: partial}}
+spec:
+  hosts: [partial.example]
+  http:
+  - match: [{{uri: {{prefix: /only}}}}]
+    route: [{{destination: {{host: ok}}}}]
 ",
         ok_svc = common::service(
             "ok.default.svc.cluster.local",
@@ -84,8 +93,11 @@ spec:
     );
     let p = binary::run(&yaml, &["--workers", "1"]);
     let addr = p.addr("outbound");
-    let cases: [Case; 8] = [
-        ("nowhere", "/", &[], 404, " NR "),
+    let cases: [Case; 9] = [
+        // REGISTRY_ONLY (the default): Istio's block_all, 502 with no flag.
+        ("nowhere", "/", &[], 502, " - "),
+        // A known host whose routes do not match: no route.
+        ("partial.example", "/", &[], 404, " NR "),
         ("ok", "/nc", &[], 503, " NC "),
         ("ok", "/uh", &[], 503, " UH "),
         ("closed", "/", &[], 503, " UF,URX "),

@@ -206,10 +206,11 @@ async fn registry_only_refuses_unknown_targets() {
     );
     let p = binary::run(&yaml, &[]);
     let proxy = p.addr("outbound");
-    // An unknown host: 404 NR, nothing reaches the upstream.
+    // An unknown host: 502 from Istio's block_all (BlackHoleCluster), nothing reaches
+    // the upstream.
     let plain = format!("http://127.0.0.1:{}/", reviews.addr.port());
     let (code, body, err) = curl(proxy, &["-w", "%{http_code}", "-o", "/dev/null", &plain]).await;
-    assert_eq!((code, body.as_str()), (0, "404"), "{err}");
+    assert_eq!((code, body.as_str()), (0, "502"), "{err}");
     assert_eq!(reviews.count(), 0);
     // CONNECT to an unknown target: refused with 404, curl reports the failed tunnel.
     let ca = pki.ca_pem().display().to_string();

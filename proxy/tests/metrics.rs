@@ -131,7 +131,7 @@ async fn known_mix_is_counted_exactly() {
         assert_eq!(send("ok", "/", &[]).await, 200);
     }
     for _ in 0..2 {
-        assert_eq!(send("nowhere.example", "/", &[]).await, 404);
+        assert_eq!(send("nowhere.example", "/", &[]).await, 502);
     }
     assert_eq!(send("ok", "/fault", &[]).await, 418);
     assert_eq!(
@@ -174,7 +174,7 @@ async fn known_mix_is_counted_exactly() {
     let (counts, samples) = requests_total(&text);
     let expect: [(&str, &str, &str, f64); 6] = [
         ("ok", "200", "-", 3.0),
-        ("unknown", "404", "NR", 2.0),
+        ("BlackHoleCluster", "502", "-", 2.0),
         ("ok", "418", "FI", 1.0),
         ("slow", "504", "UT", 1.0),
         ("slow", "503", "UO", 1.0),

@@ -393,22 +393,23 @@ async fn tunnels_are_not_inspected_but_refused_upgrades_are() {
         .await
         .unwrap();
     drop(t);
-    // An upgrade refused (no route for `nowhere`: 404), with a bad request pipelined
-    // right behind it: held until the 404, then checked and refused.
+    // An upgrade not accepted (`nowhere` is outside the registry: Istio's block_all
+    // answers 502), with a bad request pipelined right behind it: held until the 502,
+    // then checked and refused.
     let before = up.count();
     let raw = exchange(
         p.addr,
         b"GET / HTTP/1.1\r\nHost: nowhere\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\nGET /x HTTP/1.1\nHost: web\n\n",
     )
     .await;
-    assert_eq!(statuses(&raw), [404, 400], "{raw}");
+    assert_eq!(statuses(&raw), [502, 400], "{raw}");
     // ... and a good one behind it is served.
     let raw = exchange(
         p.addr,
         b"GET / HTTP/1.1\r\nHost: nowhere\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\nGET /after HTTP/1.1\r\nHost: web\r\nConnection: close\r\n\r\n",
     )
     .await;
-    assert_eq!(statuses(&raw), [404, 200], "{raw}");
+    assert_eq!(statuses(&raw), [502, 200], "{raw}");
     assert_eq!(up.count(), before + 1);
     assert_eq!(up.last_path(), "/after");
     // h2c prior knowledge is untouched.

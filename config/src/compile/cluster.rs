@@ -570,18 +570,31 @@ pub struct Cluster {
 /// (`outboundTrafficPolicy: ALLOW_ANY`), also the `destination_service` of its metrics.
 pub const PASSTHROUGH_CLUSTER: &str = "PassthroughCluster";
 
+/// Istio's catch-all for hosts outside the registry under `REGISTRY_ONLY`.
+pub const BLACKHOLE_CLUSTER: &str = "BlackHoleCluster";
+
 impl Cluster {
     /// Istio's `PassthroughCluster`: an ORIGINAL_DST cluster without TLS origination, for
     /// hosts and addresses outside the registry when `outboundTrafficPolicy` is
     /// `ALLOW_ANY` (Istio adds it, with an `allow_any` virtual host and a catch-all TCP
     /// filter chain, to every sidecar in that mode).
     pub fn passthrough() -> Cluster {
+        Self::catch_all(PASSTHROUGH_CLUSTER, LoadBalancer::Passthrough)
+    }
+
+    /// Istio's `BlackHoleCluster`: a STATIC cluster without endpoints that requests for
+    /// hosts outside the registry are reported against under `REGISTRY_ONLY` (Istio's
+    /// `block_all` virtual host answers them `502` itself).
+    pub fn blackhole() -> Cluster {
+        Self::catch_all(BLACKHOLE_CLUSTER, LoadBalancer::RoundRobin)
+    }
+
+    fn catch_all(name: &str, lb: LoadBalancer) -> Cluster {
         let key = ClusterKey {
-            service: PASSTHROUGH_CLUSTER.into(),
+            service: name.into(),
             port: 0,
             subset: None,
         };
-        let lb = LoadBalancer::Passthrough;
         let pool = ConnectionPool::default();
         // Plain text on purpose: an unknown destination is not a mesh workload.
         let tls = Some(ClientTls {
@@ -595,9 +608,9 @@ impl Cluster {
         });
         let fingerprint = fingerprint(&[], &lb, &pool, &None, &tls, &[], Protocol::Http);
         Cluster {
-            name: PASSTHROUGH_CLUSTER.into(),
+            name: name.into(),
             key,
-            service_name: PASSTHROUGH_CLUSTER.into(),
+            service_name: name.into(),
             service_namespace: String::new(),
             protocol: Protocol::Http,
             endpoints: Vec::new(),

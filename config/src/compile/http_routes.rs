@@ -216,6 +216,7 @@ impl RouteCompiler<'_> {
             RouteAction::DirectResponse(DirectResponse {
                 status: dr.status.min(600) as u16,
                 body,
+                cluster: None,
             })
         } else {
             RouteAction::Forward(self.weighted(&rule.route, ns))

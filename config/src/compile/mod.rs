@@ -416,11 +416,13 @@ fn build_clusters(
             }
         }
     }
-    if proxy.outbound_mode == OutboundMode::AllowAny {
-        let c = Cluster::passthrough();
-        index.insert(c.key.clone(), ClusterId(clusters.len() as u32));
-        clusters.push(c);
-    }
+    // Istio's catch-all cluster for hosts outside the registry, per outbound mode.
+    let c = match proxy.outbound_mode {
+        OutboundMode::AllowAny => Cluster::passthrough(),
+        OutboundMode::RegistryOnly => Cluster::blackhole(),
+    };
+    index.insert(c.key.clone(), ClusterId(clusters.len() as u32));
+    clusters.push(c);
     // Grown by pushes: up to half of a large Vec<Cluster> would be spare room.
     clusters.shrink_to_fit();
     index.shrink_to_fit();
@@ -439,6 +441,38 @@ pub(crate) fn passthrough_cluster(rc: &RouteCompiler) -> Option<ClusterId> {
         })
         .flatten()
         .copied()
+}
+
+/// The cluster of `outboundTrafficPolicy: REGISTRY_ONLY`, when that is the mode.
+fn blackhole_cluster(rc: &RouteCompiler) -> Option<ClusterId> {
+    (rc.proxy.outbound_mode == OutboundMode::RegistryOnly)
+        .then(|| {
+            rc.clusters.get(&ClusterKey {
+                service: cluster::BLACKHOLE_CLUSTER.into(),
+                port: 0,
+                subset: None,
+            })
+        })
+        .flatten()
+        .copied()
+}
+
+/// Istio's `block_all` virtual host: with `REGISTRY_ONLY`, a request for a host no
+/// service or VirtualService claims is answered `502` at once, reported against
+/// `BlackHoleCluster` (Istio's `buildCatchAllVirtualHost`; a known host with no matching
+/// route stays `404 NR`).
+fn block_all_route(id: ClusterId) -> Route {
+    Route {
+        name: "block_all".into(),
+        origin: "block_all (outboundTrafficPolicy REGISTRY_ONLY)".into(),
+        matches: Vec::new(),
+        action: RouteAction::DirectResponse(route::DirectResponse {
+            status: 502,
+            body: bytes::Bytes::new(),
+            cluster: Some(id),
+        }),
+        policy: RoutePolicy::shared_default(),
+    }
 }
 
 /// Istio's `allow_any` virtual host: with `ALLOW_ANY`, a request for a host no service
@@ -594,12 +628,18 @@ fn mesh_route_table(rc: &mut RouteCompiler, resources: &[Resource]) -> RouteTabl
             }),
         }
     }
-    if let Some(id) = passthrough_cluster(rc) {
-        if !claimed.contains_key("*") {
+    if !claimed.contains_key("*") {
+        if let Some(id) = passthrough_cluster(rc) {
             vhosts.push(VirtualHost {
                 name: "allow_any".into(),
                 domains: vec!["*".into()],
                 routes: vec![allow_any_route(id)],
+            });
+        } else if let Some(id) = blackhole_cluster(rc) {
+            vhosts.push(VirtualHost {
+                name: "block_all".into(),
+                domains: vec!["*".into()],
+                routes: vec![block_all_route(id)],
             });
         }
     }

@@ -160,6 +160,9 @@ pub struct DirectResponse {
     pub status: u16,
     /// Body bytes.
     pub body: bytes::Bytes,
+    /// The cluster the reply is reported against in metrics (Istio's `BlackHoleCluster`
+    /// for its `block_all` virtual host); `None` for a VirtualService's direct response.
+    pub cluster: Option<ClusterId>,
 }
 
 /// Header operations with names validated at compile time.

@@ -67,7 +67,7 @@ pub fn instructions(addr: SocketAddr) -> Vec<String> {
         format!("for i in $(seq 20); do curl -s -H 'Host: reviews' {base}/reviews/1; done | sort | uniq -c"),
         "# fault injection: end-user tester gets 503 from ratings (flag FI in the access log)".to_string(),
         format!("curl -s -i -H 'Host: ratings' -H 'end-user: tester' {base}/ratings/1"),
-        "# no route: 404 (flag NR)".to_string(),
+        "# a host outside the registry (REGISTRY_ONLY): 502, Istio's BlackHoleCluster".to_string(),
         format!("curl -s -i -H 'Host: unknown.example' {base}/"),
     ]
 }

@@ -76,6 +76,14 @@ fn direct_response(x: &mut Exchange, route: &Route, d: &DirectResponse) -> Respo
     if let Some(r) = x.record.as_mut() {
         r.details = "direct_response";
     }
+    if let Some(cid) = d.cluster {
+        // Istio's block_all: reported against BlackHoleCluster.
+        let active = x.active.clone();
+        if let Some(l) = x.labels.as_mut() {
+            l.service = active.cluster(cid).service_labels.clone();
+        }
+        x.note_upstream(&active.snapshot.cluster(cid).name, "", &route.name);
+    }
     x.finish_local(resp, d.status, Flags::NONE)
 }
 

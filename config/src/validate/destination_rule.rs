@@ -646,7 +646,7 @@ fn client_tls(v: &mut V, p: &str, t: &ClientTlsSettings) {
     ] {
         // With ISTIO_MUTUAL the files are ignored (warned above), so they need not exist.
         if !file.is_empty() && !istio_mutual {
-            super::proxy::file_exists(v, &format!("{p}.{field}"), file);
+            super::files::check(v, &format!("{p}.{field}"), file);
         }
     }
     if !t.ca_cert_credential_name.is_empty()

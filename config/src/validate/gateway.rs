@@ -300,7 +300,7 @@ fn tls(v: &mut V, p: &str, t: &ServerTlsSettings, tls_protocol: bool) {
         ("caCertificates", &t.ca_certificates),
     ] {
         if !file.is_empty() {
-            super::proxy::file_exists(v, &format!("{p}.{field}"), file);
+            super::files::check(v, &format!("{p}.{field}"), file);
         }
     }
     for (i, c) in t.tls_certificates.iter().enumerate() {
@@ -309,7 +309,7 @@ fn tls(v: &mut V, p: &str, t: &ServerTlsSettings, tls_protocol: bool) {
             ("privateKey", &c.private_key),
         ] {
             if !file.is_empty() {
-                super::proxy::file_exists(v, &format!("{p}.tlsCertificates[{i}].{field}"), file);
+                super::files::check(v, &format!("{p}.tlsCertificates[{i}].{field}"), file);
             }
         }
     }

@@ -309,9 +309,19 @@ fn source(v: &mut V, p: &str, s: &Source, action: Action) {
             "JWT request authentication; such a source never matches",
         );
     }
+    for (name, list) in [
+        ("trustDomains", &s.trust_domains),
+        ("notTrustDomains", &s.not_trust_domains),
+    ] {
+        for (i, td) in list.iter().flatten().enumerate() {
+            if let Err(e) = names::check_trust_domain_match(td) {
+                v.err(&format!("{p}.{name}[{i}]"), e);
+            }
+        }
+    }
     if action == Action::Custom {
-        // Istio rejects exactly these source fields with CUSTOM (serviceAccounts,
-        // trustDomains and IP blocks are accepted).
+        // Istio rejects these source fields with CUSTOM: the external authorizer is not
+        // given the peer identity (IP blocks are accepted).
         for (name, list) in [
             ("namespaces", &s.namespaces),
             ("notNamespaces", &s.not_namespaces),
@@ -319,6 +329,10 @@ fn source(v: &mut V, p: &str, s: &Source, action: Action) {
             ("notPrincipals", &s.not_principals),
             ("requestPrincipals", &s.request_principals),
             ("notRequestPrincipals", &s.not_request_principals),
+            ("serviceAccounts", &s.service_accounts),
+            ("notServiceAccounts", &s.not_service_accounts),
+            ("trustDomains", &s.trust_domains),
+            ("notTrustDomains", &s.not_trust_domains),
         ] {
             if list.as_ref().is_some_and(|l| !l.is_empty()) {
                 v.err(
@@ -457,6 +471,13 @@ fn condition(v: &mut V, p: &str, c: &Condition, action: Action) {
                 }
             }
         }
+        "source.trustDomain" => {
+            for val in &all {
+                if let Err(e) = names::check_trust_domain_match(val) {
+                    v.err(p, e);
+                }
+            }
+        }
         _ => {}
     }
     if key.starts_with("request.auth.") {
@@ -469,10 +490,11 @@ fn condition(v: &mut V, p: &str, c: &Condition, action: Action) {
         v.not_enforced(&format!("{p}.key"), "Envoy filter metadata");
     }
     // Istio rejects only these condition keys with CUSTOM; other source.* keys (source.ip,
-    // source.serviceAccount, ...) are accepted.
+    // source.trustDomain, ...) are accepted.
     if action == Action::Custom
         && (key == "source.namespace"
             || key == "source.principal"
+            || key == "source.serviceAccount"
             || key.starts_with("request.auth."))
     {
         v.err(

@@ -644,8 +644,9 @@ fn client_tls(v: &mut V, p: &str, t: &ClientTlsSettings) {
         ("privateKey", &t.private_key),
         ("caCertificates", &t.ca_certificates),
     ] {
-        // With ISTIO_MUTUAL the files are ignored (warned above), so they need not exist.
-        if !file.is_empty() && !istio_mutual {
+        // Checked where they are used: only SIMPLE and MUTUAL read them (with ISTIO_MUTUAL
+        // they are ignored, warned above; with DISABLE there is no TLS).
+        if !file.is_empty() && simple_or_mutual {
             super::files::check(v, &format!("{p}.{field}"), file);
         }
     }

@@ -98,6 +98,26 @@ pub fn check_sni_domain(domain: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Istio `ValidateTrustDomain` (mesh `trustDomain`): dot-separated DNS-1123 labels, the
+/// last of which may be empty (`cluster.local.`). Unlike a host name it has no length limit
+/// and its last label may be all digits.
+pub fn check_trust_domain(domain: &str) -> Result<(), String> {
+    if domain.is_empty() {
+        return Err("empty domain name not allowed".into());
+    }
+    let labels: Vec<&str> = domain.split('.').collect();
+    let last = labels.len() - 1;
+    for (i, label) in labels.into_iter().enumerate() {
+        if i == last && i > 0 && label.is_empty() {
+            break;
+        }
+        if !is_dns1123_label(label) {
+            return Err(format!("trust domain name {domain:?} invalid"));
+        }
+    }
+    Ok(())
+}
+
 /// Istio `ValidateFQDN`: DNS labels, no wildcard, top-level label not all digits.
 pub fn check_fqdn(domain: &str) -> Result<(), String> {
     let d = domain.strip_suffix('.').unwrap_or(domain);
@@ -415,6 +435,18 @@ mod tests {
         }
         // Anywhere else a `_` is still no DNS label.
         assert!(check_wildcard_domain("outbound_.80_._.e2e.foobar.mesh").is_err());
+    }
+
+    #[test]
+    fn mesh_trust_domains() {
+        for ok in ["cluster.local", "cluster.local.", "td", "corp.123"] {
+            assert_eq!(check_trust_domain(ok), Ok(()), "{ok}");
+        }
+        for bad in ["", ".local", "a..b", "*.local", "under_score.local", "a/b"] {
+            assert!(check_trust_domain(bad).is_err(), "{bad}");
+        }
+        // A host name may not end in an all-digit label; a trust domain may.
+        assert!(check_fqdn("corp.123").is_err());
     }
 
     #[test]

@@ -111,7 +111,7 @@ pub(crate) fn validate(v: &mut V, px: &Proxy) {
         }
     }
     if let Some(td) = &px.trust_domain {
-        if let Err(e) = names::check_fqdn(td) {
+        if let Err(e) = names::check_trust_domain(td) {
             v.err("spec.trustDomain", e);
         }
     }

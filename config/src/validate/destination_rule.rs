@@ -403,11 +403,12 @@ fn load_balancer(v: &mut V, p: &str, lb: &LoadBalancerSettings, has_outlier: boo
                 );
             }
         }
+        // Istio (`validateLoadBalancer`): at least 1, where 1 is a linear ramp.
         if let Some(a) = w.aggression {
-            if a.is_nan() || a <= 0.0 {
+            if a.is_nan() || a < 1.0 {
                 v.err(
                     &format!("{wp}.aggression"),
-                    format!("aggression {a} must be greater than 0"),
+                    format!("aggression {a} should be greater than or equal to 1"),
                 );
             }
         }

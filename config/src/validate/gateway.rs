@@ -164,20 +164,23 @@ fn server(v: &mut V, p: &str, s: &Server) {
                 );
             }
         }
-        Some(t) => {
-            let tp = format!("{p}.tls");
-            if !tls_protocol && GATEWAY_PROTOCOLS.contains(&protocol.as_str()) {
-                plain_text_tls(v, &tp, t, &protocol);
-            }
-            if t.https_redirect && !is_http(&protocol) {
-                v.warn(
-                    &format!("{tp}.httpsRedirect"),
-                    "tls.httpsRedirect should only be used with http servers",
-                );
-            }
-            tls(v, &tp, t);
-        }
+        Some(t) => server_tls(v, &format!("{p}.tls"), t, &protocol),
     }
+}
+
+/// A server's `tls` block, given its port's (upper-cased) protocol.
+fn server_tls(v: &mut V, p: &str, t: &ServerTlsSettings, protocol: &str) {
+    let tls_protocol = protocol == "HTTPS" || protocol == "TLS";
+    if !tls_protocol && GATEWAY_PROTOCOLS.contains(&protocol) {
+        plain_text_tls(v, p, t, protocol);
+    }
+    if t.https_redirect && !is_http(protocol) {
+        v.warn(
+            &format!("{p}.httpsRedirect"),
+            "tls.httpsRedirect should only be used with http servers",
+        );
+    }
+    tls(v, p, t);
 }
 
 /// Istio `protocol.IsHTTP` for the protocols a Gateway server may name.
@@ -258,6 +261,27 @@ fn tls(v: &mut V, p: &str, t: &ServerTlsSettings) {
     ) {
         unused_certificates(v, p, t, mode);
     }
+    let terminates = termination(v, p, t, mode, has_creds);
+    if mode == ServerTlsMode::IstioMutual && (files || has_creds || !t.tls_certificates.is_empty())
+    {
+        v.err(p, "ISTIO_MUTUAL uses the mesh identity: certificate files and credentials must not be set");
+    }
+    versions(v, p, t, mode);
+    if terminates {
+        tls_files(v, p, t);
+    }
+    not_enforced(v, p, t, mode);
+}
+
+/// What a server that terminates TLS needs: its certificates (from one source) and, for
+/// the MUTUAL modes, a client CA. True when `mode` terminates TLS.
+fn termination(
+    v: &mut V,
+    p: &str,
+    t: &ServerTlsSettings,
+    mode: ServerTlsMode,
+    has_creds: bool,
+) -> bool {
     if t.credential_names.len() > 2 {
         v.err(
             &format!("{p}.credentialNames"),
@@ -314,10 +338,11 @@ fn tls(v: &mut V, p: &str, t: &ServerTlsSettings) {
             "CRL is not supported with SIMPLE TLS",
         );
     }
-    if mode == ServerTlsMode::IstioMutual && (files || has_creds || !t.tls_certificates.is_empty())
-    {
-        v.err(p, "ISTIO_MUTUAL uses the mesh identity: certificate files and credentials must not be set");
-    }
+    terminates
+}
+
+/// The client SANs (MUTUAL only) and the TLS version range.
+fn versions(v: &mut V, p: &str, t: &ServerTlsSettings, mode: ServerTlsMode) {
     if !t.subject_alt_names.is_empty()
         && !matches!(mode, ServerTlsMode::Mutual | ServerTlsMode::OptionalMutual)
     {
@@ -345,9 +370,10 @@ fn tls(v: &mut V, p: &str, t: &ServerTlsSettings) {
             );
         }
     }
-    if terminates {
-        tls_files(v, p, t);
-    }
+}
+
+/// Fields parsed and validated but not (or not fully) enforced.
+fn not_enforced(v: &mut V, p: &str, t: &ServerTlsSettings, mode: ServerTlsMode) {
     if mode == ServerTlsMode::AutoPassthrough {
         v.not_enforced(
             &format!("{p}.mode"),

@@ -46,27 +46,7 @@ pub(crate) fn validate(v: &mut V, vs: &VirtualService) {
             );
         }
     }
-    // Istio: a VirtualService bound to gateways only, with `tls` routes matching SNI hosts,
-    // may name Istio's generated SNI names as hosts (AUTO_PASSTHROUGH gateways route on them).
-    let gateway_sni = !applies_to_mesh && has_sni_hosts(vs);
-    for (i, h) in vs.hosts.iter().enumerate() {
-        let p = format!("spec.hosts[{i}]");
-        if h == "*" && applies_to_mesh {
-            v.err(
-                &p,
-                "wildcard host * is not allowed for VirtualServices bound to the mesh gateway",
-            );
-        } else if h.parse::<std::net::IpAddr>().is_err() {
-            let checked = if gateway_sni {
-                names::check_sni_domain(h)
-            } else {
-                names::check_wildcard_domain(h)
-            };
-            if let Err(e) = checked {
-                v.err(&p, e);
-            }
-        }
-    }
+    hosts(v, vs, applies_to_mesh);
     for i in 0..vs.hosts.len() {
         for j in i + 1..vs.hosts.len() {
             let (a, b) = (
@@ -844,6 +824,31 @@ fn cors(v: &mut V, p: &str, c: &CorsPolicy) {
                 &format!("{p}.maxAge"),
                 format!("maxAge {age} must be a whole number of seconds"),
             );
+        }
+    }
+}
+
+/// `spec.hosts`: wildcard domains or IPs; `*` not on the mesh.
+fn hosts(v: &mut V, vs: &VirtualService, applies_to_mesh: bool) {
+    // Istio: a VirtualService bound to gateways only, with `tls` routes matching SNI hosts,
+    // may name Istio's generated SNI names as hosts (AUTO_PASSTHROUGH gateways route on them).
+    let gateway_sni = !applies_to_mesh && has_sni_hosts(vs);
+    for (i, h) in vs.hosts.iter().enumerate() {
+        let p = format!("spec.hosts[{i}]");
+        if h == "*" && applies_to_mesh {
+            v.err(
+                &p,
+                "wildcard host * is not allowed for VirtualServices bound to the mesh gateway",
+            );
+        } else if h.parse::<std::net::IpAddr>().is_err() {
+            let checked = if gateway_sni {
+                names::check_sni_domain(h)
+            } else {
+                names::check_wildcard_domain(h)
+            };
+            if let Err(e) = checked {
+                v.err(&p, e);
+            }
         }
     }
 }

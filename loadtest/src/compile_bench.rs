@@ -102,7 +102,7 @@ pub fn run(services: usize, routes: usize, rounds: usize) -> Result<(), String> 
                 loaded.diagnostics
             ));
         }
-        let diags = validate::validate(&loaded.resources);
+        let diags = validate::validate(&loaded.resources, validate::MissingFiles::Refuse);
         let t2 = Instant::now();
         if diags.has_errors() {
             return Err(format!("generated config does not validate:\n{diags}"));

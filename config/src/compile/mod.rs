@@ -25,6 +25,7 @@ use crate::host;
 use crate::model::destination_rule::{Subset, TrafficPolicy};
 use crate::model::proxy::{Direction, ListenerProtocol, OutboundMode};
 use crate::model::{Resource, Spec};
+use crate::validate::MissingFiles;
 use cluster::{
     fingerprint, ClientTls, Cluster, ClusterKey, ConnectionPool, LoadBalancer, OutlierPolicy,
 };
@@ -45,20 +46,24 @@ use std::time::SystemTime;
 
 pub use snapshot::{ClusterId, Snapshot};
 
-/// Loads, validates and compiles the configuration at `paths`. Errors refuse the whole
-/// config; warnings travel in [`Snapshot::warnings`].
+/// Loads, validates and compiles the configuration at `paths` to be served (`run`, a
+/// reload): a certificate, key or CA file that cannot be read is an error. Errors refuse
+/// the whole config; warnings travel in [`Snapshot::warnings`].
 pub fn load<P: AsRef<Path>>(paths: &[P]) -> Result<Snapshot, Diagnostics> {
     let loaded = crate::loader::load_paths(paths);
-    finish(&loaded.resources, loaded.diagnostics)
+    finish(&loaded.resources, loaded.diagnostics, MissingFiles::Refuse)
 }
 
 /// Like [`load`], also returning the typed documents (which the snapshot does not keep:
-/// `meshproxy validate` summarizes them).
+/// `meshproxy validate` summarizes them); `missing_files` says how files named in the
+/// documents that cannot be read are reported (`validate` warns: it often runs away from
+/// the pod that mounts them).
 pub fn load_documents<P: AsRef<Path>>(
     paths: &[P],
+    missing_files: MissingFiles,
 ) -> (Result<Snapshot, Diagnostics>, Vec<Resource>) {
     let loaded = crate::loader::load_paths(paths);
-    let snap = finish(&loaded.resources, loaded.diagnostics);
+    let snap = finish(&loaded.resources, loaded.diagnostics, missing_files);
     (snap, loaded.resources)
 }
 
@@ -66,11 +71,15 @@ pub fn load_documents<P: AsRef<Path>>(
 pub fn load_str(name: &str, text: &str) -> Result<Snapshot, Diagnostics> {
     let mut loaded = crate::loader::Loaded::default();
     crate::loader::load_str(Path::new(name), text, &mut loaded);
-    finish(&loaded.resources, loaded.diagnostics)
+    finish(&loaded.resources, loaded.diagnostics, MissingFiles::Refuse)
 }
 
-fn finish(resources: &[Resource], mut diags: Diagnostics) -> Result<Snapshot, Diagnostics> {
-    diags.extend(crate::validate::validate(resources));
+fn finish(
+    resources: &[Resource],
+    mut diags: Diagnostics,
+    missing_files: MissingFiles,
+) -> Result<Snapshot, Diagnostics> {
+    diags.extend(crate::validate::validate(resources, missing_files));
     // Report in file order, so a user reads problems top to bottom.
     diags.0.sort_by(|a, b| {
         let key =

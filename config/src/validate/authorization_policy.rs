@@ -273,6 +273,22 @@ fn source(v: &mut V, p: &str, s: &Source, action: Action) {
             "Cannot set serviceAccounts with namespaces or principals",
         );
     }
+    service_accounts(v, p, s);
+    if s.request_principals.is_some() || s.not_request_principals.is_some() {
+        v.not_enforced(
+            &format!("{p}.requestPrincipals"),
+            "JWT request authentication; such a source never matches",
+        );
+    }
+    trust_domains(v, p, s);
+    if action == Action::Custom {
+        custom_source(v, p, s);
+    }
+}
+
+/// `serviceAccounts` / `notServiceAccounts`: at most 16, `<namespace>/<name>` or `<name>`,
+/// no wildcards.
+fn service_accounts(v: &mut V, p: &str, s: &Source) {
     for (name, list) in [
         ("serviceAccounts", &s.service_accounts),
         ("notServiceAccounts", &s.not_service_accounts),
@@ -303,29 +319,42 @@ fn source(v: &mut V, p: &str, s: &Source, action: Action) {
             }
         }
     }
-    if s.request_principals.is_some() || s.not_request_principals.is_some() {
-        v.not_enforced(
-            &format!("{p}.requestPrincipals"),
-            "JWT request authentication; such a source never matches",
-        );
-    }
-    if action == Action::Custom {
-        // Istio rejects exactly these source fields with CUSTOM (serviceAccounts,
-        // trustDomains and IP blocks are accepted).
-        for (name, list) in [
-            ("namespaces", &s.namespaces),
-            ("notNamespaces", &s.not_namespaces),
-            ("principals", &s.principals),
-            ("notPrincipals", &s.not_principals),
-            ("requestPrincipals", &s.request_principals),
-            ("notRequestPrincipals", &s.not_request_principals),
-        ] {
-            if list.as_ref().is_some_and(|l| !l.is_empty()) {
-                v.err(
-                    &format!("{p}.{name}"),
-                    format!("{name} is currently not supported with CUSTOM action"),
-                );
+}
+
+/// `trustDomains` / `notTrustDomains` values: exact, prefix, suffix or presence matches.
+fn trust_domains(v: &mut V, p: &str, s: &Source) {
+    for (name, list) in [
+        ("trustDomains", &s.trust_domains),
+        ("notTrustDomains", &s.not_trust_domains),
+    ] {
+        for (i, td) in list.iter().flatten().enumerate() {
+            if let Err(e) = names::check_trust_domain_match(td) {
+                v.err(&format!("{p}.{name}[{i}]"), e);
             }
+        }
+    }
+}
+
+/// Istio (`ValidateAuthorizationPolicy`) refuses these source fields with the CUSTOM
+/// action; IP blocks are accepted.
+fn custom_source(v: &mut V, p: &str, s: &Source) {
+    for (name, list) in [
+        ("namespaces", &s.namespaces),
+        ("notNamespaces", &s.not_namespaces),
+        ("principals", &s.principals),
+        ("notPrincipals", &s.not_principals),
+        ("requestPrincipals", &s.request_principals),
+        ("notRequestPrincipals", &s.not_request_principals),
+        ("serviceAccounts", &s.service_accounts),
+        ("notServiceAccounts", &s.not_service_accounts),
+        ("trustDomains", &s.trust_domains),
+        ("notTrustDomains", &s.not_trust_domains),
+    ] {
+        if list.as_ref().is_some_and(|l| !l.is_empty()) {
+            v.err(
+                &format!("{p}.{name}"),
+                format!("{name} is currently not supported with CUSTOM action"),
+            );
         }
     }
 }
@@ -442,23 +471,7 @@ fn condition(v: &mut V, p: &str, c: &Condition, action: Action) {
         .flatten()
         .chain(c.not_values.iter().flatten())
         .collect();
-    match key {
-        "source.ip" | "remote.ip" | "destination.ip" => {
-            for val in &all {
-                if let Err(e) = names::check_ip_or_cidr(val) {
-                    v.err(p, e);
-                }
-            }
-        }
-        "destination.port" => {
-            for val in &all {
-                if val.parse::<u16>().is_err() {
-                    v.err(p, format!("invalid port {val:?}"));
-                }
-            }
-        }
-        _ => {}
-    }
+    condition_values(v, p, key, &all);
     if key.starts_with("request.auth.") {
         v.not_enforced(
             &format!("{p}.key"),
@@ -469,16 +482,45 @@ fn condition(v: &mut V, p: &str, c: &Condition, action: Action) {
         v.not_enforced(&format!("{p}.key"), "Envoy filter metadata");
     }
     // Istio rejects only these condition keys with CUSTOM; other source.* keys (source.ip,
-    // source.serviceAccount, ...) are accepted.
+    // source.trustDomain, ...) are accepted.
     if action == Action::Custom
         && (key == "source.namespace"
             || key == "source.principal"
+            || key == "source.serviceAccount"
             || key.starts_with("request.auth."))
     {
         v.err(
             &format!("{p}.key"),
             format!("{key} is currently not supported with CUSTOM action"),
         );
+    }
+}
+
+/// The values of a condition whose key fixes their syntax (Istio `ValidateAttribute`).
+fn condition_values(v: &mut V, p: &str, key: &str, all: &[&String]) {
+    match key {
+        "source.ip" | "remote.ip" | "destination.ip" => {
+            for val in all {
+                if let Err(e) = names::check_ip_or_cidr(val) {
+                    v.err(p, e);
+                }
+            }
+        }
+        "destination.port" => {
+            for val in all {
+                if val.parse::<u16>().is_err() {
+                    v.err(p, format!("invalid port {val:?}"));
+                }
+            }
+        }
+        "source.trustDomain" => {
+            for val in all {
+                if let Err(e) = names::check_trust_domain_match(val) {
+                    v.err(p, e);
+                }
+            }
+        }
+        _ => {}
     }
 }
 

@@ -403,11 +403,12 @@ fn load_balancer(v: &mut V, p: &str, lb: &LoadBalancerSettings, has_outlier: boo
                 );
             }
         }
+        // Istio (`validateLoadBalancer`): at least 1, where 1 is a linear ramp.
         if let Some(a) = w.aggression {
-            if a.is_nan() || a <= 0.0 {
+            if a.is_nan() || a < 1.0 {
                 v.err(
                     &format!("{wp}.aggression"),
-                    format!("aggression {a} must be greater than 0"),
+                    format!("aggression {a} should be greater than or equal to 1"),
                 );
             }
         }
@@ -644,9 +645,10 @@ fn client_tls(v: &mut V, p: &str, t: &ClientTlsSettings) {
         ("privateKey", &t.private_key),
         ("caCertificates", &t.ca_certificates),
     ] {
-        // With ISTIO_MUTUAL the files are ignored (warned above), so they need not exist.
-        if !file.is_empty() && !istio_mutual {
-            super::proxy::file_exists(v, &format!("{p}.{field}"), file);
+        // Checked where they are used: only SIMPLE and MUTUAL read them (with ISTIO_MUTUAL
+        // they are ignored, warned above; with DISABLE there is no TLS).
+        if !file.is_empty() && simple_or_mutual {
+            super::files::check(v, &format!("{p}.{field}"), file);
         }
     }
     if !t.ca_cert_credential_name.is_empty()

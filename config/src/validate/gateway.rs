@@ -164,41 +164,124 @@ fn server(v: &mut V, p: &str, s: &Server) {
                 );
             }
         }
-        Some(t) => tls(v, &format!("{p}.tls"), t, tls_protocol),
+        Some(t) => server_tls(v, &format!("{p}.tls"), t, &protocol),
     }
 }
 
-fn tls(v: &mut V, p: &str, t: &ServerTlsSettings, tls_protocol: bool) {
-    let mode = t.mode.unwrap_or(ServerTlsMode::Passthrough);
-    let only_redirect = t.https_redirect && t.mode.is_none();
-    if !tls_protocol && !only_redirect && t.mode.is_some() {
-        v.err(
-            p,
-            "server cannot have TLS settings for plain text ports (only httpsRedirect)",
+/// A server's `tls` block, given its port's (upper-cased) protocol.
+fn server_tls(v: &mut V, p: &str, t: &ServerTlsSettings, protocol: &str) {
+    let tls_protocol = protocol == "HTTPS" || protocol == "TLS";
+    if !tls_protocol && GATEWAY_PROTOCOLS.contains(&protocol) {
+        plain_text_tls(v, p, t, protocol);
+    }
+    if t.https_redirect && !is_http(protocol) {
+        v.warn(
+            &format!("{p}.httpsRedirect"),
+            "tls.httpsRedirect should only be used with http servers",
         );
     }
+    tls(v, p, t);
+}
+
+/// Istio `protocol.IsHTTP` for the protocols a Gateway server may name.
+fn is_http(protocol: &str) -> bool {
+    matches!(protocol, "HTTP" | "HTTP2" | "GRPC" | "GRPC-WEB")
+}
+
+/// Istio `validateServer`: a server whose port is neither HTTPS nor TLS may carry a `tls`
+/// block only on an HTTP port, in a passthrough mode (the default) and without certificate
+/// files: that is what `httpsRedirect` needs.
+fn plain_text_tls(v: &mut V, p: &str, t: &ServerTlsSettings, protocol: &str) {
+    let passthrough = matches!(
+        t.mode.unwrap_or(ServerTlsMode::Passthrough),
+        ServerTlsMode::Passthrough | ServerTlsMode::AutoPassthrough
+    );
+    let files = !t.server_certificate.is_empty()
+        || !t.private_key.is_empty()
+        || !t.ca_certificates.is_empty();
+    if !is_http(protocol) {
+        v.err(p, "server cannot have TLS settings for non HTTPS/TLS ports");
+    } else if !passthrough || files {
+        v.err(
+            p,
+            "server cannot have TLS settings for plain text HTTP ports (only httpsRedirect)",
+        );
+    }
+}
+
+/// Istio `validateTLSOptions`: one source of server certificates at most. A file pair
+/// counts only when both halves are set; a lone file or `caCertificates` is no source.
+fn certificate_sources(v: &mut V, p: &str, t: &ServerTlsSettings) {
+    let sources = [
+        !t.server_certificate.is_empty() && !t.private_key.is_empty(),
+        !t.credential_name.is_empty(),
+        !t.credential_names.is_empty(),
+        !t.tls_certificates.is_empty(),
+    ];
+    if sources.iter().filter(|s| **s).count() > 1 {
+        v.err(
+            p,
+            "only one of credentialName, credentialNames, serverCertificate/privateKey or tlsCertificates can be set",
+        );
+    }
+}
+
+/// Istio warns, for backwards compatibility, when a mode that does not terminate TLS names
+/// certificates: they are ignored (and so not checked on disk either).
+fn unused_certificates(v: &mut V, p: &str, t: &ServerTlsSettings, mode: ServerTlsMode) {
+    let named = !t.ca_crl.is_empty()
+        || !t.server_certificate.is_empty()
+        || !t.private_key.is_empty()
+        || !t.ca_certificates.is_empty()
+        || !t.tls_certificates.is_empty()
+        || !t.credential_name.is_empty()
+        || !t.credential_names.is_empty();
+    if named {
+        let name = match mode {
+            ServerTlsMode::AutoPassthrough => "AUTO_PASSTHROUGH",
+            _ => "PASSTHROUGH",
+        };
+        v.warn(
+            p,
+            format!("{name} mode does not use certificates, they will be ignored"),
+        );
+    }
+}
+
+fn tls(v: &mut V, p: &str, t: &ServerTlsSettings) {
+    let mode = t.mode.unwrap_or(ServerTlsMode::Passthrough);
     let files = !t.server_certificate.is_empty()
         || !t.private_key.is_empty()
         || !t.ca_certificates.is_empty();
     let has_creds = !t.credential_name.is_empty() || !t.credential_names.is_empty();
-    if has_creds && (files || !t.tls_certificates.is_empty()) {
-        v.err(
-            p,
-            "cannot specify certificate files or tlsCertificates if credentialName(s) is set",
-        );
+    certificate_sources(v, p, t);
+    if matches!(
+        mode,
+        ServerTlsMode::Passthrough | ServerTlsMode::AutoPassthrough
+    ) {
+        unused_certificates(v, p, t, mode);
     }
-    if !t.credential_name.is_empty() && !t.credential_names.is_empty() {
-        v.err(
-            p,
-            "only one of credentialName or credentialNames can be set",
-        );
+    let terminates = termination(v, p, t, mode, has_creds);
+    if mode == ServerTlsMode::IstioMutual && (files || has_creds || !t.tls_certificates.is_empty())
+    {
+        v.err(p, "ISTIO_MUTUAL uses the mesh identity: certificate files and credentials must not be set");
     }
-    if !t.credential_names.is_empty() && !t.tls_certificates.is_empty() {
-        v.err(
-            p,
-            "only one of credentialNames or tlsCertificates can be set",
-        );
+    versions(v, p, t, mode);
+    if terminates {
+        tls_files(v, p, t);
     }
+    not_enforced(v, p, t, mode);
+}
+
+/// What a server that terminates TLS needs: its certificates (from one source) and, for
+/// the MUTUAL modes, a client CA. True when `mode` terminates TLS.
+fn termination(
+    v: &mut V,
+    p: &str,
+    t: &ServerTlsSettings,
+    mode: ServerTlsMode,
+    has_creds: bool,
+) -> bool {
     if t.credential_names.len() > 2 {
         v.err(
             &format!("{p}.credentialNames"),
@@ -209,14 +292,6 @@ fn tls(v: &mut V, p: &str, t: &ServerTlsSettings, tls_protocol: bool) {
         v.err(
             &format!("{p}.tlsCertificates"),
             "at most 2 tlsCertificates are allowed",
-        );
-    }
-    if !t.tls_certificates.is_empty()
-        && (!t.server_certificate.is_empty() || !t.private_key.is_empty())
-    {
-        v.err(
-            p,
-            "only one of serverCertificate/privateKey or tlsCertificates can be set",
         );
     }
     for (i, c) in t.tls_certificates.iter().enumerate() {
@@ -263,10 +338,11 @@ fn tls(v: &mut V, p: &str, t: &ServerTlsSettings, tls_protocol: bool) {
             "CRL is not supported with SIMPLE TLS",
         );
     }
-    if mode == ServerTlsMode::IstioMutual && (files || has_creds || !t.tls_certificates.is_empty())
-    {
-        v.err(p, "ISTIO_MUTUAL uses the mesh identity: certificate files and credentials must not be set");
-    }
+    terminates
+}
+
+/// The client SANs (MUTUAL only) and the TLS version range.
+fn versions(v: &mut V, p: &str, t: &ServerTlsSettings, mode: ServerTlsMode) {
     if !t.subject_alt_names.is_empty()
         && !matches!(mode, ServerTlsMode::Mutual | ServerTlsMode::OptionalMutual)
     {
@@ -294,25 +370,10 @@ fn tls(v: &mut V, p: &str, t: &ServerTlsSettings, tls_protocol: bool) {
             );
         }
     }
-    for (field, file) in [
-        ("serverCertificate", &t.server_certificate),
-        ("privateKey", &t.private_key),
-        ("caCertificates", &t.ca_certificates),
-    ] {
-        if !file.is_empty() {
-            super::proxy::file_exists(v, &format!("{p}.{field}"), file);
-        }
-    }
-    for (i, c) in t.tls_certificates.iter().enumerate() {
-        for (field, file) in [
-            ("serverCertificate", &c.server_certificate),
-            ("privateKey", &c.private_key),
-        ] {
-            if !file.is_empty() {
-                super::proxy::file_exists(v, &format!("{p}.tlsCertificates[{i}].{field}"), file);
-            }
-        }
-    }
+}
+
+/// Fields parsed and validated but not (or not fully) enforced.
+fn not_enforced(v: &mut V, p: &str, t: &ServerTlsSettings, mode: ServerTlsMode) {
     if mode == ServerTlsMode::AutoPassthrough {
         v.not_enforced(
             &format!("{p}.mode"),
@@ -376,6 +437,30 @@ fn tls(v: &mut V, p: &str, t: &ServerTlsSettings, tls_protocol: bool) {
                 "meshproxy uses rustls' default, safe TLS parameters"
             };
             v.not_enforced(&format!("{p}.{field}"), why);
+        }
+    }
+}
+
+/// The certificate files of a server that terminates TLS, checked where they are used
+/// (passthrough and ISTIO_MUTUAL servers ignore them).
+fn tls_files(v: &mut V, p: &str, t: &ServerTlsSettings) {
+    for (field, file) in [
+        ("serverCertificate", &t.server_certificate),
+        ("privateKey", &t.private_key),
+        ("caCertificates", &t.ca_certificates),
+    ] {
+        if !file.is_empty() {
+            super::files::check(v, &format!("{p}.{field}"), file);
+        }
+    }
+    for (i, c) in t.tls_certificates.iter().enumerate() {
+        for (field, file) in [
+            ("serverCertificate", &c.server_certificate),
+            ("privateKey", &c.private_key),
+        ] {
+            if !file.is_empty() {
+                super::files::check(v, &format!("{p}.tlsCertificates[{i}].{field}"), file);
+            }
         }
     }
 }

@@ -4,11 +4,13 @@
 
 mod authorization_policy;
 mod destination_rule;
+mod files;
 mod gateway;
 pub mod names;
 mod peer_authentication;
 mod proxy;
 mod references;
+pub use files::MissingFiles;
 pub use references::DEFAULT_ROOT_NAMESPACE;
 pub use virtual_service::decode_base64;
 mod service_entry;
@@ -20,11 +22,16 @@ use crate::model::common::{Percent, StringMatch};
 use crate::model::{Resource, Spec};
 use std::collections::BTreeMap;
 
-/// Validates every resource and the references between them.
-pub fn validate(resources: &[Resource]) -> Diagnostics {
+/// Validates every resource and the references between them. `missing_files` says how a
+/// certificate, key or CA file that cannot be read is reported (see [`MissingFiles`]).
+pub fn validate(resources: &[Resource], missing_files: MissingFiles) -> Diagnostics {
     let mut out = Diagnostics::default();
     for res in resources {
-        let mut v = V { res, out: &mut out };
+        let mut v = V {
+            res,
+            out: &mut out,
+            missing_files,
+        };
         v.metadata();
         match &res.spec {
             Spec::VirtualService(s) => virtual_service::validate(&mut v, s),
@@ -44,6 +51,8 @@ pub fn validate(resources: &[Resource]) -> Diagnostics {
 pub(crate) struct V<'a> {
     pub res: &'a Resource,
     pub out: &'a mut Diagnostics,
+    /// How files named in the document that cannot be read are reported.
+    pub missing_files: MissingFiles,
 }
 
 impl V<'_> {

@@ -63,6 +63,61 @@ pub fn check_wildcard_domain(domain: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Istio's check for SNI names on gateways (`ValidateWildcardDomainForVirtualServiceBoundToGateway`
+/// with `sni` set): a wildcard domain, or the name Istio itself generates for a cluster and
+/// that AUTO_PASSTHROUGH gateways route on, `outbound_.<port>_.<subset>_.<host>` (e.g.
+/// `outbound_.15010_._.istiod.istio-system.svc.cluster.local`). Its labels hold `_`, which
+/// no DNS label may. Istio checks the generated form loosely, and so do we: four
+/// `_`-separated parts, a digit in the port part and a letter in the host part.
+pub fn check_sni_domain(domain: &str) -> Result<(), String> {
+    const FORM: &str = "outbound_.<port>_.<subset>_.<hostname>";
+    if !domain.starts_with("outbound_") {
+        return check_wildcard_domain(domain);
+    }
+    if domain.len() > 255 {
+        return Err(format!("domain name {domain:?} too long (max 255)"));
+    }
+    let parts: Vec<&str> = domain.split('_').collect();
+    if parts.len() < 4 {
+        return Err(format!(
+            "domain name {domain:?} invalid, should follow the {FORM} form"
+        ));
+    }
+    let port = parts[1].trim_matches('.');
+    let host = parts[3].trim_matches('.');
+    if !port.bytes().any(|b| b.is_ascii_digit()) {
+        return Err(format!(
+            "domain name {domain:?} invalid (label {port:?} invalid), should follow the {FORM} form"
+        ));
+    }
+    if !host.bytes().any(|b| b.is_ascii_alphabetic()) {
+        return Err(format!(
+            "domain name {domain:?} invalid (label {host:?} invalid), should follow the {FORM} form"
+        ));
+    }
+    Ok(())
+}
+
+/// Istio `ValidateTrustDomain` (mesh `trustDomain`): dot-separated DNS-1123 labels, the
+/// last of which may be empty (`cluster.local.`). Unlike a host name it has no length limit
+/// and its last label may be all digits.
+pub fn check_trust_domain(domain: &str) -> Result<(), String> {
+    if domain.is_empty() {
+        return Err("empty domain name not allowed".into());
+    }
+    let labels: Vec<&str> = domain.split('.').collect();
+    let last = labels.len() - 1;
+    for (i, label) in labels.into_iter().enumerate() {
+        if i == last && i > 0 && label.is_empty() {
+            break;
+        }
+        if !is_dns1123_label(label) {
+            return Err(format!("trust domain name {domain:?} invalid"));
+        }
+    }
+    Ok(())
+}
+
 /// Istio `ValidateFQDN`: DNS labels, no wildcard, top-level label not all digits.
 pub fn check_fqdn(domain: &str) -> Result<(), String> {
     let d = domain.strip_suffix('.').unwrap_or(domain);
@@ -95,6 +150,23 @@ fn check_dns1123_labels(whole: &str, labels: &str) -> Result<(), String> {
                 "domain name {whole:?} invalid (label {label:?} invalid)"
             ));
         }
+    }
+    Ok(())
+}
+
+/// A trust domain in an AuthorizationPolicy (`source.trustDomains`, `notTrustDomains`, the
+/// `source.trustDomain` condition). Istio's API allows exact, prefix (`td*`), suffix (`*td`)
+/// and presence (`*`) matches here, as for every string in a policy; a `*` anywhere else
+/// (`clu*ster.local`, `*.local*`) is none of them and Istio refuses it.
+pub fn check_trust_domain_match(td: &str) -> Result<(), String> {
+    let inner = td
+        .strip_prefix('*')
+        .or_else(|| td.strip_suffix('*'))
+        .unwrap_or(td);
+    if inner.contains('*') {
+        return Err(format!(
+            "invalid trust domain {td:?}: a wildcard is only allowed as the whole value or at its start or end"
+        ));
     }
     Ok(())
 }
@@ -338,6 +410,53 @@ mod tests {
         assert!(check_fqdn("foo.com.").is_ok());
         assert!(check_wildcard_domain("istio.io.").is_ok());
         assert!(check_wildcard_domain("istio..io").is_err());
+    }
+
+    #[test]
+    fn istio_generated_sni_names() {
+        for ok in [
+            "outbound_.15010_._.istiod.istio-system.svc.cluster.local",
+            "outbound_.80_.v1_.reviews.default.svc.cluster.local",
+            "outbound_.80_._.e2e.foobar.mesh",
+            "outbound.com",
+            "*.example.com",
+        ] {
+            assert_eq!(check_sni_domain(ok), Ok(()), "{ok}");
+        }
+        for bad in [
+            "outbound_.80_.e2e.foobar.mesh",
+            "outbound_.http_._.e2e.foobar.mesh",
+            "outbound_.80_._.1.2.3",
+            "neverbound_.80_._.e2e.foobar.mesh",
+            "foo.*.com",
+            "",
+        ] {
+            assert!(check_sni_domain(bad).is_err(), "{bad}");
+        }
+        // Anywhere else a `_` is still no DNS label.
+        assert!(check_wildcard_domain("outbound_.80_._.e2e.foobar.mesh").is_err());
+    }
+
+    #[test]
+    fn mesh_trust_domains() {
+        for ok in ["cluster.local", "cluster.local.", "td", "corp.123"] {
+            assert_eq!(check_trust_domain(ok), Ok(()), "{ok}");
+        }
+        for bad in ["", ".local", "a..b", "*.local", "under_score.local", "a/b"] {
+            assert!(check_trust_domain(bad).is_err(), "{bad}");
+        }
+        // A host name may not end in an all-digit label; a trust domain may.
+        assert!(check_fqdn("corp.123").is_err());
+    }
+
+    #[test]
+    fn trust_domain_wildcards() {
+        for ok in ["cluster.local", "*", "*.local", "cluster.*", "td-1"] {
+            assert_eq!(check_trust_domain_match(ok), Ok(()), "{ok}");
+        }
+        for bad in ["clu*ster.local", "*.local*", "**", "a**"] {
+            assert!(check_trust_domain_match(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

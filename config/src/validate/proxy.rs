@@ -3,7 +3,6 @@
 use super::names;
 use super::V;
 use crate::model::proxy::*;
-use crate::paths::resolve_path;
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 
@@ -102,7 +101,7 @@ pub(crate) fn validate(v: &mut V, px: &Proxy) {
             if val.is_empty() {
                 v.err(&p, format!("identity.{field} is required"));
             } else {
-                file_exists(v, &p, val);
+                super::files::check(v, &p, val);
             }
         }
     }
@@ -112,7 +111,7 @@ pub(crate) fn validate(v: &mut V, px: &Proxy) {
         }
     }
     if let Some(td) = &px.trust_domain {
-        if let Err(e) = names::check_fqdn(td) {
+        if let Err(e) = names::check_trust_domain(td) {
             v.err("spec.trustDomain", e);
         }
     }
@@ -205,13 +204,5 @@ fn limits(v: &mut V, l: &Limits) {
         } else if t > max {
             v.err(&p, format!("{field} must be at most {max}, got {t}"));
         }
-    }
-}
-
-/// Errors when a referenced file cannot be read (as `run` would fail on it).
-pub(crate) fn file_exists(v: &mut V, p: &str, file: &str) {
-    let path = resolve_path(&v.res.origin.file, file);
-    if let Err(e) = std::fs::metadata(&path) {
-        v.err(p, format!("cannot read {}: {e}", path.display()));
     }
 }

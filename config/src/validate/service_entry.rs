@@ -115,6 +115,13 @@ pub(crate) fn validate(v: &mut V, se: &ServiceEntry) {
             if !se.endpoints.is_empty() {
                 v.err("spec.endpoints", "NONE mode cannot set endpoints");
             }
+            // Istio warns: with NONE the selected workloads are never used as endpoints.
+            if se.workload_selector.is_some() {
+                v.warn(
+                    "spec.workloadSelector",
+                    "workloadSelector should not be set when resolution mode is NONE",
+                );
+            }
         }
         Resolution::Static => {
             if se.endpoints.is_empty() && se.workload_selector.is_none() {

@@ -46,19 +46,7 @@ pub(crate) fn validate(v: &mut V, vs: &VirtualService) {
             );
         }
     }
-    for (i, h) in vs.hosts.iter().enumerate() {
-        let p = format!("spec.hosts[{i}]");
-        if h == "*" && applies_to_mesh {
-            v.err(
-                &p,
-                "wildcard host * is not allowed for VirtualServices bound to the mesh gateway",
-            );
-        } else if h.parse::<std::net::IpAddr>().is_err() {
-            if let Err(e) = names::check_wildcard_domain(h) {
-                v.err(&p, e);
-            }
-        }
-    }
+    hosts(v, vs, applies_to_mesh);
     for i in 0..vs.hosts.len() {
         for j in i + 1..vs.hosts.len() {
             let (a, b) = (
@@ -840,6 +828,38 @@ fn cors(v: &mut V, p: &str, c: &CorsPolicy) {
     }
 }
 
+/// `spec.hosts`: wildcard domains or IPs; `*` not on the mesh.
+fn hosts(v: &mut V, vs: &VirtualService, applies_to_mesh: bool) {
+    // Istio: a VirtualService bound to gateways only, with `tls` routes matching SNI hosts,
+    // may name Istio's generated SNI names as hosts (AUTO_PASSTHROUGH gateways route on them).
+    let gateway_sni = !applies_to_mesh && has_sni_hosts(vs);
+    for (i, h) in vs.hosts.iter().enumerate() {
+        let p = format!("spec.hosts[{i}]");
+        if h == "*" && applies_to_mesh {
+            v.err(
+                &p,
+                "wildcard host * is not allowed for VirtualServices bound to the mesh gateway",
+            );
+        } else if h.parse::<std::net::IpAddr>().is_err() {
+            let checked = if gateway_sni {
+                names::check_sni_domain(h)
+            } else {
+                names::check_wildcard_domain(h)
+            };
+            if let Err(e) = checked {
+                v.err(&p, e);
+            }
+        }
+    }
+}
+
+/// True when a `tls` route matches on SNI hosts (Istio `isSniHost`).
+fn has_sni_hosts(vs: &VirtualService) -> bool {
+    vs.tls
+        .iter()
+        .any(|r| r.matches.iter().any(|m| !m.sni_hosts.is_empty()))
+}
+
 fn tls_route(v: &mut V, p: &str, r: &TlsRoute, vs: &VirtualService) {
     if r.matches.is_empty() {
         v.err(
@@ -864,7 +884,14 @@ fn tls_route(v: &mut V, p: &str, r: &TlsRoute, vs: &VirtualService) {
                 );
                 continue;
             }
-            if let Err(e) = names::check_wildcard_domain(sni) {
+            // Istio (`validateSniHost`): unless the VirtualService names the `mesh` gateway,
+            // an SNI host may be Istio's generated `outbound_.<port>_.<subset>_.<host>`.
+            let checked = if vs.gateways.iter().any(|g| g == MESH_GATEWAY) {
+                names::check_wildcard_domain(sni)
+            } else {
+                names::check_sni_domain(sni)
+            };
+            if let Err(e) = checked {
                 v.err(&sp, e);
                 continue;
             }

@@ -157,8 +157,11 @@ pub fn serve(
         }
         None => None,
     };
-    tracing::info!(%version, workers, "serving");
-    let why = wait_for_termination(&reloader, handed_over);
+    let why = wait_for_termination(
+        &reloader,
+        handed_over,
+        || tracing::info!(%version, workers, "serving"),
+    );
     // The successor answers the admin port now: stop answering /ready here first.
     if why == Ended::HandedOver {
         tracing::info!("a new process serves the listeners: draining");
@@ -192,10 +195,13 @@ enum Ended {
     HandedOver,
 }
 
-/// Blocks until SIGTERM, SIGINT or a hand-over, reloading on each SIGHUP.
+/// Blocks until SIGTERM, SIGINT or a hand-over, reloading on each SIGHUP. `serving` runs
+/// once the signal handlers are in place: until then a SIGHUP would still have its default
+/// action and end the process, so "serving" is not announced before a reload can be asked.
 fn wait_for_termination(
     reloader: &Reloader,
     handed_over: tokio::sync::oneshot::Receiver<()>,
+    serving: impl FnOnce(),
 ) -> Ended {
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -213,6 +219,7 @@ fn wait_for_termination(
         ) else {
             return Ended::Signal;
         };
+        serving();
         // An offer that is never taken must not end the wait.
         let handed_over = async {
             match handed_over.await {

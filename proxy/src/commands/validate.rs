@@ -1,13 +1,17 @@
 //! `meshproxy validate`: load, validate and compile exactly as `run` would, then report.
+//! One difference: a certificate, key or CA file that cannot be read is a warning here and
+//! an error for `run` (the config is often validated away from the pod that mounts them).
 
 use meshproxy_config::compile::Snapshot;
 use meshproxy_config::model::{Kind, Resource, Spec};
+use meshproxy_config::validate::MissingFiles;
 use std::io::Write;
 use std::path::PathBuf;
 
 /// Runs the command; returns the process exit code (0 valid, 1 invalid).
 pub fn run(paths: &[PathBuf], out: &mut dyn Write) -> i32 {
-    let (snap, docs) = meshproxy_config::compile::load_documents(paths);
+    // Files named in documents may only exist where the proxy runs: warn, do not refuse.
+    let (snap, docs) = meshproxy_config::compile::load_documents(paths, MissingFiles::Warn);
     match snap {
         Ok(snap) => {
             for w in snap.warnings.warnings() {

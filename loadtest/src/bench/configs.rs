@@ -473,8 +473,9 @@ mod tests {
         assert!(y.contains("weight: 90"));
         assert!(y.contains(REALISTIC_HOST));
         let snap = load_str("realistic.yaml", &y).expect("valid config");
-        // Per service: the service itself and three subsets.
-        assert_eq!(snap.clusters.len(), 40);
+        // Per service: the service itself and three subsets; plus Istio's catch-all
+        // (BlackHoleCluster under REGISTRY_ONLY).
+        assert_eq!(snap.clusters.len(), 40 + 1);
     }
 
     #[test]
@@ -519,6 +520,7 @@ mod tests {
         assert_eq!(y.matches("retries: {attempts: 3").count(), 1000);
         assert_eq!(y.matches("  - timeout: 2s").count(), 1000);
         let snap = load_str("many.yaml", &y).expect("valid config");
-        assert_eq!(snap.clusters.len(), 1000);
+        // One per service, plus Istio's catch-all (BlackHoleCluster).
+        assert_eq!(snap.clusters.len(), 1000 + 1);
     }
 }

@@ -217,9 +217,10 @@ pub struct Watcher {
 pub fn watch(reloader: Arc<Reloader>, also: &[PathBuf]) -> notify::Result<Watcher> {
     use notify::{RecursiveMode, Watcher as _};
     let (tx, rx) = std::sync::mpsc::channel::<()>();
+    let named: Vec<PathBuf> = reloader.paths().iter().chain(also).cloned().collect();
     let mut watcher = notify::recommended_watcher(move |ev: notify::Result<notify::Event>| {
         if let Ok(ev) = ev {
-            if relevant(&ev.kind) {
+            if relevant(&ev.kind) && ev.paths.iter().any(|p| may_hold_config(p, &named)) {
                 let _ = tx.send(());
             }
         }
@@ -253,6 +254,29 @@ fn watch_target(file: &Path) -> &Path {
     match file.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
+    }
+}
+
+/// Whether a change to `path` can change the config: a YAML file, a certificate or key
+/// file (DestinationRule and Gateway TLS files often sit beside the config), a file named
+/// on the command line or in `also`, or anything without an extension (a directory, or a
+/// Kubernetes `..data` symlink swap). Other files under a watched directory — logs the
+/// proxy itself writes there, editors' swap files — do not trigger a reload.
+fn may_hold_config(path: &Path, named: &[PathBuf]) -> bool {
+    if named.iter().any(|n| n == path || path.ends_with(n)) {
+        return true;
+    }
+    match path.extension().and_then(|e| e.to_str()) {
+        None => true,
+        Some(e) => {
+            ["yaml", "yml", "pem", "crt", "cert", "key"]
+                .iter()
+                .any(|x| e.eq_ignore_ascii_case(x))
+                || path
+                    .file_name()
+                    .and_then(|f| f.to_str())
+                    .is_some_and(|f| f.starts_with(".."))
+        }
     }
 }
 
@@ -308,6 +332,19 @@ mod tests {
     #[test]
     fn a_bare_file_name_is_watched_through_the_current_directory() {
         assert_eq!(watch_target(Path::new("a.yaml")), Path::new("."));
+        let named = [PathBuf::from("/etc/certs/cert.pem")];
+        assert!(may_hold_config(Path::new("/etc/m/a.yaml"), &named));
+        assert!(may_hold_config(Path::new("/etc/m/b.YML"), &named));
+        assert!(may_hold_config(Path::new("/etc/m/..data"), &named));
+        assert!(may_hold_config(
+            Path::new("/etc/m/..2026_12_06.123"),
+            &named
+        ));
+        assert!(may_hold_config(Path::new("/etc/m/sub"), &named));
+        assert!(may_hold_config(Path::new("/etc/certs/cert.pem"), &named));
+        assert!(may_hold_config(Path::new("/etc/m/gw/key.pem"), &named));
+        assert!(!may_hold_config(Path::new("/etc/m/proxy.log"), &named));
+        assert!(!may_hold_config(Path::new("/etc/m/.a.yaml.swp"), &named));
         assert_eq!(
             watch_target(Path::new("/etc/m/a.yaml")),
             Path::new("/etc/m")

@@ -7,7 +7,7 @@ use crate::access_log::Record;
 use crate::body::{BodyError, BodyTap, Completion};
 use crate::flags::Flags;
 use crate::server::Shared;
-use crate::telemetry::istio::RequestLabels;
+use crate::telemetry::istio::{Finished, RequestLabels};
 use crate::upstream::cluster_state::{ActiveRequest, ClusterState};
 use crate::upstream::limits::RequestSlot;
 use std::sync::Arc;
@@ -86,15 +86,15 @@ impl Completion for RequestDone {
         let duration = this.started.elapsed();
         if let Some(l) = &this.labels {
             let grpc = grpc_status.or(this.grpc_status);
-            this.shared.metrics.record_request(
-                l,
-                this.status,
-                this.flags,
-                grpc,
-                received,
-                bytes_sent,
+            let finished = Finished {
+                status: this.status,
+                flags: this.flags,
+                grpc_status: grpc,
+                request_bytes: received,
+                response_bytes: bytes_sent,
                 duration,
-            );
+            };
+            this.shared.metrics.record_request(l, finished);
         }
         if let Some(mut rec) = this.record.take() {
             rec.bytes_sent = bytes_sent;

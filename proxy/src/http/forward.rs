@@ -2,8 +2,9 @@
 //! request, and classify what happened. An HTTP/1.1 Upgrade request (WebSocket) gets a
 //! dedicated new connection instead (see [`Transport::Upgrade`] and `http/upgrade.rs`).
 
-use crate::body::downstream_fault::DownstreamFault;
-use crate::body::{BodyError, BodyTap, RequestBody};
+use super::failure::{attribute, connect_failure};
+pub use super::failure::{overflow, AttemptError, Failure};
+use crate::body::{BodyTap, RequestBody};
 use crate::flags::Flags;
 use crate::policy::envoy_headers;
 use crate::policy::retry::Outcome;
@@ -98,19 +99,6 @@ pub struct Attempt {
     pub active: ActiveRequest,
 }
 
-/// A failed attempt.
-#[derive(Debug)]
-pub struct Failure {
-    /// For the retry decision.
-    pub outcome: Outcome,
-    /// Response flags it implies.
-    pub flags: Flags,
-    /// The endpoint tried, if any.
-    pub endpoint: Option<String>,
-    /// Envoy-style reason, for the local reply body and logs.
-    pub detail: String,
-}
-
 /// How one attempt is made.
 #[derive(Clone, Copy, Debug)]
 pub struct Try {
@@ -120,23 +108,6 @@ pub struct Try {
     pub per_try: Option<Duration>,
     /// Which attempt this is (1 for the first), for `x-envoy-attempt-count`.
     pub attempt: u32,
-}
-
-/// Why an attempt produced no response. The two sides are different types so that
-/// nothing downstream of the attempt (retries, outlier detection, circuit breakers) can
-/// book a client's fault against the upstream.
-#[derive(Debug)]
-pub enum AttemptError {
-    /// The upstream, or the way to it, failed.
-    Upstream(Failure),
-    /// The client failed while its request was being sent (see [`DownstreamFault`]).
-    Downstream(DownstreamFault),
-}
-
-impl From<Failure> for AttemptError {
-    fn from(f: Failure) -> Self {
-        AttemptError::Upstream(f)
-    }
 }
 
 /// Sends `head` + `body` to endpoint `ep` of `cluster` over `transport`.
@@ -283,28 +254,6 @@ async fn send_inner(
         endpoint: Some(ep.name.clone()),
         detail: "upstream connect error or disconnect/reset before headers. reset reason: connection termination".into(),
     }))
-}
-
-fn connect_failure(ep: &EndpointState, e: impl std::fmt::Display) -> Failure {
-    Failure {
-        outcome: Outcome::ConnectFailure,
-        flags: Flags::UPSTREAM_CONNECTION_FAILURE,
-        endpoint: Some(ep.name.clone()),
-        detail: format!(
-            "upstream connect error or disconnect/reset before headers. reset reason: {e}"
-        ),
-    }
-}
-
-/// Envoy's overflow reply, `UO`.
-pub fn overflow(ep: Option<&EndpointState>) -> Failure {
-    Failure {
-        outcome: Outcome::Overflow,
-        flags: Flags::UPSTREAM_OVERFLOW,
-        endpoint: ep.map(|e| e.name.clone()),
-        detail: "upstream connect error or disconnect/reset before headers. reset reason: overflow"
-            .into(),
-    }
 }
 
 fn reuse_existing(
@@ -603,58 +552,4 @@ async fn close_fully<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(mu
         }
     };
     let _ = tokio::time::timeout(Duration::from_secs(1), drain).await;
-}
-
-/// Whose fault a failed send was: the client's when our request body failed (hyper
-/// names the body's error as the cause), else the upstream's.
-fn attribute(e: hyper::Error, ep: &EndpointState) -> AttemptError {
-    let mut src: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(&e);
-    while let Some(s) = src {
-        if let Some(BodyError::Downstream(f)) = s.downcast_ref::<BodyError>() {
-            return AttemptError::Downstream(*f);
-        }
-        src = s.source();
-    }
-    AttemptError::Upstream(classify(e, ep))
-}
-
-/// Maps a hyper client error to a retry outcome and Envoy flags.
-fn classify(e: hyper::Error, ep: &EndpointState) -> Failure {
-    let endpoint = Some(ep.name.clone());
-    let mut src: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(&e);
-    while let Some(s) = src {
-        if let Some(h2e) = s.downcast_ref::<h2::Error>() {
-            if h2e.reason() == Some(h2::Reason::REFUSED_STREAM) {
-                return Failure {
-                    outcome: Outcome::RefusedStream,
-                    flags: Flags::UPSTREAM_REMOTE_RESET,
-                    endpoint,
-                    detail: "upstream connect error or disconnect/reset before headers. reset reason: remote refused stream reset".into(),
-                };
-            }
-            if h2e.is_reset() {
-                return Failure {
-                    outcome: Outcome::Reset,
-                    flags: Flags::UPSTREAM_REMOTE_RESET,
-                    endpoint,
-                    detail: "upstream connect error or disconnect/reset before headers. reset reason: remote reset".into(),
-                };
-            }
-        }
-        src = s.source();
-    }
-    if e.is_parse() {
-        return Failure {
-            outcome: Outcome::ProtocolError,
-            flags: Flags::UPSTREAM_PROTOCOL_ERROR,
-            endpoint,
-            detail: format!("upstream protocol error: {e}"),
-        };
-    }
-    Failure {
-        outcome: if e.is_canceled() { Outcome::ResetBeforeRequest } else { Outcome::Reset },
-        flags: Flags::UPSTREAM_CONNECTION_TERMINATION,
-        endpoint,
-        detail: "upstream connect error or disconnect/reset before headers. reset reason: connection termination".into(),
-    }
 }

@@ -38,20 +38,7 @@ pub(super) async fn forward(
     let version = parts.version;
     let (mut head, request_id) =
         upstream_head::build(parts, &x.conn, &Edits::default(), &authority);
-    // The inbound router honours an internal sender's `x-envoy-*` headers too.
-    let policy = match &x.overrides {
-        Some(o) => o.retry_policy(&RetryPolicy::NONE, None),
-        None => RetryPolicy::NONE,
-    };
-    let timeout = x
-        .overrides
-        .as_ref()
-        .and_then(|o| o.timeout)
-        .filter(|t| !t.is_zero())
-        .map(|after| grpc_timeout::Deadline {
-            after,
-            from_start: false,
-        });
+    let (policy, timeout) = policies(x);
     if let Some(r) = x.record.as_mut() {
         r.request_id = request_id.to_str().unwrap_or("").to_string();
         r.upstream_cluster = ib.cluster.name.clone();
@@ -157,4 +144,20 @@ fn authorize(
         "rbac_access_denied",
         "RBAC: access denied",
     ))
+}
+
+/// The inbound router has no retries or timeout of its own; it honours an internal
+/// sender's `x-envoy-*` headers as any Envoy router does.
+fn policies(x: &Exchange) -> (RetryPolicy, Option<grpc_timeout::Deadline>) {
+    let Some(o) = &x.overrides else {
+        return (RetryPolicy::NONE, None);
+    };
+    let timeout = o
+        .timeout
+        .filter(|t| !t.is_zero())
+        .map(|after| grpc_timeout::Deadline {
+            after,
+            from_start: false,
+        });
+    (o.retry_policy(&RetryPolicy::NONE, None), timeout)
 }

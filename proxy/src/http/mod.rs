@@ -9,6 +9,7 @@ pub mod completion;
 pub mod connect;
 mod dispatch;
 mod exchange;
+mod failure;
 pub mod forward;
 pub mod host_field;
 mod inbound;

@@ -291,15 +291,15 @@ pub(crate) fn finish(done: Box<RequestDone>, to_upstream: u64, to_downstream: u6
     let received = tap.as_ref().map_or(0, |t| t.received()) + to_upstream;
     let duration = started.elapsed();
     if let Some(l) = &labels {
-        shared.metrics.record_request(
-            l,
+        let finished = crate::telemetry::istio::Finished {
             status,
             flags,
             grpc_status,
-            received,
-            to_downstream,
+            request_bytes: received,
+            response_bytes: to_downstream,
             duration,
-        );
+        };
+        shared.metrics.record_request(l, finished);
     }
     if let Some(mut rec) = record {
         rec.bytes_sent = to_downstream;

@@ -34,6 +34,69 @@ impl Drop for Live {
     }
 }
 
+/// What a listener's accepted connections are served with.
+struct Listener {
+    name: Arc<str>,
+    local: Option<std::net::SocketAddr>,
+    serving: Serving,
+}
+
+impl Listener {
+    /// Serves an accepted connection on a task of its own, holding `permit` (its slots)
+    /// as long as it is served.
+    fn start<P: Send + 'static>(
+        &self,
+        stream: tokio::net::TcpStream,
+        peer: std::net::SocketAddr,
+        permit: P,
+    ) {
+        let _ = stream.set_nodelay(true);
+        let local = self.local.unwrap_or(peer);
+        let original_dst = crate::intercept::original_dst(&stream, local);
+        let conn = ConnInfo {
+            listener: self.name.clone(),
+            local,
+            peer,
+            peer_ip: crate::policy::headers::ip_value(peer.ip()),
+            scheme: "http",
+            original_dst,
+            kill: self.serving.kill.clone(),
+            peer_identity: None,
+            peer_labels: None,
+            xfcc: None,
+        };
+        // Counted from the accept, not from when the task first runs: a drain that sees
+        // no connections must not exit with an accepted one still waiting to be served.
+        let live = Live::new(&self.serving.shared);
+        let serving = self.serving.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            super::dispatch::serve_accepted(stream, live, conn, serving).await
+        });
+    }
+
+    /// Connections the kernel already completed are in a stopping listener's accept
+    /// queue: closing the socket would reset them. They are taken and served (draining)
+    /// before it is let go, past the caps.
+    fn take_accept_queue(&self, listener: TcpListener, conns: &Arc<limits::ListenerConns>) {
+        let Ok(std_listener) = listener.into_std() else {
+            return;
+        };
+        if std_listener.set_nonblocking(true).is_err() {
+            return;
+        }
+        while let Ok((s, peer)) = std_listener.accept() {
+            if s.set_nonblocking(true).is_err() {
+                continue;
+            }
+            if let Ok(stream) = tokio::net::TcpStream::from_std(s) {
+                let slots = (conns.force(), self.serving.shared.downstream.force());
+                self.start(stream, peer, slots);
+            }
+        }
+    }
+}
+
 /// Accepts on `listener` until `stop`, serving each connection until it ends or `drain`.
 pub async fn accept_loop(
     listener: TcpListener,
@@ -44,38 +107,16 @@ pub async fn accept_loop(
     kill: watch::Receiver<bool>,
     conns: Arc<limits::ListenerConns>,
 ) {
-    let local = listener.local_addr().ok();
-    let start = |stream: tokio::net::TcpStream, peer: std::net::SocketAddr, permit| {
-        let _ = stream.set_nodelay(true);
-        let local = local.unwrap_or(peer);
-        let original_dst = crate::intercept::original_dst(&stream, local);
-        let conn = ConnInfo {
-            listener: name.clone(),
-            local,
-            peer,
-            peer_ip: crate::policy::headers::ip_value(peer.ip()),
-            scheme: "http",
-            original_dst,
-            kill: kill.clone(),
-            peer_identity: None,
-            peer_labels: None,
-            xfcc: None,
-        };
-        // Counted from the accept, not from when the task first runs: a drain that sees
-        // no connections must not exit with an accepted one still waiting to be served.
-        let live = Live::new(&shared);
-        let serving = Serving {
+    let accepted_on = Listener {
+        name: name.clone(),
+        local: listener.local_addr().ok(),
+        serving: Serving {
             shared: shared.clone(),
-            drain: drain.clone(),
-            kill: kill.clone(),
-        };
-        tokio::spawn(async move {
-            // The listener's and the process's connection slots, held as long as the
-            // connection is served.
-            let _permit = permit;
-            super::dispatch::serve_accepted(stream, live, conn, serving).await
-        });
+            drain,
+            kill,
+        },
     };
+    let start = |stream, peer, permit| accepted_on.start(stream, peer, permit);
     // Connections refused at the global cap, counted for this listener.
     let refused = shared.downstream.refused_counter(&name);
     // Failed accepts in a row: logged at the first and every 100th (20 a second while
@@ -129,20 +170,5 @@ pub async fn accept_loop(
             }
         }
     }
-    // Connections the kernel already completed are in this socket's accept queue: closing
-    // it would reset them. Take them and serve them (draining) before letting go.
-    let Ok(std_listener) = listener.into_std() else {
-        return;
-    };
-    if std_listener.set_nonblocking(true).is_err() {
-        return;
-    }
-    while let Ok((s, peer)) = std_listener.accept() {
-        if s.set_nonblocking(true).is_err() {
-            continue;
-        }
-        if let Ok(stream) = tokio::net::TcpStream::from_std(s) {
-            start(stream, peer, (conns.force(), shared.downstream.force()));
-        }
-    }
+    accepted_on.take_accept_queue(listener, &conns);
 }

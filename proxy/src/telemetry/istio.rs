@@ -420,27 +420,34 @@ fn peer_labels(l: &RequestLabels) -> Vec<Label> {
     ]
 }
 
+/// How one request ended, as Istio's request metrics count it.
+#[derive(Clone, Copy, Debug)]
+pub struct Finished {
+    /// Response status (0 when none was sent).
+    pub status: u16,
+    /// Response flags.
+    pub flags: Flags,
+    /// `grpc-status`, for gRPC requests.
+    pub grpc_status: Option<u32>,
+    /// Request body bytes received.
+    pub request_bytes: u64,
+    /// Response body bytes sent.
+    pub response_bytes: u64,
+    /// From the request's start to its end.
+    pub duration: Duration,
+}
+
 impl Metrics {
     /// Records one finished request.
-    #[allow(clippy::too_many_arguments)]
-    pub fn record_request(
-        &self,
-        l: &RequestLabels,
-        status: u16,
-        flags: Flags,
-        grpc_status: Option<u32>,
-        request_bytes: u64,
-        response_bytes: u64,
-        duration: Duration,
-    ) {
+    pub fn record_request(&self, l: &RequestLabels, f: Finished) {
         if !self.enabled {
             return;
         }
-        let h = self.handles(l, status, flags, grpc_status);
+        let h = self.handles(l, f.status, f.flags, f.grpc_status);
         h.requests.increment(1);
-        h.duration.record(duration.as_secs_f64() * 1000.0);
-        h.request_bytes.record(request_bytes as f64);
-        h.response_bytes.record(response_bytes as f64);
+        h.duration.record(f.duration.as_secs_f64() * 1000.0);
+        h.request_bytes.record(f.request_bytes as f64);
+        h.response_bytes.record(f.response_bytes as f64);
     }
 }
 
@@ -462,7 +469,15 @@ mod tests {
     #[test]
     fn a_new_config_empties_the_cache_and_keeps_the_series() {
         let m = Metrics::new(true);
-        let record = || m.record_request(&labels(), 200, Flags::NONE, None, 1, 2, Duration::ZERO);
+        let done = Finished {
+            status: 200,
+            flags: Flags::NONE,
+            grpc_status: None,
+            request_bytes: 1,
+            response_bytes: 2,
+            duration: Duration::ZERO,
+        };
+        let record = || m.record_request(&labels(), done);
         record();
         record();
         forget_cached_handles();

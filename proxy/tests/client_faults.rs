@@ -65,16 +65,7 @@ spec:
   listeners:
   - {{name: outbound, address: \"127.0.0.1:0\", direction: OUTBOUND}}
 ---
-apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {{name: web}}
-spec:
-  hosts: [web.default.svc.cluster.local]
-  ports: [{{number: 80, name: http, protocol: HTTP}}]
-  resolution: STATIC
-  endpoints: [{{address: 127.0.0.1, ports: {{http: {port}}}}}]
----
-apiVersion: networking.istio.io/v1
+{svc}apiVersion: networking.istio.io/v1
 kind: VirtualService
 metadata: {{name: web}}
 spec:
@@ -90,7 +81,8 @@ spec:
   host: web
   trafficPolicy:
     outlierDetection: {{consecutive5xxErrors: 3, interval: 30s, baseEjectionTime: 30s, maxEjectionPercent: 100}}
-"
+",
+        svc = common::service("web.default.svc.cluster.local", &[(port, "app: web")])
     )
 }
 

@@ -15,6 +15,7 @@ pub mod memory;
 pub mod pipe;
 pub mod policy;
 pub mod reload;
+pub mod runtime;
 pub mod server;
 pub mod tcp;
 pub mod telemetry;

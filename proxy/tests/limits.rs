@@ -290,7 +290,7 @@ async fn overload_sheds_at_once_and_recovers() {
     );
     // And in the proxy's own families.
     let mut state = String::new();
-    meshproxy::telemetry::state::render(&mut state, &shared, &shared.active.load());
+    meshproxy::admin::prometheus::render(&mut state, &shared, &shared.active.load());
     assert!(
         state.contains("\nmeshproxy_overload_requests_shed_total 2\n"),
         "{state}"

@@ -1,7 +1,7 @@
 //! `GET /clusters`: every upstream cluster with its policy, circuit-breaker counters and
 //! endpoints (health, ejection, active requests, idle connections).
 
-use crate::server::active::Active;
+use crate::runtime::active::Active;
 use crate::upstream::cluster_state::ClusterState;
 use crate::upstream::limits::Limit;
 use crate::upstream::outlier;

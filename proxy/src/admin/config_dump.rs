@@ -1,7 +1,7 @@
 //! `GET /config_dump`: the config in force — its version (content hash), when it was
 //! loaded, the proxy settings, listeners, and every document as written.
 
-use crate::server::active::Active;
+use crate::runtime::active::Active;
 use meshproxy_config::compile::listener::ListenerRole;
 use serde_json::{json, Value};
 

@@ -3,6 +3,7 @@
 
 pub mod clusters;
 pub mod config_dump;
+pub mod prometheus;
 pub mod spare;
 
 use crate::server::Shared;
@@ -171,7 +172,7 @@ async fn handle(req: Request<hyper::body::Incoming>, shared: &Shared) -> Respons
         (&Method::GET, "/metrics") => {
             let active = shared.active.load();
             let mut text = shared.metrics.render();
-            crate::telemetry::state::render(&mut text, shared, &active);
+            crate::admin::prometheus::render(&mut text, shared, &active);
             crate::telemetry::process::render(&mut text);
             reply(StatusCode::OK, "text/plain; version=0.0.4; charset=utf-8", text)
         }
@@ -214,7 +215,12 @@ async fn handle(req: Request<hyper::body::Incoming>, shared: &Shared) -> Respons
 /// (the config in force stays).
 async fn reload(shared: &Shared) -> Response<Full<Bytes>> {
     use crate::reload::{Outcome, Trigger};
-    let Some(reloader) = shared.reloader.get().cloned() else {
+    let reloader = shared
+        .reloader
+        .get()
+        .cloned()
+        .and_then(|r| r.downcast::<crate::reload::Reloader>().ok());
+    let Some(reloader) = reloader else {
         return reply(
             StatusCode::BAD_REQUEST,
             "text/plain",

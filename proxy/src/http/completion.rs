@@ -6,7 +6,7 @@ use super::forward::Lease;
 use crate::access_log::Record;
 use crate::body::{BodyError, BodyTap, Completion};
 use crate::flags::Flags;
-use crate::server::Shared;
+use crate::runtime::DataPath;
 use crate::telemetry::istio::{Finished, RequestLabels};
 use crate::upstream::cluster_state::{ActiveRequest, ClusterState};
 use crate::upstream::limits::RequestSlot;
@@ -26,7 +26,7 @@ pub struct Returnable {
 /// The completion of one request.
 pub struct RequestDone {
     /// Shared state (access log).
-    pub shared: Arc<Shared>,
+    pub shared: Arc<DataPath>,
     /// The access log record (`None` when the access log is off).
     pub record: Option<Record>,
     /// When the request started.

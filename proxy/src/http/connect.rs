@@ -11,7 +11,7 @@ use super::exchange::Exchange;
 use super::upgrade;
 use crate::body::ResponseBody;
 use crate::flags::Flags;
-use crate::server::connection::Live;
+use crate::runtime::Live;
 use crate::upstream::link::{self, Link, LinkError};
 use http::request::Parts;
 use http::Response;

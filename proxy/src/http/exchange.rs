@@ -12,8 +12,8 @@ use crate::body::downstream_fault::DownstreamFault;
 use crate::body::{BodyTap, Completion, ResponseBody};
 use crate::conn_info::ConnInfo;
 use crate::flags::Flags;
-use crate::server::active::Active;
-use crate::server::Shared;
+use crate::runtime::active::Active;
+use crate::runtime::DataPath;
 use crate::telemetry::istio::RequestLabels;
 use http::header::{self, HeaderValue};
 use http::Response;
@@ -23,7 +23,7 @@ use std::time::Instant;
 /// A request in flight.
 pub(super) struct Exchange {
     /// Process-wide state (access log, metrics).
-    pub shared: Arc<Shared>,
+    pub shared: Arc<DataPath>,
     /// The config the request runs under, loaded once at its start.
     pub active: Arc<Active>,
     /// Its connection.

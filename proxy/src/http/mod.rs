@@ -14,6 +14,7 @@ pub mod forward;
 pub mod host_field;
 mod inbound;
 pub mod local_reply;
+pub mod refused;
 mod relay;
 pub mod router;
 mod sanitize;

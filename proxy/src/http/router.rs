@@ -6,14 +6,14 @@
 
 use super::dispatch::{self, Routed};
 use super::exchange::Exchange;
+use super::refused::Refused;
 use super::{connect, inbound, local_reply, upgrade};
 use crate::access_log::Record;
 use crate::body::{BodyTap, ResponseBody};
 use crate::conn_info::ConnInfo;
 use crate::flags::Flags;
 use crate::policy::headers as hdr;
-use crate::server::limits::Refused;
-use crate::server::Shared;
+use crate::runtime::DataPath;
 use crate::telemetry::istio::{Reporter, RequestLabels, Security};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::request::Parts;
@@ -43,7 +43,7 @@ fn header_str<'a>(h: &'a HeaderMap, name: &HeaderName) -> &'a str {
 pub async fn handle(
     req: http::Request<Incoming>,
     conn: Arc<ConnInfo>,
-    shared: Arc<Shared>,
+    shared: Arc<DataPath>,
 ) -> Response<ResponseBody> {
     let (mut x, mut parts, authority) = begin(req, conn, shared);
     let active = x.active.clone();
@@ -75,7 +75,7 @@ pub async fn handle(
 fn begin(
     req: http::Request<Incoming>,
     conn: Arc<ConnInfo>,
-    shared: Arc<Shared>,
+    shared: Arc<DataPath>,
 ) -> (Exchange, Parts, String) {
     let started = Instant::now();
     let active = shared.active.load_full();
@@ -84,10 +84,7 @@ fn begin(
     let upgrade = upgrade::detect(&mut parts).map(|mut u| {
         // hyper's connection ends when it hands the socket over; the tunnel keeps it
         // counted (a drain waits for it) and closes at the drain timeout.
-        u.hold(
-            crate::server::connection::Live::new(&shared),
-            conn.kill.clone(),
-        );
+        u.hold(crate::runtime::Live::new(&shared), conn.kill.clone());
         u
     });
     let tap = (!http_body::Body::is_end_stream(&body)).then(|| BodyTap::new(body));
@@ -171,7 +168,7 @@ fn refuse(x: &mut Exchange, parts: &mut Parts) -> Option<Response<ResponseBody>>
         x.upgrade = None;
         return Some(x.reply_closing(403, Flags::NONE, "upgrade_failed", ""));
     }
-    // `spec.limits` (see `server::limits`): overload 503 `OM` (Envoy's overload manager
+    // `spec.limits` (the connection's limits): overload 503 `OM` (Envoy's overload manager
     // answers "envoy overloaded"), too many headers 431, a request-target too long 414.
     if let Some(r) = parts.extensions.remove::<Refused>() {
         let (status, details, body) = r.reply();

@@ -7,7 +7,7 @@ use super::upstream_head::upstream_h2;
 use crate::body::BodyTap;
 use crate::body::RequestBody;
 use crate::policy::mirror;
-use crate::server::active::Active;
+use crate::runtime::active::Active;
 use crate::upstream::lb;
 use crate::upstream::limits::RequestSlot;
 use http::Version;

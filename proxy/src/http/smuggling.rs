@@ -3,7 +3,7 @@
 //!
 //! The byte-level part (bare LF, obs-fold, whitespace before a colon, control characters,
 //! `Content-Length` with `Transfer-Encoding`, differing `Content-Length`s, chunk framing)
-//! is [`crate::server::h1_guard`], which sees the bytes before hyper parses them; hyper
+//! is the HTTP/1 guard (`server/h1_guard/`), which sees the bytes before hyper parses them; hyper
 //! answers 400 to what it refuses. What reaches the router has a `Transfer-Encoding`
 //! whose last coding is `chunked` (or none), and this module checks the rest:
 //!

@@ -24,7 +24,7 @@ use super::completion::RequestDone;
 use super::forward::Lease;
 use crate::flags::Flags;
 use crate::pipe::counted::Counted;
-use crate::server::connection::Live;
+use crate::runtime::Live;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::request::Parts;
 use http::Version;

@@ -17,22 +17,7 @@ use tokio::sync::watch;
 /// failure repeats until one is freed, so retrying at once would spin.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
-/// Counts a live downstream connection (a drain waits for the count to reach zero).
-pub struct Live(Arc<Shared>);
-
-impl Live {
-    /// Counts one more connection until dropped.
-    pub fn new(shared: &Arc<Shared>) -> Self {
-        shared.connections.fetch_add(1, Ordering::AcqRel);
-        Live(shared.clone())
-    }
-}
-
-impl Drop for Live {
-    fn drop(&mut self) {
-        self.0.connections.fetch_sub(1, Ordering::AcqRel);
-    }
-}
+pub use crate::runtime::Live;
 
 /// What a listener's accepted connections are served with.
 struct Listener {
@@ -67,7 +52,7 @@ impl Listener {
         };
         // Counted from the accept, not from when the task first runs: a drain that sees
         // no connections must not exit with an accepted one still waiting to be served.
-        let live = Live::new(&self.serving.shared);
+        let live = Live::new(&self.serving.shared.data);
         let serving = self.serving.clone();
         tokio::spawn(async move {
             let _permit = permit;

@@ -98,9 +98,9 @@ async fn serve_tcp(stream: tokio::net::TcpStream, _live: Live, conn: ConnInfo, s
         .get(&*conn.listener)
         .cloned();
     match gateway {
-        None => crate::tcp::serve(stream, Arc::new(conn), shared, kill).await,
+        None => crate::tcp::serve(stream, Arc::new(conn), shared.data.clone(), kill).await,
         Some(gw) => match crate::tls::gateway::accept(stream, &gw).await {
-            Ok(tls) => crate::tcp::serve(tls, Arc::new(conn), shared, kill).await,
+            Ok(tls) => crate::tcp::serve(tls, Arc::new(conn), shared.data.clone(), kill).await,
             Err(e) => tracing::debug!(
                 listener = %conn.listener,
                 peer = %conn.peer,
@@ -194,7 +194,14 @@ async fn serve_detected<S>(
     } else {
         let _live = live;
         let not_tls = detected != Detected::Tls;
-        crate::tcp::serve_inspected(stream, not_tls, Arc::new(conn), s.shared, s.kill).await
+        crate::tcp::serve_inspected(
+            stream,
+            not_tls,
+            Arc::new(conn),
+            s.shared.data.clone(),
+            s.kill,
+        )
+        .await
     }
 }
 
@@ -213,7 +220,7 @@ async fn serve_inbound<S>(
         ListenerProtocol::Http => http_conn::serve(stream, live, Arc::new(conn), s).await,
         ListenerProtocol::Tcp => {
             let _live = live;
-            crate::tcp::inbound::serve(stream, Arc::new(conn), s.shared, s.kill).await
+            crate::tcp::inbound::serve(stream, Arc::new(conn), s.shared.data.clone(), s.kill).await
         }
         ListenerProtocol::Auto => {
             let Some((detected, bytes)) = sniff::sniff(&mut stream, sniff::SNIFF_TIMEOUT).await
@@ -225,7 +232,8 @@ async fn serve_inbound<S>(
                 http_conn::serve(stream, live, Arc::new(conn), s).await
             } else {
                 let _live = live;
-                crate::tcp::inbound::serve(stream, Arc::new(conn), s.shared, s.kill).await
+                crate::tcp::inbound::serve(stream, Arc::new(conn), s.shared.data.clone(), s.kill)
+                    .await
             }
         }
     }

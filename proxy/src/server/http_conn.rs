@@ -243,7 +243,7 @@ fn service(
             }
         }
         async move {
-            let mut resp = router::handle(req, conn, shared).await;
+            let mut resp = router::handle(req, conn, shared.data.clone()).await;
             if let Some((upgrades, index, connect)) = guard {
                 upgrades.responded(index, resp.status(), connect);
             }

@@ -1,7 +1,8 @@
 //! The runtime: worker threads (one current-thread tokio runtime each, thread-per-core),
 //! their listening sockets, and the state they share.
 
-pub mod active;
+/// The config in force and its live cluster state (lives in [`crate::runtime`]).
+pub use crate::runtime::active;
 pub mod codec_error;
 pub mod connection;
 mod dispatch;
@@ -18,6 +19,7 @@ pub mod prefixed;
 pub mod sniff;
 
 use crate::access_log::AccessLog;
+use crate::runtime::DataPath;
 use crate::tls::mesh::MeshTls;
 use active::Active;
 use arc_swap::ArcSwap;
@@ -64,28 +66,25 @@ pub fn available_cpus() -> usize {
 
 /// State shared by all workers.
 pub struct Shared {
-    /// The config in force and its live cluster state.
-    pub active: ArcSwap<Active>,
+    /// What the data path reads (the config in force, access log, metrics, live
+    /// connections); its fields are reached through `Shared` too (`Deref`).
+    pub data: Arc<DataPath>,
     /// Options.
     pub options: Options,
-    /// Access log sink.
-    pub access_log: AccessLog,
     /// True once every listener is bound (admin `/ready`); false again when draining.
     pub ready: AtomicBool,
-    /// Prometheus metrics.
-    pub metrics: crate::telemetry::istio::Metrics,
     /// Config reloads accepted.
     pub reloads_accepted: AtomicU64,
     /// Config reloads refused.
     pub reloads_rejected: AtomicU64,
-    /// Open downstream connections.
-    pub connections: AtomicU64,
     /// The workers' runtimes, for their task counts at scrape time (a soak run watches
     /// them stay flat).
     pub worker_runtimes: std::sync::Mutex<Vec<tokio::runtime::Handle>>,
-    /// Reloads the config from its paths (admin `POST /reload`); unset when the config
-    /// came from memory (the demo).
-    pub reloader: std::sync::OnceLock<Arc<crate::reload::Reloader>>,
+    /// What reloads the config from its paths (a `reload::Reloader`, which admin
+    /// `POST /reload` calls), kept alive by the server; unset when the config came from
+    /// memory (the demo). Held as `Any` so the server does not depend on the module
+    /// that drives it.
+    pub reloader: std::sync::OnceLock<Arc<dyn std::any::Any + Send + Sync>>,
     /// Identity rotations put in force.
     pub identity_rotations: AtomicU64,
     /// Identity files refused (the identity in force stayed).
@@ -106,6 +105,13 @@ pub struct Shared {
     pub downstream: Arc<downstream::Downstream>,
     /// Source labels of mTLS peers by identity (inbound metrics' `source_principal`).
     pub peer_labels: crate::telemetry::peers::PeerLabels,
+}
+
+impl std::ops::Deref for Shared {
+    type Target = DataPath;
+    fn deref(&self) -> &DataPath {
+        &self.data
+    }
 }
 
 /// A command to a worker.
@@ -189,14 +195,16 @@ impl Server {
         active.gateway_tls = gateway_tls;
         let metrics = crate::telemetry::istio::Metrics::new(options.metrics);
         let shared = Arc::new(Shared {
-            active: ArcSwap::from_pointee(active),
+            data: Arc::new(DataPath {
+                active: ArcSwap::from_pointee(active),
+                access_log,
+                metrics,
+                connections: AtomicU64::new(0),
+            }),
             options,
-            access_log,
             ready: AtomicBool::new(false),
-            metrics,
             reloads_accepted: AtomicU64::new(0),
             reloads_rejected: AtomicU64::new(0),
-            connections: AtomicU64::new(0),
             worker_runtimes: std::sync::Mutex::new(Vec::new()),
             reloader: std::sync::OnceLock::new(),
             inbound_refused: AtomicU64::new(0),

@@ -5,7 +5,7 @@
 
 use crate::conn_info::ConnInfo;
 use crate::flags::Flags;
-use crate::server::Shared;
+use crate::runtime::DataPath;
 use meshproxy_config::compile::authz::{AuthzRequest, Decision};
 use meshproxy_config::compile::listener::ListenerRole;
 use std::net::SocketAddr;
@@ -22,7 +22,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 pub async fn serve<S>(
     stream: S,
     conn: Arc<ConnInfo>,
-    shared: Arc<Shared>,
+    shared: Arc<DataPath>,
     mut kill: watch::Receiver<bool>,
 ) where
     S: AsyncRead + AsyncWrite + Unpin,

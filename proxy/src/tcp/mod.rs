@@ -17,7 +17,7 @@ pub mod session;
 pub mod sni;
 
 use crate::conn_info::ConnInfo;
-use crate::server::Shared;
+use crate::runtime::DataPath;
 use meshproxy_config::compile::tcp_routes::L4View;
 use session::Session;
 use std::sync::Arc;
@@ -68,7 +68,7 @@ async fn read_hello<S: AsyncRead + Unpin>(stream: &mut S) -> Option<(Option<Stri
 pub async fn serve<S>(
     stream: S,
     conn: Arc<ConnInfo>,
-    shared: Arc<Shared>,
+    shared: Arc<DataPath>,
     kill: watch::Receiver<bool>,
 ) where
     S: AsyncRead + AsyncWrite + Unpin,
@@ -83,7 +83,7 @@ pub async fn serve_inspected<S>(
     mut stream: S,
     not_tls: bool,
     conn: Arc<ConnInfo>,
-    shared: Arc<Shared>,
+    shared: Arc<DataPath>,
     mut kill: watch::Receiver<bool>,
 ) where
     S: AsyncRead + AsyncWrite + Unpin,

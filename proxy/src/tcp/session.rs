@@ -5,8 +5,8 @@
 use crate::access_log::Record;
 use crate::conn_info::ConnInfo;
 use crate::flags::Flags;
-use crate::server::active::Active;
-use crate::server::Shared;
+use crate::runtime::active::Active;
+use crate::runtime::DataPath;
 use crate::telemetry::istio::{Reporter, RequestLabels, Security};
 use crate::upstream::cluster_state::ClusterState;
 use crate::upstream::link::{Link, LinkError};
@@ -15,7 +15,7 @@ use std::time::{Instant, SystemTime};
 
 /// One proxied TCP stream, from its accept to its end.
 pub struct Session {
-    shared: Arc<Shared>,
+    shared: Arc<DataPath>,
     labels: Option<RequestLabels>,
     record: Option<Record>,
     started: Instant,
@@ -23,7 +23,7 @@ pub struct Session {
 }
 
 impl Session {
-    fn new(shared: &Arc<Shared>, labels: impl FnOnce() -> RequestLabels) -> Session {
+    fn new(shared: &Arc<DataPath>, labels: impl FnOnce() -> RequestLabels) -> Session {
         let record = shared.access_log.enabled().then(|| Record {
             start: Some(SystemTime::now()),
             ..Default::default()
@@ -40,7 +40,7 @@ impl Session {
     /// A stream this proxy sends out (outbound listeners, gateways, `CONNECT`), to the
     /// cluster `state` (reporter `source`).
     pub fn outbound(
-        shared: &Arc<Shared>,
+        shared: &Arc<DataPath>,
         active: &Active,
         state: &ClusterState,
         route: &str,
@@ -61,7 +61,7 @@ impl Session {
     }
 
     /// A stream from the mesh to the local application (reporter `destination`).
-    pub fn inbound(shared: &Arc<Shared>, active: &Active, conn: &ConnInfo) -> Session {
+    pub fn inbound(shared: &Arc<DataPath>, active: &Active, conn: &ConnInfo) -> Session {
         let mut s = Session::new(shared, || RequestLabels {
             reporter: Reporter::Destination,
             source: conn

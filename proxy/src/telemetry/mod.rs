@@ -4,4 +4,3 @@ pub mod istio;
 pub mod labels;
 pub mod peers;
 pub mod process;
-pub mod state;

@@ -1,7 +1,7 @@
 //! meshproxy's own state as Prometheus families, read from the live state at scrape time
 //! (no per-request cost, and no stale series for clusters removed by a reload).
 
-use crate::server::active::Active;
+use crate::runtime::active::Active;
 use crate::server::Shared;
 use crate::upstream::cluster_state::{ClusterState, EndpointState};
 use crate::upstream::limits::Limit;

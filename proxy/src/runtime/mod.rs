@@ -23,6 +23,22 @@ pub struct DataPath {
     pub connections: AtomicU64,
 }
 
+impl DataPath {
+    /// The data path's state for a first config, with no connection yet.
+    pub fn new(
+        active: Active,
+        access_log: AccessLog,
+        metrics: crate::telemetry::istio::Metrics,
+    ) -> Self {
+        DataPath {
+            active: ArcSwap::from_pointee(active),
+            access_log,
+            metrics,
+            connections: AtomicU64::new(0),
+        }
+    }
+}
+
 /// Counts a live downstream connection (a drain waits for the count to reach zero).
 pub struct Live(Arc<DataPath>);
 

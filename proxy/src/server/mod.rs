@@ -22,7 +22,6 @@ use crate::access_log::AccessLog;
 use crate::runtime::DataPath;
 use crate::tls::mesh::MeshTls;
 use active::Active;
-use arc_swap::ArcSwap;
 use meshproxy_config::compile::proxy_settings::IdentityFiles;
 use meshproxy_config::compile::Snapshot;
 use meshproxy_config::model::proxy::ListenerProtocol;
@@ -195,12 +194,7 @@ impl Server {
         active.gateway_tls = gateway_tls;
         let metrics = crate::telemetry::istio::Metrics::new(options.metrics);
         let shared = Arc::new(Shared {
-            data: Arc::new(DataPath {
-                active: ArcSwap::from_pointee(active),
-                access_log,
-                metrics,
-                connections: AtomicU64::new(0),
-            }),
+            data: Arc::new(DataPath::new(active, access_log, metrics)),
             options,
             ready: AtomicBool::new(false),
             reloads_accepted: AtomicU64::new(0),

@@ -42,6 +42,16 @@ spec:
     )
 }
 
+/// A GET through the proxy at `addr`.
+async fn get(
+    addr: std::net::SocketAddr,
+    host: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> common::Reply {
+    send(addr, "GET", host, path, headers, bytes::Bytes::new(), false).await
+}
+
 fn headers_seen(up: &Upstream) -> Vec<http::HeaderMap> {
     up.seen.headers.lock().unwrap().clone()
 }
@@ -50,14 +60,11 @@ fn headers_seen(up: &Upstream) -> Vec<http::HeaderMap> {
 async fn a_sidecar_adds_envoys_headers_and_passes_forwarding_headers_through() {
     let up = upstream("web").await;
     let p = proxy(&sidecar(&up, "", ""));
-    let r = send(
+    let r = get(
         p.addr,
-        "GET",
         "web",
         "/old/x?q=1",
         &[("x-forwarded-for", "203.0.113.9")],
-        bytes::Bytes::new(),
-        false,
     )
     .await;
     assert_eq!(r.status, 200);
@@ -81,16 +88,7 @@ async fn a_sidecar_adds_envoys_headers_and_passes_forwarding_headers_through() {
         "no timeout: no header"
     );
     // Not rewritten: no original path.
-    send(
-        p.addr,
-        "GET",
-        "web",
-        "/other",
-        &[],
-        bytes::Bytes::new(),
-        false,
-    )
-    .await;
+    get(p.addr, "web", "/other", &[]).await;
     assert!(up.last_headers().get("x-envoy-original-path").is_none());
 }
 
@@ -103,16 +101,7 @@ async fn every_attempt_is_counted_and_the_expected_timeout_sent() {
         &format!("  - route: [{{destination: {{host: web}}}}]\n{extra}"),
     );
     let p = proxy(&yaml);
-    let r = send(
-        p.addr,
-        "GET",
-        "web",
-        "/r",
-        &[("x-test-fail-first", "2")],
-        bytes::Bytes::new(),
-        false,
-    )
-    .await;
+    let r = get(p.addr, "web", "/r", &[("x-test-fail-first", "2")]).await;
     assert_eq!(r.status, 200);
     let seen = headers_seen(&up);
     let counts: Vec<&str> = seen
@@ -139,16 +128,7 @@ async fn control_headers_from_external_senders_are_stripped_and_ignored() {
     ];
     // No x-forwarded-for: an application's own call, which Istio's sidecar counts as
     // external. Not retried, not timed out by the header, headers not forwarded.
-    let r = send(
-        p.addr,
-        "GET",
-        "web",
-        "/",
-        &controls,
-        bytes::Bytes::new(),
-        false,
-    )
-    .await;
+    let r = get(p.addr, "web", "/", &controls).await;
     assert_eq!(
         r.status, 503,
         "the upstream's own 503, neither retried nor cut"
@@ -173,9 +153,8 @@ async fn control_headers_from_internal_senders_are_honoured() {
     ));
     // A sidecar trusts the rightmost (only) x-forwarded-for entry.
     let internal = ("x-forwarded-for", "10.1.2.3");
-    let r = send(
+    let r = get(
         p.addr,
-        "GET",
         "web",
         "/",
         &[
@@ -184,8 +163,6 @@ async fn control_headers_from_internal_senders_are_honoured() {
             ("x-envoy-max-retries", "2"),
             ("x-test-fail-first", "2"),
         ],
-        bytes::Bytes::new(),
-        false,
     )
     .await;
     assert_eq!(r.status, 200, "retried twice, as the header asked");
@@ -198,9 +175,8 @@ async fn control_headers_from_internal_senders_are_honoured() {
         "consumed by the router"
     );
     // The timeout header replaces the route's (none here): 504 after 100 ms.
-    let r = send(
+    let r = get(
         p.addr,
-        "GET",
         "web",
         "/",
         &[
@@ -208,17 +184,14 @@ async fn control_headers_from_internal_senders_are_honoured() {
             ("x-envoy-upstream-rq-timeout-ms", "100"),
             ("x-test-delay-ms", "2000"),
         ],
-        bytes::Bytes::new(),
-        false,
     )
     .await;
     assert_eq!(r.status, 504);
     assert_eq!(up.last_headers()["x-envoy-expected-rq-timeout-ms"], "100");
     // Two addresses in x-forwarded-for: not internal, the header is ignored.
     let before = up.count();
-    let r = send(
+    let r = get(
         p.addr,
-        "GET",
         "web",
         "/",
         &[
@@ -226,8 +199,6 @@ async fn control_headers_from_internal_senders_are_honoured() {
             ("x-envoy-retry-on", "5xx"),
             ("x-test-status", "503"),
         ],
-        bytes::Bytes::new(),
-        false,
     )
     .await;
     assert_eq!((r.status, up.count() - before), (503, 1));
@@ -281,9 +252,8 @@ async fn a_gateway_appends_the_client_and_replaces_an_external_request_id() {
         .find(|(n, _)| n.contains(&port.to_string()))
         .map(|(_, a)| *a)
         .expect("gateway listener");
-    let r = send(
+    let r = get(
         addr,
-        "GET",
         "shop.example.com",
         "/",
         &[
@@ -291,8 +261,6 @@ async fn a_gateway_appends_the_client_and_replaces_an_external_request_id() {
             ("x-forwarded-proto", "https"),
             ("x-request-id", "client-chosen"),
         ],
-        bytes::Bytes::new(),
-        false,
     )
     .await;
     assert_eq!(r.status, 200);
@@ -319,27 +287,9 @@ async fn local_replies_log_their_request_id() {
         &["--workers", "1", "--log-format", "json"],
     );
     let addr = p.addr("outbound");
-    let r = send(
-        addr,
-        "GET",
-        "web",
-        "/",
-        &[("x-request-id", "abc-123")],
-        bytes::Bytes::new(),
-        false,
-    )
-    .await;
+    let r = get(addr, "web", "/", &[("x-request-id", "abc-123")]).await;
     assert_eq!(r.status, 200);
-    let r = send(
-        addr,
-        "GET",
-        "nosuch.example",
-        "/",
-        &[],
-        bytes::Bytes::new(),
-        false,
-    )
-    .await;
+    let r = get(addr, "nosuch.example", "/", &[]).await;
     assert!(r.status >= 400);
     let mut ids = Vec::new();
     while ids.len() < 2 {

@@ -36,11 +36,9 @@ pub(super) async fn forward(
         return resp;
     }
     let version = parts.version;
-    let (mut head, request_id) =
-        upstream_head::build(parts, &x.conn, &Edits::default(), &authority);
+    let mut head = upstream_head::build(parts, &x.conn, &Edits::default(), &authority);
     let (policy, timeout) = policies(x);
     if let Some(r) = x.record.as_mut() {
-        r.request_id = request_id.to_str().unwrap_or("").to_string();
         r.upstream_cluster = ib.cluster.name.clone();
     }
     // Istio's inbound sidecar: SANITIZE_SET. A client's own x-forwarded-client-cert is

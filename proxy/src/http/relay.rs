@@ -173,9 +173,8 @@ fn upstream_request(
         dest: Some(c.dest),
         use_remote_address: r.gateway,
     };
-    let (mut head, request_id) = upstream_head::build(parts, &x.conn, &edits, r.authority);
+    let mut head = upstream_head::build(parts, &x.conn, &edits, r.authority);
     if let Some(rec) = x.record.as_mut() {
-        rec.request_id = request_id.to_str().unwrap_or("").to_string();
         rec.upstream_cluster = cluster_name.to_string();
     }
     if let Some(u) = &x.upgrade {

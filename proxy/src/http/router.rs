@@ -103,7 +103,6 @@ fn begin(
         protocol: protocol_name(parts.version),
         forwarded_for: header_str(&parts.headers, &hdr::X_FORWARDED_FOR).to_string(),
         user_agent: header_str(&parts.headers, &header::USER_AGENT).to_string(),
-        request_id: header_str(&parts.headers, &hdr::X_REQUEST_ID).to_string(),
         authority: authority.clone(),
         ..Default::default()
     });

@@ -40,7 +40,7 @@ pub(super) fn build(
     conn: &ConnInfo,
     edits: &Edits<'_>,
     authority: &str,
-) -> (UpstreamHead, HeaderValue) {
+) -> UpstreamHead {
     let Edits {
         route,
         matched,
@@ -73,7 +73,7 @@ pub(super) fn build(
     let headers = &mut parts.headers;
     hdr::strip_hop_by_hop(headers);
     headers.remove(header::HOST);
-    let request_id = hdr::forwarding(headers, &conn.peer_ip, conn.scheme, use_remote_address);
+    hdr::forwarding(headers, &conn.peer_ip, conn.scheme, use_remote_address);
     if rewritten_any {
         // Envoy: the path before a prefix or regex rewrite.
         if let Some(v) = original
@@ -89,15 +89,12 @@ pub(super) fn build(
     if let Some(d) = dest {
         hdr::apply(&d.request_headers, headers);
     }
-    (
-        UpstreamHead {
-            method: parts.method,
-            path_and_query,
-            authority,
-            headers: parts.headers,
-        },
-        request_id,
-    )
+    UpstreamHead {
+        method: parts.method,
+        path_and_query,
+        authority,
+        headers: parts.headers,
+    }
 }
 
 /// Whether to speak HTTP/2 to the upstream: the service port's protocol (`HTTP2`,

@@ -81,27 +81,19 @@ pub fn ip_value(ip: IpAddr) -> HeaderValue {
 /// or without (sidecars): with it, the client address (`client`, from [`ip_value`]) is
 /// appended to `x-forwarded-for` and `x-forwarded-proto` is the connection's scheme;
 /// without, `x-forwarded-for` passes through untouched and `x-forwarded-proto` is set only
-/// when absent (Envoy's `ConnectionManagerUtility::mutateRequestHeaders`). Generates
-/// `x-request-id` when absent. Returns the request id.
+/// when absent (Envoy's `ConnectionManagerUtility::mutateRequestHeaders`). The request's
+/// `x-request-id` is settled before routing (`http::sanitize`).
 pub fn forwarding(
     headers: &mut HeaderMap,
     client: &HeaderValue,
     scheme: &'static str,
     use_remote_address: bool,
-) -> HeaderValue {
+) {
     if use_remote_address {
         append_client(headers, client);
         headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(scheme));
     } else if !headers.contains_key(&X_FORWARDED_PROTO) {
         headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(scheme));
-    }
-    match headers.get(&X_REQUEST_ID) {
-        Some(v) if !v.is_empty() => v.clone(),
-        _ => {
-            let id = request_id();
-            headers.insert(X_REQUEST_ID.clone(), id.clone());
-            id
-        }
     }
 }
 
@@ -174,22 +166,19 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert("x-forwarded-for", HeaderValue::from_static("1.2.3.4"));
         h.insert("x-forwarded-proto", HeaderValue::from_static("https"));
-        let id = forwarding(&mut h, &ip_value("10.0.0.1".parse().unwrap()), "http", true);
+        forwarding(&mut h, &ip_value("10.0.0.1".parse().unwrap()), "http", true);
         assert_eq!(h.get("x-forwarded-for").unwrap(), "1.2.3.4, 10.0.0.1");
         assert_eq!(
             h.get("x-forwarded-proto").unwrap(),
             "http",
             "the connection's"
         );
-        assert_eq!(id.len(), 36);
-        assert_eq!(&id.to_str().unwrap()[14..15], "4");
         let mut h2 = HeaderMap::new();
-        h2.insert("x-request-id", HeaderValue::from_static("abc"));
-        assert_eq!(
-            forwarding(&mut h2, &ip_value("::1".parse().unwrap()), "https", true),
-            "abc"
-        );
+        forwarding(&mut h2, &ip_value("::1".parse().unwrap()), "https", true);
         assert_eq!(h2.get("x-forwarded-for").unwrap(), "::1");
+        let id = request_id();
+        assert_eq!(id.len(), 36);
+        assert_eq!(&id.to_str().unwrap()[14..15], "4", "a version 4 UUID");
     }
 
     #[test]

@@ -282,38 +282,71 @@ pub fn text_line(r: &Record) -> String {
     out
 }
 
-/// [`text_line`], appended to `out`.
+/// [`text_line`], appended to `out`. Written piece by piece (numbers through `itoa`),
+/// not through `format!`: the formatting machinery was most of a line's cost.
 pub fn write_text(r: &Record, out: &mut String) {
-    use std::fmt::Write as _;
     out.push('[');
     write_rfc3339_millis(r.start.unwrap_or(UNIX_EPOCH), out);
-    let _ = write!(
-        out,
-        "] \"{} {} {}\" {} {} {} {} {} ",
-        dash(&r.method),
-        dash(&r.path),
-        dash(r.protocol),
-        r.status,
-        r.flags,
-        r.bytes_received,
-        r.bytes_sent,
-        r.duration.as_millis(),
-    );
+    out.push_str("] \"");
+    out.push_str(dash(&r.method));
+    out.push(' ');
+    out.push_str(dash(&r.path));
+    out.push(' ');
+    out.push_str(dash(r.protocol));
+    out.push_str("\" ");
+    push_int(out, r.status);
+    out.push(' ');
+    push_flags(out, r.flags);
+    out.push(' ');
+    push_int(out, r.bytes_received);
+    out.push(' ');
+    push_int(out, r.bytes_sent);
+    out.push(' ');
+    push_int(out, r.duration.as_millis());
+    out.push(' ');
     match r.upstream_service_time {
-        Some(d) => {
-            let _ = write!(out, "{}", d.as_millis());
-        }
+        Some(d) => push_int(out, d.as_millis()),
         None => out.push('-'),
     }
-    let _ = writeln!(
-        out,
-        " \"{}\" \"{}\" \"{}\" \"{}\" \"{}\"",
-        dash(&r.forwarded_for),
-        dash(&r.user_agent),
-        dash(&r.request_id),
-        dash(&r.authority),
-        dash(&r.upstream_host),
-    );
+    for (i, v) in [
+        &r.forwarded_for,
+        &r.user_agent,
+        &r.request_id,
+        &r.authority,
+        &r.upstream_host,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        out.push_str(if i == 0 { " \"" } else { "\" \"" });
+        out.push_str(dash(v));
+    }
+    out.push_str("\"\n");
+}
+
+/// An integer in decimal.
+fn push_int(out: &mut String, n: impl itoa::Integer) {
+    out.push_str(itoa::Buffer::new().format(n));
+}
+
+/// Response flags in Envoy's format (see [`Flags`]'s `Display`).
+fn push_flags(out: &mut String, flags: Flags) {
+    use std::fmt::Write as _;
+    if flags.is_empty() {
+        out.push('-');
+    } else {
+        let _ = write!(out, "{flags}");
+    }
+}
+
+/// `n` in decimal, zero-padded to `width` digits.
+fn push_padded(out: &mut String, n: u64, width: usize) {
+    let mut buf = itoa::Buffer::new();
+    let digits = buf.format(n);
+    for _ in digits.len()..width {
+        out.push('0');
+    }
+    out.push_str(digits);
 }
 
 fn json_escape(s: &str, out: &mut String) {
@@ -325,7 +358,11 @@ fn json_escape(s: &str, out: &mut String) {
             '\n' => out.push_str("\\n"),
             '\r' => out.push_str("\\r"),
             '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c if (c as u32) < 0x20 => {
+                out.push_str("\\u00");
+                out.push(char::from(b"0123456789abcdef"[(c as usize) >> 4]));
+                out.push(char::from(b"0123456789abcdef"[(c as usize) & 15]));
+            }
             c => out.push(c),
         }
     }
@@ -350,27 +387,31 @@ pub fn write_json(r: &Record, o: &mut String) {
         o.push(':');
         json_escape(v, o);
     };
-    field(
-        o,
-        "start_time",
-        &rfc3339_millis(r.start.unwrap_or(UNIX_EPOCH)),
-        true,
-    );
+    o.push_str("\"start_time\":\"");
+    write_rfc3339_millis(r.start.unwrap_or(UNIX_EPOCH), o);
+    o.push('"');
     field(o, "method", &r.method, false);
     field(o, "path", &r.path, false);
     field(o, "protocol", r.protocol, false);
-    o.push_str(&format!(",\"response_code\":{}", r.status));
-    field(o, "response_flags", &r.flags.to_string(), false);
+    o.push_str(",\"response_code\":");
+    push_int(o, r.status);
+    o.push_str(",\"response_flags\":\"");
+    push_flags(o, r.flags);
+    o.push('"');
     field(o, "response_code_details", r.details, false);
-    o.push_str(&format!(
-        ",\"bytes_received\":{},\"bytes_sent\":{},\"duration\":{}",
-        r.bytes_received,
-        r.bytes_sent,
-        r.duration.as_millis()
-    ));
+    for (k, v) in [
+        (",\"bytes_received\":", r.bytes_received),
+        (",\"bytes_sent\":", r.bytes_sent),
+    ] {
+        o.push_str(k);
+        push_int(o, v);
+    }
+    o.push_str(",\"duration\":");
+    push_int(o, r.duration.as_millis());
+    o.push_str(",\"upstream_service_time\":");
     match r.upstream_service_time {
-        Some(d) => o.push_str(&format!(",\"upstream_service_time\":{}", d.as_millis())),
-        None => o.push_str(",\"upstream_service_time\":null"),
+        Some(d) => push_int(o, d.as_millis()),
+        None => o.push_str("null"),
     }
     field(o, "x_forwarded_for", &r.forwarded_for, false);
     field(o, "user_agent", &r.user_agent, false);
@@ -391,7 +432,6 @@ pub fn rfc3339_millis(t: SystemTime) -> String {
 
 /// [`rfc3339_millis`], appended to `out`.
 pub fn write_rfc3339_millis(t: SystemTime, out: &mut String) {
-    use std::fmt::Write as _;
     let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
     let secs = d.as_secs() as i64;
     let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
@@ -406,14 +446,22 @@ pub fn write_rfc3339_millis(t: SystemTime, out: &mut String) {
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = if month <= 2 { y + 1 } else { y };
-    let _ = write!(
-        out,
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
-        rem / 3600,
-        (rem % 3600) / 60,
-        rem % 60,
-        d.subsec_millis()
-    );
+    // Every part is non-negative for times after the epoch (the only ones given here).
+    let part = |v: i64| u64::try_from(v).unwrap_or(0);
+    push_padded(out, part(year), 4);
+    out.push('-');
+    push_padded(out, part(month), 2);
+    out.push('-');
+    push_padded(out, part(day), 2);
+    out.push('T');
+    push_padded(out, part(rem / 3600), 2);
+    out.push(':');
+    push_padded(out, part((rem % 3600) / 60), 2);
+    out.push(':');
+    push_padded(out, part(rem % 60), 2);
+    out.push('.');
+    push_padded(out, u64::from(d.subsec_millis()), 3);
+    out.push('Z');
 }
 
 #[cfg(test)]
@@ -451,5 +499,40 @@ mod tests {
             j.contains("\"response_flags\":\"NR\"") && j.contains("\"response_code\":404"),
             "{j}"
         );
+    }
+
+    #[test]
+    fn json_line_is_json_with_every_field() {
+        let r = Record {
+            start: Some(UNIX_EPOCH + Duration::from_millis(1_700_000_000_007)),
+            method: "POST".into(),
+            path: "/a\"b\\c".into(),
+            protocol: "HTTP/2",
+            status: 503,
+            flags: Flags::UPSTREAM_OVERFLOW | Flags::NO_ROUTE_FOUND,
+            bytes_received: 12,
+            bytes_sent: 34,
+            duration: Duration::from_millis(56),
+            upstream_service_time: Some(Duration::from_millis(7)),
+            user_agent: "ua\u{1}\t".into(),
+            request_id: "id".into(),
+            ..Default::default()
+        };
+        let line = json_line(&r);
+        assert!(line.ends_with("}\n"));
+        let v: serde_json::Value = serde_json::from_str(&line).expect("valid JSON");
+        assert_eq!(v["start_time"], "2023-11-14T22:13:20.007Z");
+        assert_eq!(v["path"], "/a\"b\\c");
+        assert_eq!(v["response_code"], 503);
+        assert_eq!(
+            v["response_flags"],
+            (Flags::UPSTREAM_OVERFLOW | Flags::NO_ROUTE_FOUND).to_string()
+        );
+        assert_eq!(v["bytes_received"], 12);
+        assert_eq!(v["bytes_sent"], 34);
+        assert_eq!(v["duration"], 56);
+        assert_eq!(v["upstream_service_time"], 7);
+        assert_eq!(v["user_agent"], "ua\u{1}\t");
+        assert!(line.contains("\\u0001"), "{line}");
     }
 }

@@ -19,6 +19,11 @@ pub(super) fn is_field_byte(b: u8) -> bool {
     b == b'\t' || b == b' ' || (0x21..=0x7e).contains(&b) || b >= 0x80
 }
 
+/// A byte a request-target may hold (visible ASCII, or obs-text as hyper accepts).
+pub(super) fn is_target_byte(b: u8) -> bool {
+    matches!(b, 0x21..=0x7e | 0x80..=0xff)
+}
+
 pub(super) fn hex(b: u8) -> Option<u64> {
     match b {
         b'0'..=b'9' => Some(u64::from(b - b'0')),

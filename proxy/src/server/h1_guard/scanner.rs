@@ -85,6 +85,36 @@ impl Scanner {
                 Phase::Poisoned | Phase::Failed | Phase::Cut(_) => {
                     return Scan::Bad(i, Violation::Head("after a violation"))
                 }
+                // The common bytes of a head, a run at a time: an ordinary field's value
+                // and the request-target need only their bytes checked.
+                Phase::Head(Head::Value) if matches!(self.field, Field::Other) => {
+                    let run = run_len(&bytes[i..], is_field_byte);
+                    if run == 0 {
+                        if let Err(v) = self.step(bytes[i]) {
+                            return Scan::Bad(i, v);
+                        }
+                        i += 1;
+                    }
+                    i += run;
+                }
+                Phase::Head(Head::Target) => {
+                    let run = run_len(&bytes[i..], is_target_byte);
+                    if self.target_len + run > self.max_target {
+                        // Cut exactly where the bytewise rule would: after the longest
+                        // target passed on.
+                        let fits = self.max_target - self.target_len;
+                        self.target_len = self.max_target;
+                        return Scan::Bad(i + fits, Violation::Head(TARGET_TOO_LONG));
+                    }
+                    self.target_len += run;
+                    if run == 0 {
+                        if let Err(v) = self.step(bytes[i]) {
+                            return Scan::Bad(i, v);
+                        }
+                        i += 1;
+                    }
+                    i += run;
+                }
                 Phase::Head(_) | Phase::Chunked(_) => {
                     if let Err(v) = self.step(bytes[i]) {
                         return Scan::Bad(i, v);
@@ -127,7 +157,18 @@ impl Scanner {
     /// One byte of a request head; `None` when the head is complete.
     pub(super) fn head_byte(&mut self, h: Head, b: u8) -> Result<Option<Head>, &'static str> {
         use Head::*;
-        Ok(Some(match h {
+        match h {
+            Start(_) | StartLf(_) | Method | Target | Version(_) | VersionLf => {
+                self.request_line_byte(h, b).map(Some)
+            }
+            FieldStart | Name(_) | Value | ValueLf | EndLf => self.field_line_byte(h, b),
+        }
+    }
+
+    /// One byte of the request line (and of the empty lines RFC 9112 §2.2 lets precede it).
+    fn request_line_byte(&mut self, h: Head, b: u8) -> Result<Head, &'static str> {
+        use Head::*;
+        Ok(match h {
             Start(n) => match b {
                 b'\r' => StartLf(n),
                 b'\n' => return Err("bare LF before the request line"),
@@ -157,7 +198,7 @@ impl Scanner {
             },
             Target => match b {
                 b' ' => Version(0),
-                0x21..=0x7e | 0x80..=0xff => {
+                _ if is_target_byte(b) => {
                     self.target_len += 1;
                     if self.target_len > self.max_target {
                         return Err(TARGET_TOO_LONG);
@@ -166,27 +207,7 @@ impl Scanner {
                 }
                 _ => return Err("invalid request-target"),
             },
-            Version(n) => {
-                const V: &[u8] = b"HTTP/1.";
-                let n_us = usize::from(n);
-                if n_us < V.len() {
-                    if b != V[n_us] {
-                        return Err("invalid HTTP version");
-                    }
-                    Version(n + 1)
-                } else if n_us == V.len() {
-                    match b {
-                        b'1' => self.facts.http11 = true,
-                        b'0' => self.facts.http11 = false,
-                        _ => return Err("unsupported HTTP version"),
-                    }
-                    Version(n + 1)
-                } else if b == b'\r' {
-                    VersionLf
-                } else {
-                    return Err("invalid request line ending");
-                }
-            }
+            Version(n) => self.version_byte(n, b)?,
             VersionLf => match b {
                 b'\n' => {
                     // hyper's rule for an upgrade: CONNECT, or an `Upgrade` field on
@@ -196,6 +217,39 @@ impl Scanner {
                 }
                 _ => return Err("bare CR in the request line"),
             },
+            FieldStart | Name(_) | Value | ValueLf | EndLf => {
+                return Err("field line state in the request line")
+            }
+        })
+    }
+
+    /// One byte of `HTTP/1.x` CR, `n` bytes of it matched so far.
+    fn version_byte(&mut self, n: u8, b: u8) -> Result<Head, &'static str> {
+        const V: &[u8] = b"HTTP/1.";
+        let n_us = usize::from(n);
+        if n_us < V.len() {
+            if b != V[n_us] {
+                return Err("invalid HTTP version");
+            }
+            Ok(Head::Version(n + 1))
+        } else if n_us == V.len() {
+            match b {
+                b'1' => self.facts.http11 = true,
+                b'0' => self.facts.http11 = false,
+                _ => return Err("unsupported HTTP version"),
+            }
+            Ok(Head::Version(n + 1))
+        } else if b == b'\r' {
+            Ok(Head::VersionLf)
+        } else {
+            Err("invalid request line ending")
+        }
+    }
+
+    /// One byte of a field line or of the empty line ending the section; `None` at its end.
+    fn field_line_byte(&mut self, h: Head, b: u8) -> Result<Option<Head>, &'static str> {
+        use Head::*;
+        Ok(Some(match h {
             FieldStart => match b {
                 b'\r' => EndLf,
                 b'\n' => return Err("bare LF"),
@@ -242,6 +296,9 @@ impl Scanner {
                 b'\n' => return Ok(None),
                 _ => return Err("bare CR ending the head"),
             },
+            Start(_) | StartLf(_) | Method | Target | Version(_) | VersionLf => {
+                return Err("request line state in a field line")
+            }
         }))
     }
 
@@ -363,81 +420,15 @@ impl Scanner {
     pub(super) fn chunk_byte(&mut self, c: Chunk, b: u8) -> Result<(), &'static str> {
         use Chunk::*;
         let next = match c {
-            Size { digits, size } => match b {
-                _ if hex(b).is_some() => {
-                    let d = hex(b).unwrap_or(0);
-                    let size = size
-                        .checked_mul(16)
-                        .and_then(|s| s.checked_add(d))
-                        .ok_or("chunk size overflows")?;
-                    Size { digits: true, size }
-                }
-                _ if !digits => return Err("invalid chunk size"),
-                b'\r' => SizeLf { size },
-                b';' => ExtNameStart { size },
-                b' ' | b'\t' => SizeWs { size },
-                _ => return Err("invalid chunk size"),
-            },
-            SizeWs { size } => match b {
-                b' ' | b'\t' => SizeWs { size },
-                b';' => ExtNameStart { size },
-                _ => return Err("invalid chunk size line"),
-            },
-            ExtNameStart { size } => match b {
-                b' ' | b'\t' => ExtNameStart { size },
-                _ if is_tchar(b) => ExtName { size },
-                _ => return Err("invalid chunk extension"),
-            },
-            ExtName { size } => match b {
-                _ if is_tchar(b) => ExtName { size },
-                b' ' | b'\t' => ExtAfterName { size },
-                b'=' => ExtValueStart { size },
-                b';' => ExtNameStart { size },
-                b'\r' => SizeLf { size },
-                _ => return Err("invalid chunk extension"),
-            },
-            ExtAfterName { size } => match b {
-                b' ' | b'\t' => ExtAfterName { size },
-                b'=' => ExtValueStart { size },
-                b';' => ExtNameStart { size },
-                b'\r' => SizeLf { size },
-                _ => return Err("invalid chunk extension"),
-            },
-            ExtValueStart { size } => match b {
-                b' ' | b'\t' => ExtValueStart { size },
-                b'"' => ExtQuoted { size },
-                _ if is_tchar(b) => ExtToken { size },
-                _ => return Err("invalid chunk extension value"),
-            },
-            ExtToken { size } => match b {
-                _ if is_tchar(b) => ExtToken { size },
-                b' ' | b'\t' => ExtAfterValue { size },
-                b';' => ExtNameStart { size },
-                b'\r' => SizeLf { size },
-                _ => return Err("invalid chunk extension value"),
-            },
-            // RFC 9110 §5.6.4 quoted-string.
-            ExtQuoted { size } => match b {
-                b'"' => ExtAfterValue { size },
-                b'\\' => ExtQuotedPair { size },
-                b'\t' | b' ' | 0x21 | 0x23..=0x5b | 0x5d..=0x7e | 0x80..=0xff => ExtQuoted { size },
-                _ => return Err("invalid chunk extension quoted value"),
-            },
-            ExtQuotedPair { size } => match b {
-                b'\t' | b' ' | 0x21..=0x7e | 0x80..=0xff => ExtQuoted { size },
-                _ => return Err("invalid chunk extension quoted value"),
-            },
-            ExtAfterValue { size } => match b {
-                b' ' | b'\t' => ExtAfterValue { size },
-                b';' => ExtNameStart { size },
-                b'\r' => SizeLf { size },
-                _ => return Err("invalid chunk extension"),
-            },
-            SizeLf { size } => match b {
-                b'\n' if size == 0 => Trailer(Head::FieldStart),
-                b'\n' => Data(size),
-                _ => return Err("bare CR in a chunk size line"),
-            },
+            Size { .. } | SizeWs { .. } | SizeLf { .. } => self.size_line_byte(c, b)?,
+            ExtNameStart { size }
+            | ExtName { size }
+            | ExtAfterName { size }
+            | ExtValueStart { size }
+            | ExtToken { size }
+            | ExtQuoted { size }
+            | ExtQuotedPair { size }
+            | ExtAfterValue { size } => extension_byte(c, size, b)?,
             Data(_) => return Err("chunk data scanned bytewise"),
             DataCr => match b {
                 b'\r' => DataLf,
@@ -465,4 +456,100 @@ impl Scanner {
         self.phase = Phase::Chunked(next);
         Ok(())
     }
+
+    /// One byte of a chunk-size line before any extension (RFC 9112 §7.1).
+    fn size_line_byte(&mut self, c: Chunk, b: u8) -> Result<Chunk, &'static str> {
+        use Chunk::*;
+        Ok(match c {
+            Size { digits, size } => match b {
+                _ if hex(b).is_some() => {
+                    let d = hex(b).unwrap_or(0);
+                    let size = size
+                        .checked_mul(16)
+                        .and_then(|s| s.checked_add(d))
+                        .ok_or("chunk size overflows")?;
+                    Size { digits: true, size }
+                }
+                _ if !digits => return Err("invalid chunk size"),
+                b'\r' => SizeLf { size },
+                b';' => ExtNameStart { size },
+                b' ' | b'\t' => SizeWs { size },
+                _ => return Err("invalid chunk size"),
+            },
+            SizeWs { size } => match b {
+                b' ' | b'\t' => SizeWs { size },
+                b';' => ExtNameStart { size },
+                _ => return Err("invalid chunk size line"),
+            },
+            SizeLf { size } => match b {
+                b'\n' if size == 0 => Trailer(Head::FieldStart),
+                b'\n' => Data(size),
+                _ => return Err("bare CR in a chunk size line"),
+            },
+            _ => return Err("not a chunk-size state"),
+        })
+    }
+}
+
+/// One byte of a chunk extension (RFC 9112 §7.1.1), for a chunk of `size` bytes.
+fn extension_byte(c: Chunk, size: u64, b: u8) -> Result<Chunk, &'static str> {
+    use Chunk::*;
+    Ok(match c {
+        ExtNameStart { .. } => match b {
+            b' ' | b'\t' => ExtNameStart { size },
+            _ if is_tchar(b) => ExtName { size },
+            _ => return Err("invalid chunk extension"),
+        },
+        ExtName { .. } => match b {
+            _ if is_tchar(b) => ExtName { size },
+            b' ' | b'\t' => ExtAfterName { size },
+            b'=' => ExtValueStart { size },
+            b';' => ExtNameStart { size },
+            b'\r' => SizeLf { size },
+            _ => return Err("invalid chunk extension"),
+        },
+        ExtAfterName { .. } => match b {
+            b' ' | b'\t' => ExtAfterName { size },
+            b'=' => ExtValueStart { size },
+            b';' => ExtNameStart { size },
+            b'\r' => SizeLf { size },
+            _ => return Err("invalid chunk extension"),
+        },
+        ExtValueStart { .. } => match b {
+            b' ' | b'\t' => ExtValueStart { size },
+            b'"' => ExtQuoted { size },
+            _ if is_tchar(b) => ExtToken { size },
+            _ => return Err("invalid chunk extension value"),
+        },
+        ExtToken { .. } => match b {
+            _ if is_tchar(b) => ExtToken { size },
+            b' ' | b'\t' => ExtAfterValue { size },
+            b';' => ExtNameStart { size },
+            b'\r' => SizeLf { size },
+            _ => return Err("invalid chunk extension value"),
+        },
+        // RFC 9110 §5.6.4 quoted-string.
+        ExtQuoted { .. } => match b {
+            b'"' => ExtAfterValue { size },
+            b'\\' => ExtQuotedPair { size },
+            b'\t' | b' ' | 0x21 | 0x23..=0x5b | 0x5d..=0x7e | 0x80..=0xff => ExtQuoted { size },
+            _ => return Err("invalid chunk extension quoted value"),
+        },
+        ExtQuotedPair { .. } => match b {
+            b'\t' | b' ' | 0x21..=0x7e | 0x80..=0xff => ExtQuoted { size },
+            _ => return Err("invalid chunk extension quoted value"),
+        },
+        ExtAfterValue { .. } => match b {
+            b' ' | b'\t' => ExtAfterValue { size },
+            b';' => ExtNameStart { size },
+            b'\r' => SizeLf { size },
+            _ => return Err("invalid chunk extension"),
+        },
+        _ => return Err("not a chunk-extension state"),
+    })
+}
+
+/// How many bytes at the start of `bytes` satisfy `ok`.
+fn run_len(bytes: &[u8], ok: fn(u8) -> bool) -> usize {
+    bytes.iter().position(|&b| !ok(b)).unwrap_or(bytes.len())
 }

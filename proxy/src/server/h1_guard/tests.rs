@@ -143,3 +143,42 @@ fn preface_and_upgrades_stop_the_scan() {
     bad_head("PRI * HTTP/2.0\r\n\r\nXY\r\n\r\n");
     ok("PRINT / HTTP/1.1\r\n\r\n");
 }
+
+/// Feeds `input` one byte at a time (every run of the fast paths has length one).
+fn scan_bytewise(input: &[u8], max_target: usize) -> Scan {
+    let mut s = Scanner::new();
+    s.max_target = max_target;
+    for (i, b) in input.iter().enumerate() {
+        match s.scan(std::slice::from_ref(b)) {
+            Scan::Clean => {}
+            Scan::Bad(j, v) => return Scan::Bad(i + j, v),
+            Scan::Stop(j) => return Scan::Stop(i + j),
+        }
+    }
+    Scan::Clean
+}
+
+#[test]
+fn runs_of_value_and_target_bytes_agree_with_the_bytewise_rules() {
+    let cases: [&[u8]; 7] = [
+        b"GET /a/b?c=d HTTP/1.1\r\nHost: x\r\nUser-Agent: curl/8.0 (x)\r\n\r\n",
+        b"GET /a\x00b HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"GET /a HTTP/1.1\r\nHost: x\r\nX-A: one\x00two\r\n\r\n",
+        b"GET /a HTTP/1.1\r\nHost: x\r\nX-A: one\ntwo\r\n\r\n",
+        b"GET /a HTTP/1.1\r\nHost: x\r\nX-A: one\x7ftwo\r\n\r\n",
+        b"GET /0123456789abcdef HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"GET /a HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc",
+    ];
+    for input in cases {
+        for max_target in [usize::MAX, 4, 10, 16, 17] {
+            let mut whole = Scanner::new();
+            whole.max_target = max_target;
+            assert_eq!(
+                whole.scan(input),
+                scan_bytewise(input, max_target),
+                "{:?} with a target limit of {max_target}",
+                String::from_utf8_lossy(input)
+            );
+        }
+    }
+}

@@ -57,76 +57,69 @@ impl Scanner {
                         }
                     }
                 }
-                Phase::Length(left) => {
-                    let take = usize::try_from(left)
-                        .unwrap_or(usize::MAX)
-                        .min(bytes.len() - i);
-                    i += take;
-                    let left = left - take as u64;
-                    if left == 0 {
-                        self.message_done();
-                    } else {
-                        self.phase = Phase::Length(left);
-                    }
-                }
-                Phase::Chunked(Chunk::Data(left)) => {
-                    let take = usize::try_from(left)
-                        .unwrap_or(usize::MAX)
-                        .min(bytes.len() - i);
-                    i += take;
-                    let left = left - take as u64;
-                    self.phase = Phase::Chunked(if left == 0 {
-                        Chunk::DataCr
-                    } else {
-                        Chunk::Data(left)
-                    });
+                Phase::Length(_) | Phase::Chunked(Chunk::Data(_)) => {
+                    i += self.skip_body(bytes.len() - i)
                 }
                 Phase::Hold(_) | Phase::Passthrough => return Scan::Stop(i),
                 Phase::Poisoned | Phase::Failed | Phase::Cut(_) => {
                     return Scan::Bad(i, Violation::Head("after a violation"))
                 }
-                // The common bytes of a head, a run at a time: an ordinary field's value
-                // and the request-target need only their bytes checked.
-                Phase::Head(Head::Value) if matches!(self.field, Field::Other) => {
-                    let run = run_len(&bytes[i..], is_field_byte);
-                    if run == 0 {
-                        if let Err(v) = self.step(bytes[i]) {
-                            return Scan::Bad(i, v);
-                        }
-                        i += 1;
-                    }
-                    i += run;
-                }
-                Phase::Head(Head::Target) => {
-                    let run = run_len(&bytes[i..], is_target_byte);
-                    if self.target_len + run > self.max_target {
-                        // Cut exactly where the bytewise rule would: after the longest
-                        // target passed on.
-                        let fits = self.max_target - self.target_len;
-                        self.target_len = self.max_target;
-                        return Scan::Bad(i + fits, Violation::Head(TARGET_TOO_LONG));
-                    }
-                    self.target_len += run;
-                    if run == 0 {
-                        if let Err(v) = self.step(bytes[i]) {
-                            return Scan::Bad(i, v);
-                        }
-                        i += 1;
-                    }
-                    i += run;
-                }
-                Phase::Head(_) | Phase::Chunked(_) => {
-                    if let Err(v) = self.step(bytes[i]) {
-                        return Scan::Bad(i, v);
-                    }
-                    i += 1;
-                }
+                Phase::Head(_) | Phase::Chunked(_) => match self.head_run(&bytes[i..]) {
+                    Ok(n) => i += n,
+                    Err((n, v)) => return Scan::Bad(i + n, v),
+                },
             }
             if matches!(self.phase, Phase::Hold(_) | Phase::Passthrough) {
                 return Scan::Stop(i);
             }
         }
         Scan::Clean
+    }
+
+    /// Passes over up to `avail` bytes of a body's data (by length or in a chunk); returns
+    /// how many.
+    fn skip_body(&mut self, avail: usize) -> usize {
+        let (Phase::Length(left) | Phase::Chunked(Chunk::Data(left))) = self.phase else {
+            return 0;
+        };
+        let take = usize::try_from(left).unwrap_or(usize::MAX).min(avail);
+        let left = left - take as u64;
+        match self.phase {
+            Phase::Length(_) if left == 0 => self.message_done(),
+            Phase::Length(_) => self.phase = Phase::Length(left),
+            _ if left == 0 => self.phase = Phase::Chunked(Chunk::DataCr),
+            _ => self.phase = Phase::Chunked(Chunk::Data(left)),
+        }
+        take
+    }
+
+    /// Scans the start of `rest` in a head or chunk framing: the common bytes of a head a
+    /// run at a time (an ordinary field's value and the request-target need only their
+    /// bytes checked), anything else one byte. Returns how many bytes were taken, or where
+    /// in `rest` the violation is.
+    fn head_run(&mut self, rest: &[u8]) -> Result<usize, (usize, Violation)> {
+        let run = match self.phase {
+            Phase::Head(Head::Value) if matches!(self.field, Field::Other) => {
+                run_len(rest, is_field_byte)
+            }
+            Phase::Head(Head::Target) => {
+                let run = run_len(rest, is_target_byte);
+                if self.target_len + run > self.max_target {
+                    // Cut exactly where the bytewise rule would: after the longest target
+                    // passed on.
+                    let fits = self.max_target - self.target_len;
+                    self.target_len = self.max_target;
+                    return Err((fits, Violation::Head(TARGET_TOO_LONG)));
+                }
+                self.target_len += run;
+                run
+            }
+            _ => 0,
+        };
+        if run > 0 {
+            return Ok(run);
+        }
+        self.step(rest[0]).map(|()| 1).map_err(|v| (0, v))
     }
 
     /// A message (head and body) ended: the next head, or a hold after an upgrade.

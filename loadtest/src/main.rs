@@ -60,6 +60,19 @@ enum Command {
         #[arg(long, default_value = "127.0.0.1:8080")]
         upstream: SocketAddr,
     },
+    /// Print a meshproxy config of the benchmark (`plain` or `realistic`) for an upstream,
+    /// or with `--host` the host name and extra header its requests use.
+    BenchConfig {
+        /// `plain` (one service) or `realistic` (10 services with header matches, weights,
+        /// retries, timeouts, pools and outlier detection).
+        kind: String,
+        /// The benchmark upstream's address.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        upstream: SocketAddr,
+        /// Print `HOST` and, for `realistic`, the `Name: value` header on a second line.
+        #[arg(long)]
+        host: bool,
+    },
     /// Print the markdown tables of a bench results JSON file (and redraw its plot).
     Report {
         /// A `bench-results/<timestamp>.json` file.
@@ -249,6 +262,24 @@ fn main() -> ExitCode {
             );
             Ok(())
         }
+        Command::BenchConfig {
+            kind,
+            upstream,
+            host,
+        } => match (kind.as_str(), host) {
+            ("plain", false) => Ok(print!("{}", bench::configs::meshproxy_plain(upstream))),
+            ("plain", true) => Ok(println!("{}", bench::configs::HOST)),
+            ("realistic", false) => Ok(print!(
+                "{}",
+                bench::configs::meshproxy_realistic(upstream, 10)
+            )),
+            ("realistic", true) => Ok(println!(
+                "{}\n{}",
+                bench::configs::REALISTIC_HOST,
+                bench::configs::REALISTIC_HEADER
+            )),
+            (other, _) => Err(format!("unknown config {other:?}: plain or realistic")),
+        },
         Command::Report { json, svg } => {
             bench::report_from_json(&json, svg.as_deref()).map(|md| print!("{md}"))
         }

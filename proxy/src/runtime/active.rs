@@ -339,4 +339,40 @@ mod tests {
         assert!(!Arc::ptr_eq(new.cluster(id(&new_snap, "b")), &b));
         assert!(new.used_cluster(id(&new_snap, "c")).is_none());
     }
+    /// A DNS ServiceEntry `d` resolved through `spec.dns` (a server nobody answers on:
+    /// the lookups only have to exist, not succeed).
+    fn dns_snapshot(refresh: &str) -> Arc<Snapshot> {
+        let y = format!(
+            "apiVersion: meshproxy.io/v1alpha1\nkind: Proxy\nmetadata: {{name: t}}\nspec:\n  \
+             listeners:\n  - {{name: outbound, address: \"127.0.0.1:0\", direction: OUTBOUND}}\n  \
+             dns: {{resolver: \"127.0.0.1:9\", refreshRate: {refresh}}}\n---\n\
+             apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {{name: d}}\n\
+             spec:\n  hosts: [d.default.svc.cluster.local]\n  \
+             ports: [{{number: 80, name: http, protocol: HTTP}}]\n  resolution: DNS\n"
+        );
+        Arc::new(meshproxy_config::compile::load_str("t.yaml", &y).expect("valid config"))
+    }
+
+    #[test]
+    fn a_dns_cluster_is_kept_while_spec_dns_is_unchanged() {
+        let mesh = Arc::new(ArcSwapOption::empty());
+        let snap = dns_snapshot("30s");
+        let old = Active::build(snap.clone(), None, 1, &mesh);
+        let d = old.cluster(id(&snap, "d")).clone();
+        assert_eq!(
+            d.dns_names().len(),
+            1,
+            "its name is resolved in the background"
+        );
+        let same = Active::build(dns_snapshot("30s"), Some(&old), 1, &mesh);
+        assert!(Arc::ptr_eq(
+            same.used_cluster(id(&snap, "d")).expect("kept"),
+            &d
+        ));
+        let other = Active::build(dns_snapshot("45s"), Some(&same), 1, &mesh);
+        assert!(
+            other.used_cluster(id(&snap, "d")).is_none(),
+            "another resolver setting: resolved anew"
+        );
+    }
 }

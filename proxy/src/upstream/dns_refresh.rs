@@ -324,3 +324,91 @@ fn endpoint(name: &Name, ip: IpAddr, workers: usize) -> Arc<EndpointState> {
     ep.hostname = Some(name.host.clone());
     Arc::new(ep)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::cluster_state::ClusterState;
+    use super::*;
+    use meshproxy_config::compile::cluster::{ClusterKey, ConnectionPool, Endpoint, Protocol};
+    use meshproxy_config::compile::proxy_settings::DnsSettings;
+
+    fn cluster(endpoints: Vec<EndpointAddress>) -> Cluster {
+        Cluster {
+            key: ClusterKey {
+                service: "s".into(),
+                port: 80,
+                subset: None,
+            },
+            name: "c".into(),
+            service_name: "s".into(),
+            service_namespace: "default".into(),
+            protocol: Protocol::Http,
+            endpoints: endpoints
+                .into_iter()
+                .map(|address| Endpoint {
+                    address,
+                    labels: Default::default(),
+                    weight: 1,
+                    service_account: None,
+                })
+                .collect(),
+            load_balancer: LoadBalancer::RoundRobin,
+            pool: ConnectionPool::default(),
+            outlier: None,
+            tls: None,
+            service_sans: Vec::new(),
+            fingerprint: 0,
+        }
+    }
+
+    fn resolver() -> Arc<Resolver> {
+        // Nothing answers on the discard port: every lookup fails.
+        Resolver::new(&DnsSettings {
+            resolver: Some("127.0.0.1:9".parse().unwrap()),
+            refresh_rate: Duration::from_millis(50),
+        })
+    }
+
+    #[test]
+    fn a_cluster_without_names_has_no_background_resolution() {
+        let r = resolver();
+        let c = cluster(vec![EndpointAddress::Socket(
+            "10.0.0.1:80".parse().unwrap(),
+        )]);
+        let s = ClusterState::with_resolver(&c, 1, Some(&r));
+        assert!(s.dns_names().is_empty());
+        assert_eq!(s.endpoints().len(), 1);
+        assert_eq!(Arc::strong_count(&r), 1, "no task holds the resolver");
+    }
+
+    #[tokio::test]
+    async fn fixed_endpoints_serve_at_once_and_dropping_the_state_stops_the_lookups() {
+        let r = resolver();
+        let c = cluster(vec![
+            EndpointAddress::Socket("10.0.0.1:80".parse().unwrap()),
+            EndpointAddress::Dns("name.test".into(), 80),
+        ]);
+        let s = ClusterState::with_resolver(&c, 1, Some(&r));
+        assert_eq!(
+            s.endpoints().len(),
+            1,
+            "the fixed address, before any answer"
+        );
+        // The first lookup fails: the cluster is ready with what it has.
+        tokio::time::timeout(Duration::from_secs(30), s.resolved(Duration::from_secs(60)))
+            .await
+            .expect("ready after the first failure");
+        assert!(s.dns_names()[0].failures >= 1);
+        assert_eq!(s.endpoints().len(), 1);
+        assert!(Arc::strong_count(&r) > 1, "the task holds the resolver");
+        drop(s);
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while Arc::strong_count(&r) > 1 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the task outlived its cluster"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}

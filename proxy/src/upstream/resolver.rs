@@ -18,6 +18,11 @@ use std::time::{Duration, Instant};
 /// refreshed at this rate instead, so a 1-second record does not make a query a second.
 pub const MIN_TTL_REFRESH: Duration = Duration::from_secs(5);
 
+/// A lookup with no answer by then has failed: hickory retries each query and asks for
+/// IPv6 after IPv4, so a server that never answers would hold a lookup for 30 s (Envoy's
+/// c-ares gives up after a similar bound: 5 s per try).
+pub const LOOKUP_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// What one lookup said.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Answer {
@@ -76,7 +81,13 @@ impl Resolver {
         // Every refresh asks the server: the refresh is already scheduled by the TTL, and
         // a cached answer would only delay a change by another TTL.
         client.clear_cache();
-        match client.lookup_ip(host).await {
+        let found = match tokio::time::timeout(LOOKUP_TIMEOUT, client.lookup_ip(host)).await {
+            Ok(found) => found,
+            Err(_) => {
+                return Answer::Failed(format!("no answer within {}s", LOOKUP_TIMEOUT.as_secs()))
+            }
+        };
+        match found {
             Ok(found) => {
                 let left = found
                     .valid_until()

@@ -428,8 +428,12 @@ async fn outlier_detection_ejects_one_address_of_a_name() {
     )
     .await;
     b[1].status.store(503, Ordering::SeqCst);
-    // Round robin reaches .3 every third request: two 503s eject it.
-    for _ in 0..9 {
+    // Round robin reaches .3 every third request: its second 503 in a row ejects it.
+    let healthy_hits = b[1].hits.load(Ordering::SeqCst);
+    for _ in 0..30 {
+        if b[1].hits.load(Ordering::SeqCst) >= healthy_hits + 2 {
+            break;
+        }
         r.get().await;
     }
     let c = r.cluster().await;
@@ -442,6 +446,7 @@ async fn outlier_detection_ejects_one_address_of_a_name() {
             (a, e["health"].as_str().unwrap().to_string())
         })
         .collect();
+    assert_eq!(health.len(), 3, "{health:?}");
     for (a, h) in &health {
         let want = if a.starts_with("127.0.0.3:") {
             "ejected"

@@ -477,7 +477,7 @@ async fn ejected_after_n_consecutive_5xx_then_back_then_twice_as_long() {
     }
     assert_eq!(bad.t.requests.load(Ordering::SeqCst), 6);
     let st = state(&p);
-    assert_eq!(st.endpoints[0].outlier.times_ejected(), 2);
+    assert_eq!(st.endpoints()[0].outlier.times_ejected(), 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -512,7 +512,7 @@ async fn max_ejection_percent_with_two_and_three_endpoints() {
     let st = state(&p);
     let now = meshproxy::upstream::outlier::now_nanos();
     let ejected = st
-        .endpoints
+        .endpoints()
         .iter()
         .filter(|e| e.outlier.is_ejected(now))
         .count();
@@ -572,10 +572,10 @@ async fn seed_scenario_deprecated_consecutive_errors_counts_gateway_errors() {
     let st = state(&p);
     let now = meshproxy::upstream::outlier::now_nanos();
     assert!(
-        !st.endpoints[0].outlier.is_ejected(now),
+        !st.endpoints()[0].outlier.is_ejected(now),
         "a plain 500 is not a gateway error"
     );
-    assert!(st.endpoints[1].outlier.is_ejected(now), "503s are");
+    assert!(st.endpoints()[1].outlier.is_ejected(now), "503s are");
     assert_eq!(gateway.t.requests.load(Ordering::SeqCst), 3);
     assert_eq!(
         good.t.connections.load(Ordering::SeqCst),

@@ -91,8 +91,13 @@ impl Protocol {
 pub enum EndpointAddress {
     /// An IP and port.
     Socket(SocketAddr),
-    /// A DNS name and port, resolved by the data path.
+    /// A name of a `resolution: DNS` ServiceEntry (Envoy's STRICT_DNS, as Istio
+    /// configures it): every address it resolves to is an endpoint of the cluster, kept
+    /// up to date off the request path by the cluster's live state.
     Dns(String, u16),
+    /// A name of a `resolution: DNS_ROUND_ROBIN` ServiceEntry (Envoy's LOGICAL_DNS): one
+    /// endpoint, its name resolved when a new connection is opened.
+    LogicalDns(String, u16),
     /// A unix domain socket path.
     Unix(PathBuf),
 }
@@ -101,7 +106,9 @@ impl std::fmt::Display for EndpointAddress {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             EndpointAddress::Socket(s) => write!(f, "{s}"),
-            EndpointAddress::Dns(h, p) => write!(f, "{h}:{p}"),
+            EndpointAddress::Dns(h, p) | EndpointAddress::LogicalDns(h, p) => {
+                write!(f, "{h}:{p}")
+            }
             EndpointAddress::Unix(p) => write!(f, "unix://{}", p.display()),
         }
     }

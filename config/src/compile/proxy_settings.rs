@@ -56,6 +56,62 @@ pub const MAX_IDLE_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
 /// Longest accepted `streamIdleTimeout`.
 pub const MAX_STREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
 
+/// Istio: MeshConfig `dnsRefreshRate` defaults to 60s (`pkg/config/mesh/mesh.go`); Istio
+/// gives it to every DNS cluster as Envoy's `dns_refresh_rate`.
+pub const DEFAULT_DNS_REFRESH_RATE: Duration = Duration::from_secs(60);
+/// Longest accepted `spec.dns.refreshRate`.
+pub const MAX_DNS_REFRESH_RATE: Duration = Duration::from_secs(24 * 3600);
+/// The port of a `spec.dns.resolver` given without one.
+pub const DNS_PORT: u16 = 53;
+
+/// `spec.dns` with its defaults filled in (see docs/config.md, "DNS endpoints").
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct DnsSettings {
+    /// The DNS server to ask; `None`: the system's (`/etc/resolv.conf`).
+    pub resolver: Option<SocketAddr>,
+    /// Re-resolution interval of an answer without a TTL, and retry interval after a
+    /// failed lookup.
+    pub refresh_rate: std::time::Duration,
+}
+
+impl Default for DnsSettings {
+    fn default() -> Self {
+        DnsSettings {
+            resolver: None,
+            refresh_rate: DEFAULT_DNS_REFRESH_RATE.to_std(),
+        }
+    }
+}
+
+impl DnsSettings {
+    /// The document's settings over the defaults (values validation refused are ignored).
+    pub fn from_doc(d: Option<&proxy::Dns>) -> Self {
+        let def = DnsSettings::default();
+        let Some(d) = d else { return def };
+        DnsSettings {
+            resolver: d.resolver.as_deref().and_then(parse_resolver),
+            refresh_rate: d
+                .refresh_rate
+                .filter(|r| r.check_istio().is_ok() && *r <= MAX_DNS_REFRESH_RATE)
+                .map(|r| r.to_std())
+                .unwrap_or(def.refresh_rate),
+        }
+    }
+}
+
+/// A `spec.dns.resolver`: `ip:port`, `[v6]:port`, or a bare IP (port 53).
+pub fn parse_resolver(s: &str) -> Option<SocketAddr> {
+    let s = s.trim();
+    s.parse::<SocketAddr>()
+        .ok()
+        .or_else(|| {
+            s.parse::<IpAddr>()
+                .ok()
+                .map(|ip| SocketAddr::new(ip, DNS_PORT))
+        })
+        .filter(|a| a.port() != 0)
+}
+
 /// `spec.limits` with every default filled in (see docs/config.md, "Limits").
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Limits {
@@ -196,6 +252,8 @@ pub struct ProxySettings {
     pub limits: Limits,
     /// `spec.internalNetworks`: senders whose `x-envoy-*` control headers are honoured.
     pub internal_networks: Vec<ipnet::IpNet>,
+    /// `spec.dns`: the resolver of `resolution: DNS` endpoints.
+    pub dns: DnsSettings,
     /// True when a `Proxy` document was given (false: the built-in local default).
     pub declared: bool,
 }
@@ -233,6 +291,7 @@ impl ProxySettings {
             root_namespace: crate::validate::DEFAULT_ROOT_NAMESPACE.into(),
             limits: Limits::default(),
             internal_networks: Vec::new(),
+            dns: DnsSettings::default(),
             declared: false,
         }
     }
@@ -299,6 +358,7 @@ impl ProxySettings {
                 .flatten()
                 .filter_map(|n| parse_network(n))
                 .collect(),
+            dns: DnsSettings::from_doc(p.dns.as_ref()),
             declared: true,
         }
     }

@@ -74,12 +74,18 @@ impl Service {
                 .or(port.target_port)
                 .unwrap_or(port.number)
         };
+        // Istio: DNS → STRICT_DNS (every address an endpoint), DNS_ROUND_ROBIN →
+        // LOGICAL_DNS (`pilot/pkg/networking/core/cluster.go`, `convertResolution`).
+        let named = |host: String, port: u16| match self.resolution {
+            Resolution::DnsRoundRobin => EndpointAddress::LogicalDns(host, port),
+            _ => EndpointAddress::Dns(host, port),
+        };
         if self.endpoints.is_empty() {
             if matches!(self.resolution, Resolution::Dns | Resolution::DnsRoundRobin)
                 && !host::is_wildcard(&self.host)
             {
                 return vec![Endpoint {
-                    address: EndpointAddress::Dns(self.host.clone(), target(None)),
+                    address: named(self.host.clone(), target(None)),
                     labels: Labels::default(),
                     weight: 1,
                     service_account: None,
@@ -95,9 +101,7 @@ impl Service {
                 } else {
                     match e.address.parse::<IpAddr>() {
                         Ok(ip) => EndpointAddress::Socket(SocketAddr::new(ip, target(Some(e)))),
-                        Err(_) => {
-                            EndpointAddress::Dns(e.address.to_ascii_lowercase(), target(Some(e)))
-                        }
+                        Err(_) => named(e.address.to_ascii_lowercase(), target(Some(e))),
                     }
                 };
                 Endpoint {

@@ -43,6 +43,23 @@ pub struct Proxy {
     /// steer the router with `x-envoy-*` control headers; unset, nobody is internal.
     #[serde(default, alias = "internal_networks")]
     pub internal_networks: Option<Vec<String>>,
+    /// How `resolution: DNS` names are resolved (docs/config.md, "DNS endpoints").
+    #[serde(default)]
+    pub dns: Option<Dns>,
+}
+
+/// `Proxy.spec.dns`: the resolver of `resolution: DNS` ServiceEntries.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Dns {
+    /// The DNS server asked, `ip` or `ip:port` (port 53 by default); unset: the
+    /// nameservers, search domains and options of `/etc/resolv.conf`.
+    #[serde(default)]
+    pub resolver: Option<String>,
+    /// How often a name is re-resolved when its answer carries no TTL, and the retry
+    /// interval after a failed lookup: Istio's MeshConfig `dnsRefreshRate` (default 60s).
+    #[serde(default, alias = "refresh_rate", alias = "dnsRefreshRate")]
+    pub refresh_rate: Option<Duration>,
 }
 
 /// `Proxy.spec.limits`: what one client, connection or burst may cost the proxy.

@@ -131,6 +131,41 @@ pub(crate) fn validate(v: &mut V, px: &Proxy) {
             );
         }
     }
+    if let Some(d) = &px.dns {
+        dns(v, d);
+    }
+}
+
+/// `spec.dns`: a resolver address we can send queries to, and a refresh rate Envoy would
+/// take (`dns_refresh_rate` must be above 1ms) by Istio's duration rule.
+fn dns(v: &mut V, d: &Dns) {
+    use crate::compile::proxy_settings as s;
+    if let Some(r) = &d.resolver {
+        match s::parse_resolver(r) {
+            None => v.err(
+                "spec.dns.resolver",
+                format!("{r:?} is not an IP address or an ip:port address (port 1-65535)"),
+            ),
+            Some(a) if a.ip().is_unspecified() || a.ip().is_multicast() => v.err(
+                "spec.dns.resolver",
+                format!("{r:?} cannot receive DNS queries (unspecified or multicast address)"),
+            ),
+            Some(_) => {}
+        }
+    }
+    if let Some(t) = d.refresh_rate {
+        if let Err(e) = t.check_istio() {
+            v.err("spec.dns.refreshRate", format!("refreshRate: {e}"));
+        } else if t > s::MAX_DNS_REFRESH_RATE {
+            v.err(
+                "spec.dns.refreshRate",
+                format!(
+                    "refreshRate must be at most {}, got {t}",
+                    s::MAX_DNS_REFRESH_RATE
+                ),
+            );
+        }
+    }
 }
 
 /// `spec.limits`: every count at least 1 and below a bound past which it is no limit at

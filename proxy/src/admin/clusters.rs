@@ -43,7 +43,7 @@ pub fn cluster_json(c: &Cluster, s: &ClusterState) -> Value {
     let now = outlier::now_nanos();
     let wall_now = SystemTime::now();
     let endpoints: Vec<Value> = s
-        .endpoints
+        .endpoints()
         .iter()
         .map(|e| {
             let until = e.outlier.ejected_until(now).map(|u| {
@@ -52,6 +52,7 @@ pub fn cluster_json(c: &Cluster, s: &ClusterState) -> Value {
             });
             json!({
                 "address": e.name,
+                "hostname": e.hostname,
                 "labels": &*e.labels,
                 "weight": e.weight,
                 "health": if until.is_some() { "ejected" } else { "healthy" },
@@ -106,6 +107,14 @@ pub fn cluster_json(c: &Cluster, s: &ClusterState) -> Value {
             },
         },
         "endpoints": endpoints,
+        "dns_names": s.dns_names().iter().map(|n| json!({
+            "hostname": n.host,
+            "port": n.port,
+            "addresses": n.addresses,
+            "answers": n.answers,
+            "failures": n.failures,
+            "last_error": n.last_error,
+        })).collect::<Vec<Value>>(),
     })
 }
 

@@ -103,7 +103,7 @@ pub fn render(out: &mut String, shared: &Shared, active: &Active) {
         "gauge",
         "Open upstream connections.",
         &|s| {
-            s.endpoints
+            s.endpoints()
                 .iter()
                 .map(|e| u64::from(e.connections.load(Ordering::Relaxed)))
                 .sum()
@@ -115,7 +115,7 @@ pub fn render(out: &mut String, shared: &Shared, active: &Active) {
         "counter",
         "Upstream connections opened.",
         &|s| {
-            s.endpoints
+            s.endpoints()
                 .iter()
                 .map(|e| e.opened.load(Ordering::Relaxed))
                 .sum()
@@ -127,7 +127,7 @@ pub fn render(out: &mut String, shared: &Shared, active: &Active) {
         "counter",
         "Upstream connections closed.",
         &|s| {
-            s.endpoints
+            s.endpoints()
                 .iter()
                 .map(|e| e.closed.load(Ordering::Relaxed))
                 .sum()
@@ -393,7 +393,7 @@ fn per_endpoint(
     f: &mut dyn FnMut(&str, Option<&EndpointState>),
 ) {
     match s {
-        Some(s) => s.endpoints.iter().for_each(|e| f(&e.name, Some(e))),
+        Some(s) => s.endpoints().iter().for_each(|e| f(&e.name, Some(e))),
         None => c
             .endpoints
             .iter()

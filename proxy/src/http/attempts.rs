@@ -190,8 +190,7 @@ fn choose(a: &Attempts<'_>, exclude: &[usize]) -> Option<(Option<usize>, Arc<End
     if a.pick.pinned || a.cluster.load_balancer == LoadBalancer::Passthrough {
         return a.pick.original_dst.map(|d| (None, a.state.passthrough(d)));
     }
-    lb::pick(a.state, &a.cluster.load_balancer, a.pick.hash, exclude)
-        .map(|i| (Some(i), a.state.endpoints[i].clone()))
+    lb::pick(a.state, &a.cluster.load_balancer, a.pick.hash, exclude).map(|(i, e)| (Some(i), e))
 }
 
 fn no_healthy(a: &Attempts<'_>) -> (Ended, Flags) {
@@ -224,11 +223,20 @@ fn outcome_of(result: &Result<forward::Attempt, Failure>) -> retry::Outcome {
 }
 
 /// Outlier detection sees every attempt, inline (a local overflow is no event).
-fn feed_outlier(state: &ClusterState, i: usize, result: &Result<forward::Attempt, Failure>) {
+fn feed_outlier(
+    state: &ClusterState,
+    i: usize,
+    ep: &EndpointState,
+    result: &Result<forward::Attempt, Failure>,
+) {
     match result {
-        Ok(att) => state.record(i, outlier::Event::Status(att.response.status().as_u16())),
+        Ok(att) => state.record(
+            i,
+            ep,
+            outlier::Event::Status(att.response.status().as_u16()),
+        ),
         Err(f) if f.outcome == retry::Outcome::Overflow => {}
-        Err(_) => state.record(i, outlier::Event::LocalOriginFailure),
+        Err(_) => state.record(i, ep, outlier::Event::LocalOriginFailure),
     }
 }
 
@@ -238,6 +246,8 @@ async fn attempt_loop(a: &Attempts<'_>, tap: Option<&BodyTap>) -> AttemptResult 
     let mut retries = 0u32;
     // The retry in flight holds a maxRetries slot until its attempt is over.
     let mut retry_slot = None;
+    // A DNS cluster's first request waits for its first answer (bounded).
+    state.resolved(a.cluster.pool.connect_timeout).await;
     loop {
         let Some(body) = attempt_body(tap) else {
             let f = Failure {
@@ -272,7 +282,7 @@ async fn attempt_loop(a: &Attempts<'_>, tap: Option<&BodyTap>) -> AttemptResult 
             Ok(att) => Ok(att),
         };
         if let Some(i) = idx {
-            feed_outlier(state, i, &result);
+            feed_outlier(state, i, &ep, &result);
         }
 
         let outcome = outcome_of(&result);

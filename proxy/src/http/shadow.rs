@@ -44,7 +44,8 @@ pub(super) fn spawn(
     tokio::spawn(async move {
         let cluster = active.snapshot.cluster(cid);
         let state = active.cluster(cid);
-        let Some(idx) = lb::pick(state, &cluster.load_balancer, None, &[]) else {
+        state.resolved(cluster.pool.connect_timeout).await;
+        let Some((_, endpoint)) = lb::pick(state, &cluster.load_balancer, None, &[]) else {
             return;
         };
         let transport = Transport::pooled(upstream_h2(cluster, version));
@@ -55,7 +56,7 @@ pub(super) fn spawn(
         if let Ok(att) = forward::send(
             cluster,
             state,
-            &state.endpoints[idx].clone(),
+            &endpoint,
             &shadow,
             body,
             forward::Try {

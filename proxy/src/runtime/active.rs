@@ -12,6 +12,7 @@ use crate::telemetry::labels::{Peer, Service};
 use crate::tls::gateway::GatewayTls;
 use crate::tls::mesh::MeshTls;
 use crate::upstream::cluster_state::ClusterState;
+use crate::upstream::resolver::Resolver;
 use arc_swap::ArcSwapOption;
 use meshproxy_config::compile::cluster::{
     Cluster, ClusterKey, ConnectionPool, Endpoint, EndpointAddress, LoadBalancer, Protocol,
@@ -45,6 +46,9 @@ pub struct Active {
     workers: usize,
     /// The server's mesh identity, handed to each state when it is made.
     mesh: Arc<ArcSwapOption<MeshTls>>,
+    /// The DNS client of `spec.dns`, handed to each state when it is made (kept across
+    /// reloads while `spec.dns` is unchanged).
+    dns: Arc<Resolver>,
     /// Inbound listeners' local clusters.
     pub inbound: Vec<InboundCluster>,
     /// This workload's metric labels.
@@ -78,8 +82,14 @@ impl Active {
                 old.insert(&i.state.key, &i.state);
             }
         }
+        let dns = match previous {
+            Some(p) if p.dns.settings() == &snapshot.proxy.dns => p.dns.clone(),
+            _ => Resolver::new(&snapshot.proxy.dns),
+        };
         let kept = |c: &Cluster| match old.get(&c.key) {
-            Some(s) if s.fingerprint == c.fingerprint => Some((*s).clone()),
+            Some(s) if s.fingerprint == c.fingerprint && s.resolves_with(&dns) => {
+                Some((*s).clone())
+            }
             _ => None,
         };
         let clusters = snapshot
@@ -99,7 +109,8 @@ impl Active {
             })
             .map(|(listener, forward_to)| {
                 let cluster = inbound_cluster(&snapshot, forward_to);
-                let state = kept(&cluster).unwrap_or_else(|| new_state(&cluster, workers, mesh));
+                let state =
+                    kept(&cluster).unwrap_or_else(|| new_state(&cluster, workers, mesh, &dns));
                 InboundCluster {
                     listener,
                     cluster,
@@ -136,6 +147,7 @@ impl Active {
             clusters,
             workers,
             mesh: mesh.clone(),
+            dns,
             inbound,
             gateway_tls: HashMap::new(),
         }
@@ -145,8 +157,14 @@ impl Active {
     /// this snapshot, like indexing (ids come from the same snapshot's route tables).
     pub fn cluster(&self, id: ClusterId) -> &Arc<ClusterState> {
         let i = id.0 as usize;
-        self.clusters[i]
-            .get_or_init(|| new_state(&self.snapshot.clusters[i], self.workers, &self.mesh))
+        self.clusters[i].get_or_init(|| {
+            new_state(
+                &self.snapshot.clusters[i],
+                self.workers,
+                &self.mesh,
+                &self.dns,
+            )
+        })
     }
 
     /// The live state of cluster `id` (made on first use), `None` for an unknown id.
@@ -178,9 +196,15 @@ impl Active {
     }
 }
 
-/// Fresh live state for `c`, joined to the server's mesh identity.
-fn new_state(c: &Cluster, workers: usize, mesh: &Arc<ArcSwapOption<MeshTls>>) -> Arc<ClusterState> {
-    let state = ClusterState::new(c, workers);
+/// Fresh live state for `c`, joined to the server's mesh identity; its DNS names (if
+/// any) start resolving through `dns`.
+fn new_state(
+    c: &Cluster,
+    workers: usize,
+    mesh: &Arc<ArcSwapOption<MeshTls>>,
+    dns: &Arc<Resolver>,
+) -> Arc<ClusterState> {
+    let state = ClusterState::with_resolver(c, workers, Some(dns));
     let _ = state.mesh.set(mesh.clone());
     Arc::new(state)
 }
@@ -283,8 +307,8 @@ mod tests {
         let first = active.cluster(a).clone();
         assert!(Arc::ptr_eq(&first, active.cluster(a)), "made once");
         assert!(Arc::ptr_eq(&first, active.used_cluster(a).expect("used")));
-        assert_eq!(first.endpoints.len(), 1);
-        assert_eq!(first.endpoints[0].labels.get("version").unwrap(), "v1");
+        assert_eq!(first.endpoints().len(), 1);
+        assert_eq!(first.endpoints()[0].labels.get("version").unwrap(), "v1");
         assert!(
             first.mesh.get().is_some(),
             "the state joins the mesh identity"
@@ -314,5 +338,41 @@ mod tests {
         );
         assert!(!Arc::ptr_eq(new.cluster(id(&new_snap, "b")), &b));
         assert!(new.used_cluster(id(&new_snap, "c")).is_none());
+    }
+    /// A DNS ServiceEntry `d` resolved through `spec.dns` (a server nobody answers on:
+    /// the lookups only have to exist, not succeed).
+    fn dns_snapshot(refresh: &str) -> Arc<Snapshot> {
+        let y = format!(
+            "apiVersion: meshproxy.io/v1alpha1\nkind: Proxy\nmetadata: {{name: t}}\nspec:\n  \
+             listeners:\n  - {{name: outbound, address: \"127.0.0.1:0\", direction: OUTBOUND}}\n  \
+             dns: {{resolver: \"127.0.0.1:9\", refreshRate: {refresh}}}\n---\n\
+             apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {{name: d}}\n\
+             spec:\n  hosts: [d.default.svc.cluster.local]\n  \
+             ports: [{{number: 80, name: http, protocol: HTTP}}]\n  resolution: DNS\n"
+        );
+        Arc::new(meshproxy_config::compile::load_str("t.yaml", &y).expect("valid config"))
+    }
+
+    #[test]
+    fn a_dns_cluster_is_kept_while_spec_dns_is_unchanged() {
+        let mesh = Arc::new(ArcSwapOption::empty());
+        let snap = dns_snapshot("30s");
+        let old = Active::build(snap.clone(), None, 1, &mesh);
+        let d = old.cluster(id(&snap, "d")).clone();
+        assert_eq!(
+            d.dns_names().len(),
+            1,
+            "its name is resolved in the background"
+        );
+        let same = Active::build(dns_snapshot("30s"), Some(&old), 1, &mesh);
+        assert!(Arc::ptr_eq(
+            same.used_cluster(id(&snap, "d")).expect("kept"),
+            &d
+        ));
+        let other = Active::build(dns_snapshot("45s"), Some(&same), 1, &mesh);
+        assert!(
+            other.used_cluster(id(&snap, "d")).is_none(),
+            "another resolver setting: resolved anew"
+        );
     }
 }

@@ -518,7 +518,7 @@ async fn sweep_idle(shared: Arc<Shared>) {
         tick.tick().await;
         let active = shared.active.load();
         for c in active.used_clusters() {
-            for e in &c.endpoints {
+            for e in c.endpoints().iter() {
                 e.pool.sweep(c.reuse);
             }
         }

@@ -2,20 +2,26 @@
 //! active-request counts and outlier state, the circuit breakers, load-balancer cursors
 //! and hash tables. It outlives a config snapshot: a reload that leaves a cluster's
 //! fingerprint unchanged keeps its state.
+//!
+//! The endpoints are an [`EndpointSet`] behind an `ArcSwap`: fixed for a static cluster,
+//! replaced by the background resolution of a `resolution: DNS` cluster
+//! ([`super::dns_refresh`]) when its names' addresses change.
 
+use super::dns_refresh::DnsRefresh;
+use super::endpoint_set::EndpointSet;
 use super::hash_ring::{Maglev, Ring};
 use super::limits::Limits;
 use super::outlier::{self, OutlierState};
 use super::pool::{EndpointPool, H1Lease, Reuse};
+use super::resolver::Resolver;
 use crate::tls::mesh::MeshTls;
 use crate::tls::outbound::FileTlsCache;
-use arc_swap::ArcSwapOption;
-use meshproxy_config::compile::cluster::{
-    Cluster, ClusterKey, EndpointAddress, HashAlgorithm, LoadBalancer, OutlierPolicy,
-};
+use arc_swap::{ArcSwap, ArcSwapOption, Guard};
+use meshproxy_config::compile::cluster::{Cluster, ClusterKey, EndpointAddress, OutlierPolicy};
 use meshproxy_config::compile::intern::Labels;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 use tokio::sync::Notify;
 
 /// One endpoint of a cluster.
@@ -24,6 +30,11 @@ pub struct EndpointState {
     pub address: EndpointAddress,
     /// `ip:port` (or name) for logs.
     pub name: String,
+    /// The DNS name this address was resolved from (`resolution: DNS`).
+    pub hostname: Option<String>,
+    /// Removed from its cluster (its name no longer resolves to it): never picked, its
+    /// connections are not kept once their requests end.
+    pub drained: AtomicBool,
     /// Load-balancing weight.
     pub weight: u32,
     /// Labels (shared with the snapshot's endpoint).
@@ -51,6 +62,8 @@ impl EndpointState {
     pub fn new(address: EndpointAddress, weight: u32, labels: Labels, workers: usize) -> Self {
         EndpointState {
             name: address.to_string(),
+            hostname: None,
+            drained: AtomicBool::new(false),
             address,
             weight: weight.max(1),
             labels,
@@ -63,6 +76,13 @@ impl EndpointState {
             closed: AtomicU64::new(0),
             returned: Notify::new(),
         }
+    }
+
+    /// Drains the endpoint (Envoy drains the connection pools of a host DNS no longer
+    /// returns): idle connections are closed now, busy ones after their requests.
+    pub fn drain(&self) {
+        self.drained.store(true, Ordering::Release);
+        self.pool.clear();
     }
 
     /// Counts a request as active until the guard drops.
@@ -95,8 +115,10 @@ pub struct ClusterState {
     pub key: ClusterKey,
     /// Fingerprint of the config this state was built for.
     pub fingerprint: u64,
-    /// Endpoints.
-    pub endpoints: Vec<Arc<EndpointState>>,
+    /// Endpoints: read with [`ClusterState::endpoints`].
+    set: Arc<ArcSwap<EndpointSet>>,
+    /// Background resolution of a `resolution: DNS` cluster's names.
+    dns: Option<DnsRefresh>,
     /// PASSTHROUGH clusters' endpoints, created per original destination.
     /// Made on first use: a DashMap has 4 shards per CPU from the start (16 KB each on a
     /// 64-CPU node), too much to give each of a thousand clusters that never need it.
@@ -118,12 +140,6 @@ pub struct ClusterState {
     pub service_labels: Arc<crate::telemetry::labels::Service>,
     /// Round-robin cursor.
     pub(super) cursor: AtomicU64,
-    /// Consistent-hash table, for consistent-hash clusters.
-    pub(super) hash: Option<HashTable>,
-    /// Sum of endpoint weights.
-    pub(super) total_weight: u64,
-    /// All weights equal (fast paths).
-    pub(super) equal_weights: bool,
     /// The server's mesh identity in force (set when the state joins a server; unset,
     /// the cluster has no identity to originate ISTIO_MUTUAL with).
     pub mesh: OnceLock<Arc<ArcSwapOption<MeshTls>>>,
@@ -132,44 +148,47 @@ pub struct ClusterState {
 }
 
 impl ClusterState {
-    /// Fresh state for `cluster`, with pools sized for `workers`.
+    /// Fresh state for `cluster`, with pools sized for `workers`; DNS names are
+    /// resolved when a connection is opened (no background resolution).
     pub fn new(cluster: &Cluster, workers: usize) -> Self {
-        let endpoints: Vec<Arc<EndpointState>> = cluster
-            .endpoints
-            .iter()
-            .map(|e| {
-                Arc::new(EndpointState::new(
-                    e.address.clone(),
-                    e.weight,
-                    e.labels.clone(),
-                    workers,
-                ))
-            })
-            .collect();
-        let names: Vec<String> = endpoints.iter().map(|e| e.name.clone()).collect();
-        let weights: Vec<u32> = endpoints.iter().map(|e| e.weight).collect();
-        let hash = match &cluster.load_balancer {
-            LoadBalancer::ConsistentHash { algorithm, .. } if !endpoints.is_empty() => {
-                Some(match algorithm {
-                    HashAlgorithm::RingHash { minimum_ring_size } => {
-                        HashTable::Ring(Ring::build(&names, &weights, *minimum_ring_size))
-                    }
-                    HashAlgorithm::Maglev { table_size } => {
-                        HashTable::Maglev(Maglev::build(&names, &weights, *table_size))
-                    }
-                })
+        Self::with_resolver(cluster, workers, None)
+    }
+
+    /// Fresh state for `cluster`; with a `resolver`, the addresses of its
+    /// `resolution: DNS` names become its endpoints, kept current in the background.
+    pub fn with_resolver(
+        cluster: &Cluster,
+        workers: usize,
+        resolver: Option<&Arc<Resolver>>,
+    ) -> Self {
+        let (dns, set) = match resolver.and_then(|r| DnsRefresh::start(cluster, workers, r)) {
+            Some((dns, set)) => (Some(dns), set),
+            None => {
+                let list = cluster
+                    .endpoints
+                    .iter()
+                    .map(|e| {
+                        let ep = EndpointState::new(
+                            e.address.clone(),
+                            e.weight,
+                            e.labels.clone(),
+                            workers,
+                        );
+                        Arc::new(ep)
+                    })
+                    .collect();
+                let set = EndpointSet::build(list, &cluster.load_balancer);
+                (None, Arc::new(ArcSwap::from_pointee(set)))
             }
-            _ => None,
         };
-        let total_weight = weights.iter().map(|w| u64::from(*w)).sum();
-        let equal_weights = weights.windows(2).all(|w| w[0] == w[1]);
         let p = &cluster.pool;
         ClusterState {
             mesh: OnceLock::new(),
             file_tls: FileTlsCache::default(),
             key: cluster.key.clone(),
             fingerprint: cluster.fingerprint,
-            endpoints,
+            set,
+            dns,
             limits: Limits::new(
                 p.max_connections,
                 p.http1_max_pending_requests,
@@ -189,10 +208,34 @@ impl ClusterState {
             retries: AtomicU64::new(0),
             service_labels: crate::telemetry::labels::Service::of_cluster(cluster),
             cursor: AtomicU64::new(fastrand::u64(..)),
-            hash,
-            total_weight,
-            equal_weights,
         }
+    }
+
+    /// The endpoints now: one atomic load; hold the guard for the whole pick.
+    pub fn endpoints(&self) -> Guard<Arc<EndpointSet>> {
+        self.set.load()
+    }
+
+    /// Waits, at most `limit` (the connect timeout), for the first resolution of a DNS
+    /// cluster that has never been resolved; returns at once otherwise.
+    pub async fn resolved(&self, limit: Duration) {
+        if let Some(d) = &self.dns {
+            d.ready(limit).await;
+        }
+    }
+
+    /// The DNS names of a `resolution: DNS` cluster with their resolution state (empty
+    /// for other clusters).
+    pub fn dns_names(&self) -> Vec<super::dns_refresh::NameStatus> {
+        self.dns.as_ref().map(|d| d.names()).unwrap_or_default()
+    }
+
+    /// False for a DNS cluster resolved by another resolver than `r` (a reload that
+    /// changed `spec.dns` does not keep it).
+    pub fn resolves_with(&self, r: &Arc<Resolver>) -> bool {
+        self.dns
+            .as_ref()
+            .is_none_or(|d| Arc::ptr_eq(d.resolver(), r))
     }
 
     /// The endpoint for an original destination of a PASSTHROUGH cluster (created on
@@ -220,34 +263,14 @@ impl ClusterState {
             .clone()
     }
 
-    /// Endpoints the load balancer may use at `now`: all when outlier detection is off or
-    /// in panic mode (`minHealthPercent`), else the ones not ejected. `None` = all.
-    pub fn available(&self, now: u64) -> Option<Vec<bool>> {
-        let policy = self.outlier.as_ref()?;
-        let healthy = self
-            .endpoints
-            .iter()
-            .filter(|e| !e.outlier.is_ejected(now))
-            .count();
-        if healthy == self.endpoints.len()
-            || outlier::panic_mode(policy, healthy, self.endpoints.len())
-        {
-            return None;
-        }
-        Some(
-            self.endpoints
-                .iter()
-                .map(|e| !e.outlier.is_ejected(now))
-                .collect(),
-        )
-    }
-
-    /// Records what a request to endpoint `i` showed; ejects it when a threshold trips.
-    pub fn record(&self, i: usize, event: outlier::Event) {
+    /// Records what a request to `ep` (picked at index `i`) showed; ejects it when a
+    /// threshold trips. An endpoint drained since is no longer counted.
+    pub fn record(&self, i: usize, ep: &EndpointState, event: outlier::Event) {
         let Some(policy) = &self.outlier else { return };
-        let refs: Vec<&OutlierState> = self.endpoints.iter().map(|e| &e.outlier).collect();
+        let set = self.endpoints();
+        let Some(i) = set.position(i, ep) else { return };
+        let refs: Vec<&OutlierState> = set.iter().map(|e| &e.outlier).collect();
         if outlier::record(policy, &refs, i, event, outlier::now_nanos()) {
-            let ep = &self.endpoints[i];
             tracing::info!(cluster = %self.key.name(), endpoint = %ep.name, times = ep.outlier.times_ejected(), "outlier ejected");
             // Envoy closes an unhealthy host's pooled connections.
             ep.pool.clear();
@@ -264,7 +287,7 @@ impl ClusterState {
         {
             return;
         }
-        if ep.outlier.is_ejected(outlier::now_nanos()) {
+        if ep.outlier.is_ejected(outlier::now_nanos()) || ep.drained.load(Ordering::Acquire) {
             return;
         }
         if ep.waiting.load(Ordering::Acquire) > 0 {
@@ -280,7 +303,7 @@ impl ClusterState {
     /// Closes one idle connection of an endpoint nobody waits for, to free a connection
     /// permit for the waiters of `except`. True if one was closed.
     pub fn evict_idle(&self, except: &EndpointState) -> bool {
-        self.endpoints
+        self.endpoints()
             .iter()
             .filter(|e| !std::ptr::eq(e.as_ref(), except) && e.waiting.load(Ordering::Acquire) == 0)
             .any(|e| e.pool.evict_one())

@@ -56,7 +56,9 @@ pub async fn open(
     let pool = &cluster.pool;
     let addr = match &ep.address {
         EndpointAddress::Socket(a) => *a,
-        EndpointAddress::Dns(host, port) => {
+        // LOGICAL_DNS (DNS_ROUND_ROBIN), or a DNS name of a state made without a resolver:
+        // resolved as the connection opens.
+        EndpointAddress::Dns(host, port) | EndpointAddress::LogicalDns(host, port) => {
             super::dns::resolve(host, *port)
                 .await
                 .map_err(|e| ConnectFailure {

@@ -1,6 +1,8 @@
-//! Name resolution for `resolution: DNS` endpoints, cached and re-resolved when stale
-//! (Envoy's `dns_refresh_rate` default: 5s), so a changed record is picked up without a
-//! config reload. Successive lookups rotate through the addresses.
+//! Per-connection name resolution through the system resolver: `resolution:
+//! DNS_ROUND_ROBIN` endpoints (Envoy's LOGICAL_DNS) and pass-through destinations named
+//! by a request's authority. Cached and re-resolved when stale (Envoy's
+//! `dns_refresh_rate` default: 5s); successive lookups rotate through the addresses.
+//! `resolution: DNS` names are resolved in the background instead (`dns_refresh.rs`).
 
 use dashmap::DashMap;
 use std::io;

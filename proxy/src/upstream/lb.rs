@@ -1,22 +1,39 @@
 //! Endpoint selection: Istio's load balancers over a cluster's live state.
 //!
 //! `exclude` lists endpoints already tried by this request (Envoy's `previous_hosts`
-//! retry predicate); they are avoided while another choice exists.
+//! retry predicate); they are avoided while another choice exists. A pick reads the
+//! cluster's endpoint set once and returns the endpoint itself with its index, so a
+//! DNS answer swapping the set meanwhile cannot turn an index into another endpoint.
 
-use super::cluster_state::ClusterState;
+use super::cluster_state::{ClusterState, EndpointState, HashTable};
+use super::endpoint_set::EndpointSet;
 use meshproxy_config::compile::cluster::{HashAlgorithm, LoadBalancer};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
-/// Picks an endpoint index, or `None` when the cluster has no endpoint.
+/// Picks an endpoint (and its index in the set it was picked from), or `None` when the
+/// cluster has no usable endpoint.
 pub fn pick(
     state: &ClusterState,
     lb: &LoadBalancer,
     hash: Option<u64>,
     exclude: &[usize],
+) -> Option<(usize, Arc<EndpointState>)> {
+    let set = state.endpoints();
+    let i = pick_in(&set, state, lb, hash, exclude)?;
+    Some((i, set[i].clone()))
+}
+
+fn pick_in(
+    set: &EndpointSet,
+    state: &ClusterState,
+    lb: &LoadBalancer,
+    hash: Option<u64>,
+    exclude: &[usize],
 ) -> Option<usize> {
-    let n = state.endpoints.len();
+    let n = set.len();
     // Ejected endpoints are skipped unless the cluster is in panic mode.
-    let avail = state.available(super::outlier::now_nanos());
+    let avail = set.available(state.outlier.as_ref(), super::outlier::now_nanos());
     let usable = |i: usize| avail.as_ref().is_none_or(|a| a[i]);
     if n == 0 || !(0..n).any(usable) {
         return None;
@@ -28,65 +45,61 @@ pub fn pick(
     let any_allowed = (0..n).any(allowed);
     let ok = |i: usize| if any_allowed { allowed(i) } else { usable(i) };
     match lb {
-        LoadBalancer::RoundRobin => Some(round_robin(state, ok)),
-        LoadBalancer::Random | LoadBalancer::Passthrough => Some(random(state, ok)),
-        LoadBalancer::LeastRequest => Some(least_request(state, ok)),
-        LoadBalancer::ConsistentHash { algorithm, .. } => match (hash, &state.hash) {
+        LoadBalancer::RoundRobin => Some(round_robin(set, &state.cursor, ok)),
+        LoadBalancer::Random | LoadBalancer::Passthrough => Some(random(set, ok)),
+        LoadBalancer::LeastRequest => Some(least_request(set, ok)),
+        LoadBalancer::ConsistentHash { algorithm, .. } => match (hash, &set.hash) {
             (Some(h), Some(table)) => {
                 let first = match (table, algorithm) {
-                    (super::cluster_state::HashTable::Maglev(m), HashAlgorithm::Maglev { .. }) => {
-                        m.lookup(h)
-                    }
-                    (super::cluster_state::HashTable::Ring(r), _) => {
-                        r.walk(h).find(|i| ok(*i as usize))
-                    }
-                    (super::cluster_state::HashTable::Maglev(m), _) => m.lookup(h),
+                    (HashTable::Maglev(m), HashAlgorithm::Maglev { .. }) => m.lookup(h),
+                    (HashTable::Ring(r), _) => r.walk(h).find(|i| ok(*i as usize)),
+                    (HashTable::Maglev(m), _) => m.lookup(h),
                 };
                 match first {
                     Some(i) if ok(i as usize) => Some(i as usize),
-                    _ => Some(random(state, ok)),
+                    _ => Some(random(set, ok)),
                 }
             }
             // Envoy: no hash key in the request → a random host.
-            _ => Some(random(state, ok)),
+            _ => Some(random(set, ok)),
         },
     }
 }
 
-fn round_robin(state: &ClusterState, ok: impl Fn(usize) -> bool) -> usize {
-    let n = state.endpoints.len();
+fn round_robin(set: &EndpointSet, cursor: &AtomicU64, ok: impl Fn(usize) -> bool) -> usize {
+    let n = set.len();
     for _ in 0..n {
-        let c = state.cursor.fetch_add(1, Ordering::Relaxed);
-        let i = if state.equal_weights {
+        let c = cursor.fetch_add(1, Ordering::Relaxed);
+        let i = if set.equal_weights {
             (c % n as u64) as usize
         } else {
-            weighted_index(state, c % state.total_weight.max(1))
+            weighted_index(set, c % set.total_weight.max(1))
         };
         if ok(i) {
             return i;
         }
     }
-    random(state, ok)
+    random(set, ok)
 }
 
-fn weighted_index(state: &ClusterState, mut r: u64) -> usize {
-    for (i, e) in state.endpoints.iter().enumerate() {
+fn weighted_index(set: &EndpointSet, mut r: u64) -> usize {
+    for (i, e) in set.iter().enumerate() {
         let w = u64::from(e.weight);
         if r < w {
             return i;
         }
         r -= w;
     }
-    state.endpoints.len() - 1
+    set.len() - 1
 }
 
-fn random(state: &ClusterState, ok: impl Fn(usize) -> bool) -> usize {
-    let n = state.endpoints.len();
+fn random(set: &EndpointSet, ok: impl Fn(usize) -> bool) -> usize {
+    let n = set.len();
     for _ in 0..8 {
-        let i = if state.equal_weights {
+        let i = if set.equal_weights {
             fastrand::usize(..n)
         } else {
-            weighted_index(state, fastrand::u64(..state.total_weight.max(1)))
+            weighted_index(set, fastrand::u64(..set.total_weight.max(1)))
         };
         if ok(i) {
             return i;
@@ -102,21 +115,21 @@ fn random(state: &ClusterState, ok: impl Fn(usize) -> bool) -> usize {
 /// Envoy's least-request with equal weights: power of two random choices, the one with
 /// fewer active requests wins. With unequal weights Envoy divides the weight by the active
 /// requests (plus one); the candidates are drawn by weight.
-fn least_request(state: &ClusterState, ok: impl Fn(usize) -> bool + Copy) -> usize {
-    let a = random(state, ok);
-    let mut b = random(state, ok);
+fn least_request(set: &EndpointSet, ok: impl Fn(usize) -> bool + Copy) -> usize {
+    let a = random(set, ok);
+    let mut b = random(set, ok);
     if a == b {
-        b = random(state, ok);
+        b = random(set, ok);
     }
-    let active = |i: usize| state.endpoints[i].active_requests.load(Ordering::Relaxed);
-    if state.equal_weights {
+    let active = |i: usize| set[i].active_requests.load(Ordering::Relaxed);
+    if set.equal_weights {
         if active(b) < active(a) {
             b
         } else {
             a
         }
     } else {
-        let score = |i: usize| f64::from(state.endpoints[i].weight) / (f64::from(active(i)) + 1.0);
+        let score = |i: usize| f64::from(set[i].weight) / (f64::from(active(i)) + 1.0);
         if score(b) > score(a) {
             b
         } else {
@@ -162,11 +175,15 @@ mod tests {
         ClusterState::new(&c, 1)
     }
 
+    fn idx(s: &ClusterState, lb: &LoadBalancer, h: Option<u64>, exclude: &[usize]) -> usize {
+        pick(s, lb, h, exclude).unwrap().0
+    }
+
     #[test]
     fn round_robin_cycles() {
         let s = cluster(3, LoadBalancer::RoundRobin, None);
         let picks: Vec<usize> = (0..6)
-            .map(|_| pick(&s, &LoadBalancer::RoundRobin, None, &[]).unwrap())
+            .map(|_| idx(&s, &LoadBalancer::RoundRobin, None, &[]))
             .collect();
         for i in 0..3 {
             assert_eq!(picks.iter().filter(|p| **p == i).count(), 2, "{picks:?}");
@@ -178,7 +195,7 @@ mod tests {
     fn weighted_round_robin_follows_weights() {
         let s = cluster(2, LoadBalancer::RoundRobin, Some(vec![3, 1]));
         let picks: Vec<usize> = (0..400)
-            .map(|_| pick(&s, &LoadBalancer::RoundRobin, None, &[]).unwrap())
+            .map(|_| idx(&s, &LoadBalancer::RoundRobin, None, &[]))
             .collect();
         assert_eq!(picks.iter().filter(|p| **p == 0).count(), 300);
     }
@@ -188,7 +205,7 @@ mod tests {
         let s = cluster(4, LoadBalancer::Random, None);
         let mut counts = [0; 4];
         for _ in 0..40_000 {
-            counts[pick(&s, &LoadBalancer::Random, None, &[]).unwrap()] += 1;
+            counts[idx(&s, &LoadBalancer::Random, None, &[])] += 1;
         }
         for c in counts {
             assert!((9_000..11_000).contains(&c), "{counts:?}");
@@ -198,9 +215,11 @@ mod tests {
     #[test]
     fn least_request_avoids_busy_endpoints() {
         let s = cluster(2, LoadBalancer::LeastRequest, None);
-        s.endpoints[0].active_requests.store(10, Ordering::Relaxed);
+        s.endpoints()[0]
+            .active_requests
+            .store(10, Ordering::Relaxed);
         let picks: Vec<usize> = (0..1000)
-            .map(|_| pick(&s, &LoadBalancer::LeastRequest, None, &[]).unwrap())
+            .map(|_| idx(&s, &LoadBalancer::LeastRequest, None, &[]))
             .collect();
         // P2C with 2 endpoints: the idle one wins whenever both are drawn (3/4 of draws
         // differ or draw it twice), the busy one only when drawn twice.
@@ -217,7 +236,7 @@ mod tests {
         ] {
             let s = cluster(3, lb.clone(), None);
             for _ in 0..100 {
-                let p = pick(&s, &lb, None, &[0, 1]).unwrap();
+                let p = idx(&s, &lb, None, &[0, 1]);
                 assert_eq!(p, 2, "{lb:?}");
             }
             // Everything excluded: still answers.
@@ -240,9 +259,9 @@ mod tests {
             let s = cluster(5, lb.clone(), None);
             for k in 0..200u64 {
                 let h = crate::upstream::hash_ring::hash_key(&k.to_le_bytes());
-                let first = pick(&s, &lb, Some(h), &[]).unwrap();
+                let first = idx(&s, &lb, Some(h), &[]);
                 for _ in 0..5 {
-                    assert_eq!(pick(&s, &lb, Some(h), &[]).unwrap(), first);
+                    assert_eq!(idx(&s, &lb, Some(h), &[]), first);
                 }
             }
         }

@@ -71,6 +71,8 @@ pub async fn open(
         state.limits.overflowed(Limit::Connections);
         return Err(LinkError::Overflow);
     };
+    // A DNS cluster's first connection waits for its first answer (bounded).
+    state.resolved(cluster.pool.connect_timeout).await;
     let Some((idx, ep)) = pick_endpoint(cluster, state, who) else {
         state.no_healthy.fetch_add(1, Ordering::Relaxed);
         return Err(LinkError::NoHealthy);
@@ -82,7 +84,7 @@ pub async fn open(
             // Envoy reports tcp_proxy connect failures, timeouts and upstream TLS handshake
             // failures to outlier detection as local-origin failures.
             if let Some(i) = idx {
-                state.record(i, outlier::Event::LocalOriginFailure);
+                state.record(i, &ep, outlier::Event::LocalOriginFailure);
             }
             return Err(LinkError::Connect(e.reason));
         }
@@ -110,6 +112,5 @@ fn pick_endpoint(
         .load_balancer
         .is_consistent_hash()
         .then(|| hash_ring::hash_key(who.peer.to_string().as_bytes()));
-    lb::pick(state, &cluster.load_balancer, hash, &[])
-        .map(|i| (Some(i), state.endpoints[i].clone()))
+    lb::pick(state, &cluster.load_balancer, hash, &[]).map(|(i, e)| (Some(i), e))
 }

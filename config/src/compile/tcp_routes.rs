@@ -16,11 +16,12 @@ use super::listener::GatewayServer;
 use super::route::{ClusterChoice, WeightedClusters, WeightedDestination};
 use crate::diag::Severity;
 use crate::host;
+use crate::model::map::Map;
 use crate::model::virtual_service as vs;
 use crate::model::{Resource, Spec};
 use crate::validate::diag_for;
 use ipnet::IpNet;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::net::{IpAddr, SocketAddr};
 
 /// One compiled L4 match condition (all set fields AND'ed).
@@ -436,7 +437,7 @@ fn config_time_ok(
     ctx: &RouteContext,
     gateways: &[String],
     r: &Resource,
-    source_labels: &BTreeMap<String, String>,
+    source_labels: &Map<String, String>,
     source_namespace: &str,
 ) -> bool {
     ctx.admits(gateways, &r.namespace)

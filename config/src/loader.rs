@@ -16,6 +16,7 @@ use crate::model::{
 };
 use serde::de::{DeserializeOwned, IgnoredAny};
 use serde::Deserialize;
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -32,6 +33,13 @@ pub struct Loaded {
 
 /// Loads every document found at `paths` (files, or directories read recursively in name order).
 pub fn load_paths<P: AsRef<Path>>(paths: &[P]) -> Loaded {
+    load_paths_sharing(paths, &HashSet::new())
+}
+
+/// Like [`load_paths`]; a document whose compact text is in `known` (the texts of the
+/// config in force) gets that text instead of a copy, so a reload holds the texts of the
+/// documents it did not change once.
+pub fn load_paths_sharing<P: AsRef<Path>>(paths: &[P], known: &HashSet<Arc<str>>) -> Loaded {
     let mut out = Loaded::default();
     let mut files = Vec::new();
     for p in paths {
@@ -45,7 +53,7 @@ pub fn load_paths<P: AsRef<Path>>(paths: &[P]) -> Loaded {
     }
     for file in files {
         match std::fs::read_to_string(&file) {
-            Ok(text) => load_str(&file, &text, &mut out),
+            Ok(text) => load_text(&file, &text, known, &mut out),
             Err(e) => out.diagnostics.push(Diagnostic::global(
                 Severity::Error,
                 format!("{}: cannot read: {e}", file.display()),
@@ -133,10 +141,20 @@ const UNSUPPORTED_ISTIO_KINDS: &[&str] = &[
 
 /// Parses every document of one file's text and appends the results to `out`.
 pub fn load_str(file: &Path, text: &str, out: &mut Loaded) {
+    load_text(file, text, &HashSet::new(), out)
+}
+
+/// [`load_str`], sharing the texts in `known` ([`load_paths_sharing`]).
+fn load_text(file: &Path, text: &str, known: &HashSet<Arc<str>>, out: &mut Loaded) {
     let file = Arc::new(file.to_path_buf());
     // One document at a time: holding every document's generic value until a typed pass
     // ran made a 10,000-service file peak at hundreds of MB (docs/performance.md).
     let mut texts = DocumentTexts { text, docs: None };
+    // Room for the file's documents at once (separators counted: at most one more than
+    // there are), not by doubling: a doubling step of 20,000 documents held 12 MB of
+    // spare room on top of the copy it grew from.
+    out.resources
+        .reserve_exact(text.matches("\n---").count() + 1);
     for (index, doc) in serde_yaml::Deserializer::from_str(text).enumerate() {
         let origin = Origin {
             file: file.clone(),
@@ -156,7 +174,7 @@ pub fn load_str(file: &Path, text: &str, out: &mut Loaded) {
             }
         };
         let doc = || texts.document(index);
-        if let Some(res) = load_document(origin, doc, value, &mut out.diagnostics) {
+        if let Some(res) = load_document(origin, doc, value, known, &mut out.diagnostics) {
             out.resources.push(res);
         }
     }
@@ -194,6 +212,7 @@ fn load_document<'a>(
     origin: Origin,
     doc: impl FnOnce() -> Option<serde_yaml::Deserializer<'a>>,
     value: serde_yaml::Value,
+    known: &HashSet<Arc<str>>,
     diags: &mut Diagnostics,
 ) -> Option<Resource> {
     if value.is_null() {
@@ -285,9 +304,11 @@ fn load_document<'a>(
             return None;
         }
     };
-    let raw = serde_json::to_string(&value)
-        .unwrap_or_else(|_| "null".to_string())
-        .into();
+    let raw = serde_json::to_string(&value).unwrap_or_else(|_| "null".to_string());
+    let raw = match known.get(raw.as_str()) {
+        Some(same) => same.clone(),
+        None => raw.into(),
+    };
     Some(Resource {
         origin,
         api_version,

@@ -90,7 +90,13 @@ impl Reloader {
         let started = Instant::now();
         let shared = &server.shared;
         let paths = &self.paths;
-        let loaded = crate::memory::on_own_thread(|| meshproxy_config::compile::load(paths));
+        // The snapshot in force shares what did not change with the new one, so the two
+        // exist side by side during the reload without a second copy of it.
+        let current = shared.active.load().snapshot.clone();
+        let loaded = crate::memory::on_own_thread(|| {
+            meshproxy_config::compile::load_reusing(paths, Some(&current))
+        });
+        drop(current);
         let snapshot = match loaded {
             Ok(s) => s,
             Err(diags) => {

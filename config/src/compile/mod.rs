@@ -17,23 +17,20 @@ pub mod proxy_settings;
 pub mod registry;
 pub mod route;
 pub mod route_table;
+pub mod services;
 pub mod snapshot;
 pub mod tcp_routes;
 
 use crate::diag::Diagnostics;
 use crate::host;
-use crate::model::destination_rule::{Subset, TrafficPolicy};
 use crate::model::proxy::{Direction, ListenerProtocol, OutboundMode};
 use crate::model::{Resource, Spec};
 use crate::validate::MissingFiles;
-use cluster::{
-    fingerprint, ClientTls, Cluster, ClusterKey, ConnectionPool, LoadBalancer, OutlierPolicy,
-};
+use cluster::ClusterKey;
 use http_routes::{qualify_gateway, RouteCompiler, RouteContext};
 use listener::{GatewayServer, Listener, ListenerRole, ServerTls};
 use matcher::RegexCache;
 use proxy_settings::ProxySettings;
-use registry::Registry;
 use route::{Route, RouteAction, RoutePolicy, WeightedClusters, WeightedDestination};
 use route_table::{RouteTable, VirtualHost};
 use sha2::{Digest, Sha256};
@@ -41,7 +38,6 @@ use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::Arc;
 use std::time::SystemTime;
 
 pub use snapshot::{ClusterId, Snapshot};
@@ -50,8 +46,27 @@ pub use snapshot::{ClusterId, Snapshot};
 /// reload): a certificate, key or CA file that cannot be read is an error. Errors refuse
 /// the whole config; warnings travel in [`Snapshot::warnings`].
 pub fn load<P: AsRef<Path>>(paths: &[P]) -> Result<Snapshot, Diagnostics> {
-    let loaded = crate::loader::load_paths(paths);
-    finish(&loaded.resources, loaded.diagnostics, MissingFiles::Refuse)
+    load_reusing(paths, None)
+}
+
+/// Like [`load`] for a reload: what did not change is shared with `previous`, the
+/// snapshot in force, instead of being built again beside it. A document whose text is
+/// unchanged keeps the text in force, and when no ServiceEntry, DestinationRule or Proxy
+/// document changed the registry and clusters are those in force
+/// ([`services`]). The result is the same as [`load`]'s.
+pub fn load_reusing<P: AsRef<Path>>(
+    paths: &[P],
+    previous: Option<&Snapshot>,
+) -> Result<Snapshot, Diagnostics> {
+    let known = previous.map(|p| p.texts()).unwrap_or_default();
+    let loaded = crate::loader::load_paths_sharing(paths, &known);
+    drop(known);
+    let mut resources = loaded.resources;
+    let warnings = checked(&resources, loaded.diagnostics, MissingFiles::Refuse)?;
+    let proxy = ProxySettings::from_resources(&resources);
+    let services = services::Services::for_config(&resources, &proxy, previous);
+    services::release_inputs(&mut resources);
+    Ok(compile_with(&resources, warnings, proxy, services))
 }
 
 /// Like [`load`], also returning the typed documents (which the snapshot does not keep:
@@ -76,9 +91,20 @@ pub fn load_str(name: &str, text: &str) -> Result<Snapshot, Diagnostics> {
 
 fn finish(
     resources: &[Resource],
-    mut diags: Diagnostics,
+    diags: Diagnostics,
     missing_files: MissingFiles,
 ) -> Result<Snapshot, Diagnostics> {
+    let warnings = checked(resources, diags, missing_files)?;
+    Ok(compile(resources, warnings))
+}
+
+/// Validates `resources`: the problems found (load problems in `diags` first), in file
+/// order, when one is an error; else the warnings.
+fn checked(
+    resources: &[Resource],
+    mut diags: Diagnostics,
+    missing_files: MissingFiles,
+) -> Result<Diagnostics, Diagnostics> {
     diags.extend(crate::validate::validate(resources, missing_files));
     // Report in file order, so a user reads problems top to bottom.
     diags.0.sort_by(|a, b| {
@@ -89,15 +115,29 @@ fn finish(
     if diags.has_errors() {
         return Err(diags);
     }
-    Ok(compile(resources, diags))
+    Ok(diags)
 }
 
 /// Compiles validated resources. `warnings` are carried into the snapshot. The snapshot
 /// keeps each document's source text, not its typed form (see [`snapshot::Source`]).
-pub fn compile(resources: &[Resource], mut warnings: Diagnostics) -> Snapshot {
+pub fn compile(resources: &[Resource], warnings: Diagnostics) -> Snapshot {
     let proxy = ProxySettings::from_resources(resources);
-    let registry = Registry::build(resources, |r, export| proxy.sees(&r.namespace, export));
-    let (clusters, cluster_index) = build_clusters(&registry, resources, &proxy);
+    let services = services::Services::for_config(resources, &proxy, None);
+    compile_with(resources, warnings, proxy, services)
+}
+
+/// [`compile`] with the proxy settings and services of `resources` already made.
+fn compile_with(
+    resources: &[Resource],
+    mut warnings: Diagnostics,
+    proxy: ProxySettings,
+    services: services::Services,
+) -> Snapshot {
+    let services::Services {
+        registry,
+        clusters,
+        index: cluster_index,
+    } = services;
     let consistent_hash: HashSet<ClusterId> = clusters
         .iter()
         .enumerate()
@@ -228,216 +268,6 @@ fn content_hash(resources: &[Resource]) -> String {
     digest[..8].iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// DestinationRules merged for one service host, as the proxy sees them.
-struct MergedRule {
-    traffic_policy: Option<TrafficPolicy>,
-    subsets: Vec<Subset>,
-    /// The file of the rule that supplied the policy (relative TLS paths resolve from it).
-    file: Option<std::path::PathBuf>,
-}
-
-/// The DestinationRules visible to this proxy, indexed by qualified host.
-struct RuleIndex<'a> {
-    exact: HashMap<String, Vec<&'a Resource>>,
-    wildcard: Vec<(String, &'a Resource)>,
-}
-
-impl<'a> RuleIndex<'a> {
-    /// Visible rules only: `exportTo` includes the proxy's namespace, and a rule with a
-    /// `workloadSelector` selects this proxy from its own namespace.
-    fn build(resources: &'a [Resource], proxy: &ProxySettings) -> Self {
-        let mut idx = RuleIndex {
-            exact: HashMap::new(),
-            wildcard: Vec::new(),
-        };
-        for r in resources {
-            let Some(dr) = r.as_destination_rule() else {
-                continue;
-            };
-            if let Some(ws) = &dr.workload_selector {
-                if r.namespace != proxy.namespace || !proxy.selected_by(&ws.match_labels) {
-                    continue;
-                }
-            }
-            if !proxy.sees(&r.namespace, &dr.export_to) {
-                continue;
-            }
-            let h = host::qualify(&dr.host, &r.namespace);
-            if host::is_wildcard(&h) {
-                idx.wildcard.push((h, r));
-            } else {
-                idx.exact.entry(h).or_default().push(r);
-            }
-        }
-        idx
-    }
-
-    /// Istio's DR lookup for a service: rules for the service's exact host, else those of
-    /// the most specific wildcard host; among them the proxy's namespace, then the
-    /// service's, then the root namespace, then any other. Rules of the chosen namespace
-    /// are merged: the first top-level policy and the first definition of each subset win.
-    fn merged(
-        &self,
-        proxy: &ProxySettings,
-        service_host: &str,
-        service_ns: &str,
-    ) -> Option<MergedRule> {
-        let best: Vec<&Resource> = match self.exact.get(service_host) {
-            Some(v) => v.clone(),
-            None => {
-                let len = self
-                    .wildcard
-                    .iter()
-                    .filter(|(h, _)| host::matches(h, service_host))
-                    .map(|(h, _)| h.len())
-                    .max()?;
-                self.wildcard
-                    .iter()
-                    .filter(|(h, _)| h.len() == len && host::matches(h, service_host))
-                    .map(|(_, r)| *r)
-                    .collect()
-            }
-        };
-        let ns_rank = |ns: &str| {
-            if ns == proxy.namespace {
-                0
-            } else if ns == service_ns {
-                1
-            } else if ns == proxy.root_namespace {
-                2
-            } else {
-                3
-            }
-        };
-        let top = best.iter().map(|r| ns_rank(&r.namespace)).min()?;
-        let mut merged = MergedRule {
-            traffic_policy: None,
-            subsets: Vec::new(),
-            file: None,
-        };
-        for r in best.into_iter().filter(|r| ns_rank(&r.namespace) == top) {
-            let Some(dr) = r.as_destination_rule() else {
-                continue;
-            };
-            if merged.traffic_policy.is_none() && dr.traffic_policy.is_some() {
-                merged.traffic_policy = dr.traffic_policy.clone();
-                merged.file = Some(r.origin.file.as_path().to_path_buf());
-            }
-            for s in &dr.subsets {
-                if !merged.subsets.iter().any(|m| m.name == s.name) {
-                    merged.subsets.push(s.clone());
-                }
-            }
-            if merged.file.is_none() {
-                merged.file = Some(r.origin.file.as_path().to_path_buf());
-            }
-        }
-        Some(merged)
-    }
-}
-
-fn build_clusters(
-    registry: &Registry,
-    resources: &[Resource],
-    proxy: &ProxySettings,
-) -> (Vec<Cluster>, HashMap<ClusterKey, ClusterId>) {
-    let mut clusters = Vec::new();
-    let mut index = HashMap::new();
-    let rules = RuleIndex::build(resources, proxy);
-    for svc in &registry.services {
-        let rule = rules.merged(proxy, &svc.host, &svc.namespace);
-        let service: Arc<str> = svc.host.as_str().into();
-        let none = Vec::new();
-        let subsets: &Vec<Subset> = rule.as_ref().map(|r| &r.subsets).unwrap_or(&none);
-        for port in &svc.ports {
-            let all = svc.endpoints_for(port);
-            let variants = std::iter::once(None).chain(subsets.iter().map(Some));
-            for subset in variants {
-                let policy = cluster::effective_policy(
-                    rule.as_ref().and_then(|r| r.traffic_policy.as_ref()),
-                    subset.and_then(|s| s.traffic_policy.as_ref()),
-                    port.number,
-                );
-                let endpoints: Vec<_> = match subset {
-                    None => all.clone(),
-                    Some(s) => all
-                        .iter()
-                        .filter(|e| s.labels.iter().all(|(k, v)| e.labels.get(k) == Some(v)))
-                        .cloned()
-                        .collect(),
-                };
-                // Istio: `resolution: NONE` services are ORIGINAL_DST clusters: requests go
-                // to the address the client connected to, whatever the load balancer says.
-                let lb = if svc.resolution == crate::model::service_entry::Resolution::None {
-                    LoadBalancer::Passthrough
-                } else {
-                    LoadBalancer::from_settings(policy.load_balancer.as_ref())
-                };
-                let pool = ConnectionPool::from_settings(policy.connection_pool.as_ref());
-                let outlier = policy
-                    .outlier_detection
-                    .as_ref()
-                    .map(OutlierPolicy::from_settings);
-                let file = rule
-                    .as_ref()
-                    .and_then(|r| r.file.clone())
-                    .unwrap_or_default();
-                let mut tls = policy.tls.as_ref().map(|t| client_tls(t, &file));
-                // Istio: a DestinationRule's subjectAltNames override the ServiceEntry's;
-                // without them, the ServiceEntry's are verified.
-                if let Some(t) = tls.as_mut() {
-                    if t.subject_alt_names.is_empty()
-                        && !t.insecure_skip_verify
-                        && t.mode != crate::model::destination_rule::ClientTlsMode::Disable
-                    {
-                        t.subject_alt_names = svc.subject_alt_names.clone();
-                    }
-                }
-                let key = ClusterKey {
-                    service: service.clone(),
-                    port: port.number,
-                    subset: subset.map(|s| s.name.as_str().into()),
-                };
-                let fp = fingerprint(
-                    &endpoints,
-                    &lb,
-                    &pool,
-                    &outlier,
-                    &tls,
-                    &svc.subject_alt_names,
-                    port.protocol,
-                );
-                index.insert(key.clone(), ClusterId(clusters.len() as u32));
-                clusters.push(Cluster {
-                    name: key.name(),
-                    key,
-                    service_name: svc.short_name().to_string(),
-                    service_namespace: svc.namespace.clone(),
-                    protocol: port.protocol,
-                    endpoints,
-                    load_balancer: lb,
-                    pool,
-                    outlier,
-                    tls,
-                    service_sans: svc.subject_alt_names.clone(),
-                    fingerprint: fp,
-                });
-            }
-        }
-    }
-    // Istio's catch-all cluster for hosts outside the registry, per outbound mode.
-    let c = match proxy.outbound_mode {
-        OutboundMode::AllowAny => Cluster::passthrough(),
-        OutboundMode::RegistryOnly => Cluster::blackhole(),
-    };
-    index.insert(c.key.clone(), ClusterId(clusters.len() as u32));
-    clusters.push(c);
-    // Grown by pushes: up to half of a large Vec<Cluster> would be spare room.
-    clusters.shrink_to_fit();
-    index.shrink_to_fit();
-    (clusters, index)
-}
-
 /// The cluster of `outboundTrafficPolicy: ALLOW_ANY`, when that is the mode.
 pub(crate) fn passthrough_cluster(rc: &RouteCompiler) -> Option<ClusterId> {
     (rc.proxy.outbound_mode == OutboundMode::AllowAny)
@@ -504,22 +334,6 @@ fn allow_any_route(id: ClusterId) -> Route {
             total_weight: 1,
         }),
         policy: RoutePolicy::shared_default(),
-    }
-}
-
-/// Client TLS with file paths resolved against the DestinationRule's file.
-fn client_tls(t: &crate::model::destination_rule::ClientTlsSettings, file: &Path) -> ClientTls {
-    let path = |p: &str| (!p.is_empty()).then(|| crate::paths::resolve_path(file, p));
-    ClientTls {
-        mode: t
-            .mode
-            .unwrap_or(crate::model::destination_rule::ClientTlsMode::Disable),
-        client_certificate: path(&t.client_certificate),
-        private_key: path(&t.private_key),
-        ca_certificates: path(&t.ca_certificates),
-        subject_alt_names: t.subject_alt_names.clone(),
-        sni: (!t.sni.is_empty()).then(|| t.sni.clone()),
-        insecure_skip_verify: t.insecure_skip_verify.unwrap_or(false),
     }
 }
 

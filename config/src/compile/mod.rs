@@ -8,6 +8,7 @@
 
 pub mod authz;
 pub mod cluster;
+pub mod gateway_routes;
 pub mod http_routes;
 pub mod intern;
 pub mod listener;
@@ -27,16 +28,15 @@ use crate::model::proxy::{Direction, ListenerProtocol, OutboundMode};
 use crate::model::{Resource, Spec};
 use crate::validate::MissingFiles;
 use cluster::ClusterKey;
-use http_routes::{qualify_gateway, RouteCompiler, RouteContext};
-use listener::{GatewayServer, Listener, ListenerRole, ServerTls};
+use http_routes::{RouteCompiler, RouteContext};
+use listener::{Listener, ListenerRole};
 use matcher::RegexCache;
 use proxy_settings::ProxySettings;
 use route::{Route, RouteAction, RoutePolicy, WeightedClusters, WeightedDestination};
 use route_table::{RouteTable, VirtualHost};
 use sha2::{Digest, Sha256};
 
-use std::collections::{BTreeMap, HashMap, HashSet};
-use std::net::SocketAddr;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::time::SystemTime;
 
@@ -147,9 +147,6 @@ fn compile_with(
 
     let mut regex = RegexCache::default();
     let mut interner = intern::Interner::default();
-    let mut route_tables = Vec::new();
-    let mut tcp_route_tables = Vec::new();
-    let mut listeners = Vec::new();
     let mut rc = RouteCompiler {
         registry: &registry,
         clusters: &cluster_index,
@@ -160,32 +157,72 @@ fn compile_with(
         interner: &mut interner,
         warnings: &mut warnings,
     };
+    let mut tables = Tables::default();
+    sidecar_tables(&mut rc, resources, &mut tables);
+    gateway_routes::gateway_tables(&mut rc, resources, &mut tables);
+    for t in &mut tables.route_tables {
+        t.shrink_to_fit();
+    }
+    let version = content_hash(resources);
+    let peer_authn = peer_auth::PeerAuthn::compile(resources, &proxy);
+    let authz = authz::Authz::compile(resources, &proxy);
+    Snapshot {
+        version,
+        loaded_at: SystemTime::now(),
+        peer_authn,
+        authz,
+        proxy,
+        listeners: tables.listeners,
+        route_tables: tables.route_tables,
+        tcp_route_tables: tables.tcp_route_tables,
+        mesh_tcp_routes: tables.mesh_tcp_routes,
+        clusters,
+        cluster_index,
+        registry,
+        resources: resources.iter().map(snapshot::Source::from).collect(),
+        warnings,
+    }
+}
 
+/// The listeners of a snapshot and the route tables they use.
+#[derive(Default)]
+struct Tables {
+    listeners: Vec<Listener>,
+    route_tables: Vec<RouteTable>,
+    tcp_route_tables: Vec<tcp_routes::TcpRouteTable>,
+    /// The sidecar's TCP route table, when the proxy has an outbound listener.
+    mesh_tcp_routes: Option<usize>,
+}
+
+/// The `Proxy` document's listeners, with the mesh route table and the mesh TCP route
+/// table when one of them is outbound.
+fn sidecar_tables(rc: &mut RouteCompiler, resources: &[Resource], t: &mut Tables) {
+    let proxy = rc.proxy;
     let has_outbound = proxy
         .listeners
         .iter()
         .any(|l| l.direction == Direction::Outbound);
     let mesh_table = has_outbound.then(|| {
-        route_tables.push(mesh_route_table(&mut rc, resources));
-        route_tables.len() - 1
+        t.route_tables.push(mesh_route_table(rc, resources));
+        t.route_tables.len() - 1
     });
     // Also needed by HTTP listeners: a `CONNECT` tunnel is routed by the `tls` rules.
-    let mesh_tcp_table = has_outbound.then(|| {
-        tcp_route_tables.push(tcp_routes::compile(
-            &mut rc,
+    t.mesh_tcp_routes = has_outbound.then(|| {
+        t.tcp_route_tables.push(tcp_routes::compile(
+            rc,
             resources,
             &tcp_routes::TcpContext::Mesh,
         ));
-        tcp_route_tables.len() - 1
+        t.tcp_route_tables.len() - 1
     });
     for l in &proxy.listeners {
         // Sidecar TCP listeners route by VirtualService `tls`/`tcp` rules bound to mesh;
         // AUTO listeners by them for what their detection finds not to be HTTP.
         let tcp_routes = (l.protocol != ListenerProtocol::Http
             && l.direction == Direction::Outbound)
-            .then_some(mesh_tcp_table)
+            .then_some(t.mesh_tcp_routes)
             .flatten();
-        listeners.push(Listener {
+        t.listeners.push(Listener {
             name: l.name.clone(),
             address: l.address,
             role: match (l.direction, l.forward_to) {
@@ -200,60 +237,6 @@ fn compile_with(
             },
             tcp_routes,
         });
-    }
-    for (addr, servers) in gateway_servers(resources, &proxy) {
-        let gateways: HashSet<String> = servers.iter().map(|s| s.gateway.clone()).collect();
-        let table = gateway_route_table(&mut rc, resources, &servers, &gateways, addr.port());
-        route_tables.push(table);
-        let tcp_only = servers
-            .iter()
-            .all(|s| s.protocol == "TCP" || s.protocol == "TLS" || s.protocol == "MONGO");
-        let tcp_routes = tcp_only.then(|| {
-            tcp_route_tables.push(tcp_routes::compile(
-                &mut rc,
-                resources,
-                &tcp_routes::TcpContext::Gateway {
-                    servers: &servers,
-                    port: addr.port(),
-                },
-            ));
-            tcp_route_tables.len() - 1
-        });
-        listeners.push(Listener {
-            name: format!("gateway-{addr}"),
-            address: addr,
-            role: ListenerRole::Gateway { servers },
-            protocol: if tcp_only {
-                ListenerProtocol::Tcp
-            } else {
-                ListenerProtocol::Http
-            },
-            route_table: Some(route_tables.len() - 1),
-            tcp_routes,
-        });
-    }
-
-    for t in &mut route_tables {
-        t.shrink_to_fit();
-    }
-    let version = content_hash(resources);
-    let peer_authn = peer_auth::PeerAuthn::compile(resources, &proxy);
-    let authz = authz::Authz::compile(resources, &proxy);
-    Snapshot {
-        version,
-        loaded_at: SystemTime::now(),
-        peer_authn,
-        authz,
-        proxy,
-        listeners,
-        route_tables,
-        tcp_route_tables,
-        mesh_tcp_routes: mesh_tcp_table,
-        clusters,
-        cluster_index,
-        registry,
-        resources: resources.iter().map(snapshot::Source::from).collect(),
-        warnings,
     }
 }
 
@@ -469,163 +452,6 @@ fn mesh_route_table(rc: &mut RouteCompiler, resources: &[Resource]) -> RouteTabl
     let mut table = RouteTable::new("mesh");
     for vh in vhosts {
         table.add(vh);
-    }
-    table
-}
-
-/// Gateway servers of the Gateways that select this proxy, grouped by bind address.
-/// A Gateway without a selector is not applied: unlike Istio, where only gateway
-/// deployments receive Gateways, every meshproxy could match an empty selector.
-fn gateway_servers(
-    resources: &[Resource],
-    proxy: &ProxySettings,
-) -> BTreeMap<SocketAddr, Vec<GatewayServer>> {
-    let mut out: BTreeMap<SocketAddr, Vec<GatewayServer>> = BTreeMap::new();
-    for r in resources {
-        let Some(gw) = r.as_gateway() else { continue };
-        if gw.selector.is_empty() || !proxy.selected_by(&gw.selector) {
-            continue;
-        }
-        for s in &gw.servers {
-            let Some(port) = &s.port else { continue };
-            let ip = if s.bind.is_empty() {
-                proxy.gateway_address
-            } else {
-                match s.bind.parse() {
-                    Ok(ip) => ip,
-                    Err(_) => continue,
-                }
-            };
-            let Ok(num) = u16::try_from(port.number) else {
-                continue;
-            };
-            let file = r.origin.file.as_path();
-            let path = |p: &str| crate::paths::resolve_path(file, p);
-            let tls = s.tls.as_ref().and_then(|t| {
-                let mode = t.mode?;
-                let mut certificates = Vec::new();
-                if !t.server_certificate.is_empty() {
-                    certificates.push((path(&t.server_certificate), path(&t.private_key)));
-                }
-                for c in &t.tls_certificates {
-                    certificates.push((path(&c.server_certificate), path(&c.private_key)));
-                }
-                Some(ServerTls {
-                    mode,
-                    certificates,
-                    ca_certificates: (!t.ca_certificates.is_empty())
-                        .then(|| path(&t.ca_certificates)),
-                    subject_alt_names: t.subject_alt_names.clone(),
-                    min_version: t.min_protocol_version,
-                    max_version: t.max_protocol_version,
-                    alpn: t.alpn_protocols.clone(),
-                })
-            });
-            out.entry(SocketAddr::new(ip, num))
-                .or_default()
-                .push(GatewayServer {
-                    gateway: format!("{}/{}", r.namespace, r.name),
-                    name: s.name.clone(),
-                    protocol: port.protocol.to_ascii_uppercase(),
-                    hosts: s.hosts.clone(),
-                    https_redirect: s.tls.as_ref().is_some_and(|t| t.https_redirect),
-                    tls,
-                });
-        }
-    }
-    out
-}
-
-/// Whether a gateway server host entry (`ns/host` or `host`) admits `vs_host` from a
-/// VirtualService in `vs_ns`; returns the domain to serve (the narrower of the two).
-fn server_admits(entry: &str, gw_ns: &str, vs_ns: &str, vs_host: &str) -> Option<String> {
-    let (ns, h) = entry.split_once('/').unwrap_or(("*", entry));
-    let ns_ok = match ns {
-        "*" => true,
-        "." => vs_ns == gw_ns,
-        "~" => false,
-        other => other == vs_ns,
-    };
-    if !ns_ok {
-        return None;
-    }
-    let h = h.to_ascii_lowercase();
-    if !host::matches(&h, vs_host) {
-        return None;
-    }
-    Some(if host::subset_of(vs_host, &h) {
-        vs_host.to_string()
-    } else {
-        h
-    })
-}
-
-/// A gateway port's route table. Gateways merge the VirtualServices for one host (load
-/// order, catch-all rules moved to the end).
-fn gateway_route_table(
-    rc: &mut RouteCompiler,
-    resources: &[Resource],
-    servers: &[GatewayServer],
-    gateways: &HashSet<String>,
-    port: u16,
-) -> RouteTable {
-    let ctx = RouteContext::Gateways(gateways.clone());
-    let mut per_domain: Vec<(String, Vec<Route>)> = Vec::new();
-    for r in resources {
-        let Spec::VirtualService(v) = &r.spec else {
-            continue;
-        };
-        if v.hosts.is_empty()
-            || !ctx.admits(&v.gateways, &r.namespace)
-            || !rc.proxy.sees(&r.namespace, &v.export_to)
-        {
-            continue;
-        }
-        let bound: HashSet<String> = v
-            .gateways
-            .iter()
-            .map(|g| qualify_gateway(g, &r.namespace))
-            .collect();
-        let mut domains = Vec::new();
-        for h in &v.hosts {
-            let q = if h == "*" {
-                "*".to_string()
-            } else {
-                host::qualify(h, &r.namespace)
-            };
-            for s in servers.iter().filter(|s| bound.contains(&s.gateway)) {
-                let gw_ns = s.gateway.split('/').next().unwrap_or("");
-                for entry in &s.hosts {
-                    if let Some(d) = server_admits(entry, gw_ns, &r.namespace, &q) {
-                        if !domains.contains(&d) {
-                            domains.push(d);
-                        }
-                    }
-                }
-            }
-        }
-        if domains.is_empty() {
-            continue;
-        }
-        let routes = rc.virtual_service(r, v, &ctx);
-        for d in domains {
-            match per_domain.iter_mut().find(|(x, _)| *x == d) {
-                Some((_, rs)) => rs.extend(routes.iter().cloned()),
-                None => per_domain.push((d, routes.clone())),
-            }
-        }
-    }
-    let mut table = RouteTable::new(format!("gateway:{port}"));
-    for (domain, mut routes) in per_domain {
-        // Stable: catch-alls after everything else, as Istio does when merging.
-        routes.sort_by_key(|r| r.matches.is_empty());
-        let mut domains = vec![domain.clone()];
-        domains.extend(host::alt_forms(&domain, &rc.proxy.namespace));
-        table.add(VirtualHost {
-            name: domain,
-            domains,
-            routes,
-        });
     }
     table
 }

@@ -7,11 +7,12 @@
 //! would otherwise exist twice while the reload compiles (docs/performance.md, "Memory
 //! with many services"). Cluster ids stay valid: the clusters are the very same.
 
+use super::cluster::Endpoint;
 use super::cluster::{
     self, fingerprint, ClientTls, Cluster, ClusterKey, ConnectionPool, LoadBalancer, OutlierPolicy,
 };
 use super::proxy_settings::ProxySettings;
-use super::registry::Registry;
+use super::registry::{Registry, Service, ServicePort};
 use super::snapshot::{ClusterId, Snapshot, Source};
 use crate::host;
 use crate::model::destination_rule::{Subset, TrafficPolicy};
@@ -57,7 +58,7 @@ impl Services {
 }
 
 /// Drops the typed specs of the ServiceEntries once the services are made: nothing after
-/// reads them (their texts stay), and at 10,000 services they are ~17 MB that would
+/// reads them (their texts stay), and at 10,000 services they are 13 MB that would
 /// otherwise be held while the route tables are compiled.
 pub(crate) fn release_inputs(resources: &mut [Resource]) {
     for r in resources {
@@ -213,75 +214,9 @@ fn build_clusters(
             let all = svc.endpoints_for(port);
             let variants = std::iter::once(None).chain(subsets.iter().map(Some));
             for subset in variants {
-                let policy = cluster::effective_policy(
-                    rule.as_ref().and_then(|r| r.traffic_policy.as_ref()),
-                    subset.and_then(|s| s.traffic_policy.as_ref()),
-                    port.number,
-                );
-                let endpoints: Vec<_> = match subset {
-                    None => all.clone(),
-                    Some(s) => all
-                        .iter()
-                        .filter(|e| s.labels.iter().all(|(k, v)| e.labels.get(k) == Some(v)))
-                        .cloned()
-                        .collect(),
-                };
-                // Istio: `resolution: NONE` services are ORIGINAL_DST clusters: requests go
-                // to the address the client connected to, whatever the load balancer says.
-                let lb = if svc.resolution == crate::model::service_entry::Resolution::None {
-                    LoadBalancer::Passthrough
-                } else {
-                    LoadBalancer::from_settings(policy.load_balancer.as_ref())
-                };
-                let pool = ConnectionPool::from_settings(policy.connection_pool.as_ref());
-                let outlier = policy
-                    .outlier_detection
-                    .as_ref()
-                    .map(OutlierPolicy::from_settings);
-                let file = rule
-                    .as_ref()
-                    .and_then(|r| r.file.clone())
-                    .unwrap_or_default();
-                let mut tls = policy.tls.as_ref().map(|t| client_tls(t, &file));
-                // Istio: a DestinationRule's subjectAltNames override the ServiceEntry's;
-                // without them, the ServiceEntry's are verified.
-                if let Some(t) = tls.as_mut() {
-                    if t.subject_alt_names.is_empty()
-                        && !t.insecure_skip_verify
-                        && t.mode != crate::model::destination_rule::ClientTlsMode::Disable
-                    {
-                        t.subject_alt_names = svc.subject_alt_names.clone();
-                    }
-                }
-                let key = ClusterKey {
-                    service: service.clone(),
-                    port: port.number,
-                    subset: subset.map(|s| s.name.as_str().into()),
-                };
-                let fp = fingerprint(
-                    &endpoints,
-                    &lb,
-                    &pool,
-                    &outlier,
-                    &tls,
-                    &svc.subject_alt_names,
-                    port.protocol,
-                );
-                index.insert(key.clone(), ClusterId(clusters.len() as u32));
-                clusters.push(Cluster {
-                    name: key.name(),
-                    key,
-                    service_name: svc.short_name().to_string(),
-                    service_namespace: svc.namespace.clone(),
-                    protocol: port.protocol,
-                    endpoints,
-                    load_balancer: lb,
-                    pool,
-                    outlier,
-                    tls,
-                    service_sans: svc.subject_alt_names.clone(),
-                    fingerprint: fp,
-                });
+                let c = cluster(svc, port, rule.as_ref(), subset, &service, &all);
+                index.insert(c.key.clone(), ClusterId(clusters.len() as u32));
+                clusters.push(c);
             }
         }
     }
@@ -296,6 +231,83 @@ fn build_clusters(
     clusters.shrink_to_fit();
     index.shrink_to_fit();
     (clusters, index)
+}
+
+/// The cluster of one port of `svc`, for one of its subsets or (`None`) for all of its
+/// endpoints (`all`), with the effective policy of `rule`.
+fn cluster(
+    svc: &Service,
+    port: &ServicePort,
+    rule: Option<&MergedRule>,
+    subset: Option<&Subset>,
+    service: &Arc<str>,
+    all: &[Endpoint],
+) -> Cluster {
+    let policy = cluster::effective_policy(
+        rule.and_then(|r| r.traffic_policy.as_ref()),
+        subset.and_then(|s| s.traffic_policy.as_ref()),
+        port.number,
+    );
+    let endpoints: Vec<_> = match subset {
+        None => all.to_vec(),
+        Some(s) => all
+            .iter()
+            .filter(|e| s.labels.iter().all(|(k, v)| e.labels.get(k) == Some(v)))
+            .cloned()
+            .collect(),
+    };
+    // Istio: `resolution: NONE` services are ORIGINAL_DST clusters: requests go
+    // to the address the client connected to, whatever the load balancer says.
+    let lb = if svc.resolution == crate::model::service_entry::Resolution::None {
+        LoadBalancer::Passthrough
+    } else {
+        LoadBalancer::from_settings(policy.load_balancer.as_ref())
+    };
+    let pool = ConnectionPool::from_settings(policy.connection_pool.as_ref());
+    let outlier = policy
+        .outlier_detection
+        .as_ref()
+        .map(OutlierPolicy::from_settings);
+    let file = rule.and_then(|r| r.file.clone()).unwrap_or_default();
+    let mut tls = policy.tls.as_ref().map(|t| client_tls(t, &file));
+    // Istio: a DestinationRule's subjectAltNames override the ServiceEntry's;
+    // without them, the ServiceEntry's are verified.
+    if let Some(t) = tls.as_mut() {
+        if t.subject_alt_names.is_empty()
+            && !t.insecure_skip_verify
+            && t.mode != crate::model::destination_rule::ClientTlsMode::Disable
+        {
+            t.subject_alt_names = svc.subject_alt_names.clone();
+        }
+    }
+    let key = ClusterKey {
+        service: service.clone(),
+        port: port.number,
+        subset: subset.map(|s| s.name.as_str().into()),
+    };
+    let fp = fingerprint(
+        &endpoints,
+        &lb,
+        &pool,
+        &outlier,
+        &tls,
+        &svc.subject_alt_names,
+        port.protocol,
+    );
+    Cluster {
+        name: key.name(),
+        key,
+        service_name: svc.short_name().to_string(),
+        service_namespace: svc.namespace.clone(),
+        protocol: port.protocol,
+        endpoints,
+        load_balancer: lb,
+        pool,
+        outlier,
+        tls,
+        service_sans: svc.subject_alt_names.clone(),
+        fingerprint: fp,
+    }
 }
 
 /// Client TLS with file paths resolved against the DestinationRule's file.

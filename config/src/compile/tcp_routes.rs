@@ -264,7 +264,9 @@ pub fn compile(rc: &mut RouteCompiler, resources: &[Resource], tctx: &TcpContext
                     for srv in &bound {
                         let gw_ns = srv.gateway.split('/').next().unwrap_or("");
                         for entry in &srv.hosts {
-                            if let Some(d) = super::server_admits(entry, gw_ns, &r.namespace, &s) {
+                            if let Some(d) =
+                                super::gateway_routes::server_admits(entry, gw_ns, &r.namespace, &s)
+                            {
                                 if !sni_hosts.contains(&d) {
                                     sni_hosts.push(d);
                                 }
@@ -451,7 +453,7 @@ fn admitted(server: &GatewayServer, vs_ns: &str, name: &str) -> Option<String> {
     server
         .hosts
         .iter()
-        .find_map(|entry| super::server_admits(entry, gw_ns, vs_ns, name))
+        .find_map(|entry| super::gateway_routes::server_admits(entry, gw_ns, vs_ns, name))
 }
 
 /// `destinationSubnets` entries as networks (a plain IP is a host route); entries that

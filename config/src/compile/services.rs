@@ -7,9 +7,9 @@
 //! would otherwise exist twice while the reload compiles (docs/performance.md, "Memory
 //! with many services"). Cluster ids stay valid: the clusters are the very same.
 
-use super::cluster::Endpoint;
 use super::cluster::{
-    self, fingerprint, ClientTls, Cluster, ClusterKey, ConnectionPool, LoadBalancer, OutlierPolicy,
+    self, fingerprint, ClientTls, Cluster, ClusterKey, ConnectionPool, Endpoint, LoadBalancer,
+    OutlierPolicy,
 };
 use super::proxy_settings::ProxySettings;
 use super::registry::{Registry, Service, ServicePort};

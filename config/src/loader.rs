@@ -16,6 +16,7 @@ use crate::model::{
 };
 use serde::de::{DeserializeOwned, IgnoredAny};
 use serde::Deserialize;
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -32,6 +33,13 @@ pub struct Loaded {
 
 /// Loads every document found at `paths` (files, or directories read recursively in name order).
 pub fn load_paths<P: AsRef<Path>>(paths: &[P]) -> Loaded {
+    load_paths_sharing(paths, &HashSet::new())
+}
+
+/// Like [`load_paths`]; a document whose compact text is in `known` (the texts of the
+/// config in force) gets that text instead of a copy, so a reload holds the texts of the
+/// documents it did not change once.
+pub fn load_paths_sharing<P: AsRef<Path>>(paths: &[P], known: &HashSet<Arc<str>>) -> Loaded {
     let mut out = Loaded::default();
     let mut files = Vec::new();
     for p in paths {
@@ -45,7 +53,7 @@ pub fn load_paths<P: AsRef<Path>>(paths: &[P]) -> Loaded {
     }
     for file in files {
         match std::fs::read_to_string(&file) {
-            Ok(text) => load_str(&file, &text, &mut out),
+            Ok(text) => load_text(&file, &text, known, &mut out),
             Err(e) => out.diagnostics.push(Diagnostic::global(
                 Severity::Error,
                 format!("{}: cannot read: {e}", file.display()),
@@ -133,10 +141,20 @@ const UNSUPPORTED_ISTIO_KINDS: &[&str] = &[
 
 /// Parses every document of one file's text and appends the results to `out`.
 pub fn load_str(file: &Path, text: &str, out: &mut Loaded) {
+    load_text(file, text, &HashSet::new(), out)
+}
+
+/// [`load_str`], sharing the texts in `known` ([`load_paths_sharing`]).
+fn load_text(file: &Path, text: &str, known: &HashSet<Arc<str>>, out: &mut Loaded) {
     let file = Arc::new(file.to_path_buf());
     // One document at a time: holding every document's generic value until a typed pass
     // ran made a 10,000-service file peak at hundreds of MB (docs/performance.md).
     let mut texts = DocumentTexts { text, docs: None };
+    // Room for the file's documents at once (separators counted: at most one more than
+    // there are), not by doubling: for 20,000 documents (7.5 MB) the last doubling step
+    // allocated 12.3 MB while the 6.2 MB it copied from was still held.
+    out.resources
+        .reserve_exact(text.matches("\n---").count() + 1);
     for (index, doc) in serde_yaml::Deserializer::from_str(text).enumerate() {
         let origin = Origin {
             file: file.clone(),
@@ -156,7 +174,7 @@ pub fn load_str(file: &Path, text: &str, out: &mut Loaded) {
             }
         };
         let doc = || texts.document(index);
-        if let Some(res) = load_document(origin, doc, value, &mut out.diagnostics) {
+        if let Some(res) = load_document(origin, doc, value, known, &mut out.diagnostics) {
             out.resources.push(res);
         }
     }
@@ -194,6 +212,7 @@ fn load_document<'a>(
     origin: Origin,
     doc: impl FnOnce() -> Option<serde_yaml::Deserializer<'a>>,
     value: serde_yaml::Value,
+    known: &HashSet<Arc<str>>,
     diags: &mut Diagnostics,
 ) -> Option<Resource> {
     if value.is_null() {
@@ -235,33 +254,82 @@ fn load_document<'a>(
         return None;
     };
     let Some(kind) = Kind::from_name(&kind_str) else {
-        let msg = if UNSUPPORTED_ISTIO_KINDS.contains(&kind_str.as_str()) {
-            format!("kind {kind_str:?} is not supported by meshproxy")
-        } else {
-            format!(
-                "unknown kind {kind_str:?} (expected one of {})",
-                Kind::ALL.map(|k| k.as_str()).join(", ")
-            )
-        };
-        err(diags, id(&kind_str), "kind", msg);
+        err(diags, id(&kind_str), "kind", unknown_kind(&kind_str));
         return None;
     };
     let api_version = str_field(map, "apiVersion").unwrap_or_default();
     if !kind.api_versions().contains(&api_version.as_str()) {
-        let msg = if api_version.is_empty() {
-            "missing field `apiVersion`".to_string()
-        } else {
-            format!(
-                "apiVersion {api_version:?} is not valid for {kind} (expected one of {})",
-                kind.api_versions().join(", ")
-            )
-        };
+        let msg = bad_api_version(kind, &api_version);
         err(diags, id(kind.as_str()), "apiVersion", msg);
         return None;
     }
 
-    let doc = (&value, doc);
-    let parsed = match kind {
+    let (meta, spec) = match typed_spec(kind, (&value, doc)) {
+        Ok(v) => v,
+        Err(e) => {
+            let path = e.path().to_string();
+            let path = if path == "." { String::new() } else { path };
+            diags.push(yaml_error(origin, id(kind.as_str()), path, e.inner(), ""));
+            return None;
+        }
+    };
+    let raw = compact_text(&value, known);
+    Some(Resource {
+        origin,
+        api_version,
+        kind,
+        name: meta.name.clone(),
+        namespace,
+        meta,
+        spec,
+        raw,
+    })
+}
+
+/// The error for a `kind` meshproxy does not read.
+fn unknown_kind(kind: &str) -> String {
+    if UNSUPPORTED_ISTIO_KINDS.contains(&kind) {
+        format!("kind {kind:?} is not supported by meshproxy")
+    } else {
+        format!(
+            "unknown kind {kind:?} (expected one of {})",
+            Kind::ALL.map(|k| k.as_str()).join(", ")
+        )
+    }
+}
+
+/// The error for an `apiVersion` that `kind` is not served under.
+fn bad_api_version(kind: Kind, api_version: &str) -> String {
+    if api_version.is_empty() {
+        "missing field `apiVersion`".to_string()
+    } else {
+        format!(
+            "apiVersion {api_version:?} is not valid for {kind} (expected one of {})",
+            kind.api_versions().join(", ")
+        )
+    }
+}
+
+/// The document as compact JSON text: the one in `known` when it is there.
+fn compact_text(value: &serde_yaml::Value, known: &HashSet<Arc<str>>) -> Arc<str> {
+    let raw = serde_json::to_string(value).unwrap_or_else(|_| "null".to_string());
+    match known.get(raw.as_str()) {
+        Some(same) => same.clone(),
+        None => raw.into(),
+    }
+}
+
+type TypedError = serde_path_to_error::Error<serde_yaml::Error>;
+
+/// The metadata and typed spec of a document of `kind` ([`typed`]).
+fn typed_spec<'a>(
+    kind: Kind,
+    doc: (
+        &serde_yaml::Value,
+        impl FnOnce() -> Option<serde_yaml::Deserializer<'a>>,
+    ),
+) -> Result<(ObjectMeta, Spec), TypedError> {
+    match kind {
         Kind::VirtualService => typed::<VirtualService>(doc, Spec::VirtualService),
         Kind::DestinationRule => {
             typed::<DestinationRule>(doc, |s| Spec::DestinationRule(Box::new(s)))
@@ -275,32 +343,8 @@ fn load_document<'a>(
             typed::<AuthorizationPolicy>(doc, |s| Spec::AuthorizationPolicy(Box::new(s)))
         }
         Kind::Proxy => typed::<Proxy>(doc, |s| Spec::Proxy(Box::new(s))),
-    };
-    let (meta, spec) = match parsed {
-        Ok(v) => v,
-        Err(e) => {
-            let path = e.path().to_string();
-            let path = if path == "." { String::new() } else { path };
-            diags.push(yaml_error(origin, id(kind.as_str()), path, e.inner(), ""));
-            return None;
-        }
-    };
-    let raw = serde_json::to_string(&value)
-        .unwrap_or_else(|_| "null".to_string())
-        .into();
-    Some(Resource {
-        origin,
-        api_version,
-        kind,
-        name: meta.name.clone(),
-        namespace,
-        meta,
-        spec,
-        raw,
-    })
+    }
 }
-
-type TypedError = serde_path_to_error::Error<serde_yaml::Error>;
 
 /// The typed document, converted from its value; when that fails, parsed from its text
 /// for the error (path and line) of the parser.

@@ -4,9 +4,13 @@
 //! with many services"). Byte counts are the sizes asked of the allocator, the same in
 //! debug and release builds.
 //!
+//! With a second config, it also measures a reload to it with the first in force (the
+//! peak above the heap the first holds; the table is then that of the second).
+//!
 //! ```text
 //! meshproxy-loadtest services-config --services 10000 > /tmp/s.yaml
-//! cargo run -p meshproxy --example footprint -- /tmp/s.yaml
+//! sed s/timeout:\ 2s/timeout:\ 3s/ /tmp/s.yaml > /tmp/s3.yaml   # every route changed
+//! cargo run -p meshproxy --example footprint -- /tmp/s.yaml [/tmp/s3.yaml]
 //! ```
 
 use meshproxy::server::active::Active;
@@ -67,16 +71,30 @@ fn mb(b: isize) -> String {
 }
 
 fn main() -> std::process::ExitCode {
-    let Some(path) = std::env::args().nth(1) else {
-        eprintln!("usage: footprint CONFIG.yaml");
+    let Some(first) = std::env::args().nth(1) else {
+        eprintln!("usage: footprint CONFIG.yaml [NEXT.yaml]");
         return std::process::ExitCode::from(2);
     };
+    // Both configs are loaded from one path, as a reload reads them (a document's file is
+    // part of what a reload compares).
+    let dir = std::env::temp_dir().join(format!("footprint-{}", std::process::id()));
+    let path = dir.join("config.yaml");
+    if let Err(e) = std::fs::create_dir_all(&dir).and_then(|_| std::fs::copy(&first, &path)) {
+        eprintln!("{first}: {e}");
+        return std::process::ExitCode::FAILURE;
+    }
+    let code = measure(&path);
+    let _ = std::fs::remove_dir_all(&dir);
+    code
+}
+
+fn measure(path: &std::path::Path) -> std::process::ExitCode {
     let start = live();
-    let loaded = meshproxy_config::loader::load_paths(&[&path]);
+    let loaded = meshproxy_config::loader::load_paths(&[path]);
     let resources = live() - start;
     drop(loaded);
     PEAK.store(live(), Ordering::Relaxed);
-    let snap = match meshproxy_config::compile::load(&[&path]) {
+    let snap = match meshproxy_config::compile::load(&[path]) {
         Ok(s) => s,
         Err(d) => {
             eprintln!("{d}");
@@ -102,6 +120,13 @@ fn main() -> std::process::ExitCode {
     // The first use of a cluster makes its state (kept in the slot until `active` goes).
     let _ = active.cluster_state(ClusterId(0));
     let used = live() - before - state;
+    let active = match std::env::args().nth(2) {
+        Some(next) => match reload(active, &next, path, &mesh, before - start) {
+            Some(a) => a,
+            None => return std::process::ExitCode::FAILURE,
+        },
+        None => active,
+    };
     let snap = active.snapshot.clone();
     drop(active);
     let Ok(snap) = Arc::try_unwrap(snap) else {
@@ -120,6 +145,44 @@ fn main() -> std::process::ExitCode {
     );
     println!("| live state of one used cluster | {used} B | |");
     std::process::ExitCode::SUCCESS
+}
+
+/// Loads `next` as a reload does with `active` in force (which, with its snapshot, holds
+/// `held` bytes), puts it in force and prints the peak; returns the new `Active`.
+fn reload(
+    active: Active,
+    next: &str,
+    path: &std::path::Path,
+    mesh: &Arc<arc_swap::ArcSwapOption<meshproxy::tls::mesh::MeshTls>>,
+    held: isize,
+) -> Option<Active> {
+    if let Err(e) = std::fs::copy(next, path) {
+        eprintln!("{next}: {e}");
+        return None;
+    }
+    let base = live();
+    PEAK.store(base, Ordering::Relaxed);
+    let snap = match meshproxy_config::compile::load_reusing(&[path], Some(&active.snapshot)) {
+        Ok(s) => s,
+        Err(d) => {
+            eprintln!("{d}");
+            return None;
+        }
+    };
+    let peak = PEAK.load(Ordering::Relaxed) - base;
+    let added = live() - base;
+    let new = Active::build(Arc::new(snap), Some(&active), 1, mesh);
+    drop(active);
+    println!(
+        "reload: peak {} above the {} in force ({:.2}x); the new snapshot adds {} beside \
+         the old; {} held after the swap",
+        mb(peak),
+        mb(held),
+        (held + peak) as f64 / held as f64,
+        mb(added),
+        mb(live() - base + held),
+    );
+    Some(new)
 }
 
 /// Frees the snapshot part by part, measuring each.
@@ -142,8 +205,9 @@ fn parts(mut snap: Snapshot) -> Vec<(&'static str, isize)> {
         (
             "clusters: endpoints",
             freed(|| {
-                snap.clusters
-                    .iter_mut()
+                Arc::get_mut(&mut snap.clusters)
+                    .into_iter()
+                    .flat_map(|cs| cs.iter_mut())
                     .map(|c| take(&mut c.endpoints))
                     .collect::<Vec<_>>()
             }),

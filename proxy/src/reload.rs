@@ -90,7 +90,13 @@ impl Reloader {
         let started = Instant::now();
         let shared = &server.shared;
         let paths = &self.paths;
-        let loaded = crate::memory::on_own_thread(|| meshproxy_config::compile::load(paths));
+        // The snapshot in force shares what did not change with the new one, so the two
+        // exist side by side during the reload without a second copy of it.
+        let current = shared.active.load().snapshot.clone();
+        let loaded = crate::memory::on_own_thread(|| {
+            meshproxy_config::compile::load_reusing(paths, Some(&current))
+        });
+        drop(current);
         let snapshot = match loaded {
             Ok(s) => s,
             Err(diags) => {
@@ -110,48 +116,7 @@ impl Reloader {
         };
         let version = snapshot.version.clone();
         if version == shared.active.load().snapshot.version {
-            // The config is the same; its certificate files may not be (rotation).
-            match server.refresh_gateway_tls() {
-                Ok(true) => {
-                    tracing::info!(trigger = trigger.as_str(), "gateway certificates rotated")
-                }
-                Ok(false) => {}
-                Err(e) => {
-                    tracing::error!(
-                        trigger = trigger.as_str(),
-                        error = %e,
-                        "new gateway certificate files refused: the ones in force stay"
-                    );
-                    return Outcome::Rejected { errors: vec![e] };
-                }
-            }
-            match server.refresh_identity() {
-                Ok(true) => {
-                    shared.identity_rotations.fetch_add(1, Ordering::Relaxed);
-                    let mesh = shared.mesh_tls.load();
-                    tracing::info!(
-                        trigger = trigger.as_str(),
-                        identity = mesh
-                            .as_ref()
-                            .and_then(|m| m.spiffe.as_deref())
-                            .unwrap_or("-"),
-                        "identity rotated: new connections use the new certificate"
-                    );
-                }
-                Ok(false) => {
-                    tracing::debug!(trigger = trigger.as_str(), %version, "config unchanged")
-                }
-                Err(e) => {
-                    shared.identity_rejected.fetch_add(1, Ordering::Relaxed);
-                    tracing::error!(
-                        trigger = trigger.as_str(),
-                        error = %e,
-                        "new identity files refused: the identity in force stays"
-                    );
-                    return Outcome::Rejected { errors: vec![e] };
-                }
-            }
-            return Outcome::Unchanged { version };
+            return unchanged(&server, trigger, version);
         }
         for w in snapshot.warnings.warnings() {
             tracing::warn!("{w}");
@@ -190,6 +155,54 @@ impl Reloader {
             }
         }
     }
+}
+
+/// A reload whose config is the one in force: its certificate files may still have
+/// changed (rotation), and are put in force or refused.
+fn unchanged(server: &Server, trigger: Trigger, version: String) -> Outcome {
+    let shared = &server.shared;
+    // The config is the same; its certificate files may not be (rotation).
+    match server.refresh_gateway_tls() {
+        Ok(true) => {
+            tracing::info!(trigger = trigger.as_str(), "gateway certificates rotated")
+        }
+        Ok(false) => {}
+        Err(e) => {
+            tracing::error!(
+                trigger = trigger.as_str(),
+                error = %e,
+                "new gateway certificate files refused: the ones in force stay"
+            );
+            return Outcome::Rejected { errors: vec![e] };
+        }
+    }
+    match server.refresh_identity() {
+        Ok(true) => {
+            shared.identity_rotations.fetch_add(1, Ordering::Relaxed);
+            let mesh = shared.mesh_tls.load();
+            tracing::info!(
+                trigger = trigger.as_str(),
+                identity = mesh
+                    .as_ref()
+                    .and_then(|m| m.spiffe.as_deref())
+                    .unwrap_or("-"),
+                "identity rotated: new connections use the new certificate"
+            );
+        }
+        Ok(false) => {
+            tracing::debug!(trigger = trigger.as_str(), %version, "config unchanged")
+        }
+        Err(e) => {
+            shared.identity_rejected.fetch_add(1, Ordering::Relaxed);
+            tracing::error!(
+                trigger = trigger.as_str(),
+                error = %e,
+                "new identity files refused: the identity in force stays"
+            );
+            return Outcome::Rejected { errors: vec![e] };
+        }
+    }
+    Outcome::Unchanged { version }
 }
 
 fn error_lines(diags: &Diagnostics) -> Vec<String> {

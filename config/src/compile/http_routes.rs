@@ -229,7 +229,8 @@ impl RouteCompiler<'_> {
             }),
             _ => false,
         };
-        let (request_headers, response_headers, header_authority) = header_ops(&rule.headers);
+        let (request_headers, response_headers, header_authority) =
+            header_ops(rule.headers.as_deref());
         let rewrite_authority = rule
             .rewrite
             .as_ref()
@@ -275,7 +276,7 @@ impl RouteCompiler<'_> {
         let policy = RoutePolicy {
             timeout: rule.timeout.filter(|t| !t.is_zero()).map(|t| t.to_std()),
             retry: retry_policy(rule.retries.as_ref(), consistent_hash),
-            fault: rule.fault.as_ref().and_then(fault),
+            fault: rule.fault.as_deref().and_then(fault),
             rewrite,
             request_headers,
             response_headers,
@@ -426,7 +427,7 @@ impl RouteCompiler<'_> {
                 continue;
             }
             let (host, target) = self.resolve(dest, ns);
-            let (request_headers, response_headers, authority) = header_ops(&d.headers);
+            let (request_headers, response_headers, authority) = header_ops(d.headers.as_deref());
             destinations.push(WeightedDestination {
                 weight,
                 target,
@@ -514,7 +515,7 @@ fn per_million(pct: f64) -> u32 {
 
 /// Header operations of a `Headers` block: (request, response, authority from request
 /// `set`/`add` of `:authority`/`host`; `set` wins over `add`).
-fn header_ops(h: &Option<vs::Headers>) -> (HeaderOps, HeaderOps, Option<HeaderValue>) {
+fn header_ops(h: Option<&vs::Headers>) -> (HeaderOps, HeaderOps, Option<HeaderValue>) {
     let mut authority = None;
     let Some(h) = h else {
         return (HeaderOps::default(), HeaderOps::default(), None);

@@ -1,6 +1,7 @@
 //! The effective `Proxy` settings: the document's values with docs/contract.md §2's defaults filled in.
 
 use crate::duration::Duration;
+use crate::model::map::Map;
 use crate::model::proxy::{self, Direction, ListenerProtocol, OutboundMode, Proxy};
 use crate::model::{Resource, DEFAULT_NAMESPACE};
 use crate::paths::resolve_path;
@@ -324,7 +325,7 @@ impl ProxySettings {
             labels: p
                 .workload
                 .as_ref()
-                .map(|w| w.labels.clone())
+                .map(|w| w.labels.to_btree())
                 .unwrap_or_default(),
             service_account: p.workload.as_ref().and_then(|w| w.service_account.clone()),
             admin_address: p
@@ -380,7 +381,7 @@ impl ProxySettings {
 
     /// True when every `selector` label is carried by this workload (an empty selector
     /// selects every workload).
-    pub fn selected_by(&self, selector: &BTreeMap<String, String>) -> bool {
+    pub fn selected_by(&self, selector: &Map<String, String>) -> bool {
         selector.iter().all(|(k, v)| self.labels.get(k) == Some(v))
     }
 

@@ -175,7 +175,7 @@ impl Registry {
                             .map(|(k, p)| (k.clone(), *p as u16))
                             .collect(),
                     ),
-                    labels: interner.labels(e.labels.clone()),
+                    labels: interner.labels(e.labels.to_btree()),
                     weight: e.weight.filter(|w| *w > 0).unwrap_or(1),
                     service_account: (!e.service_account.is_empty())
                         .then(|| e.service_account.clone()),

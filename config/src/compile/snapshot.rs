@@ -8,7 +8,7 @@ use super::registry::Registry;
 use super::route_table::RouteTable;
 use crate::diag::{Diagnostics, Origin};
 use crate::model::{Kind, Resource};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -63,12 +63,13 @@ pub struct Snapshot {
     /// The sidecar's TCP route table (VirtualService `tls`/`tcp` rules bound to `mesh`),
     /// when the proxy has an outbound listener.
     pub mesh_tcp_routes: Option<usize>,
-    /// Upstream clusters.
-    pub clusters: Vec<Cluster>,
+    /// Upstream clusters (shared with the next snapshot when a reload leaves them
+    /// unchanged, as are the index and the registry).
+    pub clusters: Arc<[Cluster]>,
     /// Cluster lookup by identity.
-    pub cluster_index: HashMap<ClusterKey, ClusterId>,
+    pub cluster_index: Arc<HashMap<ClusterKey, ClusterId>>,
     /// Services.
-    pub registry: Registry,
+    pub registry: Arc<Registry>,
     /// The documents as loaded (for `/config_dump`).
     pub resources: Vec<Source>,
     /// Warnings from validation and compilation.
@@ -99,6 +100,11 @@ impl Snapshot {
     /// The route table of the mesh (outbound) listeners, if any.
     pub fn mesh_routes(&self) -> Option<&RouteTable> {
         self.route_tables.iter().find(|t| t.name == "mesh")
+    }
+
+    /// The documents' texts, for a reload to share those of its unchanged documents.
+    pub fn texts(&self) -> HashSet<Arc<str>> {
+        self.resources.iter().map(|r| r.raw.clone()).collect()
     }
 
     /// Number of resources per kind, in [`crate::model::Kind::ALL`] order.

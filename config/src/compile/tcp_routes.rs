@@ -16,11 +16,12 @@ use super::listener::GatewayServer;
 use super::route::{ClusterChoice, WeightedClusters, WeightedDestination};
 use crate::diag::Severity;
 use crate::host;
+use crate::model::map::Map;
 use crate::model::virtual_service as vs;
 use crate::model::{Resource, Spec};
 use crate::validate::diag_for;
 use ipnet::IpNet;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::net::{IpAddr, SocketAddr};
 
 /// One compiled L4 match condition (all set fields AND'ed).
@@ -263,7 +264,9 @@ pub fn compile(rc: &mut RouteCompiler, resources: &[Resource], tctx: &TcpContext
                     for srv in &bound {
                         let gw_ns = srv.gateway.split('/').next().unwrap_or("");
                         for entry in &srv.hosts {
-                            if let Some(d) = super::server_admits(entry, gw_ns, &r.namespace, &s) {
+                            if let Some(d) =
+                                super::gateway_routes::server_admits(entry, gw_ns, &r.namespace, &s)
+                            {
                                 if !sni_hosts.contains(&d) {
                                     sni_hosts.push(d);
                                 }
@@ -436,7 +439,7 @@ fn config_time_ok(
     ctx: &RouteContext,
     gateways: &[String],
     r: &Resource,
-    source_labels: &BTreeMap<String, String>,
+    source_labels: &Map<String, String>,
     source_namespace: &str,
 ) -> bool {
     ctx.admits(gateways, &r.namespace)
@@ -450,7 +453,7 @@ fn admitted(server: &GatewayServer, vs_ns: &str, name: &str) -> Option<String> {
     server
         .hosts
         .iter()
-        .find_map(|entry| super::server_admits(entry, gw_ns, vs_ns, name))
+        .find_map(|entry| super::gateway_routes::server_admits(entry, gw_ns, vs_ns, name))
 }
 
 /// `destinationSubnets` entries as networks (a plain IP is a host route); entries that

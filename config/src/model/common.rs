@@ -1,8 +1,8 @@
 //! Types shared by several kinds: Kubernetes object metadata, Istio's `StringMatch`,
 //! `Percent`, `PortSelector`, workload selectors, and map keys that are ports.
 
+use super::map::Map;
 use serde::{de, Deserialize, Deserializer};
-use std::collections::BTreeMap;
 use std::fmt;
 
 /// Kubernetes `ObjectMeta`, keeping what the proxy uses and tolerating what `kubectl get -o yaml`
@@ -20,10 +20,10 @@ pub struct ObjectMeta {
     pub namespace: Option<String>,
     /// Labels.
     #[serde(default)]
-    pub labels: BTreeMap<String, String>,
+    pub labels: Map<String, String>,
     /// Annotations (`istio.io/dry-run` is read from here).
     #[serde(default)]
-    pub annotations: BTreeMap<String, String>,
+    pub annotations: Map<String, String>,
     /// Ignored Kubernetes bookkeeping fields.
     #[serde(default, alias = "generate_name")]
     pub generate_name: Option<de::IgnoredAny>,
@@ -114,7 +114,7 @@ pub struct PortSelector {
 pub struct WorkloadSelector {
     /// Labels the workload must carry.
     #[serde(default, alias = "match_labels")]
-    pub match_labels: BTreeMap<String, String>,
+    pub match_labels: Map<String, String>,
 }
 
 /// `networking.istio.io` `WorkloadSelector` (`workloadSelector.labels` on DestinationRule
@@ -124,7 +124,7 @@ pub struct WorkloadSelector {
 pub struct NetworkingWorkloadSelector {
     /// Labels the workload must carry.
     #[serde(default)]
-    pub labels: BTreeMap<String, String>,
+    pub labels: Map<String, String>,
 }
 
 /// Istio `PolicyTargetReference` (`targetRef`/`targetRefs` on security policies).

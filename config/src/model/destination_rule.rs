@@ -3,9 +3,9 @@
 //! Field names, types and defaults follow Istio's `destination_rule.proto`.
 
 use super::common::{PortSelector, WorkloadSelector};
+use super::map::Map;
 use crate::duration::Duration;
 use serde::Deserialize;
-use std::collections::BTreeMap;
 
 /// `DestinationRule.spec`.
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
@@ -136,7 +136,7 @@ pub struct Subset {
     pub name: String,
     /// Endpoint labels the subset selects.
     #[serde(default)]
-    pub labels: BTreeMap<String, String>,
+    pub labels: Map<String, String>,
     /// Subset policy; each block replaces the DR's block wholesale.
     #[serde(default, alias = "traffic_policy")]
     pub traffic_policy: Option<TrafficPolicy>,
@@ -325,7 +325,7 @@ pub struct LocalityDistribute {
     pub from: String,
     /// Destination locality → weight.
     #[serde(default)]
-    pub to: BTreeMap<String, u32>,
+    pub to: Map<String, u32>,
 }
 
 /// `LocalityLoadBalancerSetting.Failover` (also used by zone-aware settings).

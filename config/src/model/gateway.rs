@@ -1,8 +1,8 @@
 //! `Gateway` (networking.istio.io): edge listeners — ports, hosts and server TLS.
 //! Follows Istio's `gateway.proto`.
 
+use super::map::Map;
 use serde::Deserialize;
-use std::collections::BTreeMap;
 
 /// `Gateway.spec`.
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
@@ -13,7 +13,7 @@ pub struct Gateway {
     pub servers: Vec<Server>,
     /// Labels of the proxies that implement this gateway.
     #[serde(default)]
-    pub selector: BTreeMap<String, String>,
+    pub selector: Map<String, String>,
 }
 
 /// `Server`.

@@ -9,6 +9,7 @@ pub mod authorization_policy;
 pub mod common;
 pub mod destination_rule;
 pub mod gateway;
+pub mod map;
 pub mod peer_authentication;
 pub mod proxy;
 pub mod service_entry;

@@ -2,8 +2,8 @@
 //! Follows Istio's `peer_authentication.proto`.
 
 use super::common::{PortKey, WorkloadSelector};
+use super::map::Map;
 use serde::Deserialize;
-use std::collections::BTreeMap;
 
 /// `PeerAuthentication.spec`.
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
@@ -17,7 +17,7 @@ pub struct PeerAuthentication {
     pub mtls: Option<MutualTls>,
     /// Per workload-port overrides (needs a selector).
     #[serde(default, alias = "port_level_mtls")]
-    pub port_level_mtls: Option<BTreeMap<PortKey, MutualTls>>,
+    pub port_level_mtls: Option<Map<PortKey, MutualTls>>,
 }
 
 /// `PeerAuthentication.MutualTLS`.

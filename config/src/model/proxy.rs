@@ -2,9 +2,9 @@
 //! address, listeners, mesh certificates and outbound policy. At most one per config; when
 //! absent the defaults of [`Proxy::default_for_local`] apply (docs/contract.md §2).
 
+use super::map::Map;
 use crate::duration::Duration;
 use serde::Deserialize;
-use std::collections::BTreeMap;
 
 /// `Proxy.spec`.
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
@@ -115,7 +115,7 @@ pub struct Admin {
 pub struct Workload {
     /// Workload labels (matched by `sourceLabels`, selectors, gateway selectors).
     #[serde(default)]
-    pub labels: BTreeMap<String, String>,
+    pub labels: Map<String, String>,
     /// Service account (the SPIFFE identity's `sa`).
     #[serde(default, alias = "service_account")]
     pub service_account: Option<String>,

@@ -3,8 +3,8 @@
 //! `workload_entry.proto`.
 
 use super::common::NetworkingWorkloadSelector;
+use super::map::Map;
 use serde::Deserialize;
-use std::collections::BTreeMap;
 
 /// `ServiceEntry.spec`.
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
@@ -92,10 +92,10 @@ pub struct WorkloadEntry {
     pub address: String,
     /// Port name → endpoint port.
     #[serde(default)]
-    pub ports: BTreeMap<String, u32>,
+    pub ports: Map<String, u32>,
     /// Endpoint labels (what subsets select).
     #[serde(default)]
-    pub labels: BTreeMap<String, String>,
+    pub labels: Map<String, String>,
     /// Network name.
     #[serde(default)]
     pub network: String,

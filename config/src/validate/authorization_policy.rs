@@ -5,7 +5,7 @@ use super::names;
 use super::V;
 use crate::model::authorization_policy::*;
 use crate::model::common::PolicyTargetReference;
-use std::collections::BTreeMap;
+use crate::model::map::Map;
 
 /// Condition keys Istio supports (`pkg/config/security/security.go`).
 const CONDITION_KEYS: &[&str] = &[
@@ -24,7 +24,7 @@ const CONDITION_KEYS: &[&str] = &[
 ];
 
 /// Workload selector labels for security kinds: non-empty keys, no wildcards, values ≤ 63.
-pub(crate) fn selector(v: &mut V, p: &str, labels: &BTreeMap<String, String>) {
+pub(crate) fn selector(v: &mut V, p: &str, labels: &Map<String, String>) {
     for (k, val) in labels {
         if k.is_empty() {
             v.err(p, "key must not be empty");

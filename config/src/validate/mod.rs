@@ -19,8 +19,8 @@ mod virtual_service;
 use crate::diag::{Diagnostic, Diagnostics, Severity};
 use crate::duration::Duration;
 use crate::model::common::{Percent, StringMatch};
+use crate::model::map::Map;
 use crate::model::{Resource, Spec};
-use std::collections::BTreeMap;
 
 /// Validates every resource and the references between them. `missing_files` says how a
 /// certificate, key or CA file that cannot be read is reported (see [`MissingFiles`]).
@@ -137,7 +137,7 @@ impl V<'_> {
     }
 
     /// Label selector maps: Kubernetes syntax, no wildcards.
-    pub fn labels(&mut self, path: &str, labels: &BTreeMap<String, String>) {
+    pub fn labels(&mut self, path: &str, labels: &Map<String, String>) {
         for (k, val) in labels {
             if let Err(e) = names::check_label_key(k) {
                 self.err(path, e);

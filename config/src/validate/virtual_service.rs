@@ -3,8 +3,8 @@
 
 use super::names;
 use super::V;
+use crate::model::map::Map;
 use crate::model::virtual_service::*;
-use std::collections::BTreeMap;
 
 /// The reserved gateway name for "all sidecars".
 pub const MESH_GATEWAY: &str = "mesh";
@@ -244,7 +244,7 @@ fn http_route(v: &mut V, p: &str, r: &HttpRoute, vs: &VirtualService) {
     // set/add of `:authority`/`host` together may set the authority once. meshproxy also
     // counts a destination's own header operations on top of the route's.
     let route_authority =
-        route_sets_authority as usize + headers(v, &format!("{p}.headers"), &r.headers);
+        route_sets_authority as usize + headers(v, &format!("{p}.headers"), r.headers.as_deref());
     if route_authority > 1 {
         v.err(
             &format!("{p}.headers"),
@@ -253,7 +253,7 @@ fn http_route(v: &mut V, p: &str, r: &HttpRoute, vs: &VirtualService) {
     }
     for (i, d) in r.route.iter().enumerate() {
         let dp = format!("{p}.route[{i}]");
-        destination(v, &format!("{dp}.destination"), &d.destination);
+        destination(v, &format!("{dp}.destination"), d.destination.as_ref());
         if d.weight < 0 {
             v.err(
                 &format!("{dp}.weight"),
@@ -266,7 +266,7 @@ fn http_route(v: &mut V, p: &str, r: &HttpRoute, vs: &VirtualService) {
                 format!("weight {} is too large", d.weight),
             );
         }
-        let dest_auth = headers(v, &format!("{dp}.headers"), &d.headers);
+        let dest_auth = headers(v, &format!("{dp}.headers"), d.headers.as_deref());
         if dest_auth > 0 && route_authority + dest_auth > 1 {
             v.err(
                 &format!("{dp}.headers"),
@@ -298,11 +298,11 @@ fn http_route(v: &mut V, p: &str, r: &HttpRoute, vs: &VirtualService) {
         v.err(p, "mirror and mirrors cannot be used together");
     }
     if r.mirror.is_some() {
-        destination(v, &format!("{p}.mirror"), &r.mirror);
+        destination(v, &format!("{p}.mirror"), r.mirror.as_deref());
     }
     for (i, m) in r.mirrors.iter().enumerate() {
         let mp = format!("{p}.mirrors[{i}]");
-        destination(v, &format!("{mp}.destination"), &m.destination);
+        destination(v, &format!("{mp}.destination"), m.destination.as_ref());
         v.percent(&format!("{mp}.percentage"), &m.percentage);
     }
     if let Some(mp) = r.mirror_percent {
@@ -413,7 +413,7 @@ fn http_match(v: &mut V, p: &str, m: &HttpMatchRequest, vs: &VirtualService) {
 
 /// Validates header operations; returns how many request set/add entries set the
 /// authority (`:authority` or `host`; each entry counts, as in Istio).
-fn headers(v: &mut V, p: &str, h: &Option<Headers>) -> usize {
+fn headers(v: &mut V, p: &str, h: Option<&Headers>) -> usize {
     let Some(h) = h else { return 0 };
     let mut authority = 0;
     if let Some(req) = &h.request {
@@ -466,7 +466,7 @@ fn header_op_name(v: &mut V, p: &str, k: &str) {
     }
 }
 
-pub(crate) fn destination(v: &mut V, p: &str, d: &Option<Destination>) {
+pub(crate) fn destination(v: &mut V, p: &str, d: Option<&Destination>) {
     let Some(d) = d else {
         v.err(p, "destination is required");
         return;
@@ -944,7 +944,7 @@ fn l4_common(
     mp: &str,
     subnets: &[String],
     port: Option<u32>,
-    source_labels: &BTreeMap<String, String>,
+    source_labels: &Map<String, String>,
     gateways: &[String],
     source_namespace: &str,
 ) {
@@ -973,7 +973,11 @@ fn route_destinations(v: &mut V, p: &str, route: &[RouteDestination], what: &str
         v.err(&format!("{p}.route"), format!("{what} route is required"));
     }
     for (i, d) in route.iter().enumerate() {
-        destination(v, &format!("{p}.route[{i}].destination"), &d.destination);
+        destination(
+            v,
+            &format!("{p}.route[{i}].destination"),
+            d.destination.as_ref(),
+        );
         if d.weight < 0 {
             v.err(
                 &format!("{p}.route[{i}].weight"),

@@ -4,7 +4,8 @@
 //! requests to services never used before against the second request to each; then a
 //! reload of a config of the same size (every default route's timeout changed), with
 //! its time (the proxy's own `took_ms`) and its peak RSS (the kernel's high-water mark,
-//! reset just before through `/proc/PID/clear_refs`), and the RSS once it is done.
+//! reset just before through `/proc/PID/clear_refs`), the RSS just before it (after the
+//! first requests) and once it is done.
 
 use super::procs::Running;
 use super::{configs, Runner};
@@ -94,6 +95,10 @@ impl Runner {
             percentile(&mut later, 0.99),
         );
 
+        // The first requests made live state (clusters, upstream connections, metrics):
+        // the RSS the reload starts from, to tell its own cost from theirs.
+        let before = procfs::memory_of(&p.tree());
+        v.insert("RSS before reload MiB".to_string(), mib(before.rss_kib));
         let (took_ms, peak_kib) = reload(p.pid(), log, dir, count, self.upstream_addr)?;
         v.insert("reload ms".to_string(), took_ms);
         if let Some(peak) = peak_kib {

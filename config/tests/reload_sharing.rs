@@ -1,0 +1,190 @@
+//! A reload shares with the snapshot in force what did not change (`load_reusing`), and
+//! compiles to the same snapshot a fresh load would.
+
+use meshproxy_config::compile::route::RouteAction;
+use meshproxy_config::compile::{load, load_reusing, Snapshot};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+fn service(name: &str, address: &str) -> String {
+    format!(
+        "apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {{name: {name}, namespace: default}}
+spec:
+  hosts: [{name}.default.svc.cluster.local]
+  ports: [{{number: 8080, name: http, protocol: HTTP}}]
+  resolution: STATIC
+  endpoints:
+  - {{address: {address}, ports: {{http: 9090}}, labels: {{version: v1}}}}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {{name: {name}, namespace: default}}
+spec:
+  host: {name}.default.svc.cluster.local
+  subsets: [{{name: v1, labels: {{version: v1}}}}]
+---
+"
+    )
+}
+
+fn route(name: &str, timeout_s: u32) -> String {
+    format!(
+        "apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {{name: {name}, namespace: default}}
+spec:
+  hosts: [{name}.default.svc.cluster.local]
+  http:
+  - match: [{{headers: {{end-user: {{exact: jason}}}}}}]
+    route: [{{destination: {{host: {name}.default.svc.cluster.local, subset: v1}}}}]
+  - timeout: {timeout_s}s
+    route: [{{destination: {{host: {name}.default.svc.cluster.local}}}}]
+---
+"
+    )
+}
+
+/// A config directory of its own, removed when dropped.
+struct Dir(PathBuf);
+
+impl Dir {
+    fn new(name: &str) -> Dir {
+        let d = std::env::temp_dir().join(format!("mp-reuse-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        Dir(d)
+    }
+
+    fn write(&self, file: &str, text: &str) -> &Path {
+        std::fs::write(self.0.join(file), text).unwrap();
+        &self.0
+    }
+}
+
+impl Drop for Dir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn config(a_address: &str, timeout_s: u32) -> String {
+    [
+        service("a", a_address),
+        service("b", "10.0.0.2"),
+        route("a", timeout_s),
+        route("b", timeout_s),
+    ]
+    .concat()
+}
+
+fn ok(s: Result<Snapshot, meshproxy_config::diag::Diagnostics>) -> Snapshot {
+    s.unwrap_or_else(|d| panic!("config refused:\n{d}"))
+}
+
+/// The timeout of the last rule of `host`'s virtual host.
+fn timeout(s: &Snapshot, host: &str) -> Option<Duration> {
+    let vh = s
+        .mesh_routes()
+        .unwrap()
+        .virtual_hosts
+        .iter()
+        .find(|v| v.domains.iter().any(|d| d == host))
+        .unwrap();
+    let last = vh.routes.last().unwrap();
+    assert!(matches!(last.action, RouteAction::Forward(_)));
+    last.policy.timeout
+}
+
+fn same_text(a: &Snapshot, b: &Snapshot, kind: &str) -> Vec<bool> {
+    a.resources
+        .iter()
+        .zip(&b.resources)
+        .filter(|(x, _)| x.kind.as_str() == kind)
+        .map(|(x, y)| Arc::ptr_eq(&x.raw, &y.raw))
+        .collect()
+}
+
+#[test]
+fn a_route_change_keeps_the_services_and_unchanged_texts_in_force() {
+    let dir = Dir::new("routes");
+    let first = ok(load(&[dir.write("c.yaml", &config("10.0.0.1", 2))]));
+    let path = dir.write("c.yaml", &config("10.0.0.1", 3));
+    let next = ok(load_reusing(&[path], Some(&first)));
+
+    assert!(Arc::ptr_eq(&first.registry, &next.registry));
+    assert!(Arc::ptr_eq(&first.clusters, &next.clusters));
+    assert!(Arc::ptr_eq(&first.cluster_index, &next.cluster_index));
+    assert_eq!(same_text(&first, &next, "ServiceEntry"), [true, true]);
+    assert_eq!(same_text(&first, &next, "VirtualService"), [false, false]);
+    let host = "a.default.svc.cluster.local";
+    assert_eq!(timeout(&next, host), Some(Duration::from_secs(3)));
+
+    // The same snapshot as a load from scratch.
+    let fresh = ok(load(&[path]));
+    assert_eq!(next.version, fresh.version);
+    assert_eq!(next.resources, fresh.resources);
+    assert_eq!(
+        format!("{:?}", next.clusters),
+        format!("{:?}", fresh.clusters)
+    );
+    // (Lists only: the hash maps' Debug order differs from one map to the next.)
+    let services = |s: &Snapshot| format!("{:?}", s.registry.services);
+    assert_eq!(services(&next), services(&fresh));
+    let hosts = |s: &Snapshot| format!("{:?}", s.mesh_routes().unwrap().virtual_hosts);
+    assert_eq!(hosts(&next), hosts(&fresh));
+}
+
+#[test]
+fn a_service_change_builds_the_services_anew() {
+    let dir = Dir::new("services");
+    let first = ok(load(&[dir.write("c.yaml", &config("10.0.0.1", 2))]));
+    let path = dir.write("c.yaml", &config("10.0.0.9", 2));
+    let next = ok(load_reusing(&[path], Some(&first)));
+
+    assert!(!Arc::ptr_eq(&first.clusters, &next.clusters));
+    assert!(!Arc::ptr_eq(&first.registry, &next.registry));
+    assert_eq!(same_text(&first, &next, "ServiceEntry"), [false, true]);
+    assert_eq!(same_text(&first, &next, "VirtualService"), [true, true]);
+    let endpoints = |s: &Snapshot| {
+        let c = &s.clusters[0];
+        assert_eq!(c.name, "outbound|8080||a.default.svc.cluster.local");
+        format!("{:?}", c.endpoints[0].address)
+    };
+    assert!(endpoints(&first).contains("10.0.0.1:9090"));
+    assert!(endpoints(&next).contains("10.0.0.9:9090"));
+    let fresh = ok(load(&[path]));
+    assert_eq!(
+        format!("{:?}", next.clusters),
+        format!("{:?}", fresh.clusters)
+    );
+}
+
+#[test]
+fn the_same_documents_from_another_file_are_not_the_same_services() {
+    // A DestinationRule's TLS file paths are relative to its file: its file is part of it.
+    let dir = Dir::new("files");
+    let first = ok(load(&[dir.write("c.yaml", &config("10.0.0.1", 2))]));
+    std::fs::remove_file(dir.0.join("c.yaml")).unwrap();
+    let path = dir.write("d.yaml", &config("10.0.0.1", 2));
+    let next = ok(load_reusing(&[path], Some(&first)));
+    assert!(!Arc::ptr_eq(&first.clusters, &next.clusters));
+    assert_eq!(same_text(&first, &next, "ServiceEntry"), [true, true]);
+}
+
+#[test]
+fn a_bad_reload_reports_what_a_fresh_load_reports() {
+    let dir = Dir::new("bad");
+    let first = ok(load(&[dir.write("c.yaml", &config("10.0.0.1", 2))]));
+    let bad = config("10.0.0.1", 3).replace("timeout: 3s", "timeout: 3s\n    retires: {}");
+    let path = dir.write("c.yaml", &bad);
+    let shared = load_reusing(&[path], Some(&first)).unwrap_err();
+    let fresh = load(&[path]).unwrap_err();
+    assert_eq!(shared.to_string(), fresh.to_string());
+    let e = shared.errors().next().unwrap();
+    assert_eq!(e.path, "spec.http[1].retires");
+    assert!(e.line.is_some(), "{e}");
+    assert!(e.origin.as_ref().unwrap().file.ends_with("c.yaml"));
+}

@@ -266,20 +266,20 @@ fn main() -> ExitCode {
             kind,
             upstream,
             host,
-        } => match (kind.as_str(), host) {
-            ("plain", false) => Ok(print!("{}", bench::configs::meshproxy_plain(upstream))),
-            ("plain", true) => Ok(println!("{}", bench::configs::HOST)),
-            ("realistic", false) => Ok(print!(
-                "{}",
-                bench::configs::meshproxy_realistic(upstream, 10)
-            )),
-            ("realistic", true) => Ok(println!(
-                "{}\n{}",
-                bench::configs::REALISTIC_HOST,
-                bench::configs::REALISTIC_HEADER
-            )),
-            (other, _) => Err(format!("unknown config {other:?}: plain or realistic")),
-        },
+        } => {
+            let text = match (kind.as_str(), host) {
+                ("plain", false) => Ok(bench::configs::meshproxy_plain(upstream)),
+                ("plain", true) => Ok(format!("{}\n", bench::configs::HOST)),
+                ("realistic", false) => Ok(bench::configs::meshproxy_realistic(upstream, 10)),
+                ("realistic", true) => Ok(format!(
+                    "{}\n{}\n",
+                    bench::configs::REALISTIC_HOST,
+                    bench::configs::REALISTIC_HEADER
+                )),
+                (other, _) => Err(format!("unknown config {other:?}: plain or realistic")),
+            };
+            text.map(|t| print!("{t}"))
+        }
         Command::Report { json, svg } => {
             bench::report_from_json(&json, svg.as_deref()).map(|md| print!("{md}"))
         }

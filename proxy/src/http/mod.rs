@@ -22,4 +22,4 @@ mod shadow;
 pub mod smuggling;
 mod tunnel;
 pub mod upgrade;
-mod upstream_head;
+pub(crate) mod upstream_head;

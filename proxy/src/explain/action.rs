@@ -196,6 +196,13 @@ fn forward(
                     describe::percent(pm)
                 ));
             }
+            if let Some((delay, pm)) = route.policy.fault.as_ref().and_then(|f| f.delay) {
+                summary.push_str(&format!(
+                    "; fault injection delays {} of requests by {} (flag DI)",
+                    describe::percent(pm),
+                    describe::duration(delay)
+                ));
+            }
             Outcome {
                 kind: "forward",
                 status: None,

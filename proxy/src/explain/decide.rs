@@ -33,31 +33,7 @@ pub fn decide(snap: &Snapshot, spec: &RequestSpec) -> Result<Decision, String> {
         req.scheme,
     );
     let table = lookup::route_table(snap, listener);
-    let mut d = Decision {
-        request: RequestInfo {
-            method: req.method.to_string(),
-            scheme: req.scheme.into(),
-            authority: req.authority.clone(),
-            host: host.to_string(),
-            port,
-            path: req.path_and_query(),
-        },
-        listener: ListenerInfo {
-            name: listener.name.clone(),
-            role: if matches!(listener.role, ListenerRole::Gateway { .. }) {
-                "gateway"
-            } else {
-                "outbound"
-            },
-            address: listener.address.to_string(),
-            route_table: table.map(|t| t.name.clone()),
-        },
-        https_redirect: None,
-        virtual_host: None,
-        rules: Vec::new(),
-        route: None,
-        outcome: action::local(404, Some("NR"), String::new()),
-    };
+    let mut d = start(&req, listener, &host, port, table.map(|t| t.name.clone()));
     if let Some(location) = lookup::https_redirect(listener, &host, &req.path_and_query()) {
         d.outcome = action::local(
             301,
@@ -107,6 +83,42 @@ pub fn decide(snap: &Snapshot, spec: &RequestSpec) -> Result<Decision, String> {
     d.route = Some(info);
     d.outcome = outcome;
     Ok(d)
+}
+
+/// The decision before any routing step: the request and the listener, and `404 NR`
+/// until a route says otherwise.
+fn start(
+    req: &Parsed,
+    listener: &Listener,
+    host: &str,
+    port: u16,
+    route_table: Option<String>,
+) -> Decision {
+    Decision {
+        request: RequestInfo {
+            method: req.method.to_string(),
+            scheme: req.scheme.into(),
+            authority: req.authority.clone(),
+            host: host.to_string(),
+            port,
+            path: req.path_and_query(),
+        },
+        listener: ListenerInfo {
+            name: listener.name.clone(),
+            role: if matches!(listener.role, ListenerRole::Gateway { .. }) {
+                "gateway"
+            } else {
+                "outbound"
+            },
+            address: listener.address.to_string(),
+            route_table,
+        },
+        https_redirect: None,
+        virtual_host: None,
+        rules: Vec::new(),
+        route: None,
+        outcome: action::local(404, Some("NR"), String::new()),
+    }
 }
 
 /// The rules in order up to the first that matches, each match block with its conditions.

@@ -4,12 +4,16 @@
 //! whose upstreams say who they are, and each live result is compared with `explain`'s
 //! decision for the same request: the status of a local reply (and a redirect's
 //! `Location`), or the upstream that answered, which must be one of the destinations
-//! `explain` names (for a split: any of them, since the pick is random).
+//! `explain` names (for a split: any of them, since the pick is random). The same is done
+//! with 750 requests on a Gateway's routed port and its `httpsRedirect` port.
 
 mod common;
 use common::*;
+use meshproxy::access_log::AccessLog;
 use meshproxy::explain::{self, Decision, RequestSpec};
-use std::collections::BTreeMap;
+use meshproxy::server::{Options, Server};
+use meshproxy_config::compile::Snapshot;
+use std::collections::{BTreeMap, HashMap};
 
 const REQUESTS: usize = 1_000;
 
@@ -106,9 +110,9 @@ struct Generated {
     headers: Vec<(&'static str, &'static str)>,
 }
 
-fn generate(rng: &mut fastrand::Rng) -> Generated {
+fn generate(rng: &mut fastrand::Rng, hosts: &[&'static str]) -> Generated {
     let pick = |rng: &mut fastrand::Rng, n: usize| rng.usize(..n);
-    let host = HOSTS[pick(rng, HOSTS.len())];
+    let host = hosts[pick(rng, hosts.len())];
     let path = format!(
         "{}{}",
         PATHS[pick(rng, PATHS.len())],
@@ -130,120 +134,245 @@ fn generate(rng: &mut fastrand::Rng) -> Generated {
     }
 }
 
-fn explain_it(snap: &meshproxy_config::compile::Snapshot, g: &Generated) -> Decision {
+/// Where the generated requests go: a listener's address, and for a Gateway the name
+/// `explain` chooses it by.
+struct Target<'a> {
+    addr: std::net::SocketAddr,
+    gateway: Option<&'a str>,
+}
+
+fn explain_it(snap: &Snapshot, target: &Target<'_>, g: &Generated) -> Decision {
     let mut headers = BTreeMap::new();
     for (k, v) in &g.headers {
         headers.insert(k.to_string(), v.to_string());
     }
+    // As the live request: sent to the listener's address with the generated Host.
+    headers.insert("host".into(), g.host.to_string());
     let spec = RequestSpec {
-        url: format!("http://{}{}", g.host, g.path),
+        url: format!("http://{}{}", target.addr, g.path),
         method: Some(g.method.to_string()),
         headers,
+        gateway: target.gateway.map(str::to_string),
         ..Default::default()
     };
     explain::decide(snap, &spec).unwrap_or_else(|e| panic!("explain refused {}: {e}", spec.url))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn explain_agrees_with_the_live_proxy() {
+/// Explains `g`, sends it, and compares; returns the kind of outcome, for the tally.
+async fn agree(
+    snap: &Snapshot,
+    target: &Target<'_>,
+    g: &Generated,
+    upstream_of: &dyn Fn(&str) -> String,
+) -> String {
+    let d = explain_it(snap, target, g);
+    let live = send(
+        target.addr,
+        g.method,
+        g.host,
+        &g.path,
+        &g.headers,
+        bytes::Bytes::new(),
+        false,
+    )
+    .await;
+    let what = format!(
+        "{} http://{}{} {:?} on {}\nexplain: {}",
+        g.method, g.host, g.path, g.headers, target.addr, d.outcome.summary
+    );
+    let answered_by = live.header("x-upstream");
+    if d.outcome.kind == "forward" {
+        let allowed: Vec<String> = d.outcome.clusters.iter().map(|c| upstream_of(c)).collect();
+        assert_eq!(
+            live.status, 200,
+            "{what}\nlive: {} {}",
+            live.status, live.body
+        );
+        assert!(
+            allowed.iter().any(|a| a == answered_by),
+            "{what}\nlive: answered by {answered_by:?}, explain allows {allowed:?}"
+        );
+        return format!("forward {answered_by}");
+    }
+    assert_eq!(
+        Some(live.status),
+        d.outcome.status,
+        "{what}\nlive: {}",
+        live.status
+    );
+    assert_eq!(answered_by, "", "{what}\nlive: a local reply was forwarded");
+    if let Some(loc) = &d.outcome.location {
+        assert_eq!(live.header("location"), loc, "{what}");
+    }
+    format!("local {}", d.outcome.status.unwrap_or(0))
+}
+
+/// Which upstream serves a cluster: `api`, or the subset's upstream.
+fn upstream_of(cluster: &str) -> String {
+    if cluster.ends_with("|api.default.svc.cluster.local") {
+        return "api".into();
+    }
+    ["v1", "v2", "v3"]
+        .into_iter()
+        .find(|s| cluster.contains(&format!("|{s}|")))
+        .unwrap_or("?")
+        .to_string()
+}
+
+/// The services: `web` with one upstream per subset, and `api`.
+async fn services() -> (String, Vec<Upstream>) {
     let mut ups = Vec::new();
-    for n in ["v1", "v2", "v3"] {
+    for n in ["v1", "v2", "v3", "api"] {
         ups.push(upstream(n).await);
     }
-    let api = upstream("api").await;
-    let eps: Vec<(u16, String)> = ups
+    let eps: Vec<(u16, String)> = ups[..3]
         .iter()
         .map(|u| (u.addr.port(), format!("version: {}", u.name)))
         .collect();
     let eps: Vec<(u16, &str)> = eps.iter().map(|(p, l)| (*p, l.as_str())).collect();
     let yaml = format!(
-        "{PROXY}{}{}{RULES}",
+        "{}{}",
         service("web.default.svc.cluster.local", &eps),
         service(
             "api.default.svc.cluster.local",
-            &[(api.addr.port(), "app: api")]
+            &[(ups[3].addr.port(), "app: api")]
         ),
     );
-    let snap = meshproxy_config::compile::load_str("agreement.yaml", &yaml)
-        .unwrap_or_else(|d| panic!("config refused:\n{d}"));
-    let p = proxy(&yaml);
-    // Which upstream serves each cluster.
-    let upstream_of = |cluster: &str| -> &str {
-        if cluster.ends_with("|api.default.svc.cluster.local") {
-            return "api";
-        }
-        ["v1", "v2", "v3"]
-            .into_iter()
-            .find(|s| cluster.contains(&format!("|{s}|")))
-            .unwrap_or("?")
-    };
-    let mut rng = fastrand::Rng::with_seed(24);
-    let mut seen: BTreeMap<String, usize> = BTreeMap::new();
-    for i in 0..REQUESTS {
-        let g = generate(&mut rng);
-        let d = explain_it(&snap, &g);
-        let live = send(
-            p.addr,
-            g.method,
-            g.host,
-            &g.path,
-            &g.headers,
-            bytes::Bytes::new(),
-            false,
-        )
-        .await;
-        let what = format!(
-            "request {i}: {} http://{}{} {:?}\nexplain: {}",
-            g.method, g.host, g.path, g.headers, d.outcome.summary
-        );
-        let answered_by = live.header("x-upstream");
-        match d.outcome.kind {
-            "forward" => {
-                let allowed: Vec<&str> =
-                    d.outcome.clusters.iter().map(|c| upstream_of(c)).collect();
-                assert_eq!(
-                    live.status, 200,
-                    "{what}\nlive: {} {}",
-                    live.status, live.body
-                );
-                assert!(
-                    allowed.contains(&answered_by),
-                    "{what}\nlive: answered by {answered_by:?}, explain allows {allowed:?}"
-                );
-            }
-            _ => {
-                assert_eq!(
-                    Some(live.status),
-                    d.outcome.status,
-                    "{what}\nlive: {}",
-                    live.status
-                );
-                assert_eq!(answered_by, "", "{what}\nlive: a local reply was forwarded");
-                if let Some(loc) = &d.outcome.location {
-                    assert_eq!(live.header("location"), loc, "{what}");
-                }
-            }
-        }
-        let key = match d.outcome.kind {
-            "forward" => format!("forward {}", answered_by),
-            _ => format!("local {}", d.outcome.status.unwrap_or(0)),
-        };
-        *seen.entry(key).or_default() += 1;
-    }
-    // The corpus reaches every kind of outcome, so the comparison above covered each.
-    for k in [
-        "forward v1",
-        "forward v2",
-        "forward v3",
-        "forward api",
-        "local 404",
-        "local 502",
-        "local 301",
-        "local 503",
-    ] {
+    (yaml, ups)
+}
+
+fn tally_covers(seen: &BTreeMap<String, usize>, kinds: &[&str]) {
+    // The corpus reaches every kind of outcome, so the comparison covered each.
+    for k in kinds {
         assert!(
-            seen.get(k).copied().unwrap_or(0) >= 5,
+            seen.get(*k).copied().unwrap_or(0) >= 5,
             "too few {k:?} in {seen:?}"
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn explain_agrees_with_the_live_proxy() {
+    let (services, _ups) = services().await;
+    let yaml = format!("{PROXY}{services}{RULES}");
+    let snap = meshproxy_config::compile::load_str("agreement.yaml", &yaml)
+        .unwrap_or_else(|d| panic!("config refused:\n{d}"));
+    let p = proxy(&yaml);
+    let target = Target {
+        addr: p.addr,
+        gateway: None,
+    };
+    let mut rng = fastrand::Rng::with_seed(24);
+    let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+    for _ in 0..REQUESTS {
+        let g = generate(&mut rng, HOSTS);
+        *seen
+            .entry(agree(&snap, &target, &g, &upstream_of).await)
+            .or_default() += 1;
+    }
+    tally_covers(
+        &seen,
+        &[
+            "forward v1",
+            "forward v2",
+            "forward v3",
+            "forward api",
+            "local 404",
+            "local 502",
+            "local 301",
+            "local 503",
+        ],
+    );
+}
+
+const GATEWAY: &str = r#"apiVersion: meshproxy.io/v1alpha1
+kind: Proxy
+metadata: {name: ingress, namespace: istio-system}
+spec:
+  workload: {labels: {istio: ingressgateway}}
+  gatewayAddress: 127.0.0.1
+  listeners: []
+---
+apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {name: edge, namespace: default}
+spec:
+  selector: {istio: ingressgateway}
+  servers:
+  - port: {number: {routed}, name: http, protocol: HTTP}
+    hosts: ["shop.example.com", "*.api.example.com"]
+  - port: {number: {redirect}, name: http-redirect, protocol: HTTP}
+    hosts: ["shop.example.com"]
+    tls: {httpsRedirect: true}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: edge, namespace: default}
+spec:
+  hosts: [shop.example.com, "*.api.example.com"]
+  gateways: [edge]
+  http:
+  - match: [{headers: {x-user: {exact: alice}}, port: {routed}}]
+    route: [{destination: {host: web, subset: v2}}]
+  - match: [{authority: {prefix: v2.api}}]
+    route: [{destination: {host: api}}]
+  - match: [{uri: {prefix: /shop}}, {method: {exact: DELETE}}]
+    route:
+    - {destination: {host: web, subset: v1}, weight: 50}
+    - {destination: {host: web, subset: v3}, weight: 50}
+  - match: [{uri: {prefix: /old}}]
+    redirect: {authority: new.example.com, redirectCode: 308}
+"#;
+
+const GATEWAY_HOSTS: &[&str] = &[
+    "shop.example.com",
+    "SHOP.example.com",
+    "v2.api.example.com",
+    "v1.api.example.com",
+    "api.example.com",
+    "web",
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn explain_agrees_with_a_live_gateway() {
+    let (services, _ups) = services().await;
+    let (routed, redirect) = (free_port(), free_port());
+    let ports = HashMap::from([("routed", routed), ("redirect", redirect)]);
+    let yaml = format!(
+        "{}---\n{services}{}",
+        render(GATEWAY, &ports),
+        &RULES[..RULES.find("---").unwrap_or(0)]
+    );
+    let snap = meshproxy_config::compile::load_str("gateway.yaml", &yaml)
+        .unwrap_or_else(|d| panic!("config refused:\n{d}"));
+    let server = Server::start(snap, Options::default(), AccessLog::disabled()).expect("starts");
+    let snap = meshproxy_config::compile::load_str("gateway.yaml", &yaml)
+        .unwrap_or_else(|d| panic!("config refused:\n{d}"));
+    let mut rng = fastrand::Rng::with_seed(2424);
+    let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+    for (port, n) in [(routed, REQUESTS / 2), (redirect, REQUESTS / 4)] {
+        let target = Target {
+            addr: std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+            gateway: Some("edge"),
+        };
+        for _ in 0..n {
+            let g = generate(&mut rng, GATEWAY_HOSTS);
+            *seen
+                .entry(agree(&snap, &target, &g, &upstream_of).await)
+                .or_default() += 1;
+        }
+    }
+    drop(server);
+    tally_covers(
+        &seen,
+        &[
+            "forward v1",
+            "forward v2",
+            "forward v3",
+            "forward api",
+            "local 404",
+            "local 301",
+            "local 308",
+        ],
+    );
 }

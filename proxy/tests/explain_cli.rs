@@ -289,3 +289,63 @@ fn unknown_expectations_are_an_error_not_a_pass() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn explain_on_a_gateway_listener() {
+    let gw = here("tests/explain/gateway");
+    let routed = json(
+        &[
+            "--gateway",
+            "shop-gateway",
+            "http://shop.example.com:8080/cart/1",
+        ],
+        &gw,
+    );
+    assert_eq!(routed["listener"]["role"], "gateway");
+    assert_eq!(routed["listener"]["route_table"], "gateway:8080");
+    assert_eq!(
+        routed["outcome"]["clusters"][0],
+        "outbound|80||web.default.svc.cluster.local"
+    );
+    // The gateway forwards with `use_remote_address`: the client is appended.
+    let dest = &routed["route"]["action"]["destinations"][0];
+    assert_eq!(dest["upstream"]["headers"]["x-forwarded-for"], "127.0.0.1");
+
+    // The URL's port picks the listener; the Host header names the virtual host, and
+    // without a port the request's port is the listener's.
+    let other = json(
+        &[
+            "--gateway",
+            "default/shop-gateway",
+            "-H",
+            "Host: shop.example.com",
+            "http://127.0.0.1:8080/other",
+        ],
+        &gw,
+    );
+    assert_eq!(other["request"]["port"], 8080);
+    assert_eq!(other["outcome"]["status"], 404);
+    assert_eq!(other["outcome"]["flag"], "NR");
+
+    let redirect = json(
+        &[
+            "--gateway",
+            "shop-gateway",
+            "http://shop.example.com:8081/cart/1?x=1",
+        ],
+        &gw,
+    );
+    assert_eq!(redirect["outcome"]["status"], 301);
+    assert_eq!(
+        redirect["outcome"]["location"],
+        "https://shop.example.com/cart/1?x=1"
+    );
+    assert_eq!(
+        redirect["https_redirect"],
+        "https://shop.example.com/cart/1?x=1"
+    );
+
+    let (code, out) = run(&["explain", "http://web/"], &gw);
+    assert_eq!(code, 1);
+    assert!(out.contains("no OUTBOUND HTTP listener"), "{out}");
+}

@@ -184,7 +184,7 @@ fn pick_listener<'a>(
             _ => false,
         };
         let candidates: Vec<&Listener> = snap.listeners.iter().filter(serves).collect();
-        let (_, port) = split_authority(&req.authority);
+        let port = req.url_port.or(split_authority(&req.authority).1);
         return candidates
             .iter()
             .find(|l| Some(l.address.port()) == port)

@@ -41,6 +41,8 @@ pub struct Parsed {
     pub query: Option<String>,
     /// Headers, `host` included (an HTTP/1.1 client always sends it).
     pub headers: HeaderMap,
+    /// The port in the URL: where the client connects (a `host` header may name another).
+    pub url_port: Option<u16>,
 }
 
 impl Parsed {
@@ -110,6 +112,7 @@ pub fn parse(spec: &RequestSpec) -> Result<Parsed, String> {
         path: uri.path().to_string(),
         query: uri.query().map(str::to_string),
         headers,
+        url_port: uri.port_u16(),
     })
 }
 

@@ -1,6 +1,6 @@
 //! `explain` agrees with the running proxy: 1,000 generated requests (hosts, paths,
 //! queries, methods, headers) over a config with uri / method / header / query matches, a
-//! redirect, a fault abort, a weighted split and no catch-all are sent to a real proxy
+//! redirect, a fault abort, CORS, a weighted split and no catch-all are sent to a real proxy
 //! whose upstreams say who they are, and each live result is compared with `explain`'s
 //! decision for the same request: the status of a local reply (and a redirect's
 //! `Location`), or the upstream that answered, which must be one of the destinations
@@ -54,6 +54,10 @@ spec:
     match: [{uri: {exact: /fail}}]
     fault: {abort: {httpStatus: 503, percentage: {value: 100}}}
     route: [{destination: {host: web, subset: v1}}]
+  - name: cors
+    match: [{uri: {prefix: /cors}}]
+    corsPolicy: {allowOrigins: [{exact: "https://app.example"}], allowMethods: [GET]}
+    route: [{destination: {host: web, subset: v3}}]
   - name: shop
     match: [{uri: {prefix: /shop}}]
     route:
@@ -96,11 +100,21 @@ const PATHS: &[&str] = &[
     "/v2",
     "/v2/x",
     "/other",
+    "/cors",
+    "/cors/a",
+    "/cors/b",
+    "/v2/y",
 ];
 const QUERIES: &[&str] = &["", "?debug=1", "?debug=0", "?a=1&debug=1", "?debug"];
-const METHODS: &[&str] = &["GET", "POST", "PUT", "DELETE"];
+const METHODS: &[&str] = &["GET", "POST", "PUT", "DELETE", "OPTIONS"];
 const USERS: &[Option<&str>] = &[None, Some("alice"), Some("bob"), Some("ALICE")];
 const LEGACY: &[Option<&str>] = &[None, None, Some("1")];
+const ORIGINS: &[Option<&str>] = &[
+    None,
+    Some("https://app.example"),
+    Some("https://app.example"),
+    Some("https://evil.example"),
+];
 
 /// One generated request.
 struct Generated {
@@ -125,6 +139,10 @@ fn generate(rng: &mut fastrand::Rng, hosts: &[&'static str]) -> Generated {
     }
     if let Some(l) = LEGACY[pick(rng, LEGACY.len())] {
         headers.push(("x-legacy", l));
+    }
+    if let Some(o) = ORIGINS[pick(rng, ORIGINS.len())] {
+        headers.push(("origin", o));
+        headers.push(("access-control-request-method", "GET"));
     }
     Generated {
         host,
@@ -282,6 +300,10 @@ async fn explain_agrees_with_the_live_proxy() {
             "local 301",
             "local 503",
         ],
+    );
+    assert!(
+        seen.contains_key("local 200"),
+        "no CORS preflight answered: {seen:?}"
     );
 }
 

@@ -9,7 +9,7 @@ use super::describe;
 use super::request::Parsed;
 use crate::conn_info::ConnInfo;
 use crate::http::upstream_head::{self, Edits};
-use crate::policy::{headers as hdr, redirect};
+use crate::policy::{cors, headers as hdr, redirect};
 use http::HeaderMap;
 use meshproxy_config::compile::cluster::BLACKHOLE_CLUSTER;
 use meshproxy_config::compile::listener::{Listener, ListenerRole};
@@ -155,10 +155,21 @@ fn forward(
     wc: &WeightedClusters,
 ) -> (Action, Outcome) {
     let total = wc.total_weight.max(1) as f64;
+    // Envoy's filter order: CORS answers a preflight before the fault filter and the
+    // router; otherwise its headers join the response.
+    let verdict = route
+        .policy
+        .cors
+        .as_ref()
+        .map(|c| cors::evaluate(c, &ctx.req.method, &ctx.req.headers));
+    let cors_headers = match &verdict {
+        Some(cors::Verdict::Forward(h)) => h.clone(),
+        _ => HeaderMap::new(),
+    };
     let destinations: Vec<Destination> = wc
         .destinations
         .iter()
-        .map(|d| destination(ctx, route, matched, d, total))
+        .map(|d| destination(ctx, route, matched, d, total, &cors_headers))
         .collect();
     let mut clusters: Vec<String> = Vec::new();
     for c in destinations.iter().filter_map(|d| d.cluster.clone()) {
@@ -168,7 +179,12 @@ fn forward(
     }
     // Envoy's filter order: the fault filter answers before the router forwards.
     let abort = route.policy.fault.as_ref().and_then(|f| f.abort);
+    let preflight = matches!(
+        verdict,
+        Some(cors::Verdict::Preflight(_) | cors::Verdict::IgnoredPreflight)
+    );
     let outcome = match abort {
+        _ if preflight => local(200, None, "a CORS preflight, answered by the proxy".into()),
         Some((a, pm)) if pm >= 1_000_000 => {
             let status = match a {
                 Abort::Http(s) => s,
@@ -222,6 +238,7 @@ fn destination(
     matched: Option<&RouteMatch>,
     d: &WeightedDestination,
     total: f64,
+    cors_headers: &HeaderMap,
 ) -> Destination {
     let cluster = d.target.resolve(ctx.port).map(|cid| ctx.snap.cluster(cid));
     let missing = match (&cluster, &d.target) {
@@ -236,6 +253,7 @@ fn destination(
     let mut response = HeaderMap::new();
     hdr::apply(&route.policy.response_headers, &mut response);
     hdr::apply(&d.response_headers, &mut response);
+    response.extend(cors_headers.clone());
     let mut response_headers = header_map(&response)
         .into_iter()
         .map(|(k, v)| (k, Some(v)))

@@ -52,6 +52,13 @@ pub struct ExplainArgs {
     /// The Gateway (`name` or `namespace/name`) whose listener the request arrives on.
     #[arg(long, value_name = "NAME")]
     pub gateway: Option<String>,
+    /// On an INBOUND listener: the peer's mTLS identity (`spiffe://cluster.local/ns/NS/sa/SA`);
+    /// none means plaintext.
+    #[arg(long, value_name = "SPIFFE_ID")]
+    pub principal: Option<String>,
+    /// On an INBOUND listener: the peer's IP address (default 127.0.0.1).
+    #[arg(long, value_name = "IP")]
+    pub source_address: Option<String>,
     /// Request method.
     #[arg(
         short = 'X',

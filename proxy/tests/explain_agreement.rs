@@ -5,7 +5,8 @@
 //! decision for the same request: the status of a local reply (and a redirect's
 //! `Location`), or the upstream that answered, which must be one of the destinations
 //! `explain` names (for a split: any of them, since the pick is random). The same is done
-//! with 750 requests on a Gateway's routed port and its `httpsRedirect` port.
+//! with 750 requests on a Gateway's routed port and its `httpsRedirect` port, and with
+//! 500 on an INBOUND listener under AuthorizationPolicies (allowed, or `403`).
 
 mod common;
 use common::*;
@@ -157,6 +158,7 @@ fn generate(rng: &mut fastrand::Rng, hosts: &[&'static str]) -> Generated {
 struct Target<'a> {
     addr: std::net::SocketAddr,
     gateway: Option<&'a str>,
+    listener: Option<&'a str>,
 }
 
 fn explain_it(snap: &Snapshot, target: &Target<'_>, g: &Generated) -> Decision {
@@ -171,6 +173,7 @@ fn explain_it(snap: &Snapshot, target: &Target<'_>, g: &Generated) -> Decision {
         method: Some(g.method.to_string()),
         headers,
         gateway: target.gateway.map(str::to_string),
+        listener: target.listener.map(str::to_string),
         ..Default::default()
     };
     explain::decide(snap, &spec).unwrap_or_else(|e| panic!("explain refused {}: {e}", spec.url))
@@ -279,6 +282,7 @@ async fn explain_agrees_with_the_live_proxy() {
     let target = Target {
         addr: p.addr,
         gateway: None,
+        listener: None,
     };
     let mut rng = fastrand::Rng::with_seed(24);
     let mut seen: BTreeMap<String, usize> = BTreeMap::new();
@@ -376,6 +380,7 @@ async fn explain_agrees_with_a_live_gateway() {
         let target = Target {
             addr: std::net::SocketAddr::from(([127, 0, 0, 1], port)),
             gateway: Some("edge"),
+            listener: None,
         };
         for _ in 0..n {
             let g = generate(&mut rng, GATEWAY_HOSTS);
@@ -397,4 +402,78 @@ async fn explain_agrees_with_a_live_gateway() {
             "local 308",
         ],
     );
+}
+
+const INBOUND_POLICIES: &str = r#"apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: deny-admin, namespace: default}
+spec:
+  selector: {matchLabels: {app: shop}}
+  action: DENY
+  rules:
+  - to: [{operation: {paths: ["/admin*"], notMethods: [HEAD]}}]
+  - when: [{key: "request.headers[x-team]", values: [intruders]}]
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: allow, namespace: default}
+spec:
+  selector: {matchLabels: {app: shop}}
+  rules:
+  - to: [{operation: {methods: [GET, HEAD], paths: ["/items/*", "/", "/admin*"]}}]
+  - from: [{source: {ipBlocks: ["127.0.0.0/8"]}}]
+    to: [{operation: {methods: [POST], hosts: ["shop", "shop:*"]}}]
+    when: [{key: "request.headers[x-team]", values: [web, ops]}]
+"#;
+
+const INBOUND_PATHS: &[&str] = &[
+    "/",
+    "/items/1",
+    "/items",
+    "/admin",
+    "/admin/users",
+    "/public/../admin/x",
+    "/items/../admin",
+    "/other",
+];
+const INBOUND_HOSTS: &[&str] = &["shop", "shop:8080", "other"];
+const TEAMS: &[Option<&str>] = &[None, Some("web"), Some("ops"), Some("intruders")];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn explain_agrees_with_live_authorization() {
+    let app = upstream("app").await;
+    let yaml = format!(
+        "apiVersion: meshproxy.io/v1alpha1\nkind: Proxy\nmetadata: {{name: shop, namespace: default}}\nspec:\n  workload: {{labels: {{app: shop}}}}\n  listeners:\n  - {{name: inbound, address: \"127.0.0.1:0\", direction: INBOUND, forwardTo: \"{}\"}}\n---\n{INBOUND_POLICIES}",
+        app.addr
+    );
+    let load = || {
+        meshproxy_config::compile::load_str("inbound.yaml", &yaml)
+            .unwrap_or_else(|d| panic!("config refused:\n{d}"))
+    };
+    let server = Server::start(load(), Options::default(), AccessLog::disabled()).expect("starts");
+    let snap = load();
+    let target = Target {
+        addr: server.addr("inbound").expect("inbound listener"),
+        gateway: None,
+        listener: Some("inbound"),
+    };
+    let mut rng = fastrand::Rng::with_seed(2425);
+    let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+    for _ in 0..REQUESTS / 2 {
+        let mut g = generate(&mut rng, INBOUND_HOSTS);
+        g.path = INBOUND_PATHS[rng.usize(..INBOUND_PATHS.len())].to_string();
+        g.headers
+            .retain(|(k, _)| *k != "origin" && *k != "access-control-request-method");
+        if let Some(team) = TEAMS[rng.usize(..TEAMS.len())] {
+            g.headers.push(("x-team", team));
+        }
+        let key = agree(&snap, &target, &g, &|c: &str| {
+            assert_eq!(c, format!("inbound|{}||", app.addr.port()));
+            "app".to_string()
+        })
+        .await;
+        *seen.entry(key).or_default() += 1;
+    }
+    drop(server);
+    tally_covers(&seen, &["forward app", "local 403"]);
 }

@@ -196,11 +196,21 @@ fn explain_refuses_bad_input_clearly() {
         "{out}"
     );
     let (code, out) = run(
-        &["explain", "--listener", "inbound", "http://reviews/"],
+        &[
+            "explain",
+            "--listener",
+            "inbound",
+            "--source-address",
+            "ten",
+            "http://reviews/",
+        ],
         &bookinfo(),
     );
     assert_eq!(code, 1);
-    assert!(out.contains("is INBOUND"), "{out}");
+    assert!(
+        out.contains("source address \"ten\" is not an IP address"),
+        "{out}"
+    );
     let (code, out) = run(
         &["explain", "--gateway", "bookinfo-gateway", "http://x/"],
         &bookinfo(),
@@ -243,7 +253,7 @@ fn every_expectation_kind_passes_when_it_holds() {
     let tests = here("tests/explain/pass.yaml");
     let (code, out) = run(&["test", tests.to_str().expect("utf-8")], &shop());
     assert_eq!(code, 0, "{out}");
-    assert!(out.contains("15 passed, 0 failed"), "{out}");
+    assert!(out.contains("19 passed, 0 failed"), "{out}");
 }
 
 #[test]
@@ -265,7 +275,9 @@ fn every_expectation_kind_fails_with_a_diff_when_it_does_not() {
             "responseHeaders[x-internal] to v2: expected \"gone\", got (absent)",
             "responseHeaders[x-served-by] to v2: expected \"web\", got \"api\"",
             "FAIL  a bad request\n      request: url \"web/no-scheme\"",
-            "0 passed, 10 failed",
+            "authz: expected allow, got deny (default/deny-admin)",
+            "authz: expected allow, but listener outbound is not INBOUND",
+            "0 passed, 12 failed",
         ],
     );
 }
@@ -348,4 +360,62 @@ fn explain_on_a_gateway_listener() {
     let (code, out) = run(&["explain", "http://web/"], &gw);
     assert_eq!(code, 1);
     assert!(out.contains("no OUTBOUND HTTP listener"), "{out}");
+}
+
+#[test]
+fn explain_authorization_on_the_inbound_listener() {
+    let (code, out) = run(
+        &[
+            "explain",
+            "--listener",
+            "inbound",
+            "--principal",
+            "spiffe://cluster.local/ns/default/sa/web",
+            "http://shop:8080/admin/users",
+        ],
+        &shop(),
+    );
+    assert_eq!(code, 0, "{out}");
+    contains_all(
+        &out,
+        &[
+            "listener      inbound (inbound, 127.0.0.1:15006)",
+            "peer          peer spiffe://cluster.local/ns/default/sa/web (mTLS) from 127.0.0.1",
+            "authorization DENY (default/deny-admin)",
+            "outcome       denied by AuthorizationPolicy (default/deny-admin): 403 RBAC: access denied",
+        ],
+    );
+    let allowed = json(
+        &[
+            "--listener",
+            "inbound",
+            "--principal",
+            "cluster.local/ns/default/sa/ops",
+            "-X",
+            "POST",
+            "http://shop:8080/items",
+        ],
+        &shop(),
+    );
+    assert_eq!(allowed["authorization"]["decision"], "allow");
+    assert_eq!(
+        allowed["authorization"]["principal"],
+        "spiffe://cluster.local/ns/default/sa/ops"
+    );
+    assert_eq!(allowed["outcome"]["clusters"][0], "inbound|8080||");
+    let plaintext_write = json(
+        &[
+            "--listener",
+            "inbound",
+            "-X",
+            "POST",
+            "http://shop:8080/items",
+        ],
+        &shop(),
+    );
+    assert_eq!(
+        plaintext_write["authorization"]["policy"],
+        "no ALLOW policy matched"
+    );
+    assert_eq!(plaintext_write["outcome"]["status"], 403);
 }

@@ -42,6 +42,8 @@ pub fn explain(a: &ExplainArgs, out: &mut dyn Write) -> i32 {
         method: Some(a.method.clone()),
         listener: a.listener.clone(),
         gateway: a.gateway.clone(),
+        principal: a.principal.clone(),
+        source_address: a.source_address.clone(),
         ..Default::default()
     };
     for line in &a.headers {

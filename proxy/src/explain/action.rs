@@ -177,13 +177,20 @@ fn forward(
             clusters.push(c);
         }
     }
-    // Envoy's filter order: the fault filter answers before the router forwards.
-    let abort = route.policy.fault.as_ref().and_then(|f| f.abort);
     let preflight = matches!(
         verdict,
         Some(cors::Verdict::Preflight(_) | cors::Verdict::IgnoredPreflight)
     );
-    let outcome = match abort {
+    let outcome = forward_outcome(route, clusters, preflight);
+    (Action::Forward { destinations }, outcome)
+}
+
+/// The outcome of a forwarding route: a CORS preflight answered, an abort for every
+/// request, no cluster (`503 NC`), or forwarded (with a partial abort or a delay noted).
+fn forward_outcome(route: &Route, clusters: Vec<String>, preflight: bool) -> Outcome {
+    // Envoy's filter order: the fault filter answers before the router forwards.
+    let abort = route.policy.fault.as_ref().and_then(|f| f.abort);
+    match abort {
         _ if preflight => local(200, None, "a CORS preflight, answered by the proxy".into()),
         Some((a, pm)) if pm >= 1_000_000 => {
             let status = match a {
@@ -228,8 +235,7 @@ fn forward(
                 summary,
             }
         }
-    };
-    (Action::Forward { destinations }, outcome)
+    }
 }
 
 fn destination(

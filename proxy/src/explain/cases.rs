@@ -49,6 +49,18 @@ pub struct Expect {
     pub request_headers: Option<BTreeMap<String, Option<String>>>,
     /// Response headers the route sets: name → value, or `null` for absent/removed.
     pub response_headers: Option<BTreeMap<String, Option<String>>>,
+    /// AuthorizationPolicy's decision on an INBOUND listener.
+    pub authz: Option<AuthzExpect>,
+}
+
+/// `expect.authz`.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthzExpect {
+    /// Allowed.
+    Allow,
+    /// Denied (403).
+    Deny,
 }
 
 /// `expect.destination`.
@@ -94,7 +106,8 @@ pub fn parse(text: &str) -> Result<TestFile, String> {
             && e.route.is_none()
             && e.rewrite.is_none()
             && e.request_headers.is_none()
-            && e.response_headers.is_none();
+            && e.response_headers.is_none()
+            && e.authz.is_none();
         if none {
             return Err(format!("tests[{i}] ({:?}): expect is empty", c.name));
         }
@@ -155,6 +168,20 @@ pub fn check(e: &Expect, d: &Decision) -> Vec<String> {
     if let Some(want) = &e.route {
         check_route(want, d, &mut out);
     }
+    if let Some(want) = e.authz {
+        check_authz(want, d, &mut out);
+    }
+    check_upstream(e, dests, &mut out, not_forwarded);
+    out
+}
+
+/// The expectations on the upstream request and the response edits.
+fn check_upstream(
+    e: &Expect,
+    dests: &[Destination],
+    out: &mut Vec<String>,
+    not_forwarded: impl Fn() -> String,
+) {
     if let Some(want) = &e.rewrite {
         match dests.first() {
             None => out.push(format!("rewrite: {}", not_forwarded())),
@@ -178,7 +205,7 @@ pub fn check(e: &Expect, d: &Decision) -> Vec<String> {
         }
         for dest in dests {
             let got = |k: &str| dest.upstream.headers.get(k).cloned();
-            headers_diff("requestHeaders", want, got, dest, &mut out);
+            headers_diff("requestHeaders", want, got, dest, out);
         }
     }
     if let Some(want) = &e.response_headers {
@@ -187,10 +214,9 @@ pub fn check(e: &Expect, d: &Decision) -> Vec<String> {
         }
         for dest in dests {
             let got = |k: &str| dest.response_headers.get(k).cloned().flatten();
-            headers_diff("responseHeaders", want, got, dest, &mut out);
+            headers_diff("responseHeaders", want, got, dest, out);
         }
     }
-    out
 }
 
 /// A short host (`reviews`) names its qualified form (`reviews.default.svc.cluster.local`).
@@ -303,6 +329,25 @@ fn check_route(want: &str, d: &Decision, out: &mut Vec<String>) {
             format!(" (rule {:?})", r.name)
         };
         out.push(format!("route: expected {want:?}, got {}{name}", r.origin));
+    }
+}
+
+fn check_authz(want: AuthzExpect, d: &Decision, out: &mut Vec<String>) {
+    let want = if want == AuthzExpect::Allow {
+        "allow"
+    } else {
+        "deny"
+    };
+    match &d.authorization {
+        None => out.push(format!(
+            "authz: expected {want}, but listener {} is not INBOUND (choose it with request.listener)",
+            d.listener.name
+        )),
+        Some(a) if a.decision != want => {
+            let why = a.policy.as_deref().map(|p| format!(" ({p})")).unwrap_or_default();
+            out.push(format!("authz: expected {want}, got {}{why}", a.decision));
+        }
+        Some(_) => {}
     }
 }
 

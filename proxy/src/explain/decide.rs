@@ -34,6 +34,10 @@ pub fn decide(snap: &Snapshot, spec: &RequestSpec) -> Result<Decision, String> {
     );
     let table = lookup::route_table(snap, listener);
     let mut d = start(&req, listener, &host, port, table.map(|t| t.name.clone()));
+    if let ListenerRole::Inbound { forward_to } = listener.role {
+        super::inbound::decide(snap, &mut d, &req, spec, forward_to)?;
+        return Ok(d);
+    }
     if let Some(location) = lookup::https_redirect(listener, &host, &req.path_and_query()) {
         d.outcome = action::local(
             301,
@@ -105,15 +109,16 @@ fn start(
         },
         listener: ListenerInfo {
             name: listener.name.clone(),
-            role: if matches!(listener.role, ListenerRole::Gateway { .. }) {
-                "gateway"
-            } else {
-                "outbound"
+            role: match listener.role {
+                ListenerRole::Gateway { .. } => "gateway",
+                ListenerRole::Inbound { .. } => "inbound",
+                ListenerRole::Outbound => "outbound",
             },
             address: listener.address.to_string(),
             route_table,
         },
         https_redirect: None,
+        authorization: None,
         virtual_host: None,
         rules: Vec::new(),
         route: None,
@@ -168,12 +173,10 @@ fn pick_listener<'a>(
             .iter()
             .find(|l| l.name == *name)
             .ok_or_else(|| format!("no listener {name:?} (listeners: {})", names()))?;
-        return match l.role {
-            ListenerRole::Inbound { .. } => Err(format!(
-                "listener {name:?} is INBOUND: explain covers OUTBOUND and Gateway listeners"
-            )),
-            _ if !routed(l) => Err(format!("listener {name:?} is a TCP listener")),
-            _ => Ok(l),
+        return if routed(l) {
+            Ok(l)
+        } else {
+            Err(format!("listener {name:?} is a TCP listener"))
         };
     }
     if let Some(gw) = &spec.gateway {

@@ -16,6 +16,9 @@ pub struct Decision {
     /// The Gateway `httpsRedirect` that answered before any route, if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub https_redirect: Option<String>,
+    /// On an INBOUND listener: what AuthorizationPolicy decided.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub authorization: Option<Authorization>,
     /// The virtual host chosen for the authority's host.
     pub virtual_host: Option<VirtualHostInfo>,
     /// Route rules tried, in order, up to the first that matched.
@@ -48,7 +51,7 @@ pub struct RequestInfo {
 pub struct ListenerInfo {
     /// Name.
     pub name: String,
-    /// `outbound` or `gateway`.
+    /// `outbound`, `gateway` or `inbound`.
     pub role: &'static str,
     /// Bind address.
     pub address: String,
@@ -220,4 +223,23 @@ pub struct Outcome {
     pub location: Option<String>,
     /// One line saying what happens.
     pub summary: String,
+}
+
+/// AuthorizationPolicy's decision for a request on an INBOUND listener.
+#[derive(Clone, Debug, Serialize)]
+pub struct Authorization {
+    /// `allow` or `deny`.
+    pub decision: &'static str,
+    /// The DENY policy that matched (`namespace/name`), or why no ALLOW policy allowed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub policy: Option<String>,
+    /// The AUDIT policy that matched, if any (it never changes the decision).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub audit: Option<String>,
+    /// The peer identity the request was evaluated with (none: plaintext).
+    pub principal: Option<String>,
+    /// The peer address.
+    pub source: String,
+    /// No policy applies to this workload: every request is allowed.
+    pub no_policies: bool,
 }

@@ -8,6 +8,7 @@ pub mod cases;
 pub mod decide;
 pub mod decision;
 pub mod describe;
+pub mod inbound;
 pub mod render;
 pub mod request;
 

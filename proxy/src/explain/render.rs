@@ -1,6 +1,6 @@
 //! `explain`'s text output: the decision path top to bottom, one fact per line.
 
-use super::decision::{Action, Decision, Destination, RouteInfo, RuleTrial};
+use super::decision::{Action, Authorization, Decision, Destination, RouteInfo, RuleTrial};
 use std::fmt::Write;
 
 /// How many of a virtual host's domains are listed before `...`.
@@ -28,6 +28,9 @@ pub fn text(d: &Decision) -> String {
             s,
             "httpsRedirect every server of the Gateway port redirects to {loc}"
         );
+    }
+    if let Some(a) = &d.authorization {
+        authorization_lines(&mut s, a);
     }
     if let Some(vh) = &d.virtual_host {
         let mut domains = vh
@@ -162,4 +165,24 @@ fn destination_lines(s: &mut String, d: &Destination) {
         "           upstream request {} (authority {})",
         d.upstream.path, d.upstream.authority
     );
+}
+
+fn authorization_lines(s: &mut String, a: &Authorization) {
+    let peer = match &a.principal {
+        Some(p) => format!("peer {p} (mTLS) from {}", a.source),
+        None => format!("plaintext peer from {}", a.source),
+    };
+    let _ = writeln!(s, "peer          {peer}");
+    let why = match (&a.policy, a.no_policies) {
+        (Some(p), _) => format!(" ({p})"),
+        (None, true) => " (no AuthorizationPolicy applies to this workload)".into(),
+        (None, false) => " (no DENY policy matched, an ALLOW policy did or none exists)".into(),
+    };
+    let _ = writeln!(s, "authorization {}{why}", a.decision.to_uppercase());
+    if let Some(audit) = &a.audit {
+        let _ = writeln!(
+            s,
+            "              AUDIT policy {audit} matched (logged only)"
+        );
+    }
 }

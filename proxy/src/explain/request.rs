@@ -24,6 +24,13 @@ pub struct RequestSpec {
     /// Or the Gateway (`name` or `namespace/name`) whose listener it arrives on.
     #[serde(default)]
     pub gateway: Option<String>,
+    /// On an INBOUND listener: the peer's mTLS identity (`spiffe://...`, or without the
+    /// scheme); none means plaintext.
+    #[serde(default)]
+    pub principal: Option<String>,
+    /// On an INBOUND listener: the peer's address (default 127.0.0.1).
+    #[serde(default, rename = "sourceAddress", alias = "source_address")]
+    pub source_address: Option<String>,
 }
 
 /// A request parsed and checked: what the data path would have after hyper parsed it.

@@ -12,7 +12,7 @@ mod exchange;
 mod failure;
 pub mod forward;
 pub mod host_field;
-mod inbound;
+pub(crate) mod inbound;
 pub mod local_reply;
 pub mod refused;
 mod relay;

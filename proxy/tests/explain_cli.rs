@@ -253,7 +253,7 @@ fn every_expectation_kind_passes_when_it_holds() {
     let tests = here("tests/explain/pass.yaml");
     let (code, out) = run(&["test", tests.to_str().expect("utf-8")], &shop());
     assert_eq!(code, 0, "{out}");
-    assert!(out.contains("19 passed, 0 failed"), "{out}");
+    assert!(out.contains("21 passed, 0 failed"), "{out}");
 }
 
 #[test]

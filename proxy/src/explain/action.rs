@@ -19,7 +19,7 @@ use meshproxy_config::compile::route::{
 };
 use meshproxy_config::compile::Snapshot;
 use std::collections::BTreeMap;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 /// What the action needs to know about the request and where it arrived.
@@ -321,9 +321,10 @@ fn upstream(
     }
 }
 
-/// The connection an explained request arrives on: from 127.0.0.1 to the listener.
+/// The connection an explained request arrives on: from its source address to the
+/// listener.
 fn conn_info(ctx: &Ctx<'_>) -> ConnInfo {
-    let peer = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
+    let peer = SocketAddr::new(ctx.req.peer, 0);
     ConnInfo {
         listener: Arc::from(ctx.listener.name.as_str()),
         local: ctx.listener.address,

@@ -7,6 +7,7 @@ use super::decision::{
     Decision, ListenerInfo, MatchTrial, RequestInfo, RuleTrial, VirtualHostInfo,
 };
 use super::request::{self, Parsed, RequestSpec};
+use crate::http::sanitize;
 use meshproxy_config::compile::listener::{Listener, ListenerRole};
 use meshproxy_config::compile::lookup;
 use meshproxy_config::compile::matcher::RequestView;
@@ -18,8 +19,12 @@ use meshproxy_config::model::proxy::ListenerProtocol;
 /// Explains what the compiled config does with `spec`. Errors are the user's: a bad URL,
 /// method or header, or a listener or Gateway that does not exist.
 pub fn decide(snap: &Snapshot, spec: &RequestSpec) -> Result<Decision, String> {
-    let req = request::parse(spec)?;
+    let mut req = request::parse(spec)?;
     let listener = pick_listener(snap, spec, &req)?;
+    // Before routing, as the connection manager does: the `x-envoy-*` control headers
+    // are taken (honoured from internal senders only) and an internal request marked.
+    let gateway = matches!(listener.role, ListenerRole::Gateway { .. });
+    let (internal, _) = sanitize::control_headers(&snap.proxy, req.peer, &mut req.headers, gateway);
     if req.method == http::Method::CONNECT {
         return Err(
             "CONNECT opens a tunnel (explicit proxy); explain covers routed requests".into(),
@@ -34,6 +39,7 @@ pub fn decide(snap: &Snapshot, spec: &RequestSpec) -> Result<Decision, String> {
     );
     let table = lookup::route_table(snap, listener);
     let mut d = start(&req, listener, &host, port, table.map(|t| t.name.clone()));
+    d.request.internal = internal;
     if let ListenerRole::Inbound { forward_to } = listener.role {
         super::inbound::decide(snap, &mut d, &req, spec, forward_to)?;
         return Ok(d);
@@ -106,6 +112,8 @@ fn start(
             host: host.to_string(),
             port,
             path: req.path_and_query(),
+            source: req.peer.to_string(),
+            internal: false,
         },
         listener: ListenerInfo {
             name: listener.name.clone(),

@@ -44,6 +44,11 @@ pub struct RequestInfo {
     pub port: u16,
     /// Path and query.
     pub path: String,
+    /// The sender's address.
+    pub source: String,
+    /// Whether the sender counts as internal (`spec.internalNetworks`): only then are its
+    /// `x-envoy-*` control headers honoured; they are removed from every request.
+    pub internal: bool,
 }
 
 /// The listener.

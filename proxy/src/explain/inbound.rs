@@ -10,7 +10,7 @@ use crate::http::inbound::authz_request;
 use crate::policy::headers as hdr;
 use meshproxy_config::compile::authz::Decision as Verdict;
 use meshproxy_config::compile::Snapshot;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 /// Fills in the authorization and outcome of `d`, a request on the INBOUND listener
@@ -22,12 +22,7 @@ pub fn decide(
     spec: &RequestSpec,
     forward_to: SocketAddr,
 ) -> Result<(), String> {
-    let source: IpAddr = match spec.source_address.as_deref() {
-        None => IpAddr::V4(Ipv4Addr::LOCALHOST),
-        Some(a) => a
-            .parse()
-            .map_err(|_| format!("source address {a:?} is not an IP address"))?,
-    };
+    let source = req.peer;
     let principal = spec.principal.as_deref().map(|p| {
         if p.starts_with("spiffe://") {
             p.to_string()

@@ -15,7 +15,12 @@ pub fn text(d: &Decision) -> String {
         "request       {} {}://{}{}",
         r.method, r.scheme, r.authority, r.path
     );
-    let _ = writeln!(s, "              host {:?}, port {}", r.host, r.port);
+    let sender = if r.internal { "internal" } else { "external" };
+    let _ = writeln!(
+        s,
+        "              host {:?}, port {}, from {} ({sender} sender)",
+        r.host, r.port, r.source
+    );
     let l = &d.listener;
     let table = l.route_table.as_deref().unwrap_or("none");
     let _ = writeln!(

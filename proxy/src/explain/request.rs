@@ -5,6 +5,7 @@ use http::header::{HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Uri};
 use serde::Deserialize;
 use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr};
 
 /// A request as the user writes it (the `request` of a test case, or the command line).
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -28,7 +29,8 @@ pub struct RequestSpec {
     /// scheme); none means plaintext.
     #[serde(default)]
     pub principal: Option<String>,
-    /// On an INBOUND listener: the peer's address (default 127.0.0.1).
+    /// The sender's IP address (default 127.0.0.1): the peer of an INBOUND or Gateway
+    /// listener, and what decides whether a sender is internal.
     #[serde(default, rename = "sourceAddress", alias = "source_address")]
     pub source_address: Option<String>,
 }
@@ -50,6 +52,8 @@ pub struct Parsed {
     pub headers: HeaderMap,
     /// The port in the URL: where the client connects (a `host` header may name another).
     pub url_port: Option<u16>,
+    /// The sender's address (`sourceAddress`, default 127.0.0.1).
+    pub peer: IpAddr,
 }
 
 impl Parsed {
@@ -120,6 +124,12 @@ pub fn parse(spec: &RequestSpec) -> Result<Parsed, String> {
         query: uri.query().map(str::to_string),
         headers,
         url_port: uri.port_u16(),
+        peer: match spec.source_address.as_deref() {
+            None => IpAddr::V4(Ipv4Addr::LOCALHOST),
+            Some(a) => a
+                .parse()
+                .map_err(|_| format!("source address {a:?} is not an IP address"))?,
+        },
     })
 }
 

@@ -17,7 +17,7 @@ pub mod local_reply;
 pub mod refused;
 mod relay;
 pub mod router;
-mod sanitize;
+pub(crate) mod sanitize;
 mod shadow;
 pub mod smuggling;
 mod tunnel;

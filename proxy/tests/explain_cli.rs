@@ -253,7 +253,7 @@ fn every_expectation_kind_passes_when_it_holds() {
     let tests = here("tests/explain/pass.yaml");
     let (code, out) = run(&["test", tests.to_str().expect("utf-8")], &shop());
     assert_eq!(code, 0, "{out}");
-    assert!(out.contains("21 passed, 0 failed"), "{out}");
+    assert!(out.contains("23 passed, 0 failed"), "{out}");
 }
 
 #[test]
@@ -266,7 +266,7 @@ fn every_expectation_kind_fails_with_a_diff_when_it_does_not() {
         &[
             "FAIL  destination\n      destination.subset: expected \"v1\", got \"v2\"\n      destination.port: expected 8080, got 80",
             "destination: the route splits over 2 destinations (v1 80%, v2 20%); check it with expect.weights",
-            "weights: expected {v1: 50, v2: 50}, got {v1: 80, v2: 20}",
+            "weights: expected {v1: 50, v2: 50}, got {v1: 80, v2: 20} (percent of requests)",
             "status: expected a local reply 404, got: forwarded to outbound|80|v2|web.default.svc.cluster.local",
             "location: expected \"https://web/new\", got \"http://web/new\"",
             "route: expected \"web#canary\", got VirtualService/default/web#http[3] (rule \"api\")",
@@ -418,4 +418,56 @@ fn explain_authorization_on_the_inbound_listener() {
         "no ALLOW policy matched"
     );
     assert_eq!(plaintext_write["outcome"]["status"], 403);
+}
+
+#[test]
+fn test_on_the_demo_config_canary_a_b_and_fault() {
+    // The embedded demo config: a canary split, an A/B route by header, a fault. Nothing
+    // binds here, so its port placeholders only need to be valid numbers.
+    let mut text = meshproxy::demo::CONFIG.to_string();
+    for (k, v) in [
+        ("PROXY_PORT", "15001"),
+        ("REVIEWS_V1", "9101"),
+        ("REVIEWS_V2", "9102"),
+        ("REVIEWS_V3", "9103"),
+        ("RATINGS_V1", "9104"),
+    ] {
+        text = text.replace(&format!("${{{k}}}"), v);
+    }
+    let dir = std::env::temp_dir().join(format!("meshproxy-explain-demo-{}", std::process::id()));
+    let config = dir.join("config");
+    std::fs::create_dir_all(&config).expect("temp dir");
+    std::fs::write(config.join("demo.yaml"), text).expect("write");
+    let tests = dir.join("tests.yaml");
+    std::fs::write(
+        &tests,
+        r#"tests:
+- name: canary
+  request: {url: "http://reviews:9080/"}
+  expect: {route: "reviews#canary", weights: {v1: 80, v3: 20}}
+- name: A/B by header
+  request: {url: "http://reviews:9080/", headers: {end-user: jason}}
+  expect: {route: "reviews#jason", destination: {host: reviews, subset: v2}}
+- name: fault for the tester
+  request: {url: "http://ratings:9080/", headers: {end-user: tester}}
+  expect: {status: 503, route: "ratings#fault-for-tester"}
+- name: a canary that is not the configured one
+  request: {url: "http://reviews:9080/"}
+  expect: {weights: {v1: 90, v3: 10}}
+"#,
+    )
+    .expect("write");
+    let (code, out) = run(&["test", tests.to_str().expect("utf-8")], &config);
+    assert_eq!(code, 1, "{out}");
+    contains_all(
+        &out,
+        &[
+            "PASS  canary",
+            "PASS  A/B by header",
+            "PASS  fault for the tester",
+            "FAIL  a canary that is not the configured one\n      weights: expected {v1: 90, v3: 10}, got {v1: 80, v3: 20} (percent of requests)",
+            "3 passed, 1 failed",
+        ],
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }

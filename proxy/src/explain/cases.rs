@@ -34,7 +34,7 @@ pub struct Case {
 pub struct Expect {
     /// The (single) destination the request is forwarded to.
     pub destination: Option<DestinationExpect>,
-    /// The configured split: subset (or host) → weight.
+    /// The configured split: subset (or host) → weight, compared as shares of the total.
     pub weights: Option<BTreeMap<String, u32>>,
     /// The status of a local reply (404, 502, 301, a fault abort...).
     pub status: Option<u16>,
@@ -283,22 +283,38 @@ fn check_weights(
     if dests.is_empty() {
         return out.push(format!("weights: {}", not_forwarded()));
     }
-    let got: BTreeMap<String, u32> = dests.iter().map(|d| (label(d), d.weight)).collect();
-    let same = want.len() == dests.len()
-        && want.iter().all(|(k, w)| {
-            dests.iter().any(|d| {
-                (d.subset == *k || (d.subset.is_empty() && host_is(k, &d.host))) && d.weight == *w
-            })
+    // Shares are compared, so a single destination is `100` whether or not its weight
+    // was written, and a `0` names a destination that takes no traffic (Istio drops it).
+    let total: u32 = want.values().sum();
+    let share = |w: u32| {
+        if total == 0 {
+            0.0
+        } else {
+            w as f64 * 100.0 / total as f64
+        }
+    };
+    let is =
+        |k: &str, d: &Destination| d.subset == k || (d.subset.is_empty() && host_is(k, &d.host));
+    let expected = want.iter().filter(|(_, w)| **w > 0);
+    let same = expected.clone().count() == dests.len()
+        && expected.into_iter().all(|(k, w)| {
+            dests
+                .iter()
+                .any(|d| is(k, d) && (d.percent - share(*w)).abs() < 0.01)
         });
     if !same {
-        let show = |m: &BTreeMap<String, u32>| {
-            let v: Vec<String> = m.iter().map(|(k, w)| format!("{k}: {w}")).collect();
-            format!("{{{}}}", v.join(", "))
-        };
+        let got: Vec<String> = dests
+            .iter()
+            .map(|d| format!("{}: {}", label(d), d.percent))
+            .collect();
+        let want: Vec<String> = want
+            .iter()
+            .map(|(k, w)| format!("{k}: {}", (share(*w) * 100.0).round() / 100.0))
+            .collect();
         out.push(format!(
-            "weights: expected {}, got {}",
-            show(want),
-            show(&got)
+            "weights: expected {{{}}}, got {{{}}} (percent of requests)",
+            want.join(", "),
+            got.join(", ")
         ));
     }
 }

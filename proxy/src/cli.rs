@@ -29,6 +29,64 @@ pub enum Command {
     },
     /// Install (or remove) the iptables rules that redirect a pod's traffic through the sidecar.
     Init(InitArgs),
+    /// Show what the compiled policy does with one request: the rules tried and why, the
+    /// route, weights, clusters, policies and the outcome (no sockets).
+    Explain(ExplainArgs),
+    /// Check a file of request -> expectation cases against the compiled policy (no
+    /// sockets); exit 1 with a diff per failed case.
+    Test(TestArgs),
+}
+
+/// `explain` options.
+#[derive(Debug, Args)]
+pub struct ExplainArgs {
+    /// Config paths.
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// The Proxy document's name: refuses a config written for another proxy.
+    #[arg(long, value_name = "NAME")]
+    pub proxy: Option<String>,
+    /// The listener the request arrives on (default: the first OUTBOUND HTTP listener).
+    #[arg(long, value_name = "NAME", conflicts_with = "gateway")]
+    pub listener: Option<String>,
+    /// The Gateway (`name` or `namespace/name`) whose listener the request arrives on.
+    #[arg(long, value_name = "NAME")]
+    pub gateway: Option<String>,
+    /// On an INBOUND listener: the peer's mTLS identity (`spiffe://cluster.local/ns/NS/sa/SA`);
+    /// none means plaintext.
+    #[arg(long, value_name = "SPIFFE_ID")]
+    pub principal: Option<String>,
+    /// On an INBOUND listener: the peer's IP address (default 127.0.0.1).
+    #[arg(long, value_name = "IP")]
+    pub source_address: Option<String>,
+    /// Request method.
+    #[arg(
+        short = 'X',
+        long = "request",
+        value_name = "METHOD",
+        default_value = "GET"
+    )]
+    pub method: String,
+    /// A request header, `'name: value'`. Repeatable.
+    #[arg(short = 'H', long = "header", value_name = "HEADER")]
+    pub headers: Vec<String>,
+    /// Print the decision as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// The request's URL (`http://reviews:9080/path?query`).
+    #[arg(value_name = "URL")]
+    pub url: String,
+}
+
+/// `test` options.
+#[derive(Debug, Args)]
+pub struct TestArgs {
+    /// Config paths.
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// The test file.
+    #[arg(value_name = "TESTS.yaml")]
+    pub tests: PathBuf,
 }
 
 /// `-c PATH`, repeatable.

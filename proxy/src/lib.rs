@@ -6,6 +6,7 @@ pub mod admin;
 pub mod body;
 pub mod conn_info;
 pub mod demo;
+pub mod explain;
 pub mod flags;
 pub mod handover;
 pub mod http;

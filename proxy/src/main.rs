@@ -15,6 +15,8 @@ fn main() -> ExitCode {
         cli::Command::Demo(a) => commands::demo::run(a),
         cli::Command::Init(a) => commands::init::run(&a),
         cli::Command::Certs { command } => commands::certs::run(command, &mut std::io::stdout()),
+        cli::Command::Explain(a) => commands::explain::explain(&a, &mut std::io::stdout()),
+        cli::Command::Test(a) => commands::explain::test(&a, &mut std::io::stdout()),
     };
     ExitCode::from(code as u8)
 }

@@ -213,36 +213,82 @@ pub struct RouteMatch {
     pub port: Option<u16>,
 }
 
+/// One condition of a [`RouteMatch`]: what `matches` checks, and what `explain` reports
+/// on. Headers and query parameters are indexes into [`RouteMatch::headers`] and
+/// [`RouteMatch::query`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MatchField {
+    /// `port`.
+    Port,
+    /// `uri`.
+    Uri,
+    /// `method`.
+    Method,
+    /// `scheme`.
+    Scheme,
+    /// `authority`.
+    Authority,
+    /// `headers[i]` (or `withoutHeaders`).
+    Header(usize),
+    /// `queryParams[i]`.
+    Query(usize),
+}
+
 impl RouteMatch {
-    /// True when every condition holds.
+    /// True when every condition holds: the data path's test, and the same per-field
+    /// checks `explain` reports one by one.
     pub fn matches(&self, req: &RequestView<'_>) -> bool {
-        if let Some(p) = self.port {
-            if p != req.port {
-                return false;
-            }
+        // Spelled out in the order of `conditions()` rather than iterating it: this runs
+        // for every rule tried on every request, and each `check` folds to one comparison.
+        self.check(MatchField::Port, req)
+            && self.check(MatchField::Uri, req)
+            && self.check(MatchField::Method, req)
+            && self.check(MatchField::Scheme, req)
+            && self.check(MatchField::Authority, req)
+            && (0..self.headers.len()).all(|i| self.check(MatchField::Header(i), req))
+            && (0..self.query.len()).all(|i| self.check(MatchField::Query(i), req))
+    }
+
+    /// The conditions this match sets, in the order they are checked (cheap ones first).
+    pub fn conditions(&self) -> impl Iterator<Item = MatchField> + '_ {
+        let set = |on: bool, f: MatchField| on.then_some(f);
+        [
+            set(self.port.is_some(), MatchField::Port),
+            set(self.uri.is_some(), MatchField::Uri),
+            set(self.method.is_some(), MatchField::Method),
+            set(self.scheme.is_some(), MatchField::Scheme),
+            set(self.authority.is_some(), MatchField::Authority),
+        ]
+        .into_iter()
+        .flatten()
+        .chain((0..self.headers.len()).map(MatchField::Header))
+        .chain((0..self.query.len()).map(MatchField::Query))
+    }
+
+    /// Whether the request satisfies one condition (an unset one always holds).
+    #[inline]
+    pub fn check(&self, field: MatchField, req: &RequestView<'_>) -> bool {
+        match field {
+            MatchField::Port => self.port.is_none_or(|p| p == req.port),
+            MatchField::Uri => self
+                .uri
+                .as_ref()
+                .is_none_or(|u| u.matches(req.path, self.ignore_uri_case)),
+            MatchField::Method => self
+                .method
+                .as_ref()
+                .is_none_or(|m| m.matches(req.method, false)),
+            MatchField::Scheme => self
+                .scheme
+                .as_ref()
+                .is_none_or(|s| s.matches(req.scheme, false)),
+            MatchField::Authority => self
+                .authority
+                .as_ref()
+                .is_none_or(|a| a.matches(req.authority, false)),
+            MatchField::Header(i) => self.headers.get(i).is_none_or(|h| h.matches(req.headers)),
+            MatchField::Query(i) => self.query.get(i).is_none_or(|q| q.matches(req.query)),
         }
-        if let Some(u) = &self.uri {
-            if !u.matches(req.path, self.ignore_uri_case) {
-                return false;
-            }
-        }
-        if let Some(m) = &self.method {
-            if !m.matches(req.method, false) {
-                return false;
-            }
-        }
-        if let Some(s) = &self.scheme {
-            if !s.matches(req.scheme, false) {
-                return false;
-            }
-        }
-        if let Some(a) = &self.authority {
-            if !a.matches(req.authority, false) {
-                return false;
-            }
-        }
-        self.headers.iter().all(|h| h.matches(req.headers))
-            && self.query.iter().all(|q| q.matches(req.query))
     }
 
     /// True when the match has no condition at all.

@@ -12,6 +12,8 @@ pub mod gateway_routes;
 pub mod http_routes;
 pub mod intern;
 pub mod listener;
+pub mod lookup;
+pub mod match_explain;
 pub mod matcher;
 pub mod peer_auth;
 pub mod proxy_settings;

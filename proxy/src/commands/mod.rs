@@ -2,6 +2,7 @@
 
 pub mod certs;
 pub mod demo;
+pub mod explain;
 pub mod init;
 pub mod logging;
 pub mod run;

@@ -9,14 +9,45 @@ use super::relay::{self, ResponseEdits};
 use super::tunnel;
 use super::upstream_head::{self, Edits};
 use crate::body::ResponseBody;
+use crate::conn_info::ConnInfo;
 use crate::flags::Flags;
 use crate::policy::grpc_timeout;
 use crate::policy::headers as hdr;
 use http::header::{HeaderMap, HeaderValue};
 use http::request::Parts;
 use http::Response;
+use meshproxy_config::compile::authz::{AuthzRequest, HttpAttrs};
 use meshproxy_config::compile::route::RetryPolicy;
 use std::net::SocketAddr;
+
+/// What AuthorizationPolicy sees of a request on connection `conn` (`path` normalized
+/// with [`crate::policy::path::normalize`]); `meshproxy explain` builds it the same way.
+pub(crate) fn authz_request<'a>(
+    conn: &'a ConnInfo,
+    parts: &'a Parts,
+    authority: &'a str,
+    path: &'a str,
+    cluster_port: u16,
+) -> AuthzRequest<'a> {
+    AuthzRequest {
+        source_ip: conn.peer.ip(),
+        // Istio: numTrustedProxies defaults to 0, so remote.ip is the peer.
+        remote_ip: conn.peer.ip(),
+        principal: conn
+            .peer_identity
+            .as_deref()
+            .map(|p| p.strip_prefix("spiffe://").unwrap_or(p)),
+        destination_ip: conn.original_dst.unwrap_or(conn.local).ip(),
+        destination_port: conn.original_dst.map(|d| d.port()).unwrap_or(cluster_port),
+        sni: None,
+        http: Some(HttpAttrs {
+            host: authority,
+            method: parts.method.as_str(),
+            path,
+            headers: &parts.headers,
+        }),
+    }
+}
 
 /// Authorizes the request and forwards it to the application.
 pub(super) async fn forward(
@@ -103,31 +134,13 @@ fn authorize(
     authority: &str,
     cluster_port: u16,
 ) -> Option<Response<ResponseBody>> {
-    use meshproxy_config::compile::authz::{AuthzRequest, Decision, HttpAttrs};
+    use meshproxy_config::compile::authz::Decision;
     let authz = &x.active.snapshot.authz;
     if authz.is_empty() {
         return None;
     }
-    let conn = &x.conn;
     let path = crate::policy::path::normalize(parts.uri.path());
-    let request = AuthzRequest {
-        source_ip: conn.peer.ip(),
-        // Istio: numTrustedProxies defaults to 0, so remote.ip is the peer.
-        remote_ip: conn.peer.ip(),
-        principal: conn
-            .peer_identity
-            .as_deref()
-            .map(|p| p.strip_prefix("spiffe://").unwrap_or(p)),
-        destination_ip: conn.original_dst.unwrap_or(conn.local).ip(),
-        destination_port: conn.original_dst.map(|d| d.port()).unwrap_or(cluster_port),
-        sni: None,
-        http: Some(HttpAttrs {
-            host: authority,
-            method: parts.method.as_str(),
-            path: &path,
-            headers: &parts.headers,
-        }),
-    };
+    let request = authz_request(&x.conn, parts, authority, &path, cluster_port);
     let (decision, audit) = authz.evaluate(&request);
     if let Some(a) = audit {
         tracing::info!(policy = %a, path = parts.uri.path(), "AUDIT policy matched");
@@ -135,7 +148,7 @@ fn authorize(
     let Decision::Deny { policy } = decision else {
         return None;
     };
-    tracing::debug!(%policy, peer = %conn.peer, "request denied by AuthorizationPolicy");
+    tracing::debug!(%policy, peer = %x.conn.peer, "request denied by AuthorizationPolicy");
     Some(x.reply(
         403,
         Flags::NONE,

@@ -20,6 +20,7 @@ use http::request::Parts;
 use http::{Response, Version};
 use hyper::body::Incoming;
 use meshproxy_config::compile::listener::{Listener, ListenerRole};
+use meshproxy_config::compile::lookup;
 use meshproxy_config::compile::matcher::RequestView;
 use meshproxy_config::host::split_authority;
 use std::sync::Arc;
@@ -213,31 +214,17 @@ async fn route(
     authority: &str,
 ) -> Response<ResponseBody> {
     let gateway = matches!(listener.role, ListenerRole::Gateway { .. });
-    if let ListenerRole::Gateway { servers } = &listener.role {
-        // httpsRedirect on a plain HTTP server: every request is sent to https.
-        if !servers.is_empty() && servers.iter().all(|s| s.https_redirect) {
-            let (host, _) = split_authority(authority);
-            let path = parts
-                .uri
-                .path_and_query()
-                .map(|p| p.as_str())
-                .unwrap_or("/");
-            return x.redirect_reply(301, &format!("https://{host}{path}"));
-        }
+    let (host, port) = split_authority(authority);
+    let path_and_query = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    if let Some(location) = lookup::https_redirect(listener, &host, path_and_query) {
+        return x.redirect_reply(301, &location);
     }
     let active = x.active.clone();
     let snap = &active.snapshot;
-    let Some(table) = listener.route_table.and_then(|i| snap.route_tables.get(i)) else {
+    let Some(table) = lookup::route_table(snap, listener) else {
         return x.reply(404, Flags::NO_ROUTE_FOUND, "route_not_found", "");
     };
-    let (host, port) = split_authority(authority);
-    let port = port.unwrap_or(if gateway {
-        x.conn.local.port()
-    } else if x.conn.scheme == "https" {
-        443
-    } else {
-        80
-    });
+    let port = lookup::request_port(port, listener, x.conn.local.port(), x.conn.scheme);
     let view = RequestView {
         method: parts.method.as_str(),
         scheme: x.conn.scheme,

@@ -12,19 +12,18 @@
 //! since Envoy 1.33 no address is internal by default, and neither is one here).
 
 use super::exchange::Exchange;
-use crate::policy::envoy_headers::{self, X_ENVOY_INTERNAL};
+use crate::policy::envoy_headers::{self, Overrides, X_ENVOY_INTERNAL};
 use crate::policy::headers::{self as hdr, X_FORWARDED_FOR, X_REQUEST_ID};
 use http::header::{HeaderMap, HeaderValue};
+use meshproxy_config::compile::proxy_settings::ProxySettings;
 use std::net::IpAddr;
 
 /// Applies the connection manager's header rules to a request on a listener that is a
 /// gateway (`use_remote_address: true`) or not.
 pub(super) fn request(x: &mut Exchange, headers: &mut HeaderMap, gateway: bool) {
-    let internal = is_internal(x, headers, gateway);
-    x.overrides = envoy_headers::take_controls(headers, internal);
-    if internal {
-        headers.insert(X_ENVOY_INTERNAL.clone(), HeaderValue::from_static("true"));
-    }
+    let (internal, overrides) =
+        control_headers(&x.active.snapshot.proxy, x.conn.peer.ip(), headers, gateway);
+    x.overrides = overrides;
     // Envoy generates a request id when there is none, and replaces a client's on an edge
     // request (external, at a gateway) unless `preserve_external_request_id`, which
     // Istio leaves off: gateways regenerate client ids, sidecars keep them.
@@ -42,16 +41,33 @@ pub(super) fn request(x: &mut Exchange, headers: &mut HeaderMap, gateway: bool) 
     }
 }
 
+/// Decides whether the sender (TCP peer `peer`) is internal, takes the `x-envoy-*`
+/// control headers (what an internal sender asked, if anything) and marks an internal
+/// request with `x-envoy-internal`. `meshproxy explain` runs it too, so routing sees the
+/// headers it sees here.
+pub(crate) fn control_headers(
+    proxy: &ProxySettings,
+    peer: IpAddr,
+    headers: &mut HeaderMap,
+    gateway: bool,
+) -> (bool, Option<Overrides>) {
+    let internal = is_internal(proxy, peer, headers, gateway);
+    let overrides = envoy_headers::take_controls(headers, internal);
+    if internal {
+        headers.insert(X_ENVOY_INTERNAL.clone(), HeaderValue::from_static("true"));
+    }
+    (internal, overrides)
+}
+
 /// Whether the sender counts as internal (see the module documentation).
-fn is_internal(x: &Exchange, headers: &HeaderMap, gateway: bool) -> bool {
-    let proxy = &x.active.snapshot.proxy;
+fn is_internal(proxy: &ProxySettings, peer: IpAddr, headers: &HeaderMap, gateway: bool) -> bool {
     if proxy.internal_networks.is_empty() {
         return false;
     }
     let mut xff = headers.get_all(&X_FORWARDED_FOR).iter();
     if gateway {
         // The peer is appended to x-forwarded-for: one address only if there was none.
-        return xff.next().is_none() && proxy.is_internal(x.conn.peer.ip());
+        return xff.next().is_none() && proxy.is_internal(peer);
     }
     let (Some(v), None) = (xff.next(), xff.next()) else {
         return false;

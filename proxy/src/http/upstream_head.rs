@@ -20,7 +20,7 @@ use std::net::SocketAddr;
 /// The header and path edits a request gets: none for INBOUND, the route's and the
 /// weighted destination's otherwise.
 #[derive(Clone, Copy, Default)]
-pub(super) struct Edits<'a> {
+pub(crate) struct Edits<'a> {
     /// The route (rewrite, request header operations).
     pub route: Option<&'a Route>,
     /// What its match captured (for a prefix or regex rewrite).
@@ -35,7 +35,7 @@ pub(super) struct Edits<'a> {
 
 /// Builds the upstream request head: rewritten path and authority, hop-by-hop headers
 /// removed, forwarding headers, then the route's and the destination's header operations.
-pub(super) fn build(
+pub(crate) fn build(
     mut parts: Parts,
     conn: &ConnInfo,
     edits: &Edits<'_>,

@@ -92,6 +92,7 @@ fn collect_files(path: &Path, explicit: bool, files: &mut Vec<PathBuf>, diags: &
         let mut children: Vec<PathBuf> = entries
             .filter_map(|e| e.ok())
             .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+            .filter(|e| !is_policy_tests(&e.path()))
             .map(|e| e.path())
             .collect();
         children.sort();
@@ -101,6 +102,18 @@ fn collect_files(path: &Path, explicit: bool, files: &mut Vec<PathBuf>, diags: &
     } else if explicit || is_yaml(path) {
         files.push(path.to_path_buf());
     }
+}
+
+/// A `meshproxy test` file (`tests.yaml`, `NAME.tests.yaml`, or `.yml`): the cases that
+/// check a policy live beside it, so a directory's listing leaves them out (named
+/// explicitly, a file is always read).
+pub fn is_policy_tests(path: &Path) -> bool {
+    let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+        return false;
+    };
+    ["tests.yaml", "tests.yml"]
+        .iter()
+        .any(|t| name == *t || name.strip_suffix(t).is_some_and(|p| p.ends_with('.')))
 }
 
 fn is_yaml(path: &Path) -> bool {
@@ -405,6 +418,42 @@ mod tests {
         let mut out = Loaded::default();
         load_str(Path::new("t.yaml"), text, &mut out);
         out
+    }
+
+    #[test]
+    fn policy_test_files_are_named_tests_yaml() {
+        for yes in [
+            "tests.yaml",
+            "a/tests.yml",
+            "bookinfo.tests.yaml",
+            "x.y.tests.yml",
+        ] {
+            assert!(is_policy_tests(Path::new(yes)), "{yes}");
+        }
+        for no in [
+            "mytests.yaml",
+            "tests.json",
+            "tests.yaml.bak",
+            "reviews.yaml",
+        ] {
+            assert!(!is_policy_tests(Path::new(no)), "{no}");
+        }
+    }
+
+    #[test]
+    fn a_directory_leaves_its_test_files_out() {
+        let dir = std::env::temp_dir().join(format!("mp-loader-tests-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        std::fs::write(dir.join("a.yaml"), "x: 1\n").expect("write");
+        std::fs::write(dir.join("tests.yaml"), "tests: []\n").expect("write");
+        let (mut files, mut diags) = (Vec::new(), Diagnostics::default());
+        collect_files(&dir, true, &mut files, &mut diags);
+        assert_eq!(files, vec![dir.join("a.yaml")]);
+        // Named explicitly, a test file is read like any other.
+        let mut files = Vec::new();
+        collect_files(&dir.join("tests.yaml"), true, &mut files, &mut diags);
+        assert_eq!(files, vec![dir.join("tests.yaml")]);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -84,6 +84,25 @@ fn explain_text_shows_the_rules_tried_and_why() {
             "outcome       forwarded to outbound|9080|v1|ratings.default.svc.cluster.local; fault injection delays 100% of requests by 7s (flag DI)",
         ],
     );
+    // Where each block came from: the ratings rule's top-level trafficPolicy, or the
+    // default where it sets nothing.
+    let origin = |block: &str| {
+        out.lines()
+            .find(|l| l.trim_start().starts_with(block))
+            .and_then(|l| l.rsplit_once("  ["))
+            .map(|(_, from)| from.trim_end_matches(']').to_string())
+    };
+    assert_eq!(
+        origin("outlierDetection").as_deref(),
+        Some("top level"),
+        "{out}"
+    );
+    assert_eq!(
+        origin("connectionPool").as_deref(),
+        Some("top level"),
+        "{out}"
+    );
+    assert_eq!(origin("loadBalancer").as_deref(), Some("default"), "{out}");
 }
 
 #[test]
@@ -108,6 +127,9 @@ fn explain_json_has_the_decision_path() {
         "outbound|9080|v2|reviews.default.svc.cluster.local"
     );
     assert_eq!(dest["policy"]["load_balancer"], "LEAST_REQUEST");
+    // No DestinationRule block sets the reviews policy: every block is Istio's default.
+    assert_eq!(dest["policy"]["from"]["load_balancer"], "default");
+    assert_eq!(dest["policy"]["from"]["connection_pool"], "default");
     assert_eq!(d["outcome"]["kind"], "forward");
     assert_eq!(
         d["outcome"]["clusters"][0],
@@ -242,7 +264,7 @@ fn explain_refuses_bad_input_clearly() {
 
 #[test]
 fn the_bookinfo_tests_pass() {
-    let tests = here("../examples/bookinfo.tests.yaml");
+    let tests = here("../examples/bookinfo/tests.yaml");
     let (code, out) = run(&["test", tests.to_str().expect("utf-8")], &bookinfo());
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("6 passed, 0 failed"), "{out}");

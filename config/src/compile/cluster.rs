@@ -424,6 +424,61 @@ pub struct PolicyBlocks {
     pub outlier_detection: Option<dr::OutlierDetection>,
     /// TLS.
     pub tls: Option<dr::ClientTlsSettings>,
+    /// Where each block came from.
+    pub origins: PolicyOrigins,
+}
+
+/// Where a block of a cluster's effective policy came from. Istio replaces whole blocks
+/// (`MergeSubsetTrafficPolicy`), so a block has exactly one origin.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum PolicyOrigin {
+    /// No DestinationRule sets it: Istio's default.
+    #[default]
+    Default,
+    /// The DestinationRule's top-level `trafficPolicy`.
+    TopLevel,
+    /// The DestinationRule's `portLevelSettings` for the cluster's port.
+    PortLevel,
+    /// The subset's `trafficPolicy`.
+    Subset,
+    /// The subset's `portLevelSettings` for the cluster's port.
+    SubsetPortLevel,
+}
+
+impl PolicyOrigin {
+    /// How `explain` names it.
+    pub fn describe(self) -> &'static str {
+        match self {
+            PolicyOrigin::Default => "default",
+            PolicyOrigin::TopLevel => "top level",
+            PolicyOrigin::PortLevel => "port level",
+            PolicyOrigin::Subset => "subset",
+            PolicyOrigin::SubsetPortLevel => "subset port level",
+        }
+    }
+}
+
+/// The origin of each of the four blocks.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PolicyOrigins {
+    /// `loadBalancer`.
+    pub load_balancer: PolicyOrigin,
+    /// `connectionPool`.
+    pub connection_pool: PolicyOrigin,
+    /// `outlierDetection`.
+    pub outlier_detection: PolicyOrigin,
+    /// `tls`.
+    pub tls: PolicyOrigin,
+}
+
+/// A block set from `origin`: the origin is recorded only where the block is set (an
+/// unset block replacing another leaves Istio's default).
+fn origin_of<T>(block: &Option<T>, origin: PolicyOrigin) -> PolicyOrigin {
+    if block.is_some() {
+        origin
+    } else {
+        PolicyOrigin::Default
+    }
 }
 
 fn port_level(tp: &TrafficPolicy, port: u16) -> Option<&dr::PortTrafficPolicy> {
@@ -444,45 +499,60 @@ pub fn effective_policy(
     let mut out = PolicyBlocks::default();
     if let Some(tp) = dr_policy {
         match port_level(tp, port) {
-            Some(pl) => {
-                out.load_balancer = pl.load_balancer.clone();
-                out.connection_pool = pl.connection_pool.clone();
-                out.outlier_detection = pl.outlier_detection.clone();
-                out.tls = pl.tls.clone();
-            }
+            Some(pl) => replace_all(&mut out, pl, PolicyOrigin::PortLevel),
             None => {
                 out.load_balancer = tp.load_balancer.clone();
                 out.connection_pool = tp.connection_pool.clone();
                 out.outlier_detection = tp.outlier_detection.clone();
                 out.tls = tp.tls.clone();
+                out.origins = PolicyOrigins {
+                    load_balancer: origin_of(&out.load_balancer, PolicyOrigin::TopLevel),
+                    connection_pool: origin_of(&out.connection_pool, PolicyOrigin::TopLevel),
+                    outlier_detection: origin_of(&out.outlier_detection, PolicyOrigin::TopLevel),
+                    tls: origin_of(&out.tls, PolicyOrigin::TopLevel),
+                };
             }
         }
     }
     if let Some(sp) = subset_policy {
         match port_level(sp, port) {
-            Some(pl) => {
-                out.load_balancer = pl.load_balancer.clone();
-                out.connection_pool = pl.connection_pool.clone();
-                out.outlier_detection = pl.outlier_detection.clone();
-                out.tls = pl.tls.clone();
-            }
+            Some(pl) => replace_all(&mut out, pl, PolicyOrigin::SubsetPortLevel),
             None => {
+                let o = &mut out.origins;
                 if sp.load_balancer.is_some() {
                     out.load_balancer = sp.load_balancer.clone();
+                    o.load_balancer = PolicyOrigin::Subset;
                 }
                 if sp.connection_pool.is_some() {
                     out.connection_pool = sp.connection_pool.clone();
+                    o.connection_pool = PolicyOrigin::Subset;
                 }
                 if sp.outlier_detection.is_some() {
                     out.outlier_detection = sp.outlier_detection.clone();
+                    o.outlier_detection = PolicyOrigin::Subset;
                 }
                 if sp.tls.is_some() {
                     out.tls = sp.tls.clone();
+                    o.tls = PolicyOrigin::Subset;
                 }
             }
         }
     }
     out
+}
+
+/// A port-level setting replaces all four blocks, set or not.
+fn replace_all(out: &mut PolicyBlocks, pl: &dr::PortTrafficPolicy, origin: PolicyOrigin) {
+    out.load_balancer = pl.load_balancer.clone();
+    out.connection_pool = pl.connection_pool.clone();
+    out.outlier_detection = pl.outlier_detection.clone();
+    out.tls = pl.tls.clone();
+    out.origins = PolicyOrigins {
+        load_balancer: origin_of(&out.load_balancer, origin),
+        connection_pool: origin_of(&out.connection_pool, origin),
+        outlier_detection: origin_of(&out.outlier_detection, origin),
+        tls: origin_of(&out.tls, origin),
+    };
 }
 
 impl LoadBalancer {
@@ -571,6 +641,9 @@ pub struct Cluster {
     pub service_sans: Vec<String>,
     /// Hash of everything that shapes live state: a reload that keeps it keeps the state.
     pub fingerprint: u64,
+    /// Where each block of the policy above came from (for `explain`; not in the
+    /// fingerprint: it shapes nothing).
+    pub policy_origins: PolicyOrigins,
 }
 
 /// Istio's name for the cluster that forwards to a connection's original destination
@@ -627,6 +700,7 @@ impl Cluster {
             tls,
             service_sans: Vec::new(),
             fingerprint,
+            policy_origins: PolicyOrigins::default(),
         }
     }
 }
@@ -695,6 +769,58 @@ mod tests {
         let on81 = effective_policy(Some(&tp), None, 81);
         assert_eq!(on81.connection_pool, Some(cp(10)));
         assert_eq!(on81.outlier_detection, Some(od(3)));
+    }
+
+    #[test]
+    fn each_block_knows_where_it_came_from() {
+        use PolicyOrigin as O;
+        let tp = TrafficPolicy {
+            connection_pool: Some(cp(10)),
+            outlier_detection: Some(od(3)),
+            port_level_settings: vec![dr::PortTrafficPolicy {
+                port: Some(PortSelector { number: 80 }),
+                connection_pool: Some(cp(20)),
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let sub = TrafficPolicy {
+            outlier_detection: Some(od(7)),
+            port_level_settings: vec![dr::PortTrafficPolicy {
+                port: Some(PortSelector { number: 90 }),
+                outlier_detection: Some(od(9)),
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let o = |dr, sp, port| effective_policy(dr, sp, port).origins;
+        assert_eq!(o(None, None, 81), PolicyOrigins::default());
+        let top = o(Some(&tp), None, 81);
+        assert_eq!(
+            (
+                top.connection_pool,
+                top.outlier_detection,
+                top.load_balancer,
+                top.tls
+            ),
+            (O::TopLevel, O::TopLevel, O::Default, O::Default)
+        );
+        // Port level replaces every block: the top level's outlier detection is gone.
+        let port = o(Some(&tp), None, 80);
+        assert_eq!(
+            (port.connection_pool, port.outlier_detection),
+            (O::PortLevel, O::Default)
+        );
+        let subset = o(Some(&tp), Some(&sub), 81);
+        assert_eq!(
+            (subset.connection_pool, subset.outlier_detection),
+            (O::TopLevel, O::Subset)
+        );
+        let subset_port = o(Some(&tp), Some(&sub), 90);
+        assert_eq!(
+            (subset_port.connection_pool, subset_port.outlier_detection),
+            (O::Default, O::SubsetPortLevel)
+        );
     }
 
     #[test]

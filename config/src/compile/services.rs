@@ -307,6 +307,7 @@ fn cluster(
         tls,
         service_sans: svc.subject_alt_names.clone(),
         fingerprint: fp,
+        policy_origins: policy.origins,
     }
 }
 

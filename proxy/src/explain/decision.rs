@@ -210,6 +210,22 @@ pub struct ClusterPolicy {
     pub outlier_detection: String,
     /// Client TLS mode (`DISABLE` when unset; auto mTLS decides per endpoint).
     pub tls: String,
+    /// Where each of the four blocks came from: `subset port level`, `subset`,
+    /// `port level`, `top level` (of the DestinationRule) or `default`.
+    pub from: PolicyFrom,
+}
+
+/// The origin of each block of a cluster's policy (Istio replaces whole blocks).
+#[derive(Clone, Debug, Serialize)]
+pub struct PolicyFrom {
+    /// Of `loadBalancer`.
+    pub load_balancer: &'static str,
+    /// Of `connectionPool`.
+    pub connection_pool: &'static str,
+    /// Of `outlierDetection`.
+    pub outlier_detection: &'static str,
+    /// Of `tls`.
+    pub tls: &'static str,
 }
 
 /// The final outcome.

@@ -5,7 +5,7 @@ use meshproxy_config::compile::route::{Abort, Fault, HeaderOps, RetryOn, RetryPo
 use meshproxy_config::model::destination_rule::ClientTlsMode;
 use std::time::Duration;
 
-use super::decision::ClusterPolicy;
+use super::decision::{ClusterPolicy, PolicyFrom};
 
 /// Every `retryOn` token, to name the bits of a compiled [`RetryOn`].
 const RETRY_TOKENS: &[&str] = &[
@@ -144,6 +144,12 @@ pub fn cluster_policy(c: &Cluster) -> ClusterPolicy {
             Some(ClientTlsMode::Simple) => "SIMPLE".into(),
             Some(ClientTlsMode::Mutual) => "MUTUAL".into(),
             Some(ClientTlsMode::IstioMutual) => "ISTIO_MUTUAL".into(),
+        },
+        from: PolicyFrom {
+            load_balancer: c.policy_origins.load_balancer.describe(),
+            connection_pool: c.policy_origins.connection_pool.describe(),
+            outlier_detection: c.policy_origins.outlier_detection.describe(),
+            tls: c.policy_origins.tls.describe(),
         },
     }
 }

@@ -157,10 +157,19 @@ fn destination_lines(s: &mut String, d: &Destination) {
         d.percent, d.weight, d.host
     );
     if let Some(p) = &d.policy {
-        let _ = writeln!(s, "           loadBalancer {}", p.load_balancer);
-        let _ = writeln!(s, "           connectionPool {}", p.connection_pool);
-        let _ = writeln!(s, "           outlierDetection {}", p.outlier_detection);
-        let _ = writeln!(s, "           tls {}", p.tls);
+        let f = &p.from;
+        for (name, value, from) in [
+            ("loadBalancer", &p.load_balancer, f.load_balancer),
+            ("connectionPool", &p.connection_pool, f.connection_pool),
+            (
+                "outlierDetection",
+                &p.outlier_detection,
+                f.outlier_detection,
+            ),
+            ("tls", &p.tls, f.tls),
+        ] {
+            let _ = writeln!(s, "           {name} {value}  [{from}]");
+        }
     }
     for op in &d.header_ops {
         let _ = writeln!(s, "           headers {op}");

@@ -250,6 +250,7 @@ fn inbound_cluster(snapshot: &Snapshot, forward_to: std::net::SocketAddr) -> Clu
         tls: None,
         service_sans: Vec::new(),
         fingerprint,
+        policy_origins: Default::default(),
     }
 }
 

@@ -358,6 +358,7 @@ mod tests {
             tls: None,
             service_sans: Vec::new(),
             fingerprint: 0,
+            policy_origins: Default::default(),
         }
     }
 

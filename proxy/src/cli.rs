@@ -59,6 +59,11 @@ pub struct ExplainArgs {
     /// On an INBOUND listener: the peer's IP address (default 127.0.0.1).
     #[arg(long, value_name = "IP")]
     pub source_address: Option<String>,
+    /// The workload the request comes from, as `key=value,...` labels: the config is
+    /// compiled for a proxy with these workload labels instead of the Proxy's own, as Istio
+    /// generates each workload's routes (VirtualService `sourceLabels`, workload selectors).
+    #[arg(long, value_name = "LABELS")]
+    pub source_labels: Option<String>,
     /// Request method.
     #[arg(
         short = 'X',

@@ -493,3 +493,58 @@ fn test_on_the_demo_config_canary_a_b_and_fault() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn explain_as_another_workload_with_source_labels() {
+    let mesh = here("tests/explain/source-labels");
+    // As the config's own workload (app: web), the sourceLabels rule is not its route.
+    let d = json(&["http://api/items"], &mesh);
+    assert_eq!(d["workload"]["labels"]["app"], "web");
+    assert_eq!(d["route"]["name"], "everyone");
+    assert_eq!(
+        d["outcome"]["clusters"][0],
+        "outbound|80|v1|api.default.svc.cluster.local"
+    );
+    // As app=canary-client's sidecar, it is.
+    let d = json(
+        &[
+            "--source-labels",
+            "app=canary-client,tier=edge",
+            "http://api/items",
+        ],
+        &mesh,
+    );
+    assert_eq!(d["workload"]["labels"]["app"], "canary-client");
+    assert_eq!(d["workload"]["labels"]["tier"], "edge");
+    assert_eq!(d["route"]["name"], "canary-clients");
+    assert_eq!(
+        d["outcome"]["clusters"][0],
+        "outbound|80|v2|api.default.svc.cluster.local"
+    );
+    let (code, out) = run(
+        &[
+            "explain",
+            "--source-labels",
+            "app=canary-client",
+            "http://api/items",
+        ],
+        &mesh,
+    );
+    assert_eq!(code, 0, "{out}");
+    contains_all(
+        &out,
+        &[
+            "workload      default/web-sidecar labels {app=canary-client}",
+            "route         \"canary-clients\"",
+        ],
+    );
+    let (code, out) = run(
+        &["explain", "--source-labels", "app", "http://api/items"],
+        &mesh,
+    );
+    assert_eq!(code, 1);
+    assert!(
+        out.contains("--source-labels: \"app\" is not key=value"),
+        "{out}"
+    );
+}

@@ -38,7 +38,7 @@ use route::{Route, RouteAction, RoutePolicy, WeightedClusters, WeightedDestinati
 use route_table::{RouteTable, VirtualHost};
 use sha2::{Digest, Sha256};
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 use std::time::SystemTime;
 
@@ -82,6 +82,23 @@ pub fn load_documents<P: AsRef<Path>>(
     let loaded = crate::loader::load_paths(paths);
     let snap = finish(&loaded.resources, loaded.diagnostics, missing_files);
     (snap, loaded.resources)
+}
+
+/// [`load_documents`] compiled for another workload: `labels` replace the Proxy's workload
+/// labels before anything is compiled, so VirtualService `sourceLabels` and workload
+/// selectors are decided for that workload, as Istio decides them when it generates the
+/// workload's own routes (`meshproxy explain --source-labels`).
+pub fn load_documents_for_workload<P: AsRef<Path>>(
+    paths: &[P],
+    missing_files: MissingFiles,
+    labels: BTreeMap<String, String>,
+) -> Result<Snapshot, Diagnostics> {
+    let loaded = crate::loader::load_paths(paths);
+    let warnings = checked(&loaded.resources, loaded.diagnostics, missing_files)?;
+    let mut proxy = ProxySettings::from_resources(&loaded.resources);
+    proxy.labels = labels;
+    let services = services::Services::for_config(&loaded.resources, &proxy, None);
+    Ok(compile_with(&loaded.resources, warnings, proxy, services))
 }
 
 /// Like [`load`] for a config held in memory (the embedded demo), named `name` in errors.

@@ -5,13 +5,42 @@ use crate::cli::{ExplainArgs, TestArgs};
 use meshproxy::explain::{self, cases, render, RequestSpec};
 use meshproxy_config::compile::Snapshot;
 use meshproxy_config::validate::MissingFiles;
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::PathBuf;
 
+/// `key=value,key=value` (the equality form of a Kubernetes label selector). Any key and
+/// value are taken: they are only compared with the config's selectors.
+fn parse_labels(text: &str) -> Result<BTreeMap<String, String>, String> {
+    let mut labels = BTreeMap::new();
+    for pair in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        match pair.split_once('=') {
+            Some((k, v)) if !k.trim().is_empty() => {
+                labels.insert(k.trim().to_string(), v.trim().to_string());
+            }
+            _ => return Err(format!("{pair:?} is not key=value")),
+        }
+    }
+    if labels.is_empty() {
+        return Err("no labels (expected key=value[,key=value...])".into());
+    }
+    Ok(labels)
+}
+
 /// Loads the config as `validate` does (a certificate file missing here is only a warning:
-/// routing does not read it); prints every error and returns `None` when it is invalid.
-fn load(paths: &[PathBuf], out: &mut dyn Write) -> Option<Snapshot> {
-    let (snap, _) = meshproxy_config::compile::load_documents(paths, MissingFiles::Warn);
+/// routing does not read it), for the workload `labels` name when given; prints every error
+/// and returns `None` when it is invalid.
+fn load(
+    paths: &[PathBuf],
+    labels: Option<BTreeMap<String, String>>,
+    out: &mut dyn Write,
+) -> Option<Snapshot> {
+    let snap = match labels {
+        Some(l) => {
+            meshproxy_config::compile::load_documents_for_workload(paths, MissingFiles::Warn, l)
+        }
+        None => meshproxy_config::compile::load_documents(paths, MissingFiles::Warn).0,
+    };
     match snap {
         Ok(s) => Some(s),
         Err(diags) => {
@@ -26,7 +55,14 @@ fn load(paths: &[PathBuf], out: &mut dyn Write) -> Option<Snapshot> {
 
 /// Runs `explain`; returns the exit code (0 explained, 1 bad config or request).
 pub fn explain(a: &ExplainArgs, out: &mut dyn Write) -> i32 {
-    let Some(snap) = load(&a.config.config, out) else {
+    let labels = match a.source_labels.as_deref().map(parse_labels).transpose() {
+        Ok(l) => l,
+        Err(e) => {
+            let _ = writeln!(out, "--source-labels: {e}");
+            return 1;
+        }
+    };
+    let Some(snap) = load(&a.config.config, labels, out) else {
         return 1;
     };
     if let Some(name) = a.proxy.as_deref().filter(|n| *n != snap.proxy.name) {
@@ -102,7 +138,7 @@ pub fn test(a: &TestArgs, out: &mut dyn Write) -> i32 {
             return 1;
         }
     };
-    let Some(snap) = load(&a.config.config, out) else {
+    let Some(snap) = load(&a.config.config, None, out) else {
         return 1;
     };
     let results = cases::run(&snap, &file);

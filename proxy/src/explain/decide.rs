@@ -4,7 +4,7 @@
 
 use super::action::{self, Ctx};
 use super::decision::{
-    Decision, ListenerInfo, MatchTrial, RequestInfo, RuleTrial, VirtualHostInfo,
+    Decision, ListenerInfo, MatchTrial, RequestInfo, RuleTrial, VirtualHostInfo, WorkloadInfo,
 };
 use super::request::{self, Parsed, RequestSpec};
 use crate::http::sanitize;
@@ -39,6 +39,11 @@ pub fn decide(snap: &Snapshot, spec: &RequestSpec) -> Result<Decision, String> {
     );
     let table = lookup::route_table(snap, listener);
     let mut d = start(&req, listener, &host, port, table.map(|t| t.name.clone()));
+    d.workload = WorkloadInfo {
+        proxy: snap.proxy.name.clone(),
+        namespace: snap.proxy.namespace.clone(),
+        labels: snap.proxy.labels.clone(),
+    };
     d.request.internal = internal;
     if let ListenerRole::Inbound { forward_to } = listener.role {
         super::inbound::decide(snap, &mut d, &req, spec, forward_to)?;
@@ -125,6 +130,7 @@ fn start(
             address: listener.address.to_string(),
             route_table,
         },
+        workload: WorkloadInfo::default(),
         https_redirect: None,
         authorization: None,
         virtual_host: None,

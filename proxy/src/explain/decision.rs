@@ -13,6 +13,8 @@ pub struct Decision {
     pub request: RequestInfo,
     /// The listener it arrived on.
     pub listener: ListenerInfo,
+    /// The workload whose proxy decides (its labels: the Proxy's, or `--source-labels`).
+    pub workload: WorkloadInfo,
     /// The Gateway `httpsRedirect` that answered before any route, if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub https_redirect: Option<String>,
@@ -27,6 +29,18 @@ pub struct Decision {
     pub route: Option<RouteInfo>,
     /// What happens to the request.
     pub outcome: Outcome,
+}
+
+/// The workload the config was compiled for: VirtualService `sourceLabels` and workload
+/// selectors were decided against its labels.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct WorkloadInfo {
+    /// The Proxy document's name.
+    pub proxy: String,
+    /// Its namespace.
+    pub namespace: String,
+    /// Its workload labels.
+    pub labels: std::collections::BTreeMap<String, String>,
 }
 
 /// The request's routing inputs.

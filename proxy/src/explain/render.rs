@@ -21,6 +21,15 @@ pub fn text(d: &Decision) -> String {
         "              host {:?}, port {}, from {} ({sender} sender)",
         r.host, r.port, r.source
     );
+    let w = &d.workload;
+    let labels: Vec<String> = w.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let _ = writeln!(
+        s,
+        "workload      {}/{} labels {{{}}}",
+        w.namespace,
+        w.proxy,
+        labels.join(",")
+    );
     let l = &d.listener;
     let table = l.route_table.as_deref().unwrap_or("none");
     let _ = writeln!(

@@ -31,3 +31,24 @@ pub struct ConnInfo {
     /// `x-forwarded-client-cert` for the app, when the peer came over mTLS.
     pub xfcc: Option<Arc<str>>,
 }
+
+impl ConnInfo {
+    /// What AuthorizationPolicy sees of this connection (no HTTP attributes): the peer's
+    /// address and proved identity, and the destination — the intercepted original one,
+    /// else this listener's address with `port` (the workload port it forwards to).
+    pub fn authz_request(&self, port: u16) -> meshproxy_config::compile::authz::AuthzRequest<'_> {
+        meshproxy_config::compile::authz::AuthzRequest {
+            source_ip: self.peer.ip(),
+            // Istio: numTrustedProxies defaults to 0, so remote.ip is the peer.
+            remote_ip: self.peer.ip(),
+            principal: self
+                .peer_identity
+                .as_deref()
+                .map(|p| p.strip_prefix("spiffe://").unwrap_or(p)),
+            destination_ip: self.original_dst.unwrap_or(self.local).ip(),
+            destination_port: self.original_dst.map(|d| d.port()).unwrap_or(port),
+            sni: None,
+            http: None,
+        }
+    }
+}

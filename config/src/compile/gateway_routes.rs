@@ -9,7 +9,7 @@ use super::route_table::{RouteTable, VirtualHost};
 use super::{tcp_routes, Tables};
 use crate::host;
 use crate::model::proxy::ListenerProtocol;
-use crate::model::{Resource, Spec};
+use crate::model::Resource;
 use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;
 
@@ -152,16 +152,8 @@ fn gateway_route_table(
 ) -> RouteTable {
     let ctx = RouteContext::Gateways(gateways.clone());
     let mut per_domain: Vec<(String, Vec<Route>)> = Vec::new();
-    for r in resources {
-        let Spec::VirtualService(v) = &r.spec else {
-            continue;
-        };
-        if v.hosts.is_empty()
-            || !ctx.admits(&v.gateways, &r.namespace)
-            || !rc.proxy.sees(&r.namespace, &v.export_to)
-        {
-            continue;
-        }
+    let proxy = rc.proxy;
+    for (r, v) in ctx.virtual_services(resources, proxy) {
         let bound: HashSet<String> = v
             .gateways
             .iter()

@@ -28,6 +28,25 @@ pub enum RouteContext {
 }
 
 impl RouteContext {
+    /// The VirtualServices a route table of this context is made from, in document order:
+    /// with hosts, bound to this context's gateways (or the mesh), and exported to `proxy`.
+    pub fn virtual_services<'r>(
+        &'r self,
+        resources: &'r [Resource],
+        proxy: &'r ProxySettings,
+    ) -> impl Iterator<Item = (&'r Resource, &'r vs::VirtualService)> + 'r {
+        resources.iter().filter_map(move |r| match &r.spec {
+            Spec::VirtualService(v)
+                if !v.hosts.is_empty()
+                    && self.admits(&v.gateways, &r.namespace)
+                    && proxy.sees(&r.namespace, &v.export_to) =>
+            {
+                Some((r, v))
+            }
+            _ => None,
+        })
+    }
+
     /// Whether a `gateways` list (as written in `vs_ns`) applies to this context. An empty
     /// list means `mesh`.
     pub fn admits(&self, gateways: &[String], vs_ns: &str) -> bool {

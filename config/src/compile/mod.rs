@@ -27,7 +27,7 @@ pub mod tcp_routes;
 use crate::diag::Diagnostics;
 use crate::host;
 use crate::model::proxy::{Direction, ListenerProtocol, OutboundMode};
-use crate::model::{Resource, Spec};
+use crate::model::Resource;
 use crate::validate::MissingFiles;
 use cluster::ClusterKey;
 use http_routes::{RouteCompiler, RouteContext};
@@ -387,16 +387,8 @@ fn mesh_route_table(rc: &mut RouteCompiler, resources: &[Resource]) -> RouteTabl
     let ctx = RouteContext::Mesh;
     let mut vhosts: Vec<VirtualHost> = Vec::new();
     let mut claimed: HashMap<String, usize> = HashMap::new();
-    for r in resources {
-        let Spec::VirtualService(v) = &r.spec else {
-            continue;
-        };
-        if v.hosts.is_empty()
-            || !ctx.admits(&v.gateways, &r.namespace)
-            || !rc.proxy.sees(&r.namespace, &v.export_to)
-        {
-            continue;
-        }
+    let proxy = rc.proxy;
+    for (r, v) in ctx.virtual_services(resources, proxy) {
         let hosts: Vec<String> = v
             .hosts
             .iter()

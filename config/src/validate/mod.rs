@@ -12,7 +12,7 @@ mod proxy;
 mod references;
 pub use files::MissingFiles;
 pub use references::DEFAULT_ROOT_NAMESPACE;
-pub use virtual_service::decode_base64;
+pub use virtual_service::{decode_base64, RETRY_ON_TOKENS};
 mod service_entry;
 mod virtual_service;
 

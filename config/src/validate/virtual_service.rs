@@ -10,7 +10,7 @@ use crate::model::virtual_service::*;
 pub const MESH_GATEWAY: &str = "mesh";
 
 /// The `retryOn` tokens Istio supports (`agent/validation.go supportedRetryOnPolicies`).
-pub(crate) const RETRY_ON_TOKENS: &[&str] = &[
+pub const RETRY_ON_TOKENS: &[&str] = &[
     "5xx",
     "gateway-error",
     "reset",

@@ -7,26 +7,6 @@ use std::time::Duration;
 
 use super::decision::{ClusterPolicy, PolicyFrom};
 
-/// Every `retryOn` token, to name the bits of a compiled [`RetryOn`].
-const RETRY_TOKENS: &[&str] = &[
-    "5xx",
-    "gateway-error",
-    "reset",
-    "reset-before-request",
-    "connect-failure",
-    "retriable-4xx",
-    "refused-stream",
-    "retriable-status-codes",
-    "retriable-headers",
-    "envoy-ratelimited",
-    "http3-post-connect-failure",
-    "cancelled",
-    "deadline-exceeded",
-    "internal",
-    "resource-exhausted",
-    "unavailable",
-];
-
 /// A duration as Istio writes it (`10s`, `250ms`).
 pub fn duration(d: Duration) -> String {
     if d.subsec_nanos() == 0 {
@@ -58,7 +38,8 @@ pub fn retries(r: &RetryPolicy) -> String {
     if r.attempts == 0 {
         return "none".into();
     }
-    let on: Vec<&str> = RETRY_TOKENS
+    // Every token Istio accepts, to name the bits of the compiled [`RetryOn`].
+    let on: Vec<&str> = meshproxy_config::validate::RETRY_ON_TOKENS
         .iter()
         .copied()
         .filter(|t| RetryOn::token(t).is_some_and(|b| r.on.has(b)))

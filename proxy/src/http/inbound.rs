@@ -30,22 +30,13 @@ pub(crate) fn authz_request<'a>(
     cluster_port: u16,
 ) -> AuthzRequest<'a> {
     AuthzRequest {
-        source_ip: conn.peer.ip(),
-        // Istio: numTrustedProxies defaults to 0, so remote.ip is the peer.
-        remote_ip: conn.peer.ip(),
-        principal: conn
-            .peer_identity
-            .as_deref()
-            .map(|p| p.strip_prefix("spiffe://").unwrap_or(p)),
-        destination_ip: conn.original_dst.unwrap_or(conn.local).ip(),
-        destination_port: conn.original_dst.map(|d| d.port()).unwrap_or(cluster_port),
-        sni: None,
         http: Some(HttpAttrs {
             host: authority,
             method: parts.method.as_str(),
             path,
             headers: &parts.headers,
         }),
+        ..conn.authz_request(cluster_port)
     }
 }
 

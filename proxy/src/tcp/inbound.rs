@@ -6,7 +6,7 @@
 use crate::conn_info::ConnInfo;
 use crate::flags::Flags;
 use crate::runtime::DataPath;
-use meshproxy_config::compile::authz::{AuthzRequest, Decision};
+use meshproxy_config::compile::authz::Decision;
 use meshproxy_config::compile::listener::ListenerRole;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -45,18 +45,7 @@ pub async fn serve<S>(
         .unwrap_or(forward_to.port());
     let authz = &active.snapshot.authz;
     if !authz.is_empty() {
-        let request = AuthzRequest {
-            source_ip: conn.peer.ip(),
-            remote_ip: conn.peer.ip(),
-            principal: conn
-                .peer_identity
-                .as_deref()
-                .map(|p| p.strip_prefix("spiffe://").unwrap_or(p)),
-            destination_ip: conn.original_dst.unwrap_or(conn.local).ip(),
-            destination_port: port,
-            sni: None,
-            http: None,
-        };
+        let request = conn.authz_request(port);
         if let (Decision::Deny { policy }, _) = authz.evaluate(&request) {
             tracing::debug!(%policy, peer = %conn.peer, "TCP connection denied by AuthorizationPolicy");
             return;

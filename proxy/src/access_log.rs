@@ -9,6 +9,7 @@
 //! bounded and a batch that does not fit is dropped and its lines counted.
 
 use crate::flags::Flags;
+use http::HeaderValue;
 use std::io::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
@@ -19,10 +20,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 pub struct Record {
     /// When the request started.
     pub start: Option<SystemTime>,
-    /// Method.
-    pub method: String,
-    /// Original path (with query).
-    pub path: String,
+    /// Method (none for a TCP connection).
+    pub method: Option<http::Method>,
+    /// Original path (with query). The request's own values are kept as received: a
+    /// clone shares their bytes, so the record costs no copy of them.
+    pub path: Option<http::uri::PathAndQuery>,
     /// `HTTP/1.1`, `HTTP/2`.
     pub protocol: &'static str,
     /// Response status (0 if none was sent).
@@ -38,11 +40,11 @@ pub struct Record {
     /// Time to upstream response headers.
     pub upstream_service_time: Option<Duration>,
     /// `x-forwarded-for` as received.
-    pub forwarded_for: String,
+    pub forwarded_for: Option<HeaderValue>,
     /// `user-agent`.
-    pub user_agent: String,
+    pub user_agent: Option<HeaderValue>,
     /// `x-request-id`.
-    pub request_id: String,
+    pub request_id: Option<HeaderValue>,
     /// `:authority`.
     pub authority: String,
     /// The upstream endpoint.
@@ -263,6 +265,20 @@ fn writer(rx: Receiver<Msg>, out: impl Write) {
     }
 }
 
+/// A header value as the log writes it: its text, or empty (so `-`) when it is not
+/// visible ASCII, as Envoy's `%REQ()%` leaves such values out.
+fn value(v: &Option<HeaderValue>) -> &str {
+    v.as_ref().and_then(|v| v.to_str().ok()).unwrap_or("")
+}
+
+fn method(r: &Record) -> &str {
+    r.method.as_ref().map_or("", http::Method::as_str)
+}
+
+fn path(r: &Record) -> &str {
+    r.path.as_ref().map_or("", http::uri::PathAndQuery::as_str)
+}
+
 fn dash(s: &str) -> &str {
     if s.is_empty() {
         "-"
@@ -288,9 +304,9 @@ pub fn write_text(r: &Record, out: &mut String) {
     out.push('[');
     write_rfc3339_millis(r.start.unwrap_or(UNIX_EPOCH), out);
     out.push_str("] \"");
-    out.push_str(dash(&r.method));
+    out.push_str(dash(method(r)));
     out.push(' ');
-    out.push_str(dash(&r.path));
+    out.push_str(dash(path(r)));
     out.push(' ');
     out.push_str(dash(r.protocol));
     out.push_str("\" ");
@@ -309,9 +325,9 @@ pub fn write_text(r: &Record, out: &mut String) {
         None => out.push('-'),
     }
     for (i, v) in [
-        &r.forwarded_for,
-        &r.user_agent,
-        &r.request_id,
+        value(&r.forwarded_for),
+        value(&r.user_agent),
+        value(&r.request_id),
         &r.authority,
         &r.upstream_host,
     ]
@@ -390,8 +406,8 @@ pub fn write_json(r: &Record, o: &mut String) {
     o.push_str("\"start_time\":\"");
     write_rfc3339_millis(r.start.unwrap_or(UNIX_EPOCH), o);
     o.push('"');
-    field(o, "method", &r.method, false);
-    field(o, "path", &r.path, false);
+    field(o, "method", method(r), false);
+    field(o, "path", path(r), false);
     field(o, "protocol", r.protocol, false);
     o.push_str(",\"response_code\":");
     push_int(o, r.status);
@@ -413,9 +429,9 @@ pub fn write_json(r: &Record, o: &mut String) {
         Some(d) => push_int(o, d.as_millis()),
         None => o.push_str("null"),
     }
-    field(o, "x_forwarded_for", &r.forwarded_for, false);
-    field(o, "user_agent", &r.user_agent, false);
-    field(o, "request_id", &r.request_id, false);
+    field(o, "x_forwarded_for", value(&r.forwarded_for), false);
+    field(o, "user_agent", value(&r.user_agent), false);
+    field(o, "request_id", value(&r.request_id), false);
     field(o, "authority", &r.authority, false);
     field(o, "upstream_host", &r.upstream_host, false);
     field(o, "upstream_cluster", &r.upstream_cluster, false);
@@ -481,8 +497,8 @@ mod tests {
     fn envoy_default_line() {
         let r = Record {
             start: Some(UNIX_EPOCH + Duration::from_millis(1_460_751_420_310)),
-            method: "GET".into(),
-            path: "/reviews/0".into(),
+            method: Some(http::Method::GET),
+            path: Some(http::uri::PathAndQuery::from_static("/reviews/0")),
             protocol: "HTTP/1.1",
             status: 404,
             flags: Flags::NO_ROUTE_FOUND,
@@ -505,8 +521,8 @@ mod tests {
     fn json_line_is_json_with_every_field() {
         let r = Record {
             start: Some(UNIX_EPOCH + Duration::from_millis(1_700_000_000_007)),
-            method: "POST".into(),
-            path: "/a\"b\\c".into(),
+            method: Some(http::Method::POST),
+            path: Some(http::uri::PathAndQuery::from_static("/a%22b\\c")),
             protocol: "HTTP/2",
             status: 503,
             flags: Flags::UPSTREAM_OVERFLOW | Flags::NO_ROUTE_FOUND,
@@ -514,15 +530,16 @@ mod tests {
             bytes_sent: 34,
             duration: Duration::from_millis(56),
             upstream_service_time: Some(Duration::from_millis(7)),
-            user_agent: "ua\u{1}\t".into(),
-            request_id: "id".into(),
+            user_agent: Some(HeaderValue::from_static("ua\t\"x\"")),
+            request_id: Some(HeaderValue::from_static("id")),
+            route_name: "r\u{1}".into(),
             ..Default::default()
         };
         let line = json_line(&r);
         assert!(line.ends_with("}\n"));
         let v: serde_json::Value = serde_json::from_str(&line).expect("valid JSON");
         assert_eq!(v["start_time"], "2023-11-14T22:13:20.007Z");
-        assert_eq!(v["path"], "/a\"b\\c");
+        assert_eq!(v["path"], "/a%22b\\c");
         assert_eq!(v["response_code"], 503);
         assert_eq!(
             v["response_flags"],
@@ -532,7 +549,8 @@ mod tests {
         assert_eq!(v["bytes_sent"], 34);
         assert_eq!(v["duration"], 56);
         assert_eq!(v["upstream_service_time"], 7);
-        assert_eq!(v["user_agent"], "ua\u{1}\t");
+        assert_eq!(v["user_agent"], "ua\t\"x\"");
+        assert_eq!(v["route_name"], "r\u{1}");
         assert!(line.contains("\\u0001"), "{line}");
     }
 }

@@ -95,15 +95,11 @@ fn begin(
     };
     let record = shared.access_log.enabled().then(|| Record {
         start: Some(SystemTime::now()),
-        method: parts.method.as_str().to_string(),
-        path: parts
-            .uri
-            .path_and_query()
-            .map(|p| p.as_str().to_string())
-            .unwrap_or_default(),
+        method: Some(parts.method.clone()),
+        path: parts.uri.path_and_query().cloned(),
         protocol: protocol_name(parts.version),
-        forwarded_for: header_str(&parts.headers, &hdr::X_FORWARDED_FOR).to_string(),
-        user_agent: header_str(&parts.headers, &header::USER_AGENT).to_string(),
+        forwarded_for: parts.headers.get(&hdr::X_FORWARDED_FOR).cloned(),
+        user_agent: parts.headers.get(header::USER_AGENT).cloned(),
         authority: authority.clone(),
         ..Default::default()
     });

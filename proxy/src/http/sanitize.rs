@@ -37,7 +37,7 @@ pub(super) fn request(x: &mut Exchange, headers: &mut HeaderMap, gateway: bool) 
         }
     };
     if let Some(r) = x.record.as_mut() {
-        r.request_id = id.to_str().unwrap_or("").to_string();
+        r.request_id = Some(id);
     }
 }
 

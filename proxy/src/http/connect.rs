@@ -47,6 +47,9 @@ pub enum Refusal {
     NoRoute,
     /// The rule's destination has no cluster: `503`, flag `NC`.
     NoCluster,
+    /// A host outside the registry under `REGISTRY_ONLY`: Istio's `block_all` answers `502`,
+    /// reported against this cluster (`BlackHoleCluster`), for a tunnel as for a request.
+    BlackHole(ClusterId),
 }
 
 /// Routes a `CONNECT` to `authority` received on `listener`.
@@ -93,8 +96,13 @@ pub fn target(
         .ok_or(Refusal::NoRoute)?;
     match &route.action {
         RouteAction::Forward(w) => pick(w, port, &route.origin),
-        // A redirect or a direct response cannot answer a tunnel.
-        _ => Err(Refusal::NoRoute),
+        RouteAction::DirectResponse(d) => match d.cluster {
+            Some(blackhole) => Err(Refusal::BlackHole(blackhole)),
+            // A VirtualService's direct response cannot answer a tunnel.
+            None => Err(Refusal::NoRoute),
+        },
+        // Nor can a redirect.
+        RouteAction::Redirect(_) => Err(Refusal::NoRoute),
     }
 }
 
@@ -174,6 +182,14 @@ pub(super) async fn tunnel(
         Err(Refusal::NoRoute) => return x.reply(404, Flags::NO_ROUTE_FOUND, "route_not_found", ""),
         Err(Refusal::NoCluster) => {
             return x.reply(503, Flags::NO_CLUSTER_FOUND, "cluster_not_found", "");
+        }
+        Err(Refusal::BlackHole(cid)) => {
+            if let Some(l) = x.labels.as_mut() {
+                l.service = active.cluster(cid).service_labels.clone();
+            }
+            // The route's name, as the HTTP path reports Istio's `block_all` route.
+            x.note_upstream(&snap.cluster(cid).name, "", "block_all");
+            return x.reply(502, Flags::NONE, "direct_response", "");
         }
     };
     let cluster = snap.cluster(target.cluster);

@@ -30,6 +30,28 @@ pub struct ConnInfo {
     pub peer_labels: Option<Arc<crate::telemetry::labels::Peer>>,
     /// `x-forwarded-client-cert` for the app, when the peer came over mTLS.
     pub xfcc: Option<Arc<str>>,
+    /// The connection's places in the connection caps (its listener's and the process's),
+    /// given back when the last holder of this `ConnInfo` lets go: the connection, or the
+    /// tunnel an upgrade turned it into, which still holds the descriptor (Envoy counts an
+    /// upgraded connection as a downstream connection until it closes).
+    pub slots: Option<Slots>,
+}
+
+/// A connection's places in the connection caps, of whatever types the server counts
+/// them with (this tier cannot name them), held until dropped.
+pub struct Slots(#[allow(dead_code)] Box<dyn std::any::Any + Send + Sync>);
+
+impl Slots {
+    /// Holds `slots` until dropped.
+    pub fn new(slots: impl std::any::Any + Send + Sync) -> Self {
+        Slots(Box::new(slots))
+    }
+}
+
+impl std::fmt::Debug for Slots {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Slots")
+    }
 }
 
 impl ConnInfo {

@@ -628,3 +628,46 @@ async fn h2_extended_connect_becomes_an_http1_websocket_upgrade() {
     assert_eq!(resp.status(), StatusCode::FORBIDDEN);
     assert_eq!(seen.tunnels.load(Ordering::SeqCst), 1);
 }
+
+/// A GET on a new connection to `addr`: the response's status line, or `None` when the
+/// connection is closed unanswered.
+async fn status_line_of_a_new_connection(addr: SocketAddr) -> Option<String> {
+    let mut c = TcpStream::connect(addr).await.ok()?;
+    c.write_all(b"GET / HTTP/1.1\r\nHost: ws\r\nConnection: close\r\n\r\n")
+        .await
+        .ok()?;
+    let mut buf = Vec::new();
+    let _ = tokio::time::timeout(WAIT, c.read_to_end(&mut buf)).await;
+    let text = String::from_utf8_lossy(&buf);
+    text.starts_with("HTTP/1.1")
+        .then(|| text.lines().next().unwrap_or_default().to_string())
+}
+
+/// An upgraded connection still holds its descriptor: it keeps its place under
+/// `maxDownstreamConnections` until the tunnel closes (Envoy counts an upgraded connection
+/// as a downstream connection while it is open), then gives it back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tunnel_keeps_its_place_under_the_connection_cap() {
+    let (up, _seen) = ws_upstream().await;
+    let yaml = format!(
+        "apiVersion: meshproxy.io/v1alpha1\nkind: Proxy\nmetadata: {{name: up}}\nspec:\n  admin: {{address: \"127.0.0.1:0\"}}\n  limits: {{maxDownstreamConnections: 1}}\n  listeners:\n  - {{name: outbound, address: \"127.0.0.1:0\", direction: OUTBOUND}}\n---\n{}",
+        service("ws.default.svc.cluster.local", &[(up.port(), "app: ws")])
+    );
+    let p = binary::run(&yaml, &["--workers", "1"]);
+    let outbound = p.addr("outbound");
+    let mut s = tunnel(outbound, "/chat").await;
+    round_trip(&mut s, b"while the tunnel is open").await;
+    // At the cap: a new connection is closed at once, unanswered.
+    assert_eq!(status_line_of_a_new_connection(outbound).await, None);
+    round_trip(&mut s, b"the tunnel itself still works").await;
+    close(s).await;
+    // Its place is given back when it closes: a new connection is served.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while status_line_of_a_new_connection(outbound).await.is_none() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "a connection served once the tunnel closed"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}

@@ -336,6 +336,7 @@ fn conn_info(ctx: &Ctx<'_>) -> ConnInfo {
         peer_identity: None,
         peer_labels: None,
         xfcc: None,
+        slots: None,
     }
 }
 

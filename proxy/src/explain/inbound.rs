@@ -42,6 +42,7 @@ pub fn decide(
         peer_identity: principal.as_deref().map(Arc::from),
         peer_labels: None,
         xfcc: None,
+        slots: None,
     };
     let mut builder = http::Request::builder()
         .method(req.method.clone())

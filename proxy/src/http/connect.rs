@@ -10,6 +10,7 @@ use super::completion::RequestDone;
 use super::exchange::Exchange;
 use super::upgrade;
 use crate::body::ResponseBody;
+use crate::conn_info::ConnInfo;
 use crate::flags::Flags;
 use crate::runtime::Live;
 use crate::upstream::link::{self, Link, LinkError};
@@ -25,7 +26,7 @@ use meshproxy_config::compile::tcp_routes::L4View;
 use meshproxy_config::compile::{ClusterId, Snapshot};
 use meshproxy_config::host::split_authority;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use tokio::sync::watch;
+use std::sync::Arc;
 
 /// Where a tunnel goes.
 #[derive(Debug)]
@@ -139,16 +140,18 @@ pub async fn passthrough_address(
 
 /// Once hyper has written the `200`, splices the client's tunnel and the upstream
 /// stream until both ends close (or the listener's drain timeout), then writes the
-/// request's log line and metrics with the tunnel's byte counts.
+/// request's log line and metrics with the tunnel's byte counts. The tunnel keeps the
+/// connection (`conn`: its slots in the connection caps) while it lasts.
 pub fn spawn_tunnel(
     on_upgrade: OnUpgrade,
     mut link: Link,
     done: Box<RequestDone>,
     live: Live,
-    mut kill: watch::Receiver<bool>,
+    conn: Arc<ConnInfo>,
 ) {
+    let mut kill = conn.kill.clone();
     tokio::spawn(async move {
-        let _live = live;
+        let (_live, _conn) = (live, conn);
         match on_upgrade.await {
             Ok(down) => {
                 let (received, sent, flags) =
@@ -227,6 +230,6 @@ pub(super) async fn tunnel(
     x.note_upstream(&cluster.name, &link.endpoint.name, &target.route);
     let done = x.done(200, Flags::NONE);
     let live = Live::new(&x.shared);
-    spawn_tunnel(on_upgrade, link, done, live, x.conn.kill.clone());
+    spawn_tunnel(on_upgrade, link, done, live, x.conn.clone());
     Response::new(ResponseBody::empty())
 }

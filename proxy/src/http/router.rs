@@ -85,7 +85,7 @@ fn begin(
     let upgrade = upgrade::detect(&mut parts).map(|mut u| {
         // hyper's connection ends when it hands the socket over; the tunnel keeps it
         // counted (a drain waits for it) and closes at the drain timeout.
-        u.hold(crate::runtime::Live::new(&shared), conn.kill.clone());
+        u.hold(crate::runtime::Live::new(&shared), &conn);
         u
     });
     let tap = (!http_body::Body::is_end_stream(&body)).then(|| BodyTap::new(body));

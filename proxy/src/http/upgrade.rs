@@ -22,6 +22,7 @@
 
 use super::completion::RequestDone;
 use super::forward::Lease;
+use crate::conn_info::ConnInfo;
 use crate::flags::Flags;
 use crate::pipe::counted::Counted;
 use crate::runtime::Live;
@@ -31,7 +32,7 @@ use http::Version;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use std::io;
-use tokio::sync::watch;
+use std::sync::Arc;
 
 /// `HTTP2-Settings` (RFC 7540 §3.2.1), sent along with an h2c upgrade.
 static HTTP2_SETTINGS: HeaderName = HeaderName::from_static("http2-settings");
@@ -41,8 +42,9 @@ static HTTP2_SETTINGS: HeaderName = HeaderName::from_static("http2-settings");
 pub struct Requested {
     on_upgrade: OnUpgrade,
     protocol: HeaderValue,
-    /// The downstream connection's place in the drain count, and its drain timeout.
-    held: Option<(Live, watch::Receiver<bool>)>,
+    /// The downstream connection's place in the drain count, and the connection (its
+    /// drain timeout, its slots in the connection caps).
+    held: Option<(Live, Arc<ConnInfo>)>,
     /// It came as an HTTP/2 extended CONNECT (RFC 8441): the client is answered `200`
     /// where an HTTP/1.1 client gets the upstream's `101`.
     pub h2: bool,
@@ -152,11 +154,12 @@ fn detect_extended_connect(parts: &mut Parts) -> Option<Requested> {
 }
 
 impl Requested {
-    /// Keeps the downstream connection counted by `live` while the tunnel lasts, and
-    /// closes the tunnel when `kill` fires (the listener's drain timeout; Envoy resets
-    /// upgraded streams when draining ends).
-    pub fn hold(&mut self, live: Live, kill: watch::Receiver<bool>) {
-        self.held = Some((live, kill));
+    /// Keeps the downstream connection counted by `live` and in the connection caps
+    /// (`conn`'s slots) while the tunnel lasts, and closes the tunnel when the
+    /// connection's kill signal fires (the listener's drain timeout; Envoy resets upgraded
+    /// streams when draining ends).
+    pub fn hold(&mut self, live: Live, conn: &Arc<ConnInfo>) {
+        self.held = Some((live, conn.clone()));
     }
 
     /// Puts `Connection: upgrade` and the client's `Upgrade` back on the upstream request
@@ -211,9 +214,12 @@ async fn run(t: Tunnel) {
         lease,
         done,
     } = t;
-    let (_live, mut kill) = match downstream.held {
-        Some((live, kill)) => (Some(live), Some(kill)),
-        None => (None, None),
+    let (_live, _conn, mut kill) = match downstream.held {
+        Some((live, conn)) => {
+            let kill = conn.kill.clone();
+            (Some(live), Some(conn), Some(kill))
+        }
+        None => (None, None, None),
     };
     let killed = async move {
         match kill.as_mut() {

@@ -27,9 +27,9 @@ struct Listener {
 }
 
 impl Listener {
-    /// Serves an accepted connection on a task of its own, holding `permit` (its slots)
-    /// as long as it is served.
-    fn start<P: Send + 'static>(
+    /// Serves an accepted connection on a task of its own; its `ConnInfo` holds `permit`
+    /// (its slots) as long as the connection, or a tunnel it became, is open.
+    fn start<P: Send + Sync + 'static>(
         &self,
         stream: tokio::net::TcpStream,
         peer: std::net::SocketAddr,
@@ -49,15 +49,13 @@ impl Listener {
             peer_identity: None,
             peer_labels: None,
             xfcc: None,
+            slots: Some(crate::conn_info::Slots::new(permit)),
         };
         // Counted from the accept, not from when the task first runs: a drain that sees
         // no connections must not exit with an accepted one still waiting to be served.
         let live = Live::new(&self.serving.shared.data);
         let serving = self.serving.clone();
-        tokio::spawn(async move {
-            let _permit = permit;
-            super::dispatch::serve_accepted(stream, live, conn, serving).await
-        });
+        tokio::spawn(super::dispatch::serve_accepted(stream, live, conn, serving));
     }
 
     /// Connections the kernel already completed are in a stopping listener's accept

@@ -136,10 +136,10 @@ fn every_kubernetes_host_form_reaches_the_service() {
         "10.0.0.10:9080",
     ] {
         let r = route(&s, a, "/", &h).unwrap_or_else(|| panic!("{a} found no route"));
-        assert_eq!(r.name, "split", "{a}");
+        assert_eq!(&*r.name, "split", "{a}");
     }
     // Outside the registry (REGISTRY_ONLY): Istio's block_all catch-all.
-    let other = route(&s, "reviews.other", "/", &h).map(|r| r.name.as_str());
+    let other = route(&s, "reviews.other", "/", &h).map(|r| &*r.name);
     assert_eq!(other, Some("block_all"));
 }
 
@@ -153,14 +153,14 @@ spec: {}
 "#;
     let s = snap(&format!("{REVIEWS_VS}\n---\n{proxy}"));
     let h = HeaderMap::new();
-    let bare = route(&s, "reviews", "/", &h).map(|r| r.name.as_str());
+    let bare = route(&s, "reviews", "/", &h).map(|r| &*r.name);
     assert_eq!(
         bare,
         Some("block_all"),
         "not the service from another namespace"
     );
     assert_eq!(
-        route(&s, "reviews.default", "/", &h).map(|r| r.name.as_str()),
+        route(&s, "reviews.default", "/", &h).map(|r| &*r.name),
         Some("split")
     );
 }
@@ -207,7 +207,10 @@ fn subsets_select_endpoints_and_policies_merge_by_block() {
         subset: subset.map(Into::into),
     };
     let all = s.cluster(s.find_cluster(&key(None)).unwrap());
-    assert_eq!(all.name, "outbound|9080||reviews.default.svc.cluster.local");
+    assert_eq!(
+        &*all.name,
+        "outbound|9080||reviews.default.svc.cluster.local"
+    );
     assert_eq!(all.endpoints.len(), 3);
     // Port-level settings replace the top-level blocks without inheriting them.
     assert_eq!(all.load_balancer, LoadBalancer::RoundRobin);
@@ -329,7 +332,7 @@ spec:
     };
     let s = snap(&format!("{vs}\n---\n{}", proxy("productpage")));
     let r = route(&s, "reviews", "/", &HeaderMap::new()).unwrap();
-    assert_eq!(r.name, "from-productpage");
+    assert_eq!(&*r.name, "from-productpage");
     assert!(
         r.matches.is_empty(),
         "a sourceLabels-only match is a catch-all for a matching proxy"
@@ -337,7 +340,7 @@ spec:
     let s = snap(&format!("{vs}\n---\n{}", proxy("other")));
     let r = route(&s, "reviews", "/", &HeaderMap::new()).unwrap();
     assert_eq!(
-        r.name, "rest",
+        &*r.name, "rest",
         "the rule is absent for other proxies, not a catch-all"
     );
 }
@@ -478,7 +481,7 @@ spec:
     );
     // The proxy is in `default`; the VS is only visible in `team`: the default route applies.
     let r = route(&s, "reviews", "/", &HeaderMap::new()).unwrap();
-    assert_eq!(r.name, "default");
+    assert_eq!(&*r.name, "default");
 }
 
 #[test]

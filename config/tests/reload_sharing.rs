@@ -150,7 +150,7 @@ fn a_service_change_builds_the_services_anew() {
     assert_eq!(same_text(&first, &next, "VirtualService"), [true, true]);
     let endpoints = |s: &Snapshot| {
         let c = &s.clusters[0];
-        assert_eq!(c.name, "outbound|8080||a.default.svc.cluster.local");
+        assert_eq!(&*c.name, "outbound|8080||a.default.svc.cluster.local");
         format!("{:?}", c.endpoints[0].address)
     };
     assert!(endpoints(&first).contains("10.0.0.1:9090"));

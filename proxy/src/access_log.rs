@@ -48,11 +48,11 @@ pub struct Record {
     /// `:authority`.
     pub authority: String,
     /// The upstream endpoint.
-    pub upstream_host: String,
+    pub upstream_host: std::sync::Arc<str>,
     /// The upstream cluster.
-    pub upstream_cluster: String,
+    pub upstream_cluster: std::sync::Arc<str>,
     /// Route name.
-    pub route_name: String,
+    pub route_name: std::sync::Arc<str>,
     /// Why a local reply was sent.
     pub details: &'static str,
 }

@@ -617,7 +617,7 @@ pub struct Cluster {
     /// Identity.
     pub key: ClusterKey,
     /// `outbound|port|subset|host`.
-    pub name: String,
+    pub name: std::sync::Arc<str>,
     /// Short service name (first label of the host).
     pub service_name: String,
     /// Namespace of the ServiceEntry that declared the service.

@@ -304,7 +304,7 @@ impl RouteCompiler<'_> {
         };
         matches.shrink_to_fit();
         Some(Route {
-            name: rule.name.clone(),
+            name: rule.name.as_str().into(),
             origin,
             matches,
             action,

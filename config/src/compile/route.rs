@@ -13,7 +13,7 @@ use std::time::Duration;
 #[derive(Clone, Debug)]
 pub struct Route {
     /// Rule name (`HTTPRoute.name`), may be empty.
-    pub name: String,
+    pub name: std::sync::Arc<str>,
     /// Where the rule came from: `VirtualService/ns/name` and rule index, or the default route.
     pub origin: String,
     /// Conditions, OR'ed; empty = match everything.

@@ -295,7 +295,7 @@ fn cluster(
         port.protocol,
     );
     Cluster {
-        name: key.name(),
+        name: key.name().into(),
         key,
         service_name: svc.short_name().to_string(),
         service_namespace: svc.namespace.clone(),

@@ -98,7 +98,7 @@ pub fn route(ctx: &Ctx<'_>, route: &Route, matched: Option<&RouteMatch>) -> (Rou
         parts.join(", ")
     });
     let info = RouteInfo {
-        name: route.name.clone(),
+        name: route.name.to_string(),
         origin: route.origin.clone(),
         virtual_service,
         rule_index,
@@ -137,13 +137,13 @@ fn direct(ctx: &Ctx<'_>, d: &DirectResponse) -> (Action, Outcome) {
     let mut o = local(d.status, None, format!("direct response {}", d.status));
     if let Some(cid) = d.cluster {
         let name = ctx.snap.cluster(cid).name.clone();
-        if name == BLACKHOLE_CLUSTER {
+        if &*name == BLACKHOLE_CLUSTER {
             o.summary = format!(
                 "local reply {}: no service or VirtualService knows host {:?} and outboundTrafficPolicy is REGISTRY_ONLY ({name})",
                 d.status, ctx.host
             );
         }
-        o.clusters.push(name);
+        o.clusters.push(name.to_string());
     }
     (action, o)
 }
@@ -279,7 +279,7 @@ fn destination(
         host: d.host.clone(),
         subset: d.subset.clone(),
         port: cluster.map(|c| c.key.port).filter(|p| *p != 0),
-        cluster: cluster.map(|c| c.name.clone()),
+        cluster: cluster.map(|c| c.name.to_string()),
         missing,
         policy: cluster.map(describe::cluster_policy),
         header_ops,

@@ -147,7 +147,7 @@ fn rules_tried(vh: &VirtualHost, view: &RequestView<'_>) -> Vec<RuleTrial> {
         let matched = r.find_match(view).is_some();
         out.push(RuleTrial {
             index,
-            name: r.name.clone(),
+            name: r.name.to_string(),
             origin: r.origin.clone(),
             matched,
             matches: r

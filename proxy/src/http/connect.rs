@@ -191,7 +191,7 @@ pub(super) async fn tunnel(
                 l.service = active.cluster(cid).service_labels.clone();
             }
             // The route's name, as the HTTP path reports Istio's `block_all` route.
-            x.note_upstream(&snap.cluster(cid).name, "", "block_all");
+            x.note_upstream(snap.cluster(cid).name.clone(), "", "block_all");
             return x.reply(502, Flags::NONE, "direct_response", "");
         }
     };
@@ -227,7 +227,11 @@ pub(super) async fn tunnel(
             );
         }
     };
-    x.note_upstream(&cluster.name, &link.endpoint.name, &target.route);
+    x.note_upstream(
+        cluster.name.clone(),
+        link.endpoint.name.clone(),
+        target.route.as_str(),
+    );
     let done = x.done(200, Flags::NONE);
     let live = Live::new(&x.shared);
     spawn_tunnel(on_upgrade, link, done, live, x.conn.clone());

@@ -82,7 +82,11 @@ fn direct_response(x: &mut Exchange, route: &Route, d: &DirectResponse) -> Respo
         if let Some(l) = x.labels.as_mut() {
             l.service = active.cluster(cid).service_labels.clone();
         }
-        x.note_upstream(&active.snapshot.cluster(cid).name, "", &route.name);
+        x.note_upstream(
+            active.snapshot.cluster(cid).name.clone(),
+            "",
+            route.name.clone(),
+        );
     }
     x.finish_local(resp, d.status, Flags::NONE)
 }
@@ -160,7 +164,7 @@ async fn forward(
         Err(resp) => return resp,
     };
     let Some((dest, cid)) = picked else {
-        x.note_upstream("", "", &r.route.name);
+        x.note_upstream("", "", r.route.name.clone());
         return x.reply(
             503,
             flags | Flags::NO_CLUSTER_FOUND,

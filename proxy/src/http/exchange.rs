@@ -190,12 +190,18 @@ impl Exchange {
         self.reply_closing(fault.status(), flags, fault.details(), "bad request")
     }
 
-    /// Notes where the request went, for the access log.
-    pub fn note_upstream(&mut self, cluster: &str, host: &str, route: &str) {
+    /// Notes where the request went, for the access log (the config's names are shared,
+    /// not copied).
+    pub fn note_upstream(
+        &mut self,
+        cluster: impl Into<Arc<str>>,
+        host: impl Into<Arc<str>>,
+        route: impl Into<Arc<str>>,
+    ) {
         if let Some(r) = self.record.as_mut() {
-            r.upstream_cluster = cluster.to_string();
-            r.upstream_host = host.to_string();
-            r.route_name = route.to_string();
+            r.upstream_cluster = cluster.into();
+            r.upstream_host = host.into();
+            r.route_name = route.into();
         }
     }
 }

@@ -16,7 +16,7 @@ pub struct Failure {
     /// Response flags it implies.
     pub flags: Flags,
     /// The endpoint tried, if any.
-    pub endpoint: Option<String>,
+    pub endpoint: Option<std::sync::Arc<str>>,
     /// Envoy-style reason, for the local reply body and logs.
     pub detail: String,
 }

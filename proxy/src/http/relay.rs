@@ -164,7 +164,7 @@ fn upstream_request(
     parts: Parts,
     r: &Routed<'_>,
     c: &Chosen<'_>,
-    cluster_name: &str,
+    cluster_name: &Arc<str>,
 ) -> UpstreamHead {
     let version = parts.version;
     let edits = Edits {
@@ -175,7 +175,7 @@ fn upstream_request(
     };
     let mut head = upstream_head::build(parts, &x.conn, &edits, r.authority);
     if let Some(rec) = x.record.as_mut() {
-        rec.upstream_cluster = cluster_name.to_string();
+        rec.upstream_cluster = cluster_name.clone();
     }
     if let Some(u) = &x.upgrade {
         u.mark_request(&mut head.headers);

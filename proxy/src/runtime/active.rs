@@ -238,7 +238,7 @@ fn inbound_cluster(snapshot: &Snapshot, forward_to: std::net::SocketAddr) -> Clu
         Protocol::Http,
     );
     Cluster {
-        name: key.service.to_string(),
+        name: key.service.clone(),
         key,
         service_name: snapshot.proxy.name.clone(),
         service_namespace: snapshot.proxy.namespace.clone(),

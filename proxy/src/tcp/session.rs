@@ -54,8 +54,8 @@ impl Session {
             security: Security::Unknown,
         });
         if let Some(r) = s.record.as_mut() {
-            r.upstream_cluster = state.key.name();
-            r.route_name = route.to_string();
+            r.upstream_cluster = state.key.name().into();
+            r.route_name = route.into();
         }
         s
     }
@@ -96,7 +96,7 @@ impl Session {
     /// The upstream stream to `host` is open.
     pub fn upstream(&mut self, host: &str) {
         if let Some(r) = self.record.as_mut() {
-            r.upstream_host = host.to_string();
+            r.upstream_host = host.into();
         }
         if let Some(l) = &self.labels {
             self.shared.metrics.record_tcp_open(l);

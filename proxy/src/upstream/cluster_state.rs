@@ -29,7 +29,7 @@ pub struct EndpointState {
     /// Where it is.
     pub address: EndpointAddress,
     /// `ip:port` (or name) for logs.
-    pub name: String,
+    pub name: std::sync::Arc<str>,
     /// The DNS name this address was resolved from (`resolution: DNS`).
     pub hostname: Option<String>,
     /// Removed from its cluster (its name no longer resolves to it): never picked, its
@@ -61,7 +61,7 @@ impl EndpointState {
     /// A fresh endpoint with pools for `workers`.
     pub fn new(address: EndpointAddress, weight: u32, labels: Labels, workers: usize) -> Self {
         EndpointState {
-            name: address.to_string(),
+            name: address.to_string().into(),
             hostname: None,
             drained: AtomicBool::new(false),
             address,

@@ -168,7 +168,7 @@ impl DnsRefresh {
             &cluster.load_balancer,
         )));
         let shared = Arc::new(Shared {
-            cluster: cluster.name.clone(),
+            cluster: cluster.name.to_string(),
             lb: cluster.load_balancer.clone(),
             workers,
             resolver: resolver.clone(),

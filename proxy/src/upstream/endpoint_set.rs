@@ -38,7 +38,7 @@ impl std::ops::Deref for EndpointSet {
 impl EndpointSet {
     /// A set of `list`, with the hash table `lb` needs.
     pub fn build(list: Vec<Arc<EndpointState>>, lb: &LoadBalancer) -> EndpointSet {
-        let names: Vec<String> = list.iter().map(|e| e.name.clone()).collect();
+        let names: Vec<std::sync::Arc<str>> = list.iter().map(|e| e.name.clone()).collect();
         let weights: Vec<u32> = list.iter().map(|e| e.weight).collect();
         let hash = match lb {
             LoadBalancer::ConsistentHash { algorithm, .. } if !list.is_empty() => {

@@ -16,7 +16,7 @@ pub struct Ring {
 impl Ring {
     /// Builds a ring with at least `min_size` entries spread over the endpoints by weight.
     /// Each endpoint contributes entries hashed from `"<address>_<n>"`, as Envoy does.
-    pub fn build(names: &[String], weights: &[u32], min_size: u64) -> Ring {
+    pub fn build<S: AsRef<str>>(names: &[S], weights: &[u32], min_size: u64) -> Ring {
         let total: u64 = weights
             .iter()
             .map(|w| u64::from(*w).max(1))
@@ -29,7 +29,7 @@ impl Ring {
             let w = u64::from(weights[i]).max(1);
             let n = ((target * w) as f64 / total as f64).ceil().max(1.0) as u64;
             for k in 0..n {
-                let key = format!("{name}_{k}");
+                let key = format!("{}_{k}", name.as_ref());
                 entries.push((hash_key(key.as_bytes()), i as u32));
             }
         }
@@ -64,7 +64,7 @@ pub struct Maglev {
 impl Maglev {
     /// Builds the table of size `m` (prime) for the named endpoints; weights repeat an
     /// endpoint's turn proportionally.
-    pub fn build(names: &[String], weights: &[u32], m: u64) -> Maglev {
+    pub fn build<S: AsRef<str>>(names: &[S], weights: &[u32], m: u64) -> Maglev {
         let m = m.max(1) as usize;
         let n = names.len();
         if n == 0 {
@@ -72,11 +72,11 @@ impl Maglev {
         }
         let offsets: Vec<usize> = names
             .iter()
-            .map(|s| (xxh64(s.as_bytes(), 0) % m as u64) as usize)
+            .map(|s| (xxh64(s.as_ref().as_bytes(), 0) % m as u64) as usize)
             .collect();
         let skips: Vec<usize> = names
             .iter()
-            .map(|s| (xxh64(s.as_bytes(), 1) % (m as u64 - 1).max(1)) as usize + 1)
+            .map(|s| (xxh64(s.as_ref().as_bytes(), 1) % (m as u64 - 1).max(1)) as usize + 1)
             .collect();
         let max_w = weights.iter().copied().max().unwrap_or(1).max(1) as f64;
         let mut next = vec![0usize; n];

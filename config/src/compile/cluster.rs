@@ -748,9 +748,10 @@ mod tests {
         }
     }
 
-    #[test]
-    fn port_level_replaces_top_level_without_inheriting() {
-        let tp = TrafficPolicy {
+    /// A rule with a pool and outlier detection at the top level, and another pool for
+    /// port 80.
+    fn pool_10_outlier_3_and_pool_20_on_port_80() -> TrafficPolicy {
+        TrafficPolicy {
             connection_pool: Some(cp(10)),
             outlier_detection: Some(od(3)),
             port_level_settings: vec![dr::PortTrafficPolicy {
@@ -759,7 +760,12 @@ mod tests {
                 ..Default::default()
             }],
             ..Default::default()
-        };
+        }
+    }
+
+    #[test]
+    fn port_level_replaces_top_level_without_inheriting() {
+        let tp = pool_10_outlier_3_and_pool_20_on_port_80();
         let on80 = effective_policy(Some(&tp), None, 80);
         assert_eq!(on80.connection_pool, Some(cp(20)));
         assert_eq!(
@@ -774,16 +780,7 @@ mod tests {
     #[test]
     fn each_block_knows_where_it_came_from() {
         use PolicyOrigin as O;
-        let tp = TrafficPolicy {
-            connection_pool: Some(cp(10)),
-            outlier_detection: Some(od(3)),
-            port_level_settings: vec![dr::PortTrafficPolicy {
-                port: Some(PortSelector { number: 80 }),
-                connection_pool: Some(cp(20)),
-                ..Default::default()
-            }],
-            ..Default::default()
-        };
+        let tp = pool_10_outlier_3_and_pool_20_on_port_80();
         let sub = TrafficPolicy {
             outlier_detection: Some(od(7)),
             port_level_settings: vec![dr::PortTrafficPolicy {

@@ -329,37 +329,20 @@ fn endpoint(name: &Name, ip: IpAddr, workers: usize) -> Arc<EndpointState> {
 mod tests {
     use super::super::cluster_state::ClusterState;
     use super::*;
-    use meshproxy_config::compile::cluster::{ClusterKey, ConnectionPool, Endpoint, Protocol};
+    use meshproxy_config::compile::cluster::Endpoint;
     use meshproxy_config::compile::proxy_settings::DnsSettings;
 
     fn cluster(endpoints: Vec<EndpointAddress>) -> Cluster {
-        Cluster {
-            key: ClusterKey {
-                service: "s".into(),
-                port: 80,
-                subset: None,
-            },
-            name: "c".into(),
-            service_name: "s".into(),
-            service_namespace: "default".into(),
-            protocol: Protocol::Http,
-            endpoints: endpoints
-                .into_iter()
-                .map(|address| Endpoint {
-                    address,
-                    labels: Default::default(),
-                    weight: 1,
-                    service_account: None,
-                })
-                .collect(),
-            load_balancer: LoadBalancer::RoundRobin,
-            pool: ConnectionPool::default(),
-            outlier: None,
-            tls: None,
-            service_sans: Vec::new(),
-            fingerprint: 0,
-            policy_origins: Default::default(),
-        }
+        let endpoints = endpoints
+            .into_iter()
+            .map(|address| Endpoint {
+                address,
+                labels: Default::default(),
+                weight: 1,
+                service_account: None,
+            })
+            .collect();
+        super::super::test_cluster(endpoints, LoadBalancer::RoundRobin)
     }
 
     fn resolver() -> Arc<Resolver> {

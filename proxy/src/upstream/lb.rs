@@ -154,25 +154,7 @@ mod tests {
                 service_account: None,
             })
             .collect();
-        let c = Cluster {
-            key: ClusterKey {
-                service: "s".into(),
-                port: 80,
-                subset: None,
-            },
-            name: "c".into(),
-            service_name: "s".into(),
-            service_namespace: "default".into(),
-            protocol: Protocol::Http,
-            endpoints,
-            load_balancer: lb,
-            pool: ConnectionPool::default(),
-            outlier: None,
-            tls: None,
-            service_sans: Vec::new(),
-            fingerprint: 0,
-            policy_origins: Default::default(),
-        };
+        let c = super::super::test_cluster(endpoints, lb);
         ClusterState::new(&c, 1)
     }
 

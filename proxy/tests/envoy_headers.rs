@@ -15,16 +15,7 @@ use std::time::Duration;
 
 fn sidecar(up: &Upstream, internal: &str, route_extra: &str) -> String {
     format!(
-        "apiVersion: meshproxy.io/v1alpha1
-kind: Proxy
-metadata: {{name: test, namespace: default}}
-spec:
-  workload: {{labels: {{app: test}}}}
-  listeners:
-  - {{name: outbound, address: \"127.0.0.1:0\", direction: OUTBOUND}}
-  {internal}
----
-{}apiVersion: networking.istio.io/v1
+        "{}{}apiVersion: networking.istio.io/v1
 kind: VirtualService
 metadata: {{name: web}}
 spec:
@@ -35,6 +26,7 @@ spec:
     route: [{{destination: {{host: web}}}}]
   - route: [{{destination: {{host: web}}}}]
 {route_extra}",
+        common::sidecar_proxy(&format!("  {internal}\n")),
         service(
             "web.default.svc.cluster.local",
             &[(up.addr.port(), "app: web")]

@@ -13,7 +13,8 @@ use tokio::net::TcpStream;
 /// A proxy with `limits` (YAML lines indented by four spaces) routing `reviews` to `up`.
 fn limited(limits: &str, up: &Upstream) -> Proxy {
     let yaml = format!(
-        "apiVersion: meshproxy.io/v1alpha1\nkind: Proxy\nmetadata: {{name: test, namespace: default}}\nspec:\n  workload: {{labels: {{app: test}}}}\n  listeners:\n  - {{name: outbound, address: \"127.0.0.1:0\", direction: OUTBOUND}}\n  limits:\n{limits}---\n{}",
+        "{}{}",
+        common::sidecar_proxy(&format!("  limits:\n{limits}")),
         service("reviews", &[(up.addr.port(), "version: v1")])
     );
     common::proxy(&yaml)

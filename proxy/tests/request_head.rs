@@ -7,16 +7,7 @@ use common::{proxy, raw_http, service, upstream};
 
 fn config(port: u16, limits: &str) -> String {
     format!(
-        "apiVersion: meshproxy.io/v1alpha1
-kind: Proxy
-metadata: {{name: test, namespace: default}}
-spec:
-  workload: {{labels: {{app: test}}}}
-  listeners:
-  - {{name: outbound, address: \"127.0.0.1:0\", direction: OUTBOUND}}
-  limits: {{{limits}}}
----
-{}apiVersion: networking.istio.io/v1
+        "{}{}apiVersion: networking.istio.io/v1
 kind: VirtualService
 metadata: {{name: web}}
 spec:
@@ -24,6 +15,7 @@ spec:
   http:
   - route: [{{destination: {{host: web.default.svc.cluster.local}}}}]
 ",
+        common::sidecar_proxy(&format!("  limits: {{{limits}}}\n")),
         service("web.default.svc.cluster.local", &[(port, "v: one")])
     )
 }

@@ -226,6 +226,15 @@ pub fn proxy(yaml: &str) -> Proxy {
     Proxy { server, addr }
 }
 
+/// The `Proxy` document of a test sidecar (`test` in `default`, labels `app: test`, one
+/// OUTBOUND listener on a free port), `spec` lines (two-space indented, each ending in a
+/// newline) added, and the document separator.
+pub fn sidecar_proxy(spec: &str) -> String {
+    format!(
+        "apiVersion: meshproxy.io/v1alpha1\nkind: Proxy\nmetadata: {{name: test, namespace: default}}\nspec:\n  workload: {{labels: {{app: test}}}}\n  listeners:\n  - {{name: outbound, address: \"127.0.0.1:0\", direction: OUTBOUND}}\n{spec}---\n"
+    )
+}
+
 /// A ServiceEntry for `host` with one endpoint per `(port, labels)`.
 pub fn service(host: &str, endpoints: &[(u16, &str)]) -> String {
     let mut eps = String::new();

@@ -12,7 +12,7 @@
 use crate::diag::{Diagnostic, Diagnostics, Origin, Severity};
 use crate::model::{
     AuthorizationPolicy, DestinationRule, Gateway, Kind, ObjectMeta, PeerAuthentication, Proxy,
-    Resource, ServiceEntry, Spec, VirtualService, DEFAULT_NAMESPACE,
+    Resource, ServiceEntry, Spec, Telemetry, VirtualService, DEFAULT_NAMESPACE,
 };
 use serde::de::{DeserializeOwned, IgnoredAny};
 use serde::Deserialize;
@@ -147,7 +147,6 @@ const UNSUPPORTED_ISTIO_KINDS: &[&str] = &[
     "WorkloadEntry",
     "WorkloadGroup",
     "ProxyConfig",
-    "Telemetry",
     "RequestAuthentication",
     "WasmPlugin",
 ];
@@ -355,6 +354,7 @@ fn typed_spec<'a>(
         Kind::AuthorizationPolicy => {
             typed::<AuthorizationPolicy>(doc, |s| Spec::AuthorizationPolicy(Box::new(s)))
         }
+        Kind::Telemetry => typed::<Telemetry>(doc, |s| Spec::Telemetry(Box::new(s))),
         Kind::Proxy => typed::<Proxy>(doc, |s| Spec::Proxy(Box::new(s))),
     }
 }

@@ -21,5 +21,6 @@ pub mod server;
 pub mod tcp;
 pub mod telemetry;
 pub mod tls;
+pub mod trace;
 pub mod upstream;
 pub mod worker;

@@ -23,6 +23,8 @@ pub mod route_table;
 pub mod services;
 pub mod snapshot;
 pub mod tcp_routes;
+pub mod telemetry;
+pub mod trace_provider;
 
 use crate::diag::Diagnostics;
 use crate::host;
@@ -185,7 +187,10 @@ fn compile_with(
     let version = content_hash(resources);
     let peer_authn = peer_auth::PeerAuthn::compile(resources, &proxy);
     let authz = authz::Authz::compile(resources, &proxy);
+    let telemetry =
+        telemetry::TelemetryPolicy::compile(resources, &proxy, &registry, &mut warnings);
     Snapshot {
+        telemetry,
         version,
         loaded_at: SystemTime::now(),
         peer_authn,

@@ -78,6 +78,8 @@ pub struct Snapshot {
     pub peer_authn: super::peer_auth::PeerAuthn,
     /// AuthorizationPolicy for this workload's inbound traffic.
     pub authz: super::authz::Authz,
+    /// Tracing, access logging and metrics of this workload (Telemetry).
+    pub telemetry: super::telemetry::TelemetryPolicy,
 }
 
 impl Snapshot {

@@ -8,11 +8,13 @@
 pub mod authorization_policy;
 pub mod common;
 pub mod destination_rule;
+pub mod extension_provider;
 pub mod gateway;
 pub mod map;
 pub mod peer_authentication;
 pub mod proxy;
 pub mod service_entry;
+pub mod telemetry;
 pub mod virtual_service;
 
 use crate::diag::Origin;
@@ -25,6 +27,7 @@ pub use gateway::Gateway;
 pub use peer_authentication::PeerAuthentication;
 pub use proxy::Proxy;
 pub use service_entry::ServiceEntry;
+pub use telemetry::Telemetry;
 pub use virtual_service::VirtualService;
 
 /// The namespace a document without `metadata.namespace` belongs to.
@@ -45,13 +48,15 @@ pub enum Kind {
     PeerAuthentication,
     /// security.istio.io AuthorizationPolicy.
     AuthorizationPolicy,
+    /// telemetry.istio.io Telemetry.
+    Telemetry,
     /// meshproxy.io Proxy.
     Proxy,
 }
 
 impl Kind {
     /// Every kind, in the order summaries print them.
-    pub const ALL: [Kind; 7] = [
+    pub const ALL: [Kind; 8] = [
         Kind::Proxy,
         Kind::Gateway,
         Kind::ServiceEntry,
@@ -59,6 +64,7 @@ impl Kind {
         Kind::DestinationRule,
         Kind::PeerAuthentication,
         Kind::AuthorizationPolicy,
+        Kind::Telemetry,
     ];
 
     /// The `kind:` string.
@@ -70,6 +76,7 @@ impl Kind {
             Kind::Gateway => "Gateway",
             Kind::PeerAuthentication => "PeerAuthentication",
             Kind::AuthorizationPolicy => "AuthorizationPolicy",
+            Kind::Telemetry => "Telemetry",
             Kind::Proxy => "Proxy",
         }
     }
@@ -91,6 +98,7 @@ impl Kind {
             Kind::PeerAuthentication | Kind::AuthorizationPolicy => {
                 &["security.istio.io/v1", "security.istio.io/v1beta1"]
             }
+            Kind::Telemetry => &["telemetry.istio.io/v1", "telemetry.istio.io/v1alpha1"],
             Kind::Proxy => &["meshproxy.io/v1alpha1"],
         }
     }
@@ -119,6 +127,8 @@ pub enum Spec {
     PeerAuthentication(Box<PeerAuthentication>),
     /// AuthorizationPolicy.
     AuthorizationPolicy(Box<AuthorizationPolicy>),
+    /// Telemetry.
+    Telemetry(Box<Telemetry>),
     /// Proxy.
     Proxy(Box<Proxy>),
 }
@@ -188,6 +198,14 @@ impl Resource {
     pub fn as_peer_authentication(&self) -> Option<&PeerAuthentication> {
         match &self.spec {
             Spec::PeerAuthentication(v) => Some(v.as_ref()),
+            _ => None,
+        }
+    }
+
+    /// The Telemetry spec, if this is one.
+    pub fn as_telemetry(&self) -> Option<&Telemetry> {
+        match &self.spec {
+            Spec::Telemetry(v) => Some(v.as_ref()),
             _ => None,
         }
     }

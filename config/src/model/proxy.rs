@@ -46,6 +46,16 @@ pub struct Proxy {
     /// How `resolution: DNS` names are resolved (docs/config.md, "DNS endpoints").
     #[serde(default)]
     pub dns: Option<Dns>,
+    /// Telemetry backends `Telemetry` documents name (Istio MeshConfig's shape).
+    #[serde(default, alias = "extension_providers")]
+    pub extension_providers: Option<Vec<super::extension_provider::ExtensionProvider>>,
+    /// Providers used where no `Telemetry` names one (MeshConfig `defaultProviders`).
+    #[serde(default, alias = "default_providers")]
+    pub default_providers: Option<super::extension_provider::DefaultProviders>,
+    /// Percent of requests sampled where no `Telemetry` sets `randomSamplingPercentage`
+    /// (MeshConfig `defaultConfig.tracing.sampling`; Istio's default 1).
+    #[serde(default, alias = "trace_sampling")]
+    pub trace_sampling: Option<f64>,
 }
 
 /// `Proxy.spec.dns`: the resolver of `resolution: DNS` ServiceEntries.

@@ -4,6 +4,7 @@
 
 mod authorization_policy;
 mod destination_rule;
+mod extension_providers;
 mod files;
 mod gateway;
 pub mod names;
@@ -12,8 +13,10 @@ mod proxy;
 mod references;
 pub use files::MissingFiles;
 pub use references::DEFAULT_ROOT_NAMESPACE;
+pub use telemetry::METRICS as TELEMETRY_METRICS;
 pub use virtual_service::{decode_base64, RETRY_ON_TOKENS};
 mod service_entry;
+mod telemetry;
 mod virtual_service;
 
 use crate::diag::{Diagnostic, Diagnostics, Severity};
@@ -40,6 +43,7 @@ pub fn validate(resources: &[Resource], missing_files: MissingFiles) -> Diagnost
             Spec::Gateway(s) => gateway::validate(&mut v, s),
             Spec::PeerAuthentication(s) => peer_authentication::validate(&mut v, s),
             Spec::AuthorizationPolicy(s) => authorization_policy::validate(&mut v, s),
+            Spec::Telemetry(s) => telemetry::validate(&mut v, s),
             Spec::Proxy(s) => proxy::validate(&mut v, s),
         }
     }

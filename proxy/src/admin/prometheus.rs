@@ -310,6 +310,22 @@ pub fn render(out: &mut String, shared: &Shared, active: &Active) {
         "meshproxy_access_log_dropped_total {}",
         shared.access_log.dropped()
     );
+    let spans = &shared.tracer.counters;
+    for (name, help, n) in [
+        (
+            "meshproxy_tracing_spans_exported_total",
+            "Spans a trace collector accepted.",
+            &spans.exported,
+        ),
+        (
+            "meshproxy_tracing_spans_dropped_total",
+            "Spans dropped: the export queue was full, or the collector failed or refused them.",
+            &spans.dropped,
+        ),
+    ] {
+        family(out, name, "counter", help);
+        let _ = writeln!(out, "{name} {}", n.load(Ordering::Relaxed));
+    }
 }
 
 /// A counter family with `result="accepted"` and `result="rejected"` series.

@@ -47,6 +47,34 @@ pub struct RequestDone {
     pub grpc_status: Option<u32>,
     /// Istio metric labels (`None`: not recorded).
     pub labels: Option<RequestLabels>,
+    /// The request's span (`None`: not traced or not sampled).
+    pub span: Option<Box<crate::trace::span::Span>>,
+    /// Only records this CEL expression admits are logged (Telemetry).
+    pub log_filter: Option<Arc<meshproxy_config::compile::telemetry::LogFilter>>,
+}
+
+/// Writes the access-log line, if the side's Telemetry filter admits it.
+pub(crate) fn log(
+    shared: &DataPath,
+    filter: Option<&meshproxy_config::compile::telemetry::LogFilter>,
+    rec: &Record,
+) {
+    if filter.is_none_or(|f| crate::telemetry::log_filter::admits(f, rec)) {
+        shared.access_log.log(rec);
+    }
+}
+
+/// Ends and hands over a request's span.
+pub(crate) fn finish_span(
+    shared: &DataPath,
+    span: Option<Box<crate::trace::span::Span>>,
+    (status, flags): (u16, Flags),
+    (received, sent): (u64, u64),
+) {
+    if let Some(mut s) = span {
+        s.finish(status, &flags.to_string(), received, sent);
+        shared.tracer.record(s);
+    }
 }
 
 impl Completion for RequestDone {
@@ -96,12 +124,18 @@ impl Completion for RequestDone {
             };
             this.shared.metrics.record_request(l, finished);
         }
+        finish_span(
+            &this.shared,
+            this.span.take(),
+            (this.status, this.flags),
+            (received, bytes_sent),
+        );
         if let Some(mut rec) = this.record.take() {
             rec.bytes_sent = bytes_sent;
             rec.bytes_received = received;
             rec.duration = duration;
             rec.flags = this.flags;
-            this.shared.access_log.log(&rec);
+            log(&this.shared, this.log_filter.as_deref(), &rec);
         }
     }
 }

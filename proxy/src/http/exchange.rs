@@ -45,6 +45,10 @@ pub(super) struct Exchange {
     pub stream_idle: std::time::Duration,
     /// What an internal sender asked of the router with `x-envoy-*` headers.
     pub overrides: Option<crate::policy::envoy_headers::Overrides>,
+    /// This hop's span, when the request is traced and sampled.
+    pub span: Option<Box<crate::trace::span::Span>>,
+    /// Telemetry's access-log filter for the listener's side.
+    pub log_filter: Option<Arc<meshproxy_config::compile::telemetry::LogFilter>>,
 }
 
 /// gRPC status `DEADLINE_EXCEEDED`.
@@ -70,6 +74,8 @@ impl Exchange {
             flags,
             grpc_status: None,
             labels: self.labels.take(),
+            span: self.span.take(),
+            log_filter: self.log_filter.take(),
         })
     }
 

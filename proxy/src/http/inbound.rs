@@ -63,6 +63,9 @@ pub(super) async fn forward(
     if let Some(r) = x.record.as_mut() {
         r.upstream_cluster = ib.cluster.name.clone();
     }
+    if let Some(s) = x.span.as_mut() {
+        s.tag("upstream_cluster", &*ib.cluster.name);
+    }
     // Istio's inbound sidecar: SANITIZE_SET. A client's own x-forwarded-client-cert is
     // never trusted; the one describing the mTLS peer is set.
     head.headers.remove(&hdr::X_FORWARDED_CLIENT_CERT);

@@ -20,6 +20,7 @@ pub mod router;
 pub(crate) mod sanitize;
 mod shadow;
 pub mod smuggling;
+mod trace_step;
 mod tunnel;
 pub mod upgrade;
 pub(crate) mod upstream_head;

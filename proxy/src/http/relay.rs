@@ -177,6 +177,9 @@ fn upstream_request(
     if let Some(rec) = x.record.as_mut() {
         rec.upstream_cluster = cluster_name.clone();
     }
+    if let Some(s) = x.span.as_mut() {
+        s.tag("upstream_cluster", &**cluster_name);
+    }
     if let Some(u) = &x.upgrade {
         u.mark_request(&mut head.headers);
         return head;

@@ -57,10 +57,12 @@ pub async fn handle(
         x.labels = Some(metric_labels(&x, inbound));
     }
     let gateway = matches!(listener.role, ListenerRole::Gateway { .. });
+    access_log_policy(&mut x, listener);
     super::sanitize::request(&mut x, &mut parts.headers, gateway);
     if let Some(resp) = refuse(&mut x, &mut parts) {
         return resp;
     }
+    super::trace_step::start(&mut x, &mut parts, listener, &authority);
     match &listener.role {
         ListenerRole::Inbound { .. } => inbound::forward(&mut x, parts, authority).await,
         ListenerRole::Outbound if parts.method == http::Method::CONNECT => {
@@ -115,8 +117,25 @@ fn begin(
         labels: None,
         upgrade,
         overrides: None,
+        span: None,
+        log_filter: None,
     };
     (x, parts, authority)
+}
+
+/// Telemetry's access logging for the listener's side: off (no record is kept), or
+/// filtered when the request ends.
+fn access_log_policy(x: &mut Exchange, listener: &Listener) {
+    if x.record.is_none() {
+        return;
+    }
+    let inbound = matches!(listener.role, ListenerRole::Inbound { .. });
+    let policy = &x.active.snapshot.telemetry.side(inbound).access_log;
+    if policy.disabled {
+        x.record = None;
+    } else if let Some(f) = &policy.filter {
+        x.log_filter = Some(f.clone());
+    }
 }
 
 /// Istio's request labels as far as the listener knows them: the destination service is
@@ -138,6 +157,7 @@ fn metric_labels(x: &Exchange, inbound: bool) -> RequestLabels {
             } else {
                 Security::None
             },
+            disabled: active.snapshot.telemetry.server.metrics.disabled,
         }
     } else {
         RequestLabels {
@@ -147,6 +167,7 @@ fn metric_labels(x: &Exchange, inbound: bool) -> RequestLabels {
             service: active.unknown_service.clone(),
             grpc: x.grpc,
             security: Security::Unknown,
+            disabled: active.snapshot.telemetry.client.metrics.disabled,
         }
     }
 }

@@ -289,12 +289,15 @@ pub(crate) fn finish(done: Box<RequestDone>, to_upstream: u64, to_downstream: u6
         mut flags,
         grpc_status,
         labels,
+        span,
+        log_filter,
         ..
     } = *done;
     drop(active);
     drop(request_slot);
     flags.insert(extra);
     let received = tap.as_ref().map_or(0, |t| t.received()) + to_upstream;
+    super::completion::finish_span(&shared, span, (status, flags), (received, to_downstream));
     let duration = started.elapsed();
     if let Some(l) = &labels {
         let finished = crate::telemetry::istio::Finished {
@@ -312,7 +315,7 @@ pub(crate) fn finish(done: Box<RequestDone>, to_upstream: u64, to_downstream: u6
         rec.bytes_received = received;
         rec.duration = duration;
         rec.flags = flags;
-        shared.access_log.log(&rec);
+        super::completion::log(&shared, log_filter.as_deref(), &rec);
     }
 }
 

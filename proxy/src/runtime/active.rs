@@ -53,6 +53,8 @@ pub struct Active {
     pub inbound: Vec<InboundCluster>,
     /// This workload's metric labels.
     pub local_peer: Arc<Peer>,
+    /// This workload as tracing names it: `<canonical service>.<namespace>`.
+    pub trace_service: Arc<str>,
     /// Labels of a peer nothing is known about.
     pub unknown_peer: Arc<Peer>,
     /// Labels of no service.
@@ -138,8 +140,11 @@ impl Active {
                 .unwrap_or("unknown")
                 .into(),
         });
+        let local_peer = Peer::local(&snapshot.proxy);
         Active {
-            local_peer: Peer::local(&snapshot.proxy),
+            trace_service: format!("{}.{}", local_peer.canonical_service, local_peer.namespace)
+                .into(),
+            local_peer,
             unknown_peer: Peer::unknown(),
             unknown_service: Service::unknown(),
             inbound_service,

@@ -21,6 +21,8 @@ pub struct DataPath {
     pub metrics: crate::telemetry::istio::Metrics,
     /// Open downstream connections (a drain waits for them).
     pub connections: AtomicU64,
+    /// Where finished spans go.
+    pub tracer: crate::trace::Tracer,
 }
 
 impl DataPath {
@@ -35,6 +37,7 @@ impl DataPath {
             access_log,
             metrics,
             connections: AtomicU64::new(0),
+            tracer: crate::trace::Tracer::default(),
         }
     }
 }

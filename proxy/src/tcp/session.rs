@@ -52,6 +52,7 @@ impl Session {
             service: state.service_labels.clone(),
             grpc: false,
             security: Security::Unknown,
+            disabled: active.snapshot.telemetry.client.metrics.disabled,
         });
         if let Some(r) = s.record.as_mut() {
             r.upstream_cluster = state.key.name().into();
@@ -76,6 +77,7 @@ impl Session {
             } else {
                 Security::None
             },
+            disabled: active.snapshot.telemetry.server.metrics.disabled,
         });
         if let Some(r) = s.record.as_mut() {
             r.upstream_cluster = active

@@ -8,6 +8,7 @@
 
 use super::labels::{Peer, Service};
 use crate::flags::Flags;
+use meshproxy_config::compile::telemetry::metric;
 use metrics::{Counter, Histogram, Key, Label, Metadata, Recorder};
 use metrics_exporter_prometheus::{
     Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
@@ -75,6 +76,9 @@ pub struct RequestLabels {
     pub grpc: bool,
     /// Connection security.
     pub security: Security,
+    /// Standard metrics a Telemetry turned off for this side (`compile::telemetry::metric`
+    /// bits).
+    pub disabled: u16,
 }
 
 struct Handles {
@@ -95,6 +99,7 @@ type CacheKey = (
     u16,
     Flags,
     Option<u32>,
+    u16,
 );
 
 struct TcpHandles {
@@ -104,7 +109,7 @@ struct TcpHandles {
     received: Counter,
 }
 
-type TcpKey = (u64, Reporter, u64, u64, u64, Security, Flags);
+type TcpKey = (u64, Reporter, u64, u64, u64, Security, Flags, u16);
 
 /// A per-thread handle cache, emptied when [`EPOCH`] moves on.
 struct HandleCache<K, V> {
@@ -285,24 +290,35 @@ impl Metrics {
             status,
             flags,
             grpc_status,
+            l.disabled,
         );
         CACHE.with(|c| {
             c.borrow_mut().get_or(key, || {
                 let labels = self.labels(l, status, flags, grpc_status);
                 let k = |name: &'static str| Key::from_parts(name, labels.clone());
+                // A metric a Telemetry turned off gets no series at all (Istio drops it
+                // from the stats filter), not a series that stays at zero.
+                let on = |bit: u16| l.disabled & bit == 0;
+                let histogram = |bit: u16, name: &'static str| {
+                    if on(bit) {
+                        self.recorder.register_histogram(&k(name), &meta())
+                    } else {
+                        Histogram::noop()
+                    }
+                };
                 Handles {
-                    requests: self
-                        .recorder
-                        .register_counter(&k("istio_requests_total"), &meta()),
-                    duration: self
-                        .recorder
-                        .register_histogram(&k("istio_request_duration_milliseconds"), &meta()),
-                    request_bytes: self
-                        .recorder
-                        .register_histogram(&k("istio_request_bytes"), &meta()),
-                    response_bytes: self
-                        .recorder
-                        .register_histogram(&k("istio_response_bytes"), &meta()),
+                    requests: if on(metric::REQUEST_COUNT) {
+                        self.recorder
+                            .register_counter(&k("istio_requests_total"), &meta())
+                    } else {
+                        Counter::noop()
+                    },
+                    duration: histogram(
+                        metric::REQUEST_DURATION,
+                        "istio_request_duration_milliseconds",
+                    ),
+                    request_bytes: histogram(metric::REQUEST_SIZE, "istio_request_bytes"),
+                    response_bytes: histogram(metric::RESPONSE_SIZE, "istio_response_bytes"),
                 }
             })
         })
@@ -338,6 +354,7 @@ impl Metrics {
             l.service.id,
             l.security,
             flags,
+            l.disabled,
         );
         TCP_CACHE.with(|c| {
             c.borrow_mut().get_or(key, || {
@@ -347,15 +364,18 @@ impl Metrics {
                     Label::new("response_flags", flags.to_string()),
                     Label::new("connection_security_policy", l.security.as_str()),
                 ]);
-                let counter = |name: &'static str| {
+                let counter = |bit: u16, name: &'static str| {
+                    if l.disabled & bit != 0 {
+                        return Counter::noop();
+                    }
                     self.recorder
                         .register_counter(&Key::from_parts(name, labels.clone()), &meta())
                 };
                 TcpHandles {
-                    opened: counter(TCP_FAMILIES[0].0),
-                    closed: counter(TCP_FAMILIES[1].0),
-                    sent: counter(TCP_FAMILIES[2].0),
-                    received: counter(TCP_FAMILIES[3].0),
+                    opened: counter(metric::TCP_OPENED_CONNECTIONS, TCP_FAMILIES[0].0),
+                    closed: counter(metric::TCP_CLOSED_CONNECTIONS, TCP_FAMILIES[1].0),
+                    sent: counter(metric::TCP_SENT_BYTES, TCP_FAMILIES[2].0),
+                    received: counter(metric::TCP_RECEIVED_BYTES, TCP_FAMILIES[3].0),
                 }
             })
         })
@@ -465,6 +485,7 @@ mod tests {
             service: Service::unknown(),
             grpc: false,
             security: Security::Unknown,
+            disabled: 0,
         }
     }
 

@@ -2,5 +2,6 @@
 
 pub mod istio;
 pub mod labels;
+pub mod log_filter;
 pub mod peers;
 pub mod process;

@@ -8,6 +8,7 @@
 //! The OTLP receiver is Python (`grpcio` + `opentelemetry-proto`, installed by `.ci/run`);
 //! without them the OTLP tests print why and pass without running.
 
+mod binary;
 mod common;
 #[allow(dead_code)]
 mod pyenv;
@@ -19,7 +20,10 @@ use tracing_support::*;
 
 macro_rules! receiver_or_skip {
     () => {
-        match otlp_receiver() {
+        receiver_or_skip!(otlp_receiver)
+    };
+    ($start:ident) => {
+        match $start() {
             Ok(r) => r,
             Err(why) => {
                 eprintln!("SKIPPED: the OTLP receiver cannot run here: {why}");
@@ -285,4 +289,111 @@ async fn ten_percent_sampling_samples_a_tenth_alike_on_every_hop() {
             "trace {id}: the decision is the same on every hop"
         );
     }
+}
+
+/// A sidecar's outbound listener alone, exporting with `provider` (a YAML flow mapping
+/// named `t`) to a collector service on 127.0.0.1:`port`, every request sampled.
+fn single_sidecar(
+    provider: &str,
+    service_port: u16,
+    port: u16,
+    upstream: &common::Upstream,
+) -> String {
+    format!(
+        "apiVersion: meshproxy.io/v1alpha1\nkind: Proxy\nmetadata: {{name: web, namespace: default}}\nspec:\n  admin: {{address: \"127.0.0.1:0\"}}\n  workload: {{labels: {{app: web}}}}\n  listeners:\n  - {{name: outbound, address: \"127.0.0.1:0\", direction: OUTBOUND}}\n  extensionProviders: [{provider}]\n  defaultProviders: {{tracing: [t]}}\n  traceSampling: 100\n---\n{}{}",
+        entry("collector", "collector.istio-system.svc.cluster.local", service_port, "TCP", port),
+        common::service("ok", &[(upstream.addr.port(), "app: ok")]),
+    )
+}
+
+async fn counter(admin: std::net::SocketAddr, name: &str) -> u64 {
+    let text = common::send(
+        admin,
+        "GET",
+        "admin",
+        "/metrics",
+        &[],
+        Default::default(),
+        false,
+    )
+    .await
+    .body;
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("{name} on /metrics: {text}"))
+}
+
+async fn counter_reaches(admin: std::net::SocketAddr, name: &str, want: u64) -> u64 {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let n = counter(admin, name).await;
+        if n >= want || std::time::Instant::now() > deadline {
+            return n;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn otlp_http_export_and_the_span_counters() {
+    let receiver = receiver_or_skip!(otlp_http_receiver);
+    let ok = common::upstream("ok").await;
+    let provider = "{name: t, opentelemetry: {service: collector.istio-system.svc.cluster.local, port: 4318, http: {path: /v1/traces}}}";
+    let p = binary::run(
+        &single_sidecar(provider, 4318, receiver.port, &ok),
+        &["--access-log", "off"],
+    );
+    let out = p.addr("outbound");
+    for _ in 0..10 {
+        let r = common::send(out, "GET", "ok", "/", &[], Default::default(), false).await;
+        assert_eq!(r.status, 200);
+        // The upstream got this hop's context.
+        let tp = ok.last_headers()["traceparent"]
+            .to_str()
+            .unwrap()
+            .to_string();
+        assert!(tp.starts_with("00-") && tp.ends_with("-01"), "{tp}");
+    }
+    let spans = receiver.spans.wait_for(10).await;
+    assert_eq!(spans.len(), 10, "{spans:#?}");
+    assert!(spans
+        .iter()
+        .all(|s| s["kind"] == "SPAN_KIND_CLIENT" && s["service"] == "web.default"));
+    let admin = p.addr("admin");
+    assert_eq!(
+        counter_reaches(admin, "meshproxy_tracing_spans_exported_total", 10).await,
+        10
+    );
+    assert_eq!(
+        counter(admin, "meshproxy_tracing_spans_dropped_total").await,
+        0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spans_a_collector_cannot_take_are_dropped_and_counted() {
+    let ok = common::upstream("ok").await;
+    let provider =
+        "{name: t, zipkin: {service: collector.istio-system.svc.cluster.local, port: 9411}}";
+    let p = binary::run(
+        &single_sidecar(provider, 9411, common::closed_port(), &ok),
+        &["--access-log", "off"],
+    );
+    let out = p.addr("outbound");
+    for _ in 0..5 {
+        let r = common::send(out, "GET", "ok", "/", &[], Default::default(), false).await;
+        assert_eq!(
+            r.status, 200,
+            "a collector that is down costs requests nothing"
+        );
+    }
+    let admin = p.addr("admin");
+    assert_eq!(
+        counter_reaches(admin, "meshproxy_tracing_spans_dropped_total", 5).await,
+        5
+    );
+    assert_eq!(
+        counter(admin, "meshproxy_tracing_spans_exported_total").await,
+        0
+    );
 }

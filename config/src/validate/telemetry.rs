@@ -130,6 +130,12 @@ fn custom_tags(v: &mut V, p: &str, tags: &Map<String, CustomTag>) {
 fn metrics_entry(v: &mut V, p: &str, m: &Metrics) {
     providers(v, p, &m.providers);
     v.duration(&format!("{p}.reportingInterval"), &m.reporting_interval);
+    if m.reporting_interval.is_some() {
+        v.not_enforced(
+            &format!("{p}.reportingInterval"),
+            "TCP metrics are updated when a connection ends",
+        );
+    }
     for (i, o) in m.overrides.iter().flatten().enumerate() {
         let op = format!("{p}.overrides[{i}]");
         if let Some(sel) = &o.match_ {
@@ -147,12 +153,23 @@ fn metrics_entry(v: &mut V, p: &str, m: &Metrics) {
                     );
                 }
             }
-            if sel.custom_metric.as_deref() == Some("") {
-                v.err(
+            match sel.custom_metric.as_deref() {
+                Some("") => v.err(
                     &format!("{op}.match.customMetric"),
                     "customMetric may not be empty",
-                );
+                ),
+                Some(_) => v.not_enforced(
+                    &format!("{op}.match.customMetric"),
+                    "only Istio's standard metrics are recorded",
+                ),
+                None => {}
             }
+        }
+        if o.tag_overrides.as_ref().is_some_and(|t| !t.is_empty()) {
+            v.not_enforced(
+                &format!("{op}.tagOverrides"),
+                "metrics keep Istio's standard labels",
+            );
         }
         for (tag, t) in o.tag_overrides.iter().flatten() {
             let tp = format!("{op}.tagOverrides.{tag}");

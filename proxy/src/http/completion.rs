@@ -8,6 +8,7 @@ use crate::body::{BodyError, BodyTap, Completion};
 use crate::flags::Flags;
 use crate::runtime::DataPath;
 use crate::telemetry::istio::{Finished, RequestLabels};
+use crate::telemetry::log_filter;
 use crate::upstream::cluster_state::{ActiveRequest, ClusterState};
 use crate::upstream::limits::RequestSlot;
 use std::sync::Arc;
@@ -51,17 +52,6 @@ pub struct RequestDone {
     pub span: Option<Box<crate::trace::span::Span>>,
     /// Only records this CEL expression admits are logged (Telemetry).
     pub log_filter: Option<Arc<meshproxy_config::compile::telemetry::LogFilter>>,
-}
-
-/// Writes the access-log line, if the side's Telemetry filter admits it.
-pub(crate) fn log(
-    shared: &DataPath,
-    filter: Option<&meshproxy_config::compile::telemetry::LogFilter>,
-    rec: &Record,
-) {
-    if filter.is_none_or(|f| crate::telemetry::log_filter::admits(f, rec)) {
-        shared.access_log.log(rec);
-    }
 }
 
 /// Ends and hands over a request's span.
@@ -135,7 +125,7 @@ impl Completion for RequestDone {
             rec.bytes_received = received;
             rec.duration = duration;
             rec.flags = this.flags;
-            log(&this.shared, this.log_filter.as_deref(), &rec);
+            log_filter::log(&this.shared.access_log, this.log_filter.as_deref(), &rec);
         }
     }
 }

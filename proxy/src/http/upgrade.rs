@@ -315,7 +315,7 @@ pub(crate) fn finish(done: Box<RequestDone>, to_upstream: u64, to_downstream: u6
         rec.bytes_received = received;
         rec.duration = duration;
         rec.flags = flags;
-        super::completion::log(&shared, log_filter.as_deref(), &rec);
+        crate::telemetry::log_filter::log(&shared.access_log, log_filter.as_deref(), &rec);
     }
 }
 

@@ -10,6 +10,7 @@ use crate::runtime::DataPath;
 use crate::telemetry::istio::{Reporter, RequestLabels, Security};
 use crate::upstream::cluster_state::ClusterState;
 use crate::upstream::link::{Link, LinkError};
+use meshproxy_config::compile::telemetry::{AccessLogPolicy, LogFilter};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
@@ -18,13 +19,20 @@ pub struct Session {
     shared: Arc<DataPath>,
     labels: Option<RequestLabels>,
     record: Option<Record>,
+    /// Telemetry's access-log filter for the stream's side.
+    log_filter: Option<Arc<LogFilter>>,
     started: Instant,
     opened: bool,
 }
 
 impl Session {
-    fn new(shared: &Arc<DataPath>, labels: impl FnOnce() -> RequestLabels) -> Session {
-        let record = shared.access_log.enabled().then(|| Record {
+    fn new(
+        shared: &Arc<DataPath>,
+        log: &AccessLogPolicy,
+        labels: impl FnOnce() -> RequestLabels,
+    ) -> Session {
+        // Telemetry: access logging off for the side keeps no record at all.
+        let record = (shared.access_log.enabled() && !log.disabled).then(|| Record {
             start: Some(SystemTime::now()),
             ..Default::default()
         });
@@ -32,6 +40,7 @@ impl Session {
             shared: shared.clone(),
             labels: shared.metrics.enabled.then(labels),
             record,
+            log_filter: log.filter.clone(),
             started: Instant::now(),
             opened: false,
         }
@@ -45,7 +54,8 @@ impl Session {
         state: &ClusterState,
         route: &str,
     ) -> Session {
-        let mut s = Session::new(shared, || RequestLabels {
+        let log = &active.snapshot.telemetry.client.access_log;
+        let mut s = Session::new(shared, log, || RequestLabels {
             reporter: Reporter::Source,
             source: active.local_peer.clone(),
             destination: active.unknown_peer.clone(),
@@ -63,7 +73,8 @@ impl Session {
 
     /// A stream from the mesh to the local application (reporter `destination`).
     pub fn inbound(shared: &Arc<DataPath>, active: &Active, conn: &ConnInfo) -> Session {
-        let mut s = Session::new(shared, || RequestLabels {
+        let log = &active.snapshot.telemetry.server.access_log;
+        let mut s = Session::new(shared, log, || RequestLabels {
             reporter: Reporter::Destination,
             source: conn
                 .peer_labels
@@ -132,7 +143,8 @@ impl Session {
             r.bytes_received = received;
             r.bytes_sent = sent;
             r.duration = self.started.elapsed();
-            self.shared.access_log.log(&r);
+            let filter = self.log_filter.as_deref();
+            crate::telemetry::log_filter::log(&self.shared.access_log, filter, &r);
         }
     }
 }

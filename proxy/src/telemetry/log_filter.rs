@@ -11,6 +11,13 @@ use cel::{Context, Value};
 use meshproxy_config::compile::telemetry::LogFilter;
 use std::collections::HashMap;
 
+/// Writes `rec` to `log` if `filter` (the side's Telemetry filter, if any) admits it.
+pub fn log(log: &crate::access_log::AccessLog, filter: Option<&LogFilter>, rec: &Record) {
+    if filter.is_none_or(|f| admits(f, rec)) {
+        log.log(rec);
+    }
+}
+
 /// True when `rec` is to be logged.
 pub fn admits(filter: &LogFilter, rec: &Record) -> bool {
     let mut ctx = Context::default();

@@ -78,11 +78,21 @@ impl Drop for OtlpReceiver {
     }
 }
 
-/// Starts the OTLP receiver, or says why it cannot run here.
+/// Starts the OTLP/gRPC receiver, or says why it cannot run here.
 pub fn otlp_receiver() -> Result<OtlpReceiver, String> {
+    otlp_receiver_with(&[])
+}
+
+/// Starts the OTLP/HTTP receiver (`POST /v1/traces`), or says why it cannot run here.
+pub fn otlp_http_receiver() -> Result<OtlpReceiver, String> {
+    otlp_receiver_with(&["--http"])
+}
+
+fn otlp_receiver_with(args: &[&str]) -> Result<OtlpReceiver, String> {
     let py = pyenv::find("grpc, opentelemetry.proto.collector.trace.v1.trace_service_pb2_grpc")?;
     let mut child = Command::new(py)
         .arg(pyenv::script("otlp_receiver.py"))
+        .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())

@@ -256,6 +256,35 @@ spec:
     y
 }
 
+/// meshproxy plain, traced: a Zipkin provider whose collector is the upstream itself (it
+/// answers every POST), and a mesh-wide Telemetry sampling `percent` % of requests.
+pub fn meshproxy_tracing(upstream: SocketAddr, percent: f64) -> String {
+    let plain = meshproxy_plain(upstream);
+    let (proxy, rest) = plain.split_once("---\n").unwrap_or((&plain, ""));
+    format!(
+        "{proxy}  extensionProviders: [{{name: zipkin, zipkin: {{service: collector.{NAMESPACE}.svc.cluster.local, port: 9411}}}}]
+---
+{rest}apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {{name: collector, namespace: {NAMESPACE}}}
+spec:
+  hosts: [collector.{NAMESPACE}.svc.cluster.local]
+  ports: [{{number: 9411, name: http, protocol: HTTP}}]
+  resolution: STATIC
+  endpoints:
+  - {{address: {ip}, ports: {{http: {port}}}}}
+---
+apiVersion: telemetry.istio.io/v1
+kind: Telemetry
+metadata: {{name: mesh-default, namespace: istio-system}}
+spec:
+  tracing: [{{providers: [{{name: zipkin}}], randomSamplingPercentage: {percent}}}]
+",
+        ip = upstream.ip(),
+        port = upstream.port(),
+    )
+}
+
 /// meshproxy with a realistic policy: `services` services (the first is
 /// [`REALISTIC_HOST`]), each with a VirtualService of header-matched routes, a prefix
 /// route and a weighted default route (90/10 over two subsets, with retries and a
@@ -462,6 +491,15 @@ mod tests {
         assert!(y.contains("protocol: HTTP2"));
         let snap = load_str("plain.yaml", &y).expect("valid config");
         assert!(!snap.clusters.is_empty());
+    }
+
+    #[test]
+    fn traced_meshproxy_config_compiles() {
+        let y = meshproxy_tracing(up(), 1.0);
+        let snap = load_str("traced.yaml", &y).expect("valid config");
+        let t = snap.telemetry.client.tracing.as_ref().expect("traced");
+        assert_eq!(t.sampling, 1.0);
+        assert_eq!(t.provider.addresses, vec![up()]);
     }
 
     #[test]

@@ -54,6 +54,10 @@ pub const TARGETS: [&str; 9] = [
     "meshproxy-h2c",
 ];
 
+/// Load targets that measure one feature's cost, run when named with `--only` (the default
+/// run stays under ten minutes): tracing at 1 % and 100 % sampling.
+pub const FEATURE_TARGETS: [&str; 2] = ["meshproxy-tracing-1pct", "meshproxy-tracing-100pct"];
+
 /// Scenarios that are not load targets (`services-N`: [`services::SERVICE_SCENARIOS`]).
 pub const SCENARIOS: [&str; 3] = ["services-1000", "services-10000", "two-hop-mtls"];
 
@@ -214,6 +218,10 @@ pub fn selection(only: Option<&[String]>) -> Result<Vec<String>, String> {
     let Some(only) = only else {
         return Ok(all);
     };
+    let all: Vec<String> = all
+        .into_iter()
+        .chain(FEATURE_TARGETS.iter().map(|s| s.to_string()))
+        .collect();
     let mut out = Vec::new();
     for name in only
         .iter()
@@ -847,6 +855,13 @@ pub fn run(opts: &BenchOptions) -> Result<PathBuf, String> {
         "meshproxy-realistic",
         configs::meshproxy_realistic(upstream_addr, 10),
     )?;
+    let traced = |pct: f64| {
+        write_dir(
+            &format!("meshproxy-tracing-{pct}"),
+            configs::meshproxy_tracing(upstream_addr, pct),
+        )
+    };
+    let (traced_1, traced_100) = (traced(1.0)?, traced(100.0)?);
     let mut service_scenarios = Vec::new();
     for (name, count) in services::SERVICE_SCENARIOS {
         if want(name) && meshproxy.is_some() {
@@ -865,7 +880,7 @@ pub fn run(opts: &BenchOptions) -> Result<PathBuf, String> {
         headers: Vec::new(),
         baseline,
     };
-    for &name in TARGETS.iter().filter(|n| want(n)) {
+    for &name in TARGETS.iter().chain(&FEATURE_TARGETS).filter(|n| want(n)) {
         let t = match name {
             "direct" => Some(h1(
                 "direct",
@@ -907,6 +922,27 @@ pub fn run(opts: &BenchOptions) -> Result<PathBuf, String> {
                     Kind::Meshproxy {
                         dir: plain.clone(),
                         access_log: true,
+                        metrics: true,
+                    },
+                    Some("direct"),
+                )
+            }),
+            // The cost of tracing (Telemetry sampling 1 % and 100 %, Zipkin export).
+            "meshproxy-tracing-1pct" | "meshproxy-tracing-100pct" => meshproxy.as_ref().map(|_| {
+                let (dir, pct) = if name.ends_with("-1pct") {
+                    (&traced_1, 1)
+                } else {
+                    (&traced_100, 100)
+                };
+                h1(
+                    name,
+                    format!(
+                        "meshproxy as `meshproxy`, traced: Telemetry sampling {pct} %, spans \
+                         exported as Zipkin JSON to a collector on the upstream's CPU"
+                    ),
+                    Kind::Meshproxy {
+                        dir: dir.clone(),
+                        access_log: false,
                         metrics: true,
                     },
                     Some("direct"),
@@ -1358,6 +1394,8 @@ mod tests {
     fn selection_checks_names() {
         let s = selection(Some(&["direct,nginx".into(), "nginx".into()])).unwrap();
         assert_eq!(s, vec!["direct", "nginx"]);
+        let s = selection(Some(&["meshproxy-tracing-1pct".into()])).unwrap();
+        assert_eq!(s, vec!["meshproxy-tracing-1pct"]);
         assert!(selection(Some(&["envoy".into()])).is_err());
         assert!(selection(Some(&[",".into()])).is_err());
     }

@@ -354,15 +354,34 @@ async fn otlp_http_export_and_the_span_counters() {
             .to_string();
         assert!(tp.starts_with("00-") && tp.ends_with("-01"), "{tp}");
     }
-    let spans = receiver.spans.wait_for(10).await;
-    assert_eq!(spans.len(), 10, "{spans:#?}");
+    // A 5xx marks its span as an error.
+    let r = common::send(
+        out,
+        "GET",
+        "ok",
+        "/",
+        &[("x-test-status", "500")],
+        Default::default(),
+        false,
+    )
+    .await;
+    assert_eq!(r.status, 500);
+    let spans = receiver.spans.wait_for(11).await;
+    assert_eq!(spans.len(), 11, "{spans:#?}");
     assert!(spans
         .iter()
         .all(|s| s["kind"] == "SPAN_KIND_CLIENT" && s["service"] == "web.default"));
+    let errors: Vec<_> = spans
+        .iter()
+        .filter(|s| s["status"] == "STATUS_CODE_ERROR")
+        .collect();
+    assert_eq!(errors.len(), 1, "{spans:#?}");
+    assert_eq!(errors[0]["attributes"]["http.status_code"], "500");
+    assert_eq!(errors[0]["attributes"]["error"], "true");
     let admin = p.addr("admin");
     assert_eq!(
-        counter_reaches(admin, "meshproxy_tracing_spans_exported_total", 10).await,
-        10
+        counter_reaches(admin, "meshproxy_tracing_spans_exported_total", 11).await,
+        11
     );
     assert_eq!(
         counter(admin, "meshproxy_tracing_spans_dropped_total").await,

@@ -12,7 +12,8 @@
 use crate::diag::{Diagnostic, Diagnostics, Origin, Severity};
 use crate::model::{
     AuthorizationPolicy, DestinationRule, Gateway, Kind, ObjectMeta, PeerAuthentication, Proxy,
-    Resource, ServiceEntry, Spec, Telemetry, VirtualService, DEFAULT_NAMESPACE,
+    Resource, ServiceEntry, Sidecar, Spec, Telemetry, VirtualService, WorkloadEntry,
+    DEFAULT_NAMESPACE,
 };
 use serde::de::{DeserializeOwned, IgnoredAny};
 use serde::Deserialize;
@@ -141,15 +142,7 @@ struct Document<S> {
 }
 
 /// Istio kinds that exist but that meshproxy does not read, named so the error says so.
-const UNSUPPORTED_ISTIO_KINDS: &[&str] = &[
-    "Sidecar",
-    "EnvoyFilter",
-    "WorkloadEntry",
-    "WorkloadGroup",
-    "ProxyConfig",
-    "RequestAuthentication",
-    "WasmPlugin",
-];
+const UNSUPPORTED_ISTIO_KINDS: &[&str] = &["RequestAuthentication"];
 
 /// Parses every document of one file's text and appends the results to `out`.
 pub fn load_str(file: &Path, text: &str, out: &mut Loaded) {
@@ -265,11 +258,22 @@ fn load_document<'a>(
         err(diags, None, "kind", "missing field `kind`".into());
         return None;
     };
+    let api_version = str_field(map, "apiVersion").unwrap_or_default();
+    if let Some(why) = ignored_kind(&kind_str, &api_version) {
+        diags.push(Diagnostic {
+            severity: Severity::Warning,
+            origin: Some(origin.clone()),
+            resource: id(&kind_str),
+            path: "kind".into(),
+            line: None,
+            message: format!("kind {kind_str:?} is not supported by meshproxy: ignored ({why})"),
+        });
+        return None;
+    }
     let Some(kind) = Kind::from_name(&kind_str) else {
         err(diags, id(&kind_str), "kind", unknown_kind(&kind_str));
         return None;
     };
-    let api_version = str_field(map, "apiVersion").unwrap_or_default();
     if !kind.api_versions().contains(&api_version.as_str()) {
         let msg = bad_api_version(kind, &api_version);
         err(diags, id(kind.as_str()), "apiVersion", msg);
@@ -296,6 +300,43 @@ fn load_document<'a>(
         spec,
         raw,
     })
+}
+
+/// Istio kinds a real Istio config directory holds that have no meaning without Envoy or
+/// istiod: each loads as a warning saying so, never silently and never as an error (a
+/// directory of real Istio config loads). `(kind, API group, why)`.
+const IGNORED_ISTIO_KINDS: &[(&str, &str, &str)] = &[
+    (
+        "EnvoyFilter",
+        "networking.istio.io",
+        "it patches Envoy's generated configuration, which meshproxy does not have",
+    ),
+    (
+        "WasmPlugin",
+        "extensions.istio.io",
+        "meshproxy has no Wasm runtime",
+    ),
+    (
+        "ProxyConfig",
+        "networking.istio.io",
+        "Envoy bootstrap settings; the Proxy kind and `meshproxy run` flags configure meshproxy",
+    ),
+    (
+        "WorkloadGroup",
+        "networking.istio.io",
+        "a template istiod turns into WorkloadEntries as VMs join; list WorkloadEntries instead",
+    ),
+];
+
+/// Why a document of `kind` under `api_version` is ignored, if it is one of
+/// [`IGNORED_ISTIO_KINDS`] in Istio's own API group (the same kind name elsewhere is an
+/// unknown kind).
+fn ignored_kind(kind: &str, api_version: &str) -> Option<&'static str> {
+    let group = api_version.split('/').next().unwrap_or("");
+    IGNORED_ISTIO_KINDS
+        .iter()
+        .find(|(k, g, _)| *k == kind && *g == group)
+        .map(|(_, _, why)| *why)
 }
 
 /// The error for a `kind` meshproxy does not read.
@@ -355,6 +396,8 @@ fn typed_spec<'a>(
             typed::<AuthorizationPolicy>(doc, |s| Spec::AuthorizationPolicy(Box::new(s)))
         }
         Kind::Telemetry => typed::<Telemetry>(doc, |s| Spec::Telemetry(Box::new(s))),
+        Kind::WorkloadEntry => typed::<WorkloadEntry>(doc, |s| Spec::WorkloadEntry(Box::new(s))),
+        Kind::Sidecar => typed::<Sidecar>(doc, |s| Spec::Sidecar(Box::new(s))),
         Kind::Proxy => typed::<Proxy>(doc, |s| Spec::Proxy(Box::new(s))),
     }
 }

@@ -27,6 +27,15 @@ pub enum RouteContext {
     Gateways(HashSet<String>),
 }
 
+/// Istio: a sidecar's routes come from the VirtualServices whose hosts its Sidecar
+/// imports.
+pub(crate) fn sidecar_sees(proxy: &ProxySettings, r: &Resource, v: &vs::VirtualService) -> bool {
+    proxy
+        .sidecar
+        .as_ref()
+        .is_none_or(|s| s.imports_any(&r.namespace, &v.hosts))
+}
+
 impl RouteContext {
     /// The VirtualServices a route table of this context is made from, in document order:
     /// with hosts, bound to this context's gateways (or the mesh), and exported to `proxy`.
@@ -39,7 +48,8 @@ impl RouteContext {
             Spec::VirtualService(v)
                 if !v.hosts.is_empty()
                     && self.admits(&v.gateways, &r.namespace)
-                    && proxy.sees(&r.namespace, &v.export_to) =>
+                    && proxy.sees(&r.namespace, &v.export_to)
+                    && (!matches!(self, RouteContext::Mesh) || sidecar_sees(proxy, r, v)) =>
             {
                 Some((r, v))
             }

@@ -21,6 +21,7 @@ pub mod registry;
 pub mod route;
 pub mod route_table;
 pub mod services;
+pub mod sidecar_scope;
 pub mod snapshot;
 pub mod tcp_routes;
 pub mod telemetry;

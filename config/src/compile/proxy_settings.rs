@@ -257,6 +257,9 @@ pub struct ProxySettings {
     pub dns: DnsSettings,
     /// True when a `Proxy` document was given (false: the built-in local default).
     pub declared: bool,
+    /// The `Sidecar` that applies to this workload, if any (its outbound mode is already
+    /// in [`ProxySettings::outbound_mode`]).
+    pub sidecar: Option<super::sidecar_scope::SidecarScope>,
 }
 
 impl ProxySettings {
@@ -264,10 +267,16 @@ impl ProxySettings {
     /// minus `identity` and the inbound listener).
     pub fn from_resources(resources: &[Resource]) -> Self {
         let doc = resources.iter().find_map(|r| r.as_proxy().map(|p| (r, p)));
-        match doc {
+        let mut s = match doc {
             Some((r, p)) => Self::from_doc(r, p),
             None => Self::local_default(),
+        };
+        s.sidecar = super::sidecar_scope::SidecarScope::select(resources, &s);
+        // Istio: a Sidecar's outboundTrafficPolicy overrides the mesh's for its workload.
+        if let Some(mode) = s.sidecar.as_ref().and_then(|sc| sc.outbound_mode) {
+            s.outbound_mode = mode;
         }
+        s
     }
 
     /// The built-in default used when no `Proxy` document is given.
@@ -294,6 +303,7 @@ impl ProxySettings {
             internal_networks: Vec::new(),
             dns: DnsSettings::default(),
             declared: false,
+            sidecar: None,
         }
     }
 
@@ -361,6 +371,7 @@ impl ProxySettings {
                 .collect(),
             dns: DnsSettings::from_doc(p.dns.as_ref()),
             declared: true,
+            sidecar: None,
         }
     }
 
@@ -377,6 +388,17 @@ impl ProxySettings {
             self.namespace,
             self.service_account.as_deref().unwrap_or("default")
         )
+    }
+
+    /// Where an INBOUND listener forwarding to `forward_to` sends traffic for the workload
+    /// port `port` (the intercepted original port, else `forward_to`'s): the Sidecar's
+    /// `ingress[].defaultEndpoint` for that port, else `port` on `forward_to`'s address
+    /// (Istio's inbound cluster per workload port, `inbound|<port>||`).
+    pub fn inbound_target(&self, forward_to: SocketAddr, port: u16) -> SocketAddr {
+        self.sidecar
+            .as_ref()
+            .and_then(|s| s.ingress_endpoint(port))
+            .unwrap_or(SocketAddr::new(forward_to.ip(), port))
     }
 
     /// True when every `selector` label is carried by this workload (an empty selector

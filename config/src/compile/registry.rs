@@ -5,7 +5,7 @@ use super::cluster::{Endpoint, EndpointAddress, Protocol};
 use super::intern::{Interner, Labels, PortMap};
 use crate::host;
 use crate::model::service_entry::{Location, Resolution};
-use crate::model::{Resource, Spec};
+use crate::model::{Resource, Spec, WorkloadEntry};
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 
@@ -134,11 +134,13 @@ pub struct Registry {
 }
 
 impl Registry {
-    /// Builds the registry from the ServiceEntries in `resources` visible to `proxy_ns`.
-    /// A host declared twice keeps its first declaration (Istio merges by creation time).
+    /// Builds the registry from the ServiceEntries in `resources` whose hosts are
+    /// `visible` (the entry, its `exportTo`, one qualified host and whether it has a
+    /// port). A host declared twice keeps its first declaration (Istio merges by creation
+    /// time).
     pub fn build(
         resources: &[Resource],
-        visible: impl Fn(&Resource, &[String]) -> bool,
+        visible: impl Fn(&Resource, &[String], &str, &dyn Fn(u16) -> bool) -> bool,
     ) -> Registry {
         let mut reg = Registry::default();
         let mut interner = Interner::default();
@@ -146,7 +148,10 @@ impl Registry {
             let Spec::ServiceEntry(se) = &r.spec else {
                 continue;
             };
-            if !visible(r, &se.export_to) {
+            if !se.hosts.iter().any(|h| {
+                let has_port = |n: u16| se.ports.iter().any(|p| p.number == u32::from(n));
+                visible(r, &se.export_to, &host::qualify(h, &r.namespace), &has_port)
+            }) {
                 continue;
             }
             let ports: Vec<ServicePort> = se
@@ -163,9 +168,20 @@ impl Registry {
                         .map(|t| t as u16),
                 })
                 .collect();
-            let endpoints: Vec<DeclaredEndpoint> = se
-                .endpoints
-                .iter()
+            // Istio: `workloadSelector` takes the WorkloadEntries of the ServiceEntry's
+            // namespace whose labels carry the selector's (`conversion.go`); the two are
+            // exclusive with inline `endpoints` (validation refuses both).
+            let selected: Vec<&WorkloadEntry> = match &se.workload_selector {
+                Some(ws) => resources
+                    .iter()
+                    .filter(|w| w.namespace == r.namespace)
+                    .filter_map(Resource::as_workload_entry)
+                    .filter(|we| ws.labels.iter().all(|(k, v)| we.labels.get(k) == Some(v)))
+                    .collect(),
+                None => se.endpoints.iter().collect(),
+            };
+            let endpoints: Vec<DeclaredEndpoint> = selected
+                .into_iter()
                 .map(|e| DeclaredEndpoint {
                     address: e.address.clone(),
                     ports: interner.ports(
@@ -192,7 +208,8 @@ impl Registry {
                 .collect();
             for h in &se.hosts {
                 let host = host::qualify(h, &r.namespace);
-                if reg.by_host.contains_key(&host) {
+                let has_port = |n: u16| se.ports.iter().any(|p| p.number == u32::from(n));
+                if reg.by_host.contains_key(&host) || !visible(r, &se.export_to, &host, &has_port) {
                     continue;
                 }
                 reg.by_host.insert(host.clone(), reg.services.len());

@@ -47,7 +47,14 @@ impl Services {
                 index: p.cluster_index.clone(),
             };
         }
-        let registry = Registry::build(resources, |r, export| proxy.sees(&r.namespace, export));
+        // Istio: what the workload's Sidecar does not import does not exist for it.
+        let registry = Registry::build(resources, |r, export, host, has_port| {
+            proxy.sees(&r.namespace, export)
+                && proxy
+                    .sidecar
+                    .as_ref()
+                    .is_none_or(|s| s.imports(&r.namespace, host, has_port))
+        });
         let (clusters, index) = build_clusters(&registry, resources, proxy);
         Services {
             registry: Arc::new(registry),
@@ -68,13 +75,20 @@ pub(crate) fn release_inputs(resources: &mut [Resource]) {
     }
 }
 
-/// The kinds the registry and the clusters are built from: ServiceEntries, the
+/// The kinds the registry and the clusters are built from: ServiceEntries (and the
+/// WorkloadEntries their `workloadSelector` takes; the Sidecar that scopes them, and the
+/// Gateways that decide whether a Sidecar applies), the
 /// DestinationRules applied to them, and the Proxy (its namespace decides visibility, its
 /// labels workload selectors, its outbound mode the catch-all cluster).
 fn is_input(kind: Kind) -> bool {
     matches!(
         kind,
-        Kind::ServiceEntry | Kind::DestinationRule | Kind::Proxy
+        Kind::ServiceEntry
+            | Kind::DestinationRule
+            | Kind::Proxy
+            | Kind::WorkloadEntry
+            | Kind::Sidecar
+            | Kind::Gateway
     )
 }
 

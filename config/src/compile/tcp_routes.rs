@@ -199,6 +199,8 @@ pub fn compile(rc: &mut RouteCompiler, resources: &[Resource], tctx: &TcpContext
             || (v.tls.is_empty() && v.tcp.is_empty())
             || !ctx.admits(&v.gateways, &r.namespace)
             || !rc.proxy.sees(&r.namespace, &v.export_to)
+            || (matches!(tctx, TcpContext::Mesh)
+                && !super::http_routes::sidecar_sees(rc.proxy, r, v))
         {
             continue;
         }

@@ -14,6 +14,7 @@ pub mod map;
 pub mod peer_authentication;
 pub mod proxy;
 pub mod service_entry;
+pub mod sidecar;
 pub mod telemetry;
 pub mod virtual_service;
 
@@ -27,6 +28,8 @@ pub use gateway::Gateway;
 pub use peer_authentication::PeerAuthentication;
 pub use proxy::Proxy;
 pub use service_entry::ServiceEntry;
+pub use service_entry::WorkloadEntry;
+pub use sidecar::Sidecar;
 pub use telemetry::Telemetry;
 pub use virtual_service::VirtualService;
 
@@ -50,16 +53,22 @@ pub enum Kind {
     AuthorizationPolicy,
     /// telemetry.istio.io Telemetry.
     Telemetry,
+    /// networking.istio.io WorkloadEntry (a VM or other non-Kubernetes workload).
+    WorkloadEntry,
+    /// networking.istio.io Sidecar.
+    Sidecar,
     /// meshproxy.io Proxy.
     Proxy,
 }
 
 impl Kind {
     /// Every kind, in the order summaries print them.
-    pub const ALL: [Kind; 8] = [
+    pub const ALL: [Kind; 10] = [
         Kind::Proxy,
         Kind::Gateway,
         Kind::ServiceEntry,
+        Kind::WorkloadEntry,
+        Kind::Sidecar,
         Kind::VirtualService,
         Kind::DestinationRule,
         Kind::PeerAuthentication,
@@ -77,6 +86,8 @@ impl Kind {
             Kind::PeerAuthentication => "PeerAuthentication",
             Kind::AuthorizationPolicy => "AuthorizationPolicy",
             Kind::Telemetry => "Telemetry",
+            Kind::WorkloadEntry => "WorkloadEntry",
+            Kind::Sidecar => "Sidecar",
             Kind::Proxy => "Proxy",
         }
     }
@@ -90,7 +101,12 @@ impl Kind {
     /// versions (`+cue-gen:<Kind>:versions:v1,v1beta1,v1alpha3`), so all are accepted alike.
     pub fn api_versions(&self) -> &'static [&'static str] {
         match self {
-            Kind::VirtualService | Kind::DestinationRule | Kind::ServiceEntry | Kind::Gateway => &[
+            Kind::VirtualService
+            | Kind::DestinationRule
+            | Kind::ServiceEntry
+            | Kind::Gateway
+            | Kind::WorkloadEntry
+            | Kind::Sidecar => &[
                 "networking.istio.io/v1",
                 "networking.istio.io/v1beta1",
                 "networking.istio.io/v1alpha3",
@@ -129,6 +145,10 @@ pub enum Spec {
     AuthorizationPolicy(Box<AuthorizationPolicy>),
     /// Telemetry.
     Telemetry(Box<Telemetry>),
+    /// WorkloadEntry.
+    WorkloadEntry(Box<WorkloadEntry>),
+    /// Sidecar.
+    Sidecar(Box<Sidecar>),
     /// Proxy.
     Proxy(Box<Proxy>),
 }
@@ -198,6 +218,22 @@ impl Resource {
     pub fn as_peer_authentication(&self) -> Option<&PeerAuthentication> {
         match &self.spec {
             Spec::PeerAuthentication(v) => Some(v.as_ref()),
+            _ => None,
+        }
+    }
+
+    /// The Sidecar spec, if this is one.
+    pub fn as_sidecar(&self) -> Option<&Sidecar> {
+        match &self.spec {
+            Spec::Sidecar(v) => Some(v.as_ref()),
+            _ => None,
+        }
+    }
+
+    /// The WorkloadEntry spec, if this is one.
+    pub fn as_workload_entry(&self) -> Option<&WorkloadEntry> {
+        match &self.spec {
+            Spec::WorkloadEntry(v) => Some(v.as_ref()),
             _ => None,
         }
     }

@@ -16,6 +16,7 @@ pub use references::DEFAULT_ROOT_NAMESPACE;
 pub use telemetry::METRICS as TELEMETRY_METRICS;
 pub use virtual_service::{decode_base64, RETRY_ON_TOKENS};
 mod service_entry;
+mod sidecar;
 mod telemetry;
 mod virtual_service;
 
@@ -44,6 +45,8 @@ pub fn validate(resources: &[Resource], missing_files: MissingFiles) -> Diagnost
             Spec::PeerAuthentication(s) => peer_authentication::validate(&mut v, s),
             Spec::AuthorizationPolicy(s) => authorization_policy::validate(&mut v, s),
             Spec::Telemetry(s) => telemetry::validate(&mut v, s),
+            Spec::WorkloadEntry(s) => service_entry::validate_workload_entry(&mut v, s),
+            Spec::Sidecar(s) => sidecar::validate(&mut v, s),
             Spec::Proxy(s) => proxy::validate(&mut v, s),
         }
     }

@@ -105,10 +105,6 @@ pub(crate) fn validate(v: &mut V, se: &ServiceEntry) {
     }
     if let Some(ws) = &se.workload_selector {
         v.labels("spec.workloadSelector.labels", &ws.labels);
-        v.not_enforced(
-            "spec.workloadSelector",
-            "selecting workloads needs a registry; list endpoints instead",
-        );
     }
     match resolution {
         Resolution::None => {
@@ -218,6 +214,20 @@ fn resolution_name(r: Resolution) -> &'static str {
         Resolution::Dns => "DNS",
         Resolution::DnsRoundRobin => "DNS_ROUND_ROBIN",
         Resolution::DynamicDns => "DYNAMIC_DNS",
+    }
+}
+
+/// A `WorkloadEntry` document (Istio `validateWorkloadEntry`): the address (IP, host name,
+/// or `unix://` path without ports), port numbers and labels. Its port names are checked
+/// against a ServiceEntry's ports when one selects it (they may name any service's).
+pub(crate) fn validate_workload_entry(v: &mut V, we: &WorkloadEntry) {
+    let names: BTreeSet<&str> = we.ports.keys().map(String::as_str).collect();
+    endpoint(v, "spec", we, Resolution::Dns, &names);
+    if !we.service_account.is_empty() && !names::is_dns1123_subdomain(&we.service_account) {
+        v.err(
+            "spec.serviceAccount",
+            format!("invalid service account name {:?}", we.service_account),
+        );
     }
 }
 

@@ -95,8 +95,25 @@ pub fn summary(snap: &Snapshot, resources: &[Resource]) -> Vec<String> {
                     .sum();
                 format!("{servers} servers")
             }
-            Kind::PeerAuthentication | Kind::AuthorizationPolicy | Kind::Telemetry => {
-                "validated".to_string()
+            Kind::PeerAuthentication
+            | Kind::AuthorizationPolicy
+            | Kind::Telemetry
+            | Kind::Sidecar => "validated".to_string(),
+            Kind::WorkloadEntry => {
+                let selected = resources
+                    .iter()
+                    .filter(|r| r.kind == Kind::WorkloadEntry)
+                    .filter(|we| {
+                        snap.registry.services.iter().any(|s| {
+                            s.namespace == we.namespace
+                                && s.endpoints.iter().any(|e| {
+                                    we.as_workload_entry()
+                                        .is_some_and(|w| w.address == e.address)
+                                })
+                        })
+                    })
+                    .count();
+                format!("{selected} selected by a ServiceEntry")
             }
             Kind::Proxy => format!(
                 "{}/{}, {} listeners",

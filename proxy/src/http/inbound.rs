@@ -18,7 +18,6 @@ use http::request::Parts;
 use http::Response;
 use meshproxy_config::compile::authz::{AuthzRequest, HttpAttrs};
 use meshproxy_config::compile::route::RetryPolicy;
-use std::net::SocketAddr;
 
 /// What AuthorizationPolicy sees of a request on connection `conn` (`path` normalized
 /// with [`crate::policy::path::normalize`]); `meshproxy explain` builds it the same way.
@@ -86,14 +85,21 @@ pub(super) async fn forward(
         None => Transport::pooled(upstream_head::upstream_h2(&ib.cluster, version)),
     };
     // Intercepted: the application port the client called, on the forwardTo address
-    // (Istio's inbound cluster per workload port, `inbound|<port>||`).
-    let pick = match x.conn.original_dst {
-        Some(d) if d.port() != ib.forward_to.port() => Pick {
-            original_dst: Some(SocketAddr::new(ib.forward_to.ip(), d.port())),
+    // (Istio's inbound cluster per workload port, `inbound|<port>||`), or where the
+    // Sidecar's `ingress[].defaultEndpoint` for that port says.
+    let port = x
+        .conn
+        .original_dst
+        .map_or(ib.forward_to.port(), |d| d.port());
+    let target = active.snapshot.proxy.inbound_target(ib.forward_to, port);
+    let pick = if target != ib.forward_to {
+        Pick {
+            original_dst: Some(target),
             pinned: true,
             ..Pick::default()
-        },
-        _ => Pick::default(),
+        }
+    } else {
+        Pick::default()
     };
     let a = Attempts {
         cluster: &ib.cluster,

@@ -8,7 +8,6 @@ use crate::flags::Flags;
 use crate::runtime::DataPath;
 use meshproxy_config::compile::authz::Decision;
 use meshproxy_config::compile::listener::ListenerRole;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -52,7 +51,7 @@ pub async fn serve<S>(
         }
     }
     let session = super::session::Session::inbound(&shared, &active, &conn);
-    let target = SocketAddr::new(forward_to.ip(), port);
+    let target = active.snapshot.proxy.inbound_target(*forward_to, port);
     let up =
         match tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(target)).await {
             Ok(Ok(s)) => s,

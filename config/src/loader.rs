@@ -12,7 +12,7 @@
 use crate::diag::{Diagnostic, Diagnostics, Origin, Severity};
 use crate::model::{
     AuthorizationPolicy, DestinationRule, Gateway, Kind, ObjectMeta, PeerAuthentication, Proxy,
-    Resource, ServiceEntry, Spec, VirtualService, DEFAULT_NAMESPACE,
+    RequestAuthentication, Resource, ServiceEntry, Spec, VirtualService, DEFAULT_NAMESPACE,
 };
 use serde::de::{DeserializeOwned, IgnoredAny};
 use serde::Deserialize;
@@ -148,7 +148,6 @@ const UNSUPPORTED_ISTIO_KINDS: &[&str] = &[
     "WorkloadGroup",
     "ProxyConfig",
     "Telemetry",
-    "RequestAuthentication",
     "WasmPlugin",
 ];
 
@@ -354,6 +353,9 @@ fn typed_spec<'a>(
         }
         Kind::AuthorizationPolicy => {
             typed::<AuthorizationPolicy>(doc, |s| Spec::AuthorizationPolicy(Box::new(s)))
+        }
+        Kind::RequestAuthentication => {
+            typed::<RequestAuthentication>(doc, |s| Spec::RequestAuthentication(Box::new(s)))
         }
         Kind::Proxy => typed::<Proxy>(doc, |s| Spec::Proxy(Box::new(s))),
     }

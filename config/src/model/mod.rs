@@ -12,6 +12,7 @@ pub mod gateway;
 pub mod map;
 pub mod peer_authentication;
 pub mod proxy;
+pub mod request_authentication;
 pub mod service_entry;
 pub mod virtual_service;
 
@@ -24,6 +25,7 @@ pub use destination_rule::DestinationRule;
 pub use gateway::Gateway;
 pub use peer_authentication::PeerAuthentication;
 pub use proxy::Proxy;
+pub use request_authentication::RequestAuthentication;
 pub use service_entry::ServiceEntry;
 pub use virtual_service::VirtualService;
 
@@ -45,13 +47,15 @@ pub enum Kind {
     PeerAuthentication,
     /// security.istio.io AuthorizationPolicy.
     AuthorizationPolicy,
+    /// security.istio.io RequestAuthentication.
+    RequestAuthentication,
     /// meshproxy.io Proxy.
     Proxy,
 }
 
 impl Kind {
     /// Every kind, in the order summaries print them.
-    pub const ALL: [Kind; 7] = [
+    pub const ALL: [Kind; 8] = [
         Kind::Proxy,
         Kind::Gateway,
         Kind::ServiceEntry,
@@ -59,6 +63,7 @@ impl Kind {
         Kind::DestinationRule,
         Kind::PeerAuthentication,
         Kind::AuthorizationPolicy,
+        Kind::RequestAuthentication,
     ];
 
     /// The `kind:` string.
@@ -70,6 +75,7 @@ impl Kind {
             Kind::Gateway => "Gateway",
             Kind::PeerAuthentication => "PeerAuthentication",
             Kind::AuthorizationPolicy => "AuthorizationPolicy",
+            Kind::RequestAuthentication => "RequestAuthentication",
             Kind::Proxy => "Proxy",
         }
     }
@@ -88,7 +94,7 @@ impl Kind {
                 "networking.istio.io/v1beta1",
                 "networking.istio.io/v1alpha3",
             ],
-            Kind::PeerAuthentication | Kind::AuthorizationPolicy => {
+            Kind::PeerAuthentication | Kind::AuthorizationPolicy | Kind::RequestAuthentication => {
                 &["security.istio.io/v1", "security.istio.io/v1beta1"]
             }
             Kind::Proxy => &["meshproxy.io/v1alpha1"],
@@ -119,6 +125,8 @@ pub enum Spec {
     PeerAuthentication(Box<PeerAuthentication>),
     /// AuthorizationPolicy.
     AuthorizationPolicy(Box<AuthorizationPolicy>),
+    /// RequestAuthentication.
+    RequestAuthentication(Box<RequestAuthentication>),
     /// Proxy.
     Proxy(Box<Proxy>),
 }
@@ -196,6 +204,14 @@ impl Resource {
     pub fn as_authorization_policy(&self) -> Option<&AuthorizationPolicy> {
         match &self.spec {
             Spec::AuthorizationPolicy(v) => Some(v.as_ref()),
+            _ => None,
+        }
+    }
+
+    /// The RequestAuthentication spec, if this is one.
+    pub fn as_request_authentication(&self) -> Option<&RequestAuthentication> {
+        match &self.spec {
+            Spec::RequestAuthentication(v) => Some(v.as_ref()),
             _ => None,
         }
     }

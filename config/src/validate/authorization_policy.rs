@@ -153,7 +153,7 @@ fn action_name(a: Action) -> &'static str {
     }
 }
 
-fn target_ref(v: &mut V, p: &str, t: &PolicyTargetReference) {
+pub(crate) fn target_ref(v: &mut V, p: &str, t: &PolicyTargetReference) {
     if !t.namespace.is_empty() {
         v.err(
             &format!("{p}.namespace"),

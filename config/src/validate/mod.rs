@@ -10,6 +10,7 @@ pub mod names;
 mod peer_authentication;
 mod proxy;
 mod references;
+mod request_authentication;
 pub use files::MissingFiles;
 pub use references::DEFAULT_ROOT_NAMESPACE;
 pub use virtual_service::{decode_base64, RETRY_ON_TOKENS};
@@ -40,6 +41,7 @@ pub fn validate(resources: &[Resource], missing_files: MissingFiles) -> Diagnost
             Spec::Gateway(s) => gateway::validate(&mut v, s),
             Spec::PeerAuthentication(s) => peer_authentication::validate(&mut v, s),
             Spec::AuthorizationPolicy(s) => authorization_policy::validate(&mut v, s),
+            Spec::RequestAuthentication(s) => request_authentication::validate(&mut v, s),
             Spec::Proxy(s) => proxy::validate(&mut v, s),
         }
     }

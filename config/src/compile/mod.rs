@@ -11,6 +11,7 @@ pub mod cluster;
 pub mod gateway_routes;
 pub mod http_routes;
 pub mod intern;
+pub mod jwt;
 pub mod listener;
 pub mod lookup;
 pub mod match_explain;
@@ -185,11 +186,13 @@ fn compile_with(
     let version = content_hash(resources);
     let peer_authn = peer_auth::PeerAuthn::compile(resources, &proxy);
     let authz = authz::Authz::compile(resources, &proxy);
+    let jwt_authn = jwt::JwtAuthn::compile(resources, &proxy);
     Snapshot {
         version,
         loaded_at: SystemTime::now(),
         peer_authn,
         authz,
+        jwt_authn,
         proxy,
         listeners: tables.listeners,
         route_tables: tables.route_tables,

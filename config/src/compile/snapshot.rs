@@ -78,6 +78,8 @@ pub struct Snapshot {
     pub peer_authn: super::peer_auth::PeerAuthn,
     /// AuthorizationPolicy for this workload's inbound traffic.
     pub authz: super::authz::Authz,
+    /// RequestAuthentication's JWT rules for this workload (`None`: no rule applies).
+    pub jwt_authn: Option<super::jwt::JwtAuthn>,
 }
 
 impl Snapshot {

@@ -46,6 +46,10 @@ pub struct Proxy {
     /// How `resolution: DNS` names are resolved (docs/config.md, "DNS endpoints").
     #[serde(default)]
     pub dns: Option<Dns>,
+    /// Time between fetches of a RequestAuthentication `jwksUri` key set (default 20m,
+    /// istiod's `PILOT_JWT_PUB_KEY_REFRESH_INTERVAL`; docs/config.md).
+    #[serde(default, alias = "jwks_refresh_interval")]
+    pub jwks_refresh_interval: Option<crate::duration::Duration>,
 }
 
 /// `Proxy.spec.dns`: the resolver of `resolution: DNS` ServiceEntries.

@@ -61,6 +61,8 @@ pub struct Active {
     pub inbound_service: Arc<Service>,
     /// TLS of the Gateway listeners that terminate it, by listener name.
     pub gateway_tls: HashMap<String, Arc<GatewayTls>>,
+    /// The keys of the RequestAuthentication rules (`None`: no rule applies).
+    pub authn: Option<crate::authn::Authn>,
 }
 
 impl Active {
@@ -139,6 +141,7 @@ impl Active {
                 .into(),
         });
         Active {
+            authn: crate::authn::Authn::build(&snapshot, previous.and_then(|p| p.authn.as_ref())),
             local_peer: Peer::local(&snapshot.proxy),
             unknown_peer: Peer::unknown(),
             unknown_service: Service::unknown(),

@@ -12,8 +12,8 @@
 use crate::diag::{Diagnostic, Diagnostics, Origin, Severity};
 use crate::model::{
     AuthorizationPolicy, DestinationRule, Gateway, Kind, ObjectMeta, PeerAuthentication, Proxy,
-    Resource, ServiceEntry, Sidecar, Spec, Telemetry, VirtualService, WorkloadEntry,
-    DEFAULT_NAMESPACE,
+    RequestAuthentication, Resource, ServiceEntry, Sidecar, Spec, Telemetry, VirtualService,
+    WorkloadEntry, DEFAULT_NAMESPACE,
 };
 use serde::de::{DeserializeOwned, IgnoredAny};
 use serde::Deserialize;
@@ -140,9 +140,6 @@ struct Document<S> {
     #[serde(default)]
     status: Option<IgnoredAny>,
 }
-
-/// Istio kinds that exist but that meshproxy does not read, named so the error says so.
-const UNSUPPORTED_ISTIO_KINDS: &[&str] = &["RequestAuthentication"];
 
 /// Parses every document of one file's text and appends the results to `out`.
 pub fn load_str(file: &Path, text: &str, out: &mut Loaded) {
@@ -341,14 +338,10 @@ fn ignored_kind(kind: &str, api_version: &str) -> Option<&'static str> {
 
 /// The error for a `kind` meshproxy does not read.
 fn unknown_kind(kind: &str) -> String {
-    if UNSUPPORTED_ISTIO_KINDS.contains(&kind) {
-        format!("kind {kind:?} is not supported by meshproxy")
-    } else {
-        format!(
-            "unknown kind {kind:?} (expected one of {})",
-            Kind::ALL.map(|k| k.as_str()).join(", ")
-        )
-    }
+    format!(
+        "unknown kind {kind:?} (expected one of {})",
+        Kind::ALL.map(|k| k.as_str()).join(", ")
+    )
 }
 
 /// The error for an `apiVersion` that `kind` is not served under.
@@ -398,6 +391,9 @@ fn typed_spec<'a>(
         Kind::Telemetry => typed::<Telemetry>(doc, |s| Spec::Telemetry(Box::new(s))),
         Kind::WorkloadEntry => typed::<WorkloadEntry>(doc, |s| Spec::WorkloadEntry(Box::new(s))),
         Kind::Sidecar => typed::<Sidecar>(doc, |s| Spec::Sidecar(Box::new(s))),
+        Kind::RequestAuthentication => {
+            typed::<RequestAuthentication>(doc, |s| Spec::RequestAuthentication(Box::new(s)))
+        }
         Kind::Proxy => typed::<Proxy>(doc, |s| Spec::Proxy(Box::new(s))),
     }
 }
@@ -595,7 +591,7 @@ mod tests {
 
     #[test]
     fn unknown_and_unsupported_kinds() {
-        let out = load("apiVersion: v1\nkind: Foo\nmetadata: {name: x}\n---\napiVersion: networking.istio.io/v1\nkind: Sidecar\nmetadata: {name: y}\n");
+        let out = load("apiVersion: v1\nkind: Foo\nmetadata: {name: x}\n---\napiVersion: networking.istio.io/v1alpha3\nkind: EnvoyFilter\nmetadata: {name: y}\n");
         let msgs: Vec<_> = out
             .diagnostics
             .0
@@ -604,6 +600,7 @@ mod tests {
             .collect();
         assert!(msgs[0].contains("unknown kind \"Foo\""), "{msgs:?}");
         assert!(msgs[1].contains("not supported"), "{msgs:?}");
+        assert_eq!(out.diagnostics.0[1].severity, Severity::Warning);
     }
 
     #[test]

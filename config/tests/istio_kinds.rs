@@ -50,7 +50,10 @@ fn istios_envoy_specific_kinds_load_as_warnings() {
 #[test]
 fn the_same_names_outside_istio_are_unknown_kinds() {
     let text = "apiVersion: example.com/v1\nkind: EnvoyFilter\nmetadata: {name: x}\nspec: {}\n";
-    let e = load_str("x.yaml", text).err().map(|d| d.to_string()).unwrap_or_default();
+    let e = load_str("x.yaml", text)
+        .err()
+        .map(|d| d.to_string())
+        .unwrap_or_default();
     assert!(e.contains("unknown kind \"EnvoyFilter\""), "{e}");
 }
 
@@ -279,4 +282,66 @@ fn invalid_sidecars_are_refused_with_the_field() {
         let e = load_str("s.yaml", &sidecar("s", "shop", spec)).err().map(|d| d.to_string()).unwrap_or_default();
         assert!(e.contains(want), "{spec}: {e}");
     }
+}
+
+#[test]
+fn a_directory_with_every_istio_kind_loads() {
+    let every = format!(
+        "{IGNORED}{}{}{}apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {{name: details, namespace: vms}}
+spec:
+  hosts: [details.vms.svc.cluster.local]
+  http: [{{route: [{{destination: {{host: details.vms.svc.cluster.local}}}}]}}]
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {{name: details, namespace: vms}}
+spec:
+  host: details.vms.svc.cluster.local
+  subsets: [{{name: v1, labels: {{version: v1}}}}]
+---
+apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {{name: gw, namespace: istio-system}}
+spec:
+  selector: {{istio: ingressgateway}}
+  servers: [{{port: {{number: 80, name: http, protocol: HTTP}}, hosts: [\"*/*\"]}}]
+---
+apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {{name: default, namespace: istio-system}}
+spec: {{mtls: {{mode: PERMISSIVE}}}}
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {{name: allow, namespace: vms}}
+spec: {{rules: [{{}}]}}
+---
+apiVersion: security.istio.io/v1
+kind: RequestAuthentication
+metadata: {{name: jwt, namespace: istio-system}}
+spec:
+  jwtRules: [{{issuer: \"https://issuer.example.com\", jwksUri: \"https://issuer.example.com/jwks.json\"}}]
+---
+apiVersion: telemetry.istio.io/v1
+kind: Telemetry
+metadata: {{name: mesh-default, namespace: istio-system}}
+spec: {{accessLogging: [{{disabled: false}}]}}
+---
+",
+        VM_SERVICE,
+        we("vm-1", "vms", "{address: 10.0.0.1, labels: {app: details, version: v1}}"),
+        sidecar("default", "istio-system", "  egress:\n  - hosts: [\"*/*\"]\n"),
+    );
+    let snap = load_str("every.yaml", &every).unwrap_or_else(|d| panic!("{d}"));
+    let w = snap.warnings.to_string();
+    assert_eq!(
+        w.matches("is not supported by meshproxy: ignored").count(),
+        4,
+        "{w}"
+    );
+    let kinds: std::collections::BTreeSet<_> =
+        snap.resources.iter().map(|r| r.kind.as_str()).collect();
+    assert_eq!(kinds.len(), 10, "{kinds:?}");
 }

@@ -128,6 +128,7 @@ impl Req {
                 path: self.path,
                 headers: &headers,
             }),
+            jwt: None,
         };
         snap.authz.evaluate(&request)
     }

@@ -55,6 +55,8 @@ pub struct Record {
     pub route_name: std::sync::Arc<str>,
     /// Why a local reply was sent.
     pub details: &'static str,
+    /// The request principal (`<iss>/<sub>`) of a verified JWT (RequestAuthentication).
+    pub request_principal: Option<std::sync::Arc<str>>,
 }
 
 /// The access log sink.
@@ -436,6 +438,10 @@ pub fn write_json(r: &Record, o: &mut String) {
     field(o, "upstream_host", &r.upstream_host, false);
     field(o, "upstream_cluster", &r.upstream_cluster, false);
     field(o, "route_name", &r.route_name, false);
+    // Only when a JWT was verified: Istio's `request.auth.principal` attribute.
+    if let Some(p) = &r.request_principal {
+        field(o, "request_principal", p, false);
+    }
     o.push_str("}\n");
 }
 
@@ -552,5 +558,12 @@ mod tests {
         assert_eq!(v["user_agent"], "ua\t\"x\"");
         assert_eq!(v["route_name"], "r\u{1}");
         assert!(line.contains("\\u0001"), "{line}");
+        assert!(v.get("request_principal").is_none());
+        let r = Record {
+            request_principal: Some("iss/sub".into()),
+            ..Default::default()
+        };
+        let v: serde_json::Value = serde_json::from_str(&json_line(&r)).expect("valid JSON");
+        assert_eq!(v["request_principal"], "iss/sub");
     }
 }

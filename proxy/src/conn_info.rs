@@ -71,6 +71,7 @@ impl ConnInfo {
             destination_port: self.original_dst.map(|d| d.port()).unwrap_or(port),
             sni: None,
             http: None,
+            jwt: None,
         }
     }
 }

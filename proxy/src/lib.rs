@@ -3,6 +3,7 @@
 
 pub mod access_log;
 pub mod admin;
+pub mod authn;
 pub mod body;
 pub mod conn_info;
 pub mod demo;

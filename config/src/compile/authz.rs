@@ -19,6 +19,9 @@ use http::header::{GetAll, HeaderName, HeaderValue};
 use ipnet::IpNet;
 use std::net::IpAddr;
 
+mod jwt;
+pub use jwt::JwtClaims;
+
 /// What is known about a request (or, without `http`, a TCP connection) arriving at this
 /// workload.
 #[derive(Clone, Copy)]
@@ -39,6 +42,8 @@ pub struct AuthzRequest<'a> {
     pub sni: Option<&'a str>,
     /// HTTP attributes; `None` for TCP (see [`Authz::evaluate`] for what that changes).
     pub http: Option<HttpAttrs<'a>>,
+    /// The payload of the request's verified JWT (RequestAuthentication), if it had one.
+    pub jwt: Option<&'a JwtClaims>,
 }
 
 /// The HTTP attributes of a request.
@@ -128,9 +133,9 @@ enum Field {
     Method,
     Path,
     Header(HeaderName),
-    /// An attribute this proxy never has: JWT (`requestPrincipals`, `request.auth.*`; JWT
-    /// authentication is not supported, and Istio's own matchers need a validated token),
-    /// Envoy filter metadata (`experimental.envoy.filters.*`), pseudo-headers it does not
+    /// The verified JWT (`requestPrincipals`, `request.auth.*`); HTTP only.
+    Jwt(jwt::JwtField),
+    /// An attribute this proxy never has: Envoy filter metadata (`experimental.envoy.filters.*`), pseudo-headers it does not
     /// track. Positive checks never match; negated ones always do.
     Absent {
         http_only: bool,
@@ -143,7 +148,7 @@ impl Field {
     /// presenter and claims).
     fn http_only(&self) -> bool {
         match self {
-            Field::Host | Field::Method | Field::Path | Field::Header(_) => true,
+            Field::Host | Field::Method | Field::Path | Field::Header(_) | Field::Jwt(_) => true,
             Field::Absent { http_only } => *http_only,
             _ => false,
         }
@@ -171,6 +176,8 @@ enum Pattern {
     Port(u16),
     /// A path with `{*}`/`{**}`: Envoy's URI template matcher.
     Template(Box<[Piece]>),
+    /// A request principal: the token's `iss` and `sub` matched on their own.
+    RequestPrincipal(Box<(Pattern, Pattern)>),
 }
 
 /// A piece of a compiled URI template (Envoy `uri_template_internal.cc`: the template is
@@ -382,7 +389,10 @@ impl Pattern {
             Pattern::Present => true,
             Pattern::Glob(parts) => glob_matches(parts, v),
             Pattern::Template(pieces) => template_matches(pieces, v),
-            Pattern::ServiceAccount { .. } | Pattern::Cidr(_) | Pattern::Port(_) => false,
+            Pattern::ServiceAccount { .. }
+            | Pattern::Cidr(_)
+            | Pattern::Port(_)
+            | Pattern::RequestPrincipal(_) => false,
         }
     }
 
@@ -496,6 +506,9 @@ impl Check {
                 let values = h.headers.get_all(name);
                 self.patterns.iter().any(|p| p.matches_header(&values))
             }),
+            Field::Jwt(f) => r
+                .jwt
+                .is_some_and(|claims| f.matches(&self.patterns, claims)),
             Field::Absent { .. } => false,
         }
     }
@@ -507,7 +520,8 @@ fn source_checks(s: &Source, policy_ns: &str) -> Vec<Check> {
     let principal = |v: &str| Some(string_pattern(v, Pattern::NonEmpty, false));
     let sa = |v: &str| Some(service_account_pattern(v, policy_ns));
     let ns = |v: &str| Some(namespace_pattern(v));
-    let jwt = Field::Absent { http_only: true };
+    let jwt = Field::Jwt(jwt::JwtField::Principal);
+    let rp = |v: &str| Some(jwt::principal_pattern(v));
     let str_p = |v: &str| Some(string_pattern(v, Pattern::NonEmpty, false));
     [
         Check::new(Field::Principal, &s.principals, false, principal),
@@ -515,8 +529,8 @@ fn source_checks(s: &Source, policy_ns: &str) -> Vec<Check> {
         Check::new(Field::Principal, &s.service_accounts, false, sa),
         Check::new(Field::Principal, &s.not_service_accounts, true, sa),
         // Istio `requestPrincipalGenerator`: JWT metadata; HTTP only.
-        Check::new(jwt.clone(), &s.request_principals, false, str_p),
-        Check::new(jwt, &s.not_request_principals, true, str_p),
+        Check::new(jwt.clone(), &s.request_principals, false, rp),
+        Check::new(jwt, &s.not_request_principals, true, rp),
         Check::new(Field::Namespace, &s.namespaces, false, ns),
         Check::new(Field::Namespace, &s.not_namespaces, true, ns),
         Check::new(Field::TrustDomain, &s.trust_domains, false, str_p),
@@ -573,6 +587,7 @@ fn condition_checks(c: &Condition, policy_ns: &str) -> Vec<Check> {
     let sa_p = |v: &str| Some(service_account_pattern(v, policy_ns));
     let ns_p = |v: &str| Some(namespace_pattern(v));
     let path_p = |v: &str| Some(string_pattern(v, Pattern::Present, false));
+    let rp = |v: &str| Some(jwt::principal_pattern(v));
     let (field, mk): (Field, &PatternFn<'_>) = if let Some(name) = key
         .strip_prefix("request.headers[")
         .and_then(|k| k.strip_suffix(']'))
@@ -600,8 +615,12 @@ fn condition_checks(c: &Condition, policy_ns: &str) -> Vec<Check> {
             "destination.ip" => (Field::DestinationIp, &ip_pattern),
             "destination.port" => (Field::Port, &port_pattern),
             "connection.sni" => (Field::Sni, &str_p),
-            // Istio: request.auth.* are JWT metadata, HTTP only.
-            k if k.starts_with("request.auth.") => (Field::Absent { http_only: true }, &str_p),
+            // Istio: request.auth.* read the verified JWT, HTTP only.
+            "request.auth.principal" => (Field::Jwt(jwt::JwtField::Principal), &rp),
+            k if k.starts_with("request.auth.") => match jwt::JwtField::claim(k) {
+                Some(f) => (Field::Jwt(f), &str_p),
+                None => (Field::Absent { http_only: true }, &str_p),
+            },
             // experimental.envoy.filters.*: Envoy filter metadata, which this proxy has none
             // of; not HTTP-only in Istio (`envoyFilterGenerator`). The validator rejects
             // any other key.

@@ -11,6 +11,7 @@ pub mod cluster;
 pub mod gateway_routes;
 pub mod http_routes;
 pub mod intern;
+pub mod jwt;
 pub mod listener;
 pub mod lookup;
 pub mod match_explain;
@@ -190,12 +191,14 @@ fn compile_with(
     let authz = authz::Authz::compile(resources, &proxy);
     let telemetry =
         telemetry::TelemetryPolicy::compile(resources, &proxy, &registry, &mut warnings);
+    let jwt_authn = jwt::JwtAuthn::compile(resources, &proxy);
     Snapshot {
         telemetry,
         version,
         loaded_at: SystemTime::now(),
         peer_authn,
         authz,
+        jwt_authn,
         proxy,
         listeners: tables.listeners,
         route_tables: tables.route_tables,

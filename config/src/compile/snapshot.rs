@@ -80,6 +80,8 @@ pub struct Snapshot {
     pub authz: super::authz::Authz,
     /// Tracing, access logging and metrics of this workload (Telemetry).
     pub telemetry: super::telemetry::TelemetryPolicy,
+    /// RequestAuthentication's JWT rules for this workload (`None`: no rule applies).
+    pub jwt_authn: Option<super::jwt::JwtAuthn>,
 }
 
 impl Snapshot {

@@ -13,6 +13,7 @@ pub mod gateway;
 pub mod map;
 pub mod peer_authentication;
 pub mod proxy;
+pub mod request_authentication;
 pub mod service_entry;
 pub mod sidecar;
 pub mod telemetry;
@@ -27,6 +28,7 @@ pub use destination_rule::DestinationRule;
 pub use gateway::Gateway;
 pub use peer_authentication::PeerAuthentication;
 pub use proxy::Proxy;
+pub use request_authentication::RequestAuthentication;
 pub use service_entry::ServiceEntry;
 pub use service_entry::WorkloadEntry;
 pub use sidecar::Sidecar;
@@ -57,13 +59,15 @@ pub enum Kind {
     WorkloadEntry,
     /// networking.istio.io Sidecar.
     Sidecar,
+    /// security.istio.io RequestAuthentication.
+    RequestAuthentication,
     /// meshproxy.io Proxy.
     Proxy,
 }
 
 impl Kind {
     /// Every kind, in the order summaries print them.
-    pub const ALL: [Kind; 10] = [
+    pub const ALL: [Kind; 11] = [
         Kind::Proxy,
         Kind::Gateway,
         Kind::ServiceEntry,
@@ -74,6 +78,7 @@ impl Kind {
         Kind::PeerAuthentication,
         Kind::AuthorizationPolicy,
         Kind::Telemetry,
+        Kind::RequestAuthentication,
     ];
 
     /// The `kind:` string.
@@ -88,6 +93,7 @@ impl Kind {
             Kind::Telemetry => "Telemetry",
             Kind::WorkloadEntry => "WorkloadEntry",
             Kind::Sidecar => "Sidecar",
+            Kind::RequestAuthentication => "RequestAuthentication",
             Kind::Proxy => "Proxy",
         }
     }
@@ -111,7 +117,7 @@ impl Kind {
                 "networking.istio.io/v1beta1",
                 "networking.istio.io/v1alpha3",
             ],
-            Kind::PeerAuthentication | Kind::AuthorizationPolicy => {
+            Kind::PeerAuthentication | Kind::AuthorizationPolicy | Kind::RequestAuthentication => {
                 &["security.istio.io/v1", "security.istio.io/v1beta1"]
             }
             Kind::Telemetry => &["telemetry.istio.io/v1", "telemetry.istio.io/v1alpha1"],
@@ -149,6 +155,8 @@ pub enum Spec {
     WorkloadEntry(Box<WorkloadEntry>),
     /// Sidecar.
     Sidecar(Box<Sidecar>),
+    /// RequestAuthentication.
+    RequestAuthentication(Box<RequestAuthentication>),
     /// Proxy.
     Proxy(Box<Proxy>),
 }
@@ -250,6 +258,14 @@ impl Resource {
     pub fn as_authorization_policy(&self) -> Option<&AuthorizationPolicy> {
         match &self.spec {
             Spec::AuthorizationPolicy(v) => Some(v.as_ref()),
+            _ => None,
+        }
+    }
+
+    /// The RequestAuthentication spec, if this is one.
+    pub fn as_request_authentication(&self) -> Option<&RequestAuthentication> {
+        match &self.spec {
+            Spec::RequestAuthentication(v) => Some(v.as_ref()),
             _ => None,
         }
     }

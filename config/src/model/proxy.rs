@@ -56,6 +56,10 @@ pub struct Proxy {
     /// (MeshConfig `defaultConfig.tracing.sampling`; Istio's default 1).
     #[serde(default, alias = "trace_sampling")]
     pub trace_sampling: Option<f64>,
+    /// Time between fetches of a RequestAuthentication `jwksUri` key set (default 20m,
+    /// istiod's `PILOT_JWT_PUB_KEY_REFRESH_INTERVAL`; docs/config.md).
+    #[serde(default, alias = "jwks_refresh_interval")]
+    pub jwks_refresh_interval: Option<crate::duration::Duration>,
 }
 
 /// `Proxy.spec.dns`: the resolver of `resolution: DNS` ServiceEntries.

@@ -274,12 +274,6 @@ fn source(v: &mut V, p: &str, s: &Source, action: Action) {
         );
     }
     service_accounts(v, p, s);
-    if s.request_principals.is_some() || s.not_request_principals.is_some() {
-        v.not_enforced(
-            &format!("{p}.requestPrincipals"),
-            "JWT request authentication; such a source never matches",
-        );
-    }
     trust_domains(v, p, s);
     if action == Action::Custom {
         custom_source(v, p, s);
@@ -472,12 +466,6 @@ fn condition(v: &mut V, p: &str, c: &Condition, action: Action) {
         .chain(c.not_values.iter().flatten())
         .collect();
     condition_values(v, p, key, &all);
-    if key.starts_with("request.auth.") {
-        v.not_enforced(
-            &format!("{p}.key"),
-            "JWT request authentication; this condition never matches",
-        );
-    }
     if key.starts_with("experimental.envoy.filters.") {
         v.not_enforced(&format!("{p}.key"), "Envoy filter metadata");
     }

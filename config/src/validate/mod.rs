@@ -11,6 +11,7 @@ pub mod names;
 mod peer_authentication;
 mod proxy;
 mod references;
+mod request_authentication;
 pub use files::MissingFiles;
 pub use references::DEFAULT_ROOT_NAMESPACE;
 pub use telemetry::METRICS as TELEMETRY_METRICS;
@@ -47,6 +48,7 @@ pub fn validate(resources: &[Resource], missing_files: MissingFiles) -> Diagnost
             Spec::Telemetry(s) => telemetry::validate(&mut v, s),
             Spec::WorkloadEntry(s) => service_entry::validate_workload_entry(&mut v, s),
             Spec::Sidecar(s) => sidecar::validate(&mut v, s),
+            Spec::RequestAuthentication(s) => request_authentication::validate(&mut v, s),
             Spec::Proxy(s) => proxy::validate(&mut v, s),
         }
     }

@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 
 pub(crate) fn validate(v: &mut V, px: &Proxy) {
     super::extension_providers::validate(v, px);
+    v.duration("spec.jwksRefreshInterval", &px.jwks_refresh_interval);
     if let Some(admin) = &px.admin {
         if let Some(a) = &admin.address {
             if a.parse::<SocketAddr>().is_err() {

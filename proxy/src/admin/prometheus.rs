@@ -40,6 +40,7 @@ pub fn render(out: &mut String, shared: &Shared, active: &Active) {
             .load(std::sync::atomic::Ordering::Relaxed)
     );
     downstream(out, &shared.downstream.stats());
+    crate::authn::stats::render(out);
     // Envoy's overload manager exposes its shedding the same way
     // (`overload.envoy.overload_actions.stop_accepting_requests`, `http.*.downstream_rq_overload_close`).
     family(

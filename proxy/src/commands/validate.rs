@@ -98,7 +98,8 @@ pub fn summary(snap: &Snapshot, resources: &[Resource]) -> Vec<String> {
             Kind::PeerAuthentication
             | Kind::AuthorizationPolicy
             | Kind::Telemetry
-            | Kind::Sidecar => "validated".to_string(),
+            | Kind::Sidecar
+            | Kind::RequestAuthentication => "validated".to_string(),
             Kind::WorkloadEntry => {
                 let selected = resources
                     .iter()

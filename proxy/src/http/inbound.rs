@@ -42,7 +42,7 @@ pub(crate) fn authz_request<'a>(
 /// Authorizes the request and forwards it to the application.
 pub(super) async fn forward(
     x: &mut Exchange,
-    parts: Parts,
+    mut parts: Parts,
     authority: String,
 ) -> Response<ResponseBody> {
     let active = x.active.clone();
@@ -53,7 +53,12 @@ pub(super) async fn forward(
     else {
         return x.reply(503, Flags::NO_CLUSTER_FOUND, "cluster_not_found", "");
     };
-    if let Some(resp) = authorize(x, &parts, &authority, ib.cluster.key.port) {
+    let mut jwt = None;
+    if let Some(resp) = super::authn::authenticate(x, &mut parts, &mut jwt) {
+        return resp;
+    }
+    let claims = jwt.as_ref().map(|v| &v.claims);
+    if let Some(resp) = authorize(x, &parts, &authority, ib.cluster.key.port, claims) {
         return resp;
     }
     let version = parts.version;
@@ -127,12 +132,14 @@ pub(super) async fn forward(
 }
 
 /// AuthorizationPolicy on the request: `Some(403)` when it is denied (Envoy's RBAC
-/// filter: body "RBAC: access denied"); AUDIT matches are logged.
-fn authorize(
+/// filter: body "RBAC: access denied"); AUDIT matches are logged. `jwt` is the payload of
+/// the request's verified token.
+pub(super) fn authorize(
     x: &mut Exchange,
     parts: &Parts,
     authority: &str,
     cluster_port: u16,
+    jwt: Option<&meshproxy_config::compile::authz::JwtClaims>,
 ) -> Option<Response<ResponseBody>> {
     use meshproxy_config::compile::authz::Decision;
     let authz = &x.active.snapshot.authz;
@@ -140,7 +147,8 @@ fn authorize(
         return None;
     }
     let path = crate::policy::path::normalize(parts.uri.path());
-    let request = authz_request(&x.conn, parts, authority, &path, cluster_port);
+    let mut request = authz_request(&x.conn, parts, authority, &path, cluster_port);
+    request.jwt = jwt;
     let (decision, audit) = authz.evaluate(&request);
     if let Some(a) = audit {
         tracing::info!(policy = %a, path = parts.uri.path(), "AUDIT policy matched");

@@ -5,6 +5,7 @@
 //! connection) → the response relayed, and [`completion`] records the outcome.
 
 mod attempts;
+mod authn;
 pub mod completion;
 pub mod connect;
 mod dispatch;

@@ -68,9 +68,13 @@ pub async fn handle(
         ListenerRole::Outbound if parts.method == http::Method::CONNECT => {
             connect::tunnel(&mut x, parts, listener, &authority).await
         }
-        ListenerRole::Outbound | ListenerRole::Gateway { .. } => {
+        ListenerRole::Gateway { .. } => {
+            if let Some(resp) = super::authn::gateway(&mut x, &mut parts, &authority) {
+                return resp;
+            }
             route(&mut x, parts, listener, &authority).await
         }
+        ListenerRole::Outbound => route(&mut x, parts, listener, &authority).await,
     }
 }
 

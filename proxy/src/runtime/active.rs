@@ -63,6 +63,8 @@ pub struct Active {
     pub inbound_service: Arc<Service>,
     /// TLS of the Gateway listeners that terminate it, by listener name.
     pub gateway_tls: HashMap<String, Arc<GatewayTls>>,
+    /// The keys of the RequestAuthentication rules (`None`: no rule applies).
+    pub authn: Option<crate::authn::Authn>,
 }
 
 impl Active {
@@ -142,6 +144,7 @@ impl Active {
         });
         let local_peer = Peer::local(&snapshot.proxy);
         Active {
+            authn: crate::authn::Authn::build(&snapshot, previous.and_then(|p| p.authn.as_ref())),
             trace_service: format!("{}.{}", local_peer.canonical_service, local_peer.namespace)
                 .into(),
             local_peer,

@@ -12,7 +12,7 @@
 use crate::diag::{Diagnostic, Diagnostics, Origin, Severity};
 use crate::model::{
     AuthorizationPolicy, DestinationRule, Gateway, Kind, ObjectMeta, PeerAuthentication, Proxy,
-    Resource, ServiceEntry, Spec, VirtualService, DEFAULT_NAMESPACE,
+    RateLimitPolicy, Resource, ServiceEntry, Spec, VirtualService, DEFAULT_NAMESPACE,
 };
 use serde::de::{DeserializeOwned, IgnoredAny};
 use serde::Deserialize;
@@ -356,6 +356,9 @@ fn typed_spec<'a>(
             typed::<AuthorizationPolicy>(doc, |s| Spec::AuthorizationPolicy(Box::new(s)))
         }
         Kind::Proxy => typed::<Proxy>(doc, |s| Spec::Proxy(Box::new(s))),
+        Kind::RateLimitPolicy => {
+            typed::<RateLimitPolicy>(doc, |s| Spec::RateLimitPolicy(Box::new(s)))
+        }
     }
 }
 

@@ -17,6 +17,7 @@ pub mod match_explain;
 pub mod matcher;
 pub mod peer_auth;
 pub mod proxy_settings;
+pub mod rate_limit;
 pub mod registry;
 pub mod route;
 pub mod route_table;
@@ -185,7 +186,9 @@ fn compile_with(
     let version = content_hash(resources);
     let peer_authn = peer_auth::PeerAuthn::compile(resources, &proxy);
     let authz = authz::Authz::compile(resources, &proxy);
+    let rate_limits = rate_limit::RateLimits::compile(resources, &proxy);
     Snapshot {
+        rate_limits,
         version,
         loaded_at: SystemTime::now(),
         peer_authn,

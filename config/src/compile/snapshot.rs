@@ -78,6 +78,8 @@ pub struct Snapshot {
     pub peer_authn: super::peer_auth::PeerAuthn,
     /// AuthorizationPolicy for this workload's inbound traffic.
     pub authz: super::authz::Authz,
+    /// RateLimitPolicy rules for this workload's requests.
+    pub rate_limits: super::rate_limit::RateLimits,
 }
 
 impl Snapshot {

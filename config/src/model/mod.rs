@@ -12,6 +12,7 @@ pub mod gateway;
 pub mod map;
 pub mod peer_authentication;
 pub mod proxy;
+pub mod rate_limit_policy;
 pub mod service_entry;
 pub mod virtual_service;
 
@@ -24,6 +25,7 @@ pub use destination_rule::DestinationRule;
 pub use gateway::Gateway;
 pub use peer_authentication::PeerAuthentication;
 pub use proxy::Proxy;
+pub use rate_limit_policy::RateLimitPolicy;
 pub use service_entry::ServiceEntry;
 pub use virtual_service::VirtualService;
 
@@ -47,11 +49,13 @@ pub enum Kind {
     AuthorizationPolicy,
     /// meshproxy.io Proxy.
     Proxy,
+    /// meshproxy.io RateLimitPolicy.
+    RateLimitPolicy,
 }
 
 impl Kind {
     /// Every kind, in the order summaries print them.
-    pub const ALL: [Kind; 7] = [
+    pub const ALL: [Kind; 8] = [
         Kind::Proxy,
         Kind::Gateway,
         Kind::ServiceEntry,
@@ -59,6 +63,7 @@ impl Kind {
         Kind::DestinationRule,
         Kind::PeerAuthentication,
         Kind::AuthorizationPolicy,
+        Kind::RateLimitPolicy,
     ];
 
     /// The `kind:` string.
@@ -71,6 +76,7 @@ impl Kind {
             Kind::PeerAuthentication => "PeerAuthentication",
             Kind::AuthorizationPolicy => "AuthorizationPolicy",
             Kind::Proxy => "Proxy",
+            Kind::RateLimitPolicy => "RateLimitPolicy",
         }
     }
 
@@ -91,7 +97,7 @@ impl Kind {
             Kind::PeerAuthentication | Kind::AuthorizationPolicy => {
                 &["security.istio.io/v1", "security.istio.io/v1beta1"]
             }
-            Kind::Proxy => &["meshproxy.io/v1alpha1"],
+            Kind::Proxy | Kind::RateLimitPolicy => &["meshproxy.io/v1alpha1"],
         }
     }
 }
@@ -121,6 +127,8 @@ pub enum Spec {
     AuthorizationPolicy(Box<AuthorizationPolicy>),
     /// Proxy.
     Proxy(Box<Proxy>),
+    /// RateLimitPolicy.
+    RateLimitPolicy(Box<RateLimitPolicy>),
 }
 
 /// One loaded configuration document.
@@ -196,6 +204,14 @@ impl Resource {
     pub fn as_authorization_policy(&self) -> Option<&AuthorizationPolicy> {
         match &self.spec {
             Spec::AuthorizationPolicy(v) => Some(v.as_ref()),
+            _ => None,
+        }
+    }
+
+    /// The RateLimitPolicy spec, if this is one.
+    pub fn as_rate_limit_policy(&self) -> Option<&RateLimitPolicy> {
+        match &self.spec {
+            Spec::RateLimitPolicy(v) => Some(v.as_ref()),
             _ => None,
         }
     }

@@ -46,6 +46,36 @@ pub struct Proxy {
     /// How `resolution: DNS` names are resolved (docs/config.md, "DNS endpoints").
     #[serde(default)]
     pub dns: Option<Dns>,
+    /// Where Global RateLimitPolicies keep their counts (docs/config.md, "Rate limiting").
+    #[serde(default, alias = "rate_limit")]
+    pub rate_limit: Option<RateLimitBackend>,
+}
+
+/// `Proxy.spec.rateLimit`: the Redis of Global RateLimitPolicies and what happens when it
+/// cannot answer.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RateLimitBackend {
+    /// The Redis server.
+    #[serde(default)]
+    pub redis: Option<Redis>,
+    /// Refuse (500) instead of allowing when Redis fails: Envoy's `failure_mode_deny`
+    /// (default false).
+    #[serde(default, alias = "failure_mode_deny")]
+    pub failure_mode_deny: Option<bool>,
+}
+
+/// `Proxy.spec.rateLimit.redis`.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Redis {
+    /// `host:port`.
+    #[serde(default)]
+    pub address: String,
+    /// Longest wait for Redis's answer before the failure mode applies (default 20ms,
+    /// Envoy's rate-limit service timeout).
+    #[serde(default)]
+    pub timeout: Option<Duration>,
 }
 
 /// `Proxy.spec.dns`: the resolver of `resolution: DNS` ServiceEntries.

@@ -9,6 +9,7 @@ mod gateway;
 pub mod names;
 mod peer_authentication;
 mod proxy;
+mod rate_limit_policy;
 mod references;
 pub use files::MissingFiles;
 pub use references::DEFAULT_ROOT_NAMESPACE;
@@ -41,9 +42,11 @@ pub fn validate(resources: &[Resource], missing_files: MissingFiles) -> Diagnost
             Spec::PeerAuthentication(s) => peer_authentication::validate(&mut v, s),
             Spec::AuthorizationPolicy(s) => authorization_policy::validate(&mut v, s),
             Spec::Proxy(s) => proxy::validate(&mut v, s),
+            Spec::RateLimitPolicy(s) => rate_limit_policy::validate(&mut v, s),
         }
     }
     references::check(resources, &mut out);
+    rate_limit_policy::check_global_backend(resources, &mut out);
     out
 }
 

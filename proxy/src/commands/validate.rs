@@ -95,7 +95,9 @@ pub fn summary(snap: &Snapshot, resources: &[Resource]) -> Vec<String> {
                     .sum();
                 format!("{servers} servers")
             }
-            Kind::PeerAuthentication | Kind::AuthorizationPolicy => "validated".to_string(),
+            Kind::PeerAuthentication | Kind::AuthorizationPolicy | Kind::RateLimitPolicy => {
+                "validated".to_string()
+            }
             Kind::Proxy => format!(
                 "{}/{}, {} listeners",
                 snap.proxy.namespace,

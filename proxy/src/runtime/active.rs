@@ -61,6 +61,8 @@ pub struct Active {
     pub inbound_service: Arc<Service>,
     /// TLS of the Gateway listeners that terminate it, by listener name.
     pub gateway_tls: HashMap<String, Arc<GatewayTls>>,
+    /// Live counts of the RateLimitPolicy rules (`None`: no rule applies).
+    pub rate_limiter: Option<Arc<crate::ratelimit::RateLimiter>>,
 }
 
 impl Active {
@@ -138,7 +140,12 @@ impl Active {
                 .unwrap_or("unknown")
                 .into(),
         });
+        let rate_limiter = crate::ratelimit::RateLimiter::build(
+            &snapshot.rate_limits,
+            previous.and_then(|p| p.rate_limiter.as_deref()),
+        );
         Active {
+            rate_limiter,
             local_peer: Peer::local(&snapshot.proxy),
             unknown_peer: Peer::unknown(),
             unknown_service: Service::unknown(),

@@ -218,3 +218,64 @@ async fn a_reload_keeps_the_buckets_of_unchanged_rules() {
         "rule 1 changed: a new, full bucket"
     );
 }
+
+/// The step runs on every HTTP listener role: INBOUND (after authorization) and a
+/// Gateway (after routing), for the workload the policy's selector picks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inbound_and_gateway_listeners_are_limited_for_the_selected_workload() {
+    let app = common::upstream("app").await;
+    let policy = |labels: &str| {
+        format!("---\napiVersion: meshproxy.io/v1alpha1\nkind: RateLimitPolicy\nmetadata: {{name: rl, namespace: istio-system}}\nspec:\n  selector: {{matchLabels: {{{labels}}}}}\n  rules:\n  - limit: {{requests: 2, unit: Minute}}\n")
+    };
+    let inbound = format!(
+        "apiVersion: meshproxy.io/v1alpha1\nkind: Proxy\nmetadata: {{name: reviews, namespace: default}}\nspec:\n  workload: {{labels: {{app: reviews}}}}\n  listeners:\n  - {{name: inbound, address: \"127.0.0.1:0\", direction: INBOUND, forwardTo: \"{}\"}}\n",
+        app.addr
+    );
+    let port = common::free_port();
+    let gateway = format!(
+        "apiVersion: meshproxy.io/v1alpha1\nkind: Proxy\nmetadata: {{name: ingress, namespace: default}}\nspec:\n  workload: {{labels: {{istio: ingressgateway}}}}\n  gatewayAddress: 127.0.0.1\n  listeners: []\n---\napiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {{name: public}}\nspec:\n  selector: {{istio: ingressgateway}}\n  servers:\n  - port: {{number: {port}, name: http, protocol: HTTP}}\n    hosts: [\"shop.example.com\"]\n---\n{svc}apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: shop}}\nspec:\n  hosts: [shop.example.com]\n  gateways: [public]\n  http:\n  - route: [{{destination: {{host: web.default.svc.cluster.local}}}}]\n",
+        svc = common::service("web.default.svc.cluster.local", &[(app.addr.port(), "app: web")])
+    );
+    for (yaml, listener, host) in [
+        (inbound, "inbound".to_string(), "reviews"),
+        (
+            gateway,
+            format!("gateway-127.0.0.1:{port}"),
+            "shop.example.com",
+        ),
+    ] {
+        let labels = if host == "reviews" {
+            "app: reviews"
+        } else {
+            "istio: ingressgateway"
+        };
+        let statuses = |s: &meshproxy::server::Server| {
+            let addr = s.addr(&listener).expect("listener");
+            async move {
+                let mut out = Vec::new();
+                for _ in 0..3 {
+                    out.push(
+                        common::send(addr, "GET", host, "/", &[], bytes::Bytes::new(), false)
+                            .await
+                            .status,
+                    );
+                }
+                out
+            }
+        };
+        let selected = common::proxy(&format!("{yaml}{}", policy(labels)));
+        assert_eq!(
+            statuses(&selected.server).await,
+            [200, 200, 429],
+            "{listener}"
+        );
+        // The Gateway port is fixed: the next proxy binds it once this one is gone.
+        selected.server.shutdown();
+        let other = common::proxy(&format!("{yaml}{}", policy("app: other")));
+        assert_eq!(
+            statuses(&other.server).await,
+            [200, 200, 200],
+            "{listener}: not selected"
+        );
+    }
+}

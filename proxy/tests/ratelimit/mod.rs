@@ -95,12 +95,16 @@ pub async fn paced(
     out
 }
 
-/// The next whole second of the wall clock (plus 20ms), as a tokio instant: loads that
-/// start there cover whole fixed windows of a Global rule.
+/// How long after a whole second [`next_second`] starts a load: a load's window `w` of
+/// the wall clock is its seconds `[w - LATE, w + 1 - LATE)`.
+pub const LATE: f64 = 0.002;
+
+/// The next whole second of the wall clock (plus [`LATE`]), as a tokio instant: loads
+/// that start there cover whole fixed windows of a Global rule.
 pub fn next_second() -> Instant {
     let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
     let to_next = Duration::from_secs(1) - Duration::from_nanos(now.subsec_nanos() as u64);
-    Instant::now() + to_next + Duration::from_millis(20)
+    Instant::now() + to_next + Duration::from_secs_f64(LATE)
 }
 
 /// A `/metrics` sample: the value of the series whose line starts with `series`.

@@ -1,0 +1,178 @@
+//! End to end: Global RateLimitPolicy rules shared by two meshproxy processes through one
+//! `redis-server` started by the test on a loopback port — together they let the limit
+//! through, not twice it; with Redis killed mid-run requests keep flowing (fail open),
+//! the backend errors are counted and logged once, and the limit holds again once Redis
+//! is back.
+
+mod binary;
+mod common;
+mod ratelimit;
+
+use ratelimit::{metric, next_second, paced, redis_missing, Redis, LATE};
+use std::time::Duration;
+
+fn config(upstream: u16, redis: u16) -> String {
+    format!(
+        "apiVersion: meshproxy.io/v1alpha1
+kind: Proxy
+metadata: {{name: api, namespace: default}}
+spec:
+  admin: {{address: \"127.0.0.1:0\"}}
+  workload: {{labels: {{app: api}}}}
+  listeners:
+  - {{name: outbound, address: \"127.0.0.1:0\", direction: OUTBOUND}}
+  rateLimit:
+    redis: {{address: \"127.0.0.1:{redis}\", timeout: 50ms}}
+---
+{svc}apiVersion: meshproxy.io/v1alpha1
+kind: RateLimitPolicy
+metadata: {{name: shared, namespace: default}}
+spec:
+  type: Global
+  rules:
+  - limit: {{requests: 100, unit: Second}}
+",
+        svc = common::service("ok", &[(upstream, "version: v1")])
+    )
+}
+
+fn skip() -> bool {
+    if let Some(why) = redis_missing() {
+        eprintln!("SKIPPED: {why}");
+        return true;
+    }
+    false
+}
+
+/// Waits (with a deadline) until the proxy refuses a request: its Redis connection is up
+/// and the limit counts.
+async fn until_limited(p: &binary::Running) {
+    let out = p.addr("outbound");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut statuses = Vec::new();
+        for _ in 0..120 {
+            statuses.push(common::get_at(out, "ok").await);
+        }
+        if statuses.contains(&429) {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the Global limit never applied"
+        );
+    }
+}
+
+/// Two proxies, each fed 300 req/s for 5 whole one-second windows, against 100 req/s
+/// shared: 500 ± 5 % through in all, not 1,000.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_proxies_share_one_global_limit() {
+    if skip() {
+        return;
+    }
+    let ok = common::upstream("ok").await;
+    let redis = Redis::start(common::free_port());
+    let yaml = config(ok.addr.port(), redis.port);
+    let a = binary::run(&yaml, &["--workers", "2", "--access-log", "off"]);
+    let b = binary::run(&yaml, &["--workers", "2", "--access-log", "off"]);
+    until_limited(&a).await;
+    until_limited(&b).await;
+    let start = next_second();
+    let run = Duration::from_secs(5);
+    let (oa, ob) = tokio::join!(
+        paced(a.addr("outbound"), "ok", &[], 300, run, start),
+        paced(b.addr("outbound"), "ok", &[], 300, run, start),
+    );
+    let (ta, tb) = (oa.through(), ob.through());
+    assert_eq!(
+        oa.count(0, 0.0, 100.0) + ob.count(0, 0.0, 100.0),
+        0,
+        "every request answered"
+    );
+    assert!(
+        (475..=525).contains(&(ta + tb)),
+        "through {ta} + {tb} = {}, expected 500 ± 5 %",
+        ta + tb
+    );
+    assert!(
+        ta > 50 && tb > 50,
+        "both proxies let some through: {ta}, {tb}"
+    );
+    for w in 0..5 {
+        let (from, to) = (w as f64 - LATE, w as f64 + 1.0 - LATE);
+        let n = oa.count(200, from, to) + ob.count(200, from, to);
+        assert!(n <= 110, "window {w}: {n} through, limit 100");
+    }
+}
+
+/// Redis killed for 2 s of a 6 s run: the requests of the outage all pass (fail open),
+/// the errors are counted and the outage is logged once; a second after Redis is back
+/// the limit holds again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn redis_down_fails_open_and_limits_resume_when_it_is_back() {
+    if skip() {
+        return;
+    }
+    let ok = common::upstream("ok").await;
+    let port = common::free_port();
+    let mut redis = Redis::start(port);
+    let yaml = config(ok.addr.port(), port);
+    let p = binary::run(&yaml, &["--workers", "2", "--access-log", "off"]);
+    until_limited(&p).await;
+    let start = next_second();
+    let load = paced(
+        p.addr("outbound"),
+        "ok",
+        &[],
+        300,
+        Duration::from_secs(6),
+        start,
+    );
+    let outage = async {
+        tokio::time::sleep_until(start + Duration::from_secs(2)).await;
+        redis.kill();
+        tokio::time::sleep_until(start + Duration::from_secs(4)).await;
+        Redis::start(port)
+    };
+    let (out, _back) = tokio::join!(load, outage);
+    assert_eq!(out.count(0, 0.0, 100.0), 0, "every request answered");
+    let before = out.count(200, 0.0, 2.0 - LATE);
+    assert!(
+        (190..=210).contains(&before),
+        "before the outage {before}, expected 200 ± 5 %"
+    );
+    let (sent, passed) = (out.sent(2.1, 4.0), out.count(200, 2.1, 4.0));
+    assert!(
+        passed * 100 >= sent * 99,
+        "during the outage {passed} of {sent} passed: it must fail open"
+    );
+    let after = out.count(200, 5.0 - LATE, 6.0 - LATE);
+    assert!(
+        (95..=105).contains(&after),
+        "a second after Redis is back {after}, expected 100 ± 5 %"
+    );
+    let errors = metric(
+        p.addr("admin"),
+        "meshproxy_ratelimit_backend_errors_total{policy=\"default/shared\",rule=\"0\"}",
+    )
+    .await;
+    assert!(
+        errors as usize >= passed * 9 / 10,
+        "backend errors {errors} for {passed} requests"
+    );
+    let logged: Vec<String> = p
+        .log
+        .try_iter()
+        .filter(|l| l.contains("rate-limit Redis"))
+        .collect();
+    let down = logged
+        .iter()
+        .filter(|l| l.contains("unavailable") || l.contains("unreachable"))
+        .count();
+    assert_eq!(down, 1, "the outage is logged once: {logged:?}");
+    assert!(
+        logged.iter().any(|l| l.contains("answers again")),
+        "{logged:?}"
+    );
+}

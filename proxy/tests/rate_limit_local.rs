@@ -54,14 +54,19 @@ async fn a_local_limit_holds_per_proxy_under_three_times_the_load() {
     .await;
     let (through, limited) = (out.through(), out.count(429, 0.0, 100.0));
     assert_eq!(through + limited, 3000, "every request answered 200 or 429");
+    // The tokens of the whole run: the full bucket plus the refill until the last send
+    // (10 s when the client kept its pace; a busy machine may stretch it a little).
+    let span = out.last_sent();
+    let expected = 100.0 + 100.0 * span;
     assert!(
-        (1045..=1155).contains(&through),
-        "through {through}, expected 1,100 ± 5 %"
+        (through as f64 - expected).abs() <= expected * 0.05,
+        "through {through} in {span:.2} s, expected {expected:.0} ± 5 %"
     );
-    let steady = out.count(200, 1.0, 10.0);
+    let steady = out.count(200, 1.0, 100.0) as f64;
+    let refill = 100.0 * (span - 1.0);
     assert!(
-        (855..=945).contains(&steady),
-        "through after the first second {steady}, expected 900 ± 5 %"
+        (steady - refill).abs() <= refill * 0.05,
+        "through after the first second {steady}, expected {refill:.0} ± 5 %"
     );
     let admin = p.addr("admin");
     let series = "{policy=\"default/api\",rule=\"0\"}";

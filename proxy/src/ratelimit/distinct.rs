@@ -17,9 +17,12 @@ use std::sync::Mutex;
 pub const MAX_VALUES: usize = 16_384;
 const SHARDS: usize = 16;
 
+/// One shard: values to state, least recently used first out.
+type Shard = Mutex<LruCache<Box<[u8]>, u64, FixedState>>;
+
 /// A bounded, sharded map of client values to `u64` state.
 pub struct Distinct {
-    shards: Box<[Mutex<LruCache<Box<[u8]>, u64, FixedState>>]>,
+    shards: Box<[Shard]>,
     hasher: FixedState,
 }
 

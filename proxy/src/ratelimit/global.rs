@@ -73,14 +73,18 @@ impl Backend {
 
     /// Adds one to each key and returns the counts after it, in one pipelined round trip
     /// bounded by the timeout.
-    pub async fn increment(&self, keys: &[(Vec<u8>, u64)]) -> Result<Vec<u64>, BackendError> {
+    pub async fn increment<'k>(
+        &self,
+        keys: impl ExactSizeIterator<Item = (&'k [u8], u64)>,
+    ) -> Result<Vec<u64>, BackendError> {
         if self.down.load(Ordering::Relaxed) {
             return Err(BackendError);
         }
+        let n = keys.len();
         let mut pipe = redis::pipe();
         for (key, ttl) in keys {
             pipe.cmd("INCRBY").arg(key).arg(1);
-            pipe.cmd("EXPIRE").arg(key).arg(*ttl).ignore();
+            pipe.cmd("EXPIRE").arg(key).arg(ttl).ignore();
         }
         let mut conn = self.conn.clone();
         let result = tokio::time::timeout(
@@ -89,7 +93,7 @@ impl Backend {
         )
         .await;
         match result {
-            Ok(Ok(counts)) if counts.len() == keys.len() => Ok(counts),
+            Ok(Ok(counts)) if counts.len() == n => Ok(counts),
             Ok(Ok(_)) => Err(self.failed("unexpected reply")),
             Ok(Err(e)) => Err(self.failed(&e.to_string())),
             Err(_) => Err(self.failed("timed out")),

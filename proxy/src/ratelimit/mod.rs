@@ -113,7 +113,7 @@ impl RateLimiter {
     ) -> Verdict {
         let mut verdict = Verdict::Allow;
         // Global keys to count: nothing is allocated unless a Global rule matches.
-        let mut global: Vec<(&Arc<RuleState>, &Rule, &str, Vec<u8>)> = Vec::new();
+        let mut global: Vec<GlobalKey<'_>> = Vec::new();
         for (p, states) in cfg.policies.iter().zip(&self.rules) {
             if !p.for_host(host) {
                 continue;
@@ -129,7 +129,12 @@ impl RateLimiter {
                         set_limited(&mut verdict, q, true);
                         continue;
                     }
-                    global.push((st, r, &p.name, key));
+                    global.push(GlobalKey {
+                        state: st,
+                        rule: r,
+                        policy: &p.name,
+                        key,
+                    });
                     continue;
                 }
                 let q = st.take_local(r, req, client);
@@ -146,14 +151,10 @@ impl RateLimiter {
     }
 
     /// One round trip for every Global key of the request.
-    async fn count_global(
-        &self,
-        cfg: &RateLimits,
-        keys: &[(&Arc<RuleState>, &Rule, &str, Vec<u8>)],
-    ) -> Verdict {
+    async fn count_global(&self, cfg: &RateLimits, keys: &[GlobalKey<'_>]) -> Verdict {
         let failed = || {
-            for (st, ..) in keys {
-                st.stats.backend_error();
+            for k in keys {
+                k.state.stats.backend_error();
             }
             if cfg.failure_mode_deny {
                 Verdict::BackendFailed
@@ -164,15 +165,21 @@ impl RateLimiter {
         let Some(backend) = &self.backend else {
             return failed();
         };
-        let request: Vec<(Vec<u8>, u64)> = keys
-            .iter()
-            .map(|(_, r, _, k)| (k.clone(), r.unit_secs))
-            .collect();
-        let Ok(counts) = backend.increment(&request).await else {
+        let request = keys.iter().map(|k| (k.key.as_slice(), k.rule.unit_secs));
+        let Ok(counts) = backend.increment(request).await else {
             return failed();
         };
         let mut verdict = Verdict::Allow;
-        for ((st, r, policy, key), count) in keys.iter().zip(counts) {
+        for (
+            GlobalKey {
+                state: st,
+                rule: r,
+                policy,
+                key,
+            },
+            count,
+        ) in keys.iter().zip(counts)
+        {
             let (start, left) = global::window(r.unit_secs);
             let allowed = count <= r.requests;
             st.stats.record(policy, r, allowed);
@@ -192,6 +199,14 @@ impl RateLimiter {
         }
         verdict
     }
+}
+
+/// A Global rule's count to take for the request.
+struct GlobalKey<'a> {
+    state: &'a Arc<RuleState>,
+    rule: &'a Rule,
+    policy: &'a str,
+    key: Vec<u8>,
 }
 
 /// The first refusing rule's quota is the one the response reports.

@@ -48,6 +48,11 @@ impl Outcome {
     pub fn through(&self) -> usize {
         self.count(200, 0.0, f64::MAX)
     }
+
+    /// When the last request was sent (seconds from the start).
+    pub fn last_sent(&self) -> f64 {
+        self.answers.iter().map(|a| a.at).fold(0.0, f64::max)
+    }
 }
 
 /// Sends `rate` GETs a second to `addr` for `duration` from `start`, each request on a
@@ -78,7 +83,11 @@ pub async fn paced(
         }
         let req = req.body(Full::new(Bytes::new())).expect("request");
         let client = client.clone();
-        let offset = (at - start).as_secs_f64();
+        // The time it is sent, not the one it was due: a load that falls behind is judged
+        // by when its requests really went out.
+        let offset = Instant::now()
+            .saturating_duration_since(start)
+            .as_secs_f64();
         tasks.spawn(async move {
             let status =
                 match tokio::time::timeout(Duration::from_secs(5), client.request(req)).await {

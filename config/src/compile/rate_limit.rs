@@ -6,8 +6,7 @@
 //! policies do. A request is counted by every rule of every applying policy whose hosts,
 //! `match` and client selectors it satisfies.
 
-use super::http_routes::compile_http_match;
-use super::matcher::{RegexCache, RequestView, RouteMatch};
+use super::matcher::{compile_http_match, RegexCache, RequestView, RouteMatch};
 use super::proxy_settings::ProxySettings;
 use crate::model::proxy::RateLimitBackend;
 use crate::model::rate_limit_policy::{

@@ -8,10 +8,15 @@ mod binary;
 mod common;
 mod ratelimit;
 
-use ratelimit::{metric, next_second, paced, redis_missing, Redis, LATE};
+use ratelimit::{metric, next_second, paced, redis_counts, redis_missing, Redis, LATE};
 use std::time::Duration;
 
 fn config(upstream: u16, redis: u16) -> String {
+    config_with(upstream, redis, "", "{requests: 100, unit: Second}")
+}
+
+/// The test's Proxy (`rate_limit` lines added to `spec.rateLimit`) and Global policy.
+fn config_with(upstream: u16, redis: u16, rate_limit: &str, limit: &str) -> String {
     format!(
         "apiVersion: meshproxy.io/v1alpha1
 kind: Proxy
@@ -23,14 +28,14 @@ spec:
   - {{name: outbound, address: \"127.0.0.1:0\", direction: OUTBOUND}}
   rateLimit:
     redis: {{address: \"127.0.0.1:{redis}\", timeout: 250ms}}
----
+{rate_limit}---
 {svc}apiVersion: meshproxy.io/v1alpha1
 kind: RateLimitPolicy
 metadata: {{name: shared, namespace: default}}
 spec:
   type: Global
   rules:
-  - limit: {{requests: 100, unit: Second}}
+  - limit: {limit}
 ",
         svc = common::service("ok", &[(upstream, "version: v1")])
     )
@@ -180,4 +185,72 @@ async fn redis_down_fails_open_and_limits_resume_when_it_is_back() {
         logged.iter().any(|l| l.contains("answers again")),
         "{logged:?}"
     );
+}
+
+/// The rate-limit service's local over-limit cache: once a key is over its limit, the
+/// rest of its window is refused without a round trip, so Redis counts 3 (2 allowed, the
+/// one that found it over) for 10 requests. An hour's window: the test does not cross one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_over_its_limit_is_refused_without_asking_redis() {
+    if skip() {
+        return;
+    }
+    let ok = common::upstream("ok").await;
+    let redis = Redis::start(common::free_port());
+    let yaml = config_with(ok.addr.port(), redis.port, "", "{requests: 2, unit: Hour}");
+    let p = binary::run(&yaml, &["--workers", "1", "--access-log", "off"]);
+    let out = p.addr("outbound");
+    // Until the proxy's Redis connection is up (the first request finding it counts).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while redis_counts(redis.port).1 == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "Redis never counted"
+        );
+        common::get_at(out, "ok").await;
+    }
+    let mut statuses = Vec::new();
+    for _ in 0..10 {
+        statuses.push(common::get_at(out, "ok").await);
+    }
+    assert!(
+        statuses.iter().filter(|s| **s == 429).count() >= 8,
+        "{statuses:?}"
+    );
+    let (keys, sum) = redis_counts(redis.port);
+    assert!(
+        sum <= 3 * keys,
+        "{sum} counted in {keys} key(s): refusals went to Redis"
+    );
+    let r = common::send(out, "GET", "ok", "/", &[], bytes::Bytes::new(), false).await;
+    assert_eq!((r.status, r.body.as_str()), (429, ""));
+    assert_eq!(r.header("x-envoy-ratelimited"), "true");
+    assert_eq!(r.header("x-ratelimit-limit"), "2, 2;w=3600");
+}
+
+/// `failureModeDeny: true` with no Redis answering: Envoy's `status_on_error` 500, flag
+/// `RLSE`, nothing forwarded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failure_mode_deny_refuses_when_redis_does_not_answer() {
+    let ok = common::upstream("ok").await;
+    let yaml = config_with(
+        ok.addr.port(),
+        common::closed_port(),
+        "    failureModeDeny: true\n",
+        "{requests: 100, unit: Second}",
+    );
+    let p = binary::run(&yaml, &["--workers", "1"]);
+    assert_eq!(common::get_at(p.addr("outbound"), "ok").await, 500);
+    assert_eq!(ok.count(), 0);
+    let line = p
+        .stdout
+        .recv_timeout(Duration::from_secs(10))
+        .expect("an access log line");
+    assert!(line.contains(" 500 ") && line.contains(" RLSE "), "{line}");
+    let errors = metric(
+        p.addr("admin"),
+        "meshproxy_ratelimit_backend_errors_total{policy=\"default/shared\",rule=\"0\"}",
+    )
+    .await;
+    assert_eq!(errors, 1);
 }

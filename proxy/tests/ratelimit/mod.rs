@@ -180,3 +180,35 @@ impl Drop for Redis {
         self.kill();
     }
 }
+
+/// The keys meshproxy made in the Redis on `port` and the sum of their counts, asked
+/// with one `EVAL` over RESP on a plain socket.
+pub fn redis_counts(port: u16) -> (u64, u64) {
+    use std::io::{Read, Write};
+    let script = "local ks = redis.call('KEYS', 'meshproxy_rl:*') local s = 0 \
+                  for _, k in ipairs(ks) do s = s + tonumber(redis.call('GET', k)) end \
+                  return {#ks, s}";
+    let args = ["EVAL", script, "0"];
+    let mut cmd = format!("*{}\r\n", args.len());
+    for a in args {
+        cmd.push_str(&format!("${}\r\n{a}\r\n", a.len()));
+    }
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect to redis");
+    s.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    s.write_all(cmd.as_bytes()).expect("send to redis");
+    let mut reply = String::new();
+    let mut buf = [0u8; 256];
+    while reply.matches('\n').count() < 3 {
+        let n = s.read(&mut buf).expect("redis reply");
+        assert!(n > 0, "redis closed: {reply:?}");
+        reply.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    let ints: Vec<u64> = reply
+        .lines()
+        .filter_map(|l| l.strip_prefix(':'))
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    assert_eq!(ints.len(), 2, "unexpected reply {reply:?}");
+    (ints[0], ints[1])
+}

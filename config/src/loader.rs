@@ -12,8 +12,8 @@
 use crate::diag::{Diagnostic, Diagnostics, Origin, Severity};
 use crate::model::{
     AuthorizationPolicy, DestinationRule, Gateway, Kind, ObjectMeta, PeerAuthentication, Proxy,
-    RequestAuthentication, Resource, ServiceEntry, Sidecar, Spec, Telemetry, VirtualService,
-    WorkloadEntry, DEFAULT_NAMESPACE,
+    RateLimitPolicy, RequestAuthentication, Resource, ServiceEntry, Sidecar, Spec, Telemetry,
+    VirtualService, WorkloadEntry, DEFAULT_NAMESPACE,
 };
 use serde::de::{DeserializeOwned, IgnoredAny};
 use serde::Deserialize;
@@ -395,6 +395,9 @@ fn typed_spec<'a>(
             typed::<RequestAuthentication>(doc, |s| Spec::RequestAuthentication(Box::new(s)))
         }
         Kind::Proxy => typed::<Proxy>(doc, |s| Spec::Proxy(Box::new(s))),
+        Kind::RateLimitPolicy => {
+            typed::<RateLimitPolicy>(doc, |s| Spec::RateLimitPolicy(Box::new(s)))
+        }
     }
 }
 

@@ -36,6 +36,8 @@ flags! {
     STREAM_IDLE_TIMEOUT = 16, "SI", "Stream idle timeout.";
     DNS_RESOLUTION_FAILED = 17, "DF", "DNS resolution failed.";
     OVERLOAD_MANAGER = 18, "OM", "The proxy itself is overloaded (503; Envoy's overload manager).";
+    RATE_LIMITED = 19, "RL", "Refused by a rate limit (429; Envoy's RateLimited).";
+    RATE_LIMIT_SERVICE_ERROR = 20, "RLSE", "The rate-limit backend failed and failureModeDeny refused (500; Envoy's RateLimitServiceError).";
 }
 
 impl Flags {

@@ -16,6 +16,7 @@ pub mod log_control;
 pub mod memory;
 pub mod pipe;
 pub mod policy;
+pub mod ratelimit;
 pub mod reload;
 pub mod runtime;
 pub mod server;

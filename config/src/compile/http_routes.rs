@@ -4,7 +4,7 @@
 //! Istio default.
 
 use super::cluster::ClusterKey;
-use super::matcher::{HeaderMatcher, QueryMatcher, RegexCache, RouteMatch};
+use super::matcher::{compile_http_match, RegexCache, RouteMatch};
 use super::proxy_settings::ProxySettings;
 use super::registry::Registry;
 use super::route::*;
@@ -336,56 +336,7 @@ impl RouteCompiler<'_> {
     }
 
     fn compile_match(&mut self, m: &vs::HttpMatchRequest) -> Result<RouteMatch, String> {
-        let mut out = RouteMatch {
-            name: m.name.clone(),
-            ignore_uri_case: m.ignore_uri_case,
-            port: m.port.filter(|p| (1..=65535).contains(p)).map(|p| p as u16),
-            ..Default::default()
-        };
-        if let Some(u) = &m.uri {
-            out.uri = Some(self.regex.string_match(u)?);
-        }
-        if let Some(s) = &m.scheme {
-            out.scheme = Some(self.regex.string_match(s)?);
-        }
-        if let Some(s) = &m.method {
-            out.method = Some(self.regex.string_match(s)?);
-        }
-        if let Some(s) = &m.authority {
-            out.authority = Some(self.regex.string_match(s)?);
-        }
-        for (invert, map) in [(false, &m.headers), (true, &m.without_headers)] {
-            for (k, sm) in map {
-                let lower = k.to_ascii_lowercase();
-                // Istio ignores these keys in `headers` (they have their own fields).
-                if matches!(lower.as_str(), "uri" | "scheme" | "method" | "authority") {
-                    continue;
-                }
-                if lower.starts_with('@') {
-                    continue; // JWT claims: validated as gateway-only, not enforced
-                }
-                let name = HeaderName::from_bytes(lower.as_bytes())
-                    .map_err(|_| format!("invalid header name {k:?}"))?;
-                let value = if sm.is_empty() {
-                    None
-                } else {
-                    Some(self.regex.string_match(sm)?)
-                };
-                out.headers.push(HeaderMatcher {
-                    name,
-                    value,
-                    invert,
-                });
-            }
-        }
-        out.headers.shrink_to_fit();
-        for (k, sm) in &m.query_params {
-            out.query.push(QueryMatcher {
-                name: k.as_str().into(),
-                value: self.regex.string_match(sm)?,
-            });
-        }
-        Ok(out)
+        compile_http_match(self.regex, m)
     }
 
     /// Resolves a destination to its qualified host and cluster(s).

@@ -303,6 +303,64 @@ impl RouteMatch {
     }
 }
 
+/// One `HTTPMatchRequest` compiled to a [`RouteMatch`] (VirtualService routes and
+/// RateLimitPolicy rules).
+pub(crate) fn compile_http_match(
+    regex: &mut RegexCache,
+    m: &crate::model::virtual_service::HttpMatchRequest,
+) -> Result<RouteMatch, String> {
+    let mut out = RouteMatch {
+        name: m.name.clone(),
+        ignore_uri_case: m.ignore_uri_case,
+        port: m.port.filter(|p| (1..=65535).contains(p)).map(|p| p as u16),
+        ..Default::default()
+    };
+    if let Some(u) = &m.uri {
+        out.uri = Some(regex.string_match(u)?);
+    }
+    if let Some(s) = &m.scheme {
+        out.scheme = Some(regex.string_match(s)?);
+    }
+    if let Some(s) = &m.method {
+        out.method = Some(regex.string_match(s)?);
+    }
+    if let Some(s) = &m.authority {
+        out.authority = Some(regex.string_match(s)?);
+    }
+    for (invert, map) in [(false, &m.headers), (true, &m.without_headers)] {
+        for (k, sm) in map {
+            let lower = k.to_ascii_lowercase();
+            // Istio ignores these keys in `headers` (they have their own fields).
+            if matches!(lower.as_str(), "uri" | "scheme" | "method" | "authority") {
+                continue;
+            }
+            if lower.starts_with('@') {
+                continue; // JWT claims: validated as gateway-only, not enforced
+            }
+            let name = HeaderName::from_bytes(lower.as_bytes())
+                .map_err(|_| format!("invalid header name {k:?}"))?;
+            let value = if sm.is_empty() {
+                None
+            } else {
+                Some(regex.string_match(sm)?)
+            };
+            out.headers.push(HeaderMatcher {
+                name,
+                value,
+                invert,
+            });
+        }
+    }
+    out.headers.shrink_to_fit();
+    for (k, sm) in &m.query_params {
+        out.query.push(QueryMatcher {
+            name: k.as_str().into(),
+            value: regex.string_match(sm)?,
+        });
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -18,6 +18,7 @@ pub mod match_explain;
 pub mod matcher;
 pub mod peer_auth;
 pub mod proxy_settings;
+pub mod rate_limit;
 pub mod registry;
 pub mod route;
 pub mod route_table;
@@ -192,8 +193,10 @@ fn compile_with(
     let telemetry =
         telemetry::TelemetryPolicy::compile(resources, &proxy, &registry, &mut warnings);
     let jwt_authn = jwt::JwtAuthn::compile(resources, &proxy);
+    let rate_limits = rate_limit::RateLimits::compile(resources, &proxy);
     Snapshot {
         telemetry,
+        rate_limits,
         version,
         loaded_at: SystemTime::now(),
         peer_authn,

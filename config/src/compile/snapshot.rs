@@ -82,6 +82,8 @@ pub struct Snapshot {
     pub telemetry: super::telemetry::TelemetryPolicy,
     /// RequestAuthentication's JWT rules for this workload (`None`: no rule applies).
     pub jwt_authn: Option<super::jwt::JwtAuthn>,
+    /// RateLimitPolicy rules for this workload's requests.
+    pub rate_limits: super::rate_limit::RateLimits,
 }
 
 impl Snapshot {

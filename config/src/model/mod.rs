@@ -13,6 +13,7 @@ pub mod gateway;
 pub mod map;
 pub mod peer_authentication;
 pub mod proxy;
+pub mod rate_limit_policy;
 pub mod request_authentication;
 pub mod service_entry;
 pub mod sidecar;
@@ -28,6 +29,7 @@ pub use destination_rule::DestinationRule;
 pub use gateway::Gateway;
 pub use peer_authentication::PeerAuthentication;
 pub use proxy::Proxy;
+pub use rate_limit_policy::RateLimitPolicy;
 pub use request_authentication::RequestAuthentication;
 pub use service_entry::ServiceEntry;
 pub use service_entry::WorkloadEntry;
@@ -63,11 +65,13 @@ pub enum Kind {
     RequestAuthentication,
     /// meshproxy.io Proxy.
     Proxy,
+    /// meshproxy.io RateLimitPolicy.
+    RateLimitPolicy,
 }
 
 impl Kind {
     /// Every kind, in the order summaries print them.
-    pub const ALL: [Kind; 11] = [
+    pub const ALL: [Kind; 12] = [
         Kind::Proxy,
         Kind::Gateway,
         Kind::ServiceEntry,
@@ -79,6 +83,7 @@ impl Kind {
         Kind::AuthorizationPolicy,
         Kind::Telemetry,
         Kind::RequestAuthentication,
+        Kind::RateLimitPolicy,
     ];
 
     /// The `kind:` string.
@@ -95,6 +100,7 @@ impl Kind {
             Kind::Sidecar => "Sidecar",
             Kind::RequestAuthentication => "RequestAuthentication",
             Kind::Proxy => "Proxy",
+            Kind::RateLimitPolicy => "RateLimitPolicy",
         }
     }
 
@@ -121,7 +127,7 @@ impl Kind {
                 &["security.istio.io/v1", "security.istio.io/v1beta1"]
             }
             Kind::Telemetry => &["telemetry.istio.io/v1", "telemetry.istio.io/v1alpha1"],
-            Kind::Proxy => &["meshproxy.io/v1alpha1"],
+            Kind::Proxy | Kind::RateLimitPolicy => &["meshproxy.io/v1alpha1"],
         }
     }
 }
@@ -159,6 +165,8 @@ pub enum Spec {
     RequestAuthentication(Box<RequestAuthentication>),
     /// Proxy.
     Proxy(Box<Proxy>),
+    /// RateLimitPolicy.
+    RateLimitPolicy(Box<RateLimitPolicy>),
 }
 
 /// One loaded configuration document.
@@ -266,6 +274,14 @@ impl Resource {
     pub fn as_request_authentication(&self) -> Option<&RequestAuthentication> {
         match &self.spec {
             Spec::RequestAuthentication(v) => Some(v.as_ref()),
+            _ => None,
+        }
+    }
+
+    /// The RateLimitPolicy spec, if this is one.
+    pub fn as_rate_limit_policy(&self) -> Option<&RateLimitPolicy> {
+        match &self.spec {
+            Spec::RateLimitPolicy(v) => Some(v.as_ref()),
             _ => None,
         }
     }

@@ -60,6 +60,36 @@ pub struct Proxy {
     /// istiod's `PILOT_JWT_PUB_KEY_REFRESH_INTERVAL`; docs/config.md).
     #[serde(default, alias = "jwks_refresh_interval")]
     pub jwks_refresh_interval: Option<crate::duration::Duration>,
+    /// Where Global RateLimitPolicies keep their counts (docs/config.md, "Rate limiting").
+    #[serde(default, alias = "rate_limit")]
+    pub rate_limit: Option<RateLimitBackend>,
+}
+
+/// `Proxy.spec.rateLimit`: the Redis of Global RateLimitPolicies and what happens when it
+/// cannot answer.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RateLimitBackend {
+    /// The Redis server.
+    #[serde(default)]
+    pub redis: Option<Redis>,
+    /// Refuse (500) instead of allowing when Redis fails: Envoy's `failure_mode_deny`
+    /// (default false).
+    #[serde(default, alias = "failure_mode_deny")]
+    pub failure_mode_deny: Option<bool>,
+}
+
+/// `Proxy.spec.rateLimit.redis`.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Redis {
+    /// `host:port`.
+    #[serde(default)]
+    pub address: String,
+    /// Longest wait for Redis's answer before the failure mode applies (default 20ms,
+    /// Envoy's rate-limit service timeout).
+    #[serde(default)]
+    pub timeout: Option<Duration>,
 }
 
 /// `Proxy.spec.dns`: the resolver of `resolution: DNS` ServiceEntries.

@@ -10,6 +10,7 @@ mod gateway;
 pub mod names;
 mod peer_authentication;
 mod proxy;
+mod rate_limit_policy;
 mod references;
 mod request_authentication;
 pub use files::MissingFiles;
@@ -50,9 +51,11 @@ pub fn validate(resources: &[Resource], missing_files: MissingFiles) -> Diagnost
             Spec::Sidecar(s) => sidecar::validate(&mut v, s),
             Spec::RequestAuthentication(s) => request_authentication::validate(&mut v, s),
             Spec::Proxy(s) => proxy::validate(&mut v, s),
+            Spec::RateLimitPolicy(s) => rate_limit_policy::validate(&mut v, s),
         }
     }
     references::check(resources, &mut out);
+    rate_limit_policy::check_global_backend(resources, &mut out);
     out
 }
 

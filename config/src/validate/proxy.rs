@@ -136,6 +136,9 @@ pub(crate) fn validate(v: &mut V, px: &Proxy) {
     if let Some(d) = &px.dns {
         dns(v, d);
     }
+    if let Some(rl) = &px.rate_limit {
+        super::rate_limit_policy::backend(v, rl);
+    }
 }
 
 /// `spec.dns`: a resolver address we can send queries to, and a refresh rate Envoy would

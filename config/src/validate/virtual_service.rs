@@ -320,7 +320,7 @@ fn http_route(v: &mut V, p: &str, r: &HttpRoute, vs: &VirtualService) {
     }
 }
 
-fn http_match(v: &mut V, p: &str, m: &HttpMatchRequest, vs: &VirtualService) {
+pub(crate) fn http_match(v: &mut V, p: &str, m: &HttpMatchRequest, vs: &VirtualService) {
     if let Some(u) = &m.uri {
         v.string_match(&format!("{p}.uri"), u, true, true, false);
     }

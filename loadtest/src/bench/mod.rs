@@ -23,6 +23,7 @@
 pub mod configs;
 pub mod plot;
 pub mod procs;
+pub mod ratelimit;
 pub mod report;
 pub mod services;
 
@@ -218,9 +219,11 @@ pub fn selection(only: Option<&[String]>) -> Result<Vec<String>, String> {
     let Some(only) = only else {
         return Ok(all);
     };
+    // Opt-in targets: run only when named.
     let all: Vec<String> = all
         .into_iter()
         .chain(FEATURE_TARGETS.iter().map(|s| s.to_string()))
+        .chain(ratelimit::TARGETS.iter().map(|s| s.to_string()))
         .collect();
     let mut out = Vec::new();
     for name in only
@@ -880,7 +883,16 @@ pub fn run(opts: &BenchOptions) -> Result<PathBuf, String> {
         headers: Vec::new(),
         baseline,
     };
-    for &name in TARGETS.iter().chain(&FEATURE_TARGETS).filter(|n| want(n)) {
+    let rate_limit = match meshproxy {
+        Some(_) => ratelimit::Setup::new(&selected, &tmp, upstream_addr, &mut skipped)?,
+        None => ratelimit::Setup::default(),
+    };
+    for &name in TARGETS
+        .iter()
+        .chain(&FEATURE_TARGETS)
+        .chain(ratelimit::TARGETS.iter())
+        .filter(|n| want(n))
+    {
         let t = match name {
             "direct" => Some(h1(
                 "direct",
@@ -1010,6 +1022,20 @@ pub fn run(opts: &BenchOptions) -> Result<PathBuf, String> {
                     Some("direct-h2c"),
                 )
             }),
+            "meshproxy-ratelimit-local" | "meshproxy-ratelimit-global" => {
+                rate_limit.target(name).map(|(dir, description)| {
+                    h1(
+                        name,
+                        description,
+                        Kind::Meshproxy {
+                            dir,
+                            access_log: false,
+                            metrics: true,
+                        },
+                        Some("direct"),
+                    )
+                })
+            }
             _ => None,
         };
         if let Some(t) = t {

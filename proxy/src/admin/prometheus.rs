@@ -75,6 +75,11 @@ pub fn render(out: &mut String, shared: &Shared, active: &Active) {
         let tasks: usize = handles.iter().map(|h| h.metrics().num_alive_tasks()).sum();
         let _ = writeln!(out, "meshproxy_worker_tasks_alive {tasks}");
     }
+    crate::ratelimit::stats::render(
+        out,
+        &active.snapshot.rate_limits,
+        active.rate_limiter.as_deref(),
+    );
     // A cluster nothing has used yet has no live state: its series read zero.
     let clusters: Vec<(&Cluster, Option<&ClusterState>)> = active
         .snapshot

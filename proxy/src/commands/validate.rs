@@ -99,7 +99,8 @@ pub fn summary(snap: &Snapshot, resources: &[Resource]) -> Vec<String> {
             | Kind::AuthorizationPolicy
             | Kind::Telemetry
             | Kind::Sidecar
-            | Kind::RequestAuthentication => "validated".to_string(),
+            | Kind::RequestAuthentication
+            | Kind::RateLimitPolicy => "validated".to_string(),
             Kind::WorkloadEntry => {
                 let selected = resources
                     .iter()

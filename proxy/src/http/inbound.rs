@@ -61,6 +61,15 @@ pub(super) async fn forward(
     if let Some(resp) = authorize(x, &parts, &authority, ib.cluster.key.port, claims) {
         return resp;
     }
+    if let Some(limiter) = active.rate_limiter.as_deref() {
+        let port = x
+            .conn
+            .original_dst
+            .map_or(ib.cluster.key.port, |d| d.port());
+        if let Some(resp) = rate_limit(x, limiter, &parts, &authority, port).await {
+            return resp;
+        }
+    }
     let version = parts.version;
     let mut head = upstream_head::build(parts, &x.conn, &Edits::default(), &authority);
     let (policy, timeout) = policies(x);
@@ -129,6 +138,27 @@ pub(super) async fn forward(
             relay::respond(x, att, &ib.state, switch, edits, (flags, None, None))
         }
     }
+}
+
+/// RateLimitPolicy on the request, seen as a route match sees it.
+async fn rate_limit(
+    x: &mut Exchange,
+    limiter: &crate::ratelimit::RateLimiter,
+    parts: &Parts,
+    authority: &str,
+    port: u16,
+) -> Option<Response<ResponseBody>> {
+    let view = meshproxy_config::compile::matcher::RequestView {
+        method: parts.method.as_str(),
+        scheme: x.conn.scheme,
+        authority,
+        path: parts.uri.path(),
+        query: parts.uri.query().unwrap_or(""),
+        headers: &parts.headers,
+        port,
+    };
+    let (host, _) = meshproxy_config::host::split_authority(authority);
+    super::rate_limit::check(x, limiter, &host, &view).await
 }
 
 /// AuthorizationPolicy on the request: `Some(403)` when it is denied (Envoy's RBAC

@@ -15,6 +15,7 @@ pub mod forward;
 pub mod host_field;
 pub(crate) mod inbound;
 pub mod local_reply;
+mod rate_limit;
 pub mod refused;
 mod relay;
 pub mod router;

@@ -258,6 +258,11 @@ async fn route(
     let Some((route, matched)) = table.find(&host).and_then(|vh| vh.find_route(&view)) else {
         return x.reply(404, Flags::NO_ROUTE_FOUND, "route_not_found", "");
     };
+    if let Some(limiter) = active.rate_limiter.as_deref() {
+        if let Some(resp) = super::rate_limit::check(x, limiter, &host, &view).await {
+            return resp;
+        }
+    }
     let routed = Routed {
         route,
         matched,

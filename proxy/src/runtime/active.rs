@@ -65,6 +65,8 @@ pub struct Active {
     pub gateway_tls: HashMap<String, Arc<GatewayTls>>,
     /// The keys of the RequestAuthentication rules (`None`: no rule applies).
     pub authn: Option<crate::authn::Authn>,
+    /// Live counts of the RateLimitPolicy rules (`None`: no rule applies).
+    pub rate_limiter: Option<Arc<crate::ratelimit::RateLimiter>>,
 }
 
 impl Active {
@@ -142,8 +144,13 @@ impl Active {
                 .unwrap_or("unknown")
                 .into(),
         });
+        let rate_limiter = crate::ratelimit::RateLimiter::build(
+            &snapshot.rate_limits,
+            previous.and_then(|p| p.rate_limiter.as_deref()),
+        );
         let local_peer = Peer::local(&snapshot.proxy);
         Active {
+            rate_limiter,
             authn: crate::authn::Authn::build(&snapshot, previous.and_then(|p| p.authn.as_ref())),
             trace_service: format!("{}.{}", local_peer.canonical_service, local_peer.namespace)
                 .into(),

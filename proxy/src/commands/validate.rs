@@ -100,7 +100,8 @@ pub fn summary(snap: &Snapshot, resources: &[Resource]) -> Vec<String> {
             | Kind::Telemetry
             | Kind::Sidecar
             | Kind::RequestAuthentication
-            | Kind::RateLimitPolicy => "validated".to_string(),
+            | Kind::RateLimitPolicy
+            | Kind::Rollout => "validated".to_string(),
             Kind::WorkloadEntry => {
                 let selected = resources
                     .iter()

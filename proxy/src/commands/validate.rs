@@ -100,8 +100,8 @@ pub fn summary(snap: &Snapshot, resources: &[Resource]) -> Vec<String> {
             | Kind::Telemetry
             | Kind::Sidecar
             | Kind::RequestAuthentication
-            | Kind::RateLimitPolicy
-            | Kind::Rollout => "validated".to_string(),
+            | Kind::RateLimitPolicy => "validated".to_string(),
+            Kind::Rollout => super::rollout::summary(&docs),
             Kind::WorkloadEntry => {
                 let selected = resources
                     .iter()

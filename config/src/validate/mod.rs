@@ -58,6 +58,7 @@ pub fn validate(resources: &[Resource], missing_files: MissingFiles) -> Diagnost
     }
     references::check(resources, &mut out);
     rate_limit_policy::check_global_backend(resources, &mut out);
+    rollout::check_subsets(resources, &mut out);
     out
 }
 

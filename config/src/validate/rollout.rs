@@ -4,8 +4,10 @@
 
 use super::names;
 use super::V;
+use crate::diag::{Diagnostics, Severity};
+use crate::host::qualify;
 use crate::model::rollout::*;
-use crate::model::VirtualService;
+use crate::model::{Resource, VirtualService};
 
 /// The metrics `meshproxy rollout` computes itself (Flagger's built-in metric names).
 pub const BUILTIN_METRICS: [&str; 2] = ["request-success-rate", "request-duration"];
@@ -192,6 +194,38 @@ fn webhook(v: &mut V, p: &str, h: &Webhook) {
     v.duration(&format!("{p}.timeout"), &h.timeout);
 }
 
+/// Analyzer warnings across documents: a Rollout whose subsets no DestinationRule for
+/// its host defines (`meshproxy rollout` refuses to start it; a proxy loading the same
+/// directory is not concerned, so this is a warning, as istioctl analyze's undefined
+/// subsets are).
+pub(crate) fn check_subsets(resources: &[Resource], out: &mut Diagnostics) {
+    for res in resources {
+        let Some(r) = res.as_rollout() else { continue };
+        if r.host.is_empty() {
+            continue;
+        }
+        let fqdn = qualify(&r.host, &res.namespace);
+        let defined = |subset: &str| {
+            resources.iter().any(|d| {
+                d.as_destination_rule().is_some_and(|dr| {
+                    qualify(&dr.host, &d.namespace) == fqdn
+                        && dr.subsets.iter().any(|s| s.name == subset)
+                })
+            })
+        };
+        for (field, subset) in [("stable", &r.stable), ("canary", &r.canary)] {
+            if !subset.is_empty() && !defined(subset) {
+                out.push(super::diag_for(
+                    res,
+                    Severity::Warning,
+                    &format!("spec.{field}"),
+                    format!("subset {subset:?} of host {fqdn} is not defined by any DestinationRule: meshproxy rollout will not start this release"),
+                ));
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use crate::diag::Severity;
@@ -209,8 +243,23 @@ mod tests {
         ));
         d.0.iter()
             .filter(|d| d.severity == Severity::Error)
+            .filter(|d| !d.message.contains("not defined by any DestinationRule"))
             .map(|d| format!("{}: {}", d.path, d.message))
             .collect()
+    }
+
+    #[test]
+    fn undefined_subsets_are_a_warning() {
+        let text = "apiVersion: meshproxy.io/v1alpha1\nkind: Rollout\nmetadata: {name: r}\nspec: {host: reviews, stable: v1, canary: v2, analysis: {stepWeight: 10}}\n---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: reviews}\nspec: {host: reviews.default.svc.cluster.local, subsets: [{name: v1, labels: {version: v1}}]}\n";
+        let mut out = crate::loader::Loaded::default();
+        crate::loader::load_str(std::path::Path::new("r.yaml"), text, &mut out);
+        let d = crate::validate::validate(&out.resources, crate::validate::MissingFiles::Warn);
+        let found: Vec<_> =
+            d.0.iter()
+                .filter(|d| d.resource.as_deref() == Some("Rollout/default/r"))
+                .map(|d| (d.severity, d.path.clone()))
+                .collect();
+        assert_eq!(found, [(Severity::Warning, "spec.canary".to_string())]);
     }
 
     const BASE: &str = "  host: reviews\n  stable: v1\n  canary: v2\n";

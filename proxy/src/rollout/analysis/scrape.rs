@@ -119,3 +119,69 @@ pub async fn scrape(http: &Http, admins: &[String], plan: &Plan) -> Result<Count
     total.buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
     Ok(total)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rollout::plan::{Plan, Strategy};
+
+    fn plan() -> Plan {
+        Plan {
+            name: "reviews".into(),
+            namespace: "default".into(),
+            host: "reviews".into(),
+            fqdn: "reviews.default.svc.cluster.local".into(),
+            port: None,
+            stable: "v1".into(),
+            canary: "v2".into(),
+            gateways: vec![],
+            strategy: Strategy::Canary { weights: vec![50] },
+            interval: Duration::from_secs(1),
+            threshold: 1,
+            metrics: vec![],
+            hooks: vec![],
+            matches: serde_json::Value::Null,
+            revision: String::new(),
+            file: "f.yaml".into(),
+        }
+    }
+
+    fn text(ok: u32, errors: u32, fast: u32) -> String {
+        let sel = "reporter=\"source\",destination_service=\"reviews.default.svc.cluster.local\",destination_version=\"v2\"";
+        let total = ok + errors;
+        format!(
+            "istio_requests_total{{{sel},response_code=\"200\"}} {ok}\n\
+             istio_requests_total{{{sel},response_code=\"503\"}} {errors}\n\
+             istio_requests_total{{reporter=\"source\",destination_service=\"reviews.default.svc.cluster.local\",destination_version=\"v1\",response_code=\"500\"}} 99\n\
+             istio_requests_total{{reporter=\"destination\",destination_service=\"reviews.default.svc.cluster.local\",destination_version=\"v2\",response_code=\"500\"}} 99\n\
+             istio_request_duration_milliseconds_bucket{{{sel},response_code=\"200\",le=\"10\"}} {fast}\n\
+             istio_request_duration_milliseconds_bucket{{{sel},response_code=\"200\",le=\"100\"}} {total}\n\
+             istio_request_duration_milliseconds_bucket{{{sel},response_code=\"200\",le=\"+Inf\"}} {total}\n"
+        )
+    }
+
+    #[test]
+    fn only_the_canary_subset_from_the_source_side_counts() {
+        let c = counters(&text(90, 10, 100), &plan());
+        assert_eq!((c.requests, c.ok), (100.0, 90.0));
+        assert_eq!(c.success_rate(), Some(90.0));
+        assert_eq!(c.buckets.len(), 3);
+    }
+
+    #[test]
+    fn the_window_is_the_increase_and_a_reset_counts_from_zero() {
+        let before = counters(&text(90, 10, 100), &plan());
+        let now = counters(&text(190, 10, 110), &plan());
+        let w = now.since(&before);
+        assert_eq!(w.success_rate(), Some(100.0));
+        // 10 of the 100 new requests under 10 ms: p99 in the 10..100 bucket.
+        assert!(
+            w.p99().is_some_and(|p| p > 10.0 && p <= 100.0),
+            "{:?}",
+            w.p99()
+        );
+        assert_eq!(now.since(&now).success_rate(), None);
+        let restarted = counters(&text(5, 0, 5), &plan());
+        assert_eq!(restarted.since(&now).requests, 5.0);
+    }
+}

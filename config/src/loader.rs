@@ -12,8 +12,8 @@
 use crate::diag::{Diagnostic, Diagnostics, Origin, Severity};
 use crate::model::{
     AuthorizationPolicy, DestinationRule, Gateway, Kind, ObjectMeta, PeerAuthentication, Proxy,
-    RateLimitPolicy, RequestAuthentication, Resource, ServiceEntry, Sidecar, Spec, Telemetry,
-    VirtualService, WorkloadEntry, DEFAULT_NAMESPACE,
+    RateLimitPolicy, RequestAuthentication, Resource, Rollout, ServiceEntry, Sidecar, Spec,
+    Telemetry, VirtualService, WorkloadEntry, DEFAULT_NAMESPACE,
 };
 use serde::de::{DeserializeOwned, IgnoredAny};
 use serde::Deserialize;
@@ -398,6 +398,7 @@ fn typed_spec<'a>(
         Kind::RateLimitPolicy => {
             typed::<RateLimitPolicy>(doc, |s| Spec::RateLimitPolicy(Box::new(s)))
         }
+        Kind::Rollout => typed::<Rollout>(doc, |s| Spec::Rollout(Box::new(s))),
     }
 }
 

@@ -35,6 +35,29 @@ pub enum Command {
     /// Check a file of request -> expectation cases against the compiled policy (no
     /// sockets); exit 1 with a diff per failed case.
     Test(TestArgs),
+    /// Drive every Rollout at -c (canary steps, A/B, blue-green): judge the canary from
+    /// Istio's metrics each interval, move one step, write the route into the directory
+    /// the proxies watch; roll back on failed analysis.
+    Rollout(RolloutArgs),
+}
+
+/// `rollout` options.
+#[derive(Debug, Args)]
+pub struct RolloutArgs {
+    /// Config paths; the generated `rollout-NAMESPACE-NAME.yaml` goes into the first
+    /// directory among them.
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// Read the metrics from this Prometheus server (`http://HOST:PORT`).
+    #[arg(long, value_name = "URL", conflicts_with = "scrape")]
+    pub prometheus: Option<String>,
+    /// Read the metrics from these proxies' admin servers (`HOST:PORT` or
+    /// `http://HOST:PORT`, their `/metrics`), no Prometheus needed. Repeatable.
+    #[arg(long, value_name = "ADMIN_URL", num_args = 1.., required_unless_present = "prometheus")]
+    pub scrape: Vec<String>,
+    /// Serve the command's `meshproxy_rollout_*` metrics on this address (`/metrics`).
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_address: Option<std::net::SocketAddr>,
 }
 
 /// `explain` options.

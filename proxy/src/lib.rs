@@ -18,6 +18,7 @@ pub mod pipe;
 pub mod policy;
 pub mod ratelimit;
 pub mod reload;
+pub mod rollout;
 pub mod runtime;
 pub mod server;
 pub mod tcp;

@@ -17,6 +17,7 @@ fn main() -> ExitCode {
         cli::Command::Certs { command } => commands::certs::run(command, &mut std::io::stdout()),
         cli::Command::Explain(a) => commands::explain::explain(&a, &mut std::io::stdout()),
         cli::Command::Test(a) => commands::explain::test(&a, &mut std::io::stdout()),
+        cli::Command::Rollout(a) => commands::rollout::run(a),
     };
     ExitCode::from(code as u8)
 }

@@ -15,6 +15,7 @@ pub mod peer_authentication;
 pub mod proxy;
 pub mod rate_limit_policy;
 pub mod request_authentication;
+pub mod rollout;
 pub mod service_entry;
 pub mod sidecar;
 pub mod telemetry;
@@ -31,6 +32,7 @@ pub use peer_authentication::PeerAuthentication;
 pub use proxy::Proxy;
 pub use rate_limit_policy::RateLimitPolicy;
 pub use request_authentication::RequestAuthentication;
+pub use rollout::Rollout;
 pub use service_entry::ServiceEntry;
 pub use service_entry::WorkloadEntry;
 pub use sidecar::Sidecar;
@@ -67,11 +69,13 @@ pub enum Kind {
     Proxy,
     /// meshproxy.io RateLimitPolicy.
     RateLimitPolicy,
+    /// meshproxy.io Rollout (`meshproxy rollout`'s input; nothing in a proxy's snapshot).
+    Rollout,
 }
 
 impl Kind {
     /// Every kind, in the order summaries print them.
-    pub const ALL: [Kind; 12] = [
+    pub const ALL: [Kind; 13] = [
         Kind::Proxy,
         Kind::Gateway,
         Kind::ServiceEntry,
@@ -84,6 +88,7 @@ impl Kind {
         Kind::Telemetry,
         Kind::RequestAuthentication,
         Kind::RateLimitPolicy,
+        Kind::Rollout,
     ];
 
     /// The `kind:` string.
@@ -101,6 +106,7 @@ impl Kind {
             Kind::RequestAuthentication => "RequestAuthentication",
             Kind::Proxy => "Proxy",
             Kind::RateLimitPolicy => "RateLimitPolicy",
+            Kind::Rollout => "Rollout",
         }
     }
 
@@ -127,7 +133,7 @@ impl Kind {
                 &["security.istio.io/v1", "security.istio.io/v1beta1"]
             }
             Kind::Telemetry => &["telemetry.istio.io/v1", "telemetry.istio.io/v1alpha1"],
-            Kind::Proxy | Kind::RateLimitPolicy => &["meshproxy.io/v1alpha1"],
+            Kind::Proxy | Kind::RateLimitPolicy | Kind::Rollout => &["meshproxy.io/v1alpha1"],
         }
     }
 }
@@ -167,6 +173,8 @@ pub enum Spec {
     Proxy(Box<Proxy>),
     /// RateLimitPolicy.
     RateLimitPolicy(Box<RateLimitPolicy>),
+    /// Rollout.
+    Rollout(Box<Rollout>),
 }
 
 /// One loaded configuration document.
@@ -282,6 +290,14 @@ impl Resource {
     pub fn as_rate_limit_policy(&self) -> Option<&RateLimitPolicy> {
         match &self.spec {
             Spec::RateLimitPolicy(v) => Some(v.as_ref()),
+            _ => None,
+        }
+    }
+
+    /// The Rollout spec, if this is one.
+    pub fn as_rollout(&self) -> Option<&Rollout> {
+        match &self.spec {
+            Spec::Rollout(v) => Some(v.as_ref()),
             _ => None,
         }
     }

@@ -13,6 +13,7 @@ mod proxy;
 mod rate_limit_policy;
 mod references;
 mod request_authentication;
+mod rollout;
 pub use files::MissingFiles;
 pub use references::DEFAULT_ROOT_NAMESPACE;
 pub use telemetry::METRICS as TELEMETRY_METRICS;
@@ -52,10 +53,12 @@ pub fn validate(resources: &[Resource], missing_files: MissingFiles) -> Diagnost
             Spec::RequestAuthentication(s) => request_authentication::validate(&mut v, s),
             Spec::Proxy(s) => proxy::validate(&mut v, s),
             Spec::RateLimitPolicy(s) => rate_limit_policy::validate(&mut v, s),
+            Spec::Rollout(s) => rollout::validate(&mut v, s),
         }
     }
     references::check(resources, &mut out);
     rate_limit_policy::check_global_backend(resources, &mut out);
+    rollout::check_subsets(resources, &mut out);
     out
 }
 

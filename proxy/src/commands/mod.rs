@@ -5,5 +5,6 @@ pub mod demo;
 pub mod explain;
 pub mod init;
 pub mod logging;
+pub mod rollout;
 pub mod run;
 pub mod validate;

@@ -101,6 +101,7 @@ pub fn summary(snap: &Snapshot, resources: &[Resource]) -> Vec<String> {
             | Kind::Sidecar
             | Kind::RequestAuthentication
             | Kind::RateLimitPolicy => "validated".to_string(),
+            Kind::Rollout => super::rollout::summary(&docs),
             Kind::WorkloadEntry => {
                 let selected = resources
                     .iter()

@@ -160,3 +160,49 @@ async fn a_reload_changes_sampling_without_dropping_requests() {
     );
     assert!(got.iter().all(|s| s["kind"] == "SPAN_KIND_CLIENT"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn custom_tags_from_literals_the_environment_and_headers() {
+    let (port, spans) = zipkin_receiver().await;
+    let ok = common::upstream("ok").await;
+    let provider = "  extensionProviders: [{name: zipkin, zipkin: {service: zipkin.istio-system.svc.cluster.local, port: 9411}}]\n";
+    let collector = entry(
+        "zipkin",
+        "zipkin.istio-system.svc.cluster.local",
+        9411,
+        "TCP",
+        port,
+    );
+    let telemetry = "apiVersion: telemetry.istio.io/v1\nkind: Telemetry\nmetadata: {name: mesh-default, namespace: istio-system}\nspec:\n  tracing:\n  - providers: [{name: zipkin}]\n    randomSamplingPercentage: 100\n    customTags:\n      team: {literal: {value: checkout}}\n      region: {environment: {name: MESHPROXY_TEST_SURELY_UNSET, defaultValue: eu-west}}\n      user: {header: {name: x-user, defaultValue: anonymous}}\n";
+    let p = binary::run(
+        &proxy_with(provider, &format!("{collector}{telemetry}"), &ok),
+        &["--access-log", "off"],
+    );
+    let out = p.addr("outbound");
+    let r = common::send(
+        out,
+        "GET",
+        "ok",
+        "/",
+        &[("x-user", "jason")],
+        Default::default(),
+        false,
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    let r = common::send(out, "GET", "ok", "/", &[], Default::default(), false).await;
+    assert_eq!(r.status, 200);
+    let got = spans.wait_for(2).await;
+    assert_eq!(got.len(), 2, "{got:#?}");
+    let mut users: Vec<&str> = got
+        .iter()
+        .map(|s| s["attributes"]["user"].as_str().unwrap_or(""))
+        .collect();
+    users.sort();
+    assert_eq!(users, ["anonymous", "jason"]);
+    for s in &got {
+        assert_eq!(s["attributes"]["team"], "checkout");
+        assert_eq!(s["attributes"]["region"], "eu-west");
+        assert_eq!(s["attributes"]["http.url"], "http://ok/");
+    }
+}

@@ -110,6 +110,7 @@ pub fn load_documents_for_workload<P: AsRef<Path>>(
 pub fn load_str(name: &str, text: &str) -> Result<Snapshot, Diagnostics> {
     let mut loaded = crate::loader::Loaded::default();
     crate::loader::load_str(Path::new(name), text, &mut loaded);
+    crate::gateway_api::expand(&mut loaded.resources, &mut loaded.diagnostics);
     finish(&loaded.resources, loaded.diagnostics, MissingFiles::Refuse)
 }
 
@@ -194,7 +195,9 @@ fn compile_with(
         telemetry::TelemetryPolicy::compile(resources, &proxy, &registry, &mut warnings);
     let jwt_authn = jwt::JwtAuthn::compile(resources, &proxy);
     let rate_limits = rate_limit::RateLimits::compile(resources, &proxy);
+    let gateway_api = crate::gateway_api::status(resources);
     Snapshot {
+        gateway_api,
         telemetry,
         rate_limits,
         version,

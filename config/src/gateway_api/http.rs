@@ -396,6 +396,8 @@ fn redirect_json(r: &RequestRedirect, piece: Piece) -> Value {
     }
     match path_modifier(r.path.as_ref(), piece) {
         Some(PathOut::Full(p)) => o["uri"] = json!(p),
+        // An exact match's whole path is its prefix: the replacement is the new path.
+        Some(PathOut::Prefix(p)) if matches!(piece, Piece::Exact(_)) => o["uri"] = json!(p),
         Some(PathOut::Prefix(p)) => o["prefixRewrite"] = json!(p),
         None => {}
     }

@@ -154,3 +154,6 @@ pub(crate) fn convert(resources: &[Resource]) -> Conversion {
     }
     out.finish()
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,7 +1,7 @@
 //! The Kubernetes Gateway API served with real traffic: the API's own guides (HTTP
 //! routing, traffic splitting, header modifiers, redirects and rewrites, HTTP-to-HTTPS
-//! redirect, request mirroring, cross-namespace routing with ReferenceGrant, GAMMA mesh
-//! routing) reproduced on in-process proxies with real upstreams.
+//! redirect, request mirroring, cross-namespace routing with ReferenceGrant) reproduced on
+//! in-process proxies with real upstreams; GAMMA is in `gateway_api_mesh.rs`.
 
 mod common;
 use bytes::Bytes;
@@ -68,7 +68,11 @@ fn svc(name: &str, ns: &str, up: &Upstream) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_routing_by_host_path_and_header() {
     // gateway-api.sigs.k8s.io/guides/http-routing: foo-route and bar-route.
-    let (foo, bar, canary) = (upstream("foo").await, upstream("bar").await, upstream("bar-canary").await);
+    let (foo, bar, canary) = (
+        upstream("foo").await,
+        upstream("bar").await,
+        upstream("bar-canary").await,
+    );
     let port = free_port();
     let rest = format!(
         "{}{}{}apiVersion: gateway.networking.k8s.io/v1
@@ -104,7 +108,13 @@ spec:
         ("foo.example.com", "/loginx", &[][..], 404, ""),
         ("foo.example.com", "/", &[][..], 404, ""),
         ("bar.example.com", "/", &[][..], 200, "bar"),
-        ("bar.example.com", "/any", &[("env", "canary")][..], 200, "bar-canary"),
+        (
+            "bar.example.com",
+            "/any",
+            &[("env", "canary")][..],
+            200,
+            "bar-canary",
+        ),
         ("baz.example.com", "/", &[][..], 404, ""),
     ];
     for (host, path, headers, status, body) in cases {
@@ -118,7 +128,13 @@ spec:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn precedence_across_routes_follows_the_api() {
-    let ups = [upstream("exact").await, upstream("long").await, upstream("short").await, upstream("method").await, upstream("headers").await];
+    let ups = [
+        upstream("exact").await,
+        upstream("long").await,
+        upstream("short").await,
+        upstream("method").await,
+        upstream("headers").await,
+    ];
     let port = free_port();
     let mut rest: String = ups.iter().map(|u| svc(&u.name, "default", u)).collect();
     // Each rule in its own route, listed least specific first: the API's order decides.
@@ -135,10 +151,28 @@ async fn precedence_across_routes_follows_the_api() {
     let (_s, addr, _) = start(port, &http_listener(port), &rest);
     assert_eq!(req(addr, "a.example", "/api/v1/x", &[]).await.body, "exact");
     assert_eq!(req(addr, "a.example", "/api/v1/y", &[]).await.body, "long");
-    assert_eq!(req(addr, "a.example", "/api/other", &[]).await.body, "short");
-    let post = send(addr, "POST", "a.example", "/api/other", &[], Bytes::new(), false).await;
+    assert_eq!(
+        req(addr, "a.example", "/api/other", &[]).await.body,
+        "short"
+    );
+    let post = send(
+        addr,
+        "POST",
+        "a.example",
+        "/api/other",
+        &[],
+        Bytes::new(),
+        false,
+    )
+    .await;
     assert_eq!(post.body, "method");
-    let two = req(addr, "a.example", "/api/other", &[("x-a", "1"), ("x-b", "2")]).await;
+    let two = req(
+        addr,
+        "a.example",
+        "/api/other",
+        &[("x-a", "1"), ("x-b", "2")],
+    )
+    .await;
     assert_eq!(two.body, "headers");
 }
 
@@ -168,7 +202,12 @@ spec:
         svc("foo-v2", "default", &v2)
     );
     let (_s, addr, _) = start(port, &http_listener(port), &rest);
-    assert_eq!(req(addr, "foo.example.com", "/", &[("traffic", "test")]).await.body, "v2");
+    assert_eq!(
+        req(addr, "foo.example.com", "/", &[("traffic", "test")])
+            .await
+            .body,
+        "v2"
+    );
     for _ in 0..20 {
         assert_eq!(req(addr, "foo.example.com", "/zero", &[]).await.body, "v1");
     }
@@ -190,7 +229,10 @@ spec:
             s => panic!("unexpected {s}"),
         }
     }
-    assert!(ok > 20 && err > 20, "one invalid backend of two: {ok} ok, {err} 500");
+    assert!(
+        ok > 20 && err > 20,
+        "one invalid backend of two: {ok} ok, {err} 500"
+    );
     // No backendRefs at all: 500.
     assert_eq!(req(addr, "foo.example.com", "/none", &[]).await.status, 500);
 }
@@ -231,7 +273,13 @@ spec:
         svc("echo", "default", &up)
     );
     let (_s, addr, _) = start(port, &http_listener(port), &rest);
-    let r = req(addr, "h.example", "/add-a-request-header", &[("my-set", "old"), ("x-remove-me", "1")]).await;
+    let r = req(
+        addr,
+        "h.example",
+        "/add-a-request-header",
+        &[("my-set", "old"), ("x-remove-me", "1")],
+    )
+    .await;
     assert_eq!(r.status, 200);
     let h = up.last_headers();
     assert_eq!(h["my-header-name"], "my-header-value");
@@ -298,10 +346,16 @@ spec:
     let (_s, addr, _) = start(port, &http_listener(port), &rest);
     let r = req(addr, "redirect.example", "/cayenne/pepper?x=1", &[]).await;
     assert_eq!(r.status, 302);
-    assert_eq!(r.header("location"), format!("http://redirect.example:{port}/paprika/pepper?x=1"));
+    assert_eq!(
+        r.header("location"),
+        format!("http://redirect.example:{port}/paprika/pepper?x=1")
+    );
     let r = req(addr, "redirect.example", "/moved/here", &[]).await;
     assert_eq!(r.status, 301);
-    assert_eq!(r.header("location"), format!("http://www.example.com:{port}/moved/here"));
+    assert_eq!(
+        r.header("location"),
+        format!("http://www.example.com:{port}/moved/here")
+    );
     for (path, want) in [
         ("/prefix/one", "/one"),
         ("/prefix/one/two", "/one/two"),
@@ -362,9 +416,13 @@ spec:
     // The scheme's default port: none in Location.
     assert_eq!(r.header("location"), "https://redirect.example/a?b=c");
     let tls = listener(&s, https_port);
-    let out = tls_raw(tls, None, "GET /x HTTP/1.1\r\nHost: redirect.example\r\nConnection: close\r\n\r\n")
-        .await
-        .expect("https");
+    let out = tls_raw(
+        tls,
+        None,
+        "GET /x HTTP/1.1\r\nHost: redirect.example\r\nConnection: close\r\n\r\n",
+    )
+    .await
+    .expect("https");
     assert!(out.starts_with("HTTP/1.1 200"), "{out}");
     assert!(out.ends_with("secure"), "{out}");
 }
@@ -393,7 +451,10 @@ spec:
     let (_s, addr, _) = start(port, &http_listener(port), &rest);
     let r = req(addr, "mirror.example", "/m", &[]).await;
     assert_eq!((r.status, r.body.as_str()), (200, "foo-v1"));
-    assert!(eventually(Duration::from_secs(5), || mirror.count() == 1).await, "mirrored");
+    assert!(
+        eventually(Duration::from_secs(5), || mirror.count() == 1).await,
+        "mirrored"
+    );
     assert_eq!(mirror.last_path(), "/m");
 }
 
@@ -423,7 +484,11 @@ spec:
   to: [{group: \"\", kind: Service}]
 ";
     let (s, addr, st) = start(port, &http_listener(port), &route);
-    assert_eq!(req(addr, "store.example", "/", &[]).await.status, 500, "no grant");
+    assert_eq!(
+        req(addr, "store.example", "/", &[]).await.status,
+        500,
+        "no grant"
+    );
     assert_eq!(st[0].resolved_refs.reason, "RefNotPermitted", "{st:?}");
     drop(s);
     let port = free_port();
@@ -460,107 +525,4 @@ spec:
     assert_eq!(req(addr, "t.example", "/", &[]).await.status, 200);
     let r = req(addr, "t.example", "/", &[("x-test-delay-ms", "2000")]).await;
     assert_eq!(r.status, 504);
-}
-
-/// A sidecar (outbound listener) with `docs`.
-fn sidecar(docs: &str) -> Proxy {
-    proxy(&format!("{}{docs}", sidecar_proxy("")))
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn gamma_mesh_routing_with_a_service_parent() {
-    // gateway-api.sigs.k8s.io/mesh/gamma (the reviews example of Istio's Gateway API task).
-    let (v1, v2) = (upstream("reviews-v1").await, upstream("reviews-v2").await);
-    let docs = format!(
-        "{}{}{}apiVersion: gateway.networking.k8s.io/v1
-kind: HTTPRoute
-metadata: {{name: reviews}}
-spec:
-  parentRefs: [{{group: \"\", kind: Service, name: reviews, port: 80}}]
-  rules:
-  - matches: [{{headers: [{{name: end-user, value: jason}}]}}]
-    backendRefs: [{{name: reviews-v2, port: 80}}]
-  - matches: [{{path: {{value: /reviews}}}}]
-    backendRefs: [{{name: reviews-v1, port: 80}}]
-",
-        svc("reviews", "default", &v1),
-        svc("reviews-v1", "default", &v1),
-        svc("reviews-v2", "default", &v2)
-    );
-    let p = sidecar(&docs);
-    // The route is bound to port 80 of the Service: the request's port is the Host's.
-    let host = "reviews.default.svc.cluster.local:80";
-    assert_eq!(get(&p, host, "/reviews/1", &[]).await.body, "reviews-v1");
-    assert_eq!(get(&p, host, "/", &[("end-user", "jason")]).await.body, "reviews-v2");
-    // The longer PathPrefix (/reviews) outranks the header match under `/`.
-    assert_eq!(get(&p, "reviews:80", "/reviews", &[("end-user", "jason")]).await.body, "reviews-v1");
-    // With a route attached, a request matching no rule is refused.
-    assert_eq!(get(&p, host, "/other", &[]).await.status, 404);
-    // Another port of the Service is not the route's.
-    assert_eq!(get(&p, "reviews.default.svc.cluster.local:9080", "/", &[("end-user", "jason")]).await.status, 404);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn bookinfo_policy_as_virtual_service_and_as_http_route_routes_alike() {
-    let (v1, v2, v3) = (upstream("v1").await, upstream("v2").await, upstream("v3").await);
-    let services = format!(
-        "{}{}{}{}",
-        service(
-            "reviews.default.svc.cluster.local",
-            &[(v1.addr.port(), "version: v1"), (v2.addr.port(), "version: v2"), (v3.addr.port(), "version: v3")]
-        ),
-        svc("reviews-v1", "default", &v1),
-        svc("reviews-v2", "default", &v2),
-        svc("reviews-v3", "default", &v3)
-    );
-    // Istio's bookinfo: jason sees v2; /reviews/3 goes to v3 (exact); everyone else v1.
-    let vs = format!(
-        "{services}apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata: {{name: reviews}}
-spec:
-  host: reviews
-  subsets: [{{name: v1, labels: {{version: v1}}}}, {{name: v2, labels: {{version: v2}}}}, {{name: v3, labels: {{version: v3}}}}]
----
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {{name: reviews}}
-spec:
-  hosts: [reviews]
-  http:
-  - match: [{{uri: {{exact: /reviews/3}}}}]
-    route: [{{destination: {{host: reviews, subset: v3}}}}]
-  - match: [{{headers: {{end-user: {{exact: jason}}}}}}]
-    route: [{{destination: {{host: reviews, subset: v2}}}}]
-  - route: [{{destination: {{host: reviews, subset: v1}}}}]
-"
-    );
-    let route = format!(
-        "{services}apiVersion: gateway.networking.k8s.io/v1
-kind: HTTPRoute
-metadata: {{name: reviews}}
-spec:
-  parentRefs: [{{group: \"\", kind: Service, name: reviews}}]
-  rules:
-  - backendRefs: [{{name: reviews-v1, port: 80}}]
-  - matches: [{{headers: [{{name: end-user, value: jason}}]}}]
-    backendRefs: [{{name: reviews-v2, port: 80}}]
-  - matches: [{{path: {{type: Exact, value: /reviews/3}}}}]
-    backendRefs: [{{name: reviews-v3, port: 80}}]
-"
-    );
-    let (a, b) = (sidecar(&vs), sidecar(&route));
-    let cases: [(&str, &[(&str, &str)]); 5] = [
-        ("/reviews/1", &[]),
-        ("/reviews/3", &[]),
-        ("/reviews/3", &[("end-user", "jason")]),
-        ("/productpage", &[("end-user", "jason")]),
-        ("/", &[("end-user", "other")]),
-    ];
-    for (path, headers) in cases {
-        let x = get(&a, "reviews", path, headers).await;
-        let y = get(&b, "reviews", path, headers).await;
-        assert_eq!((x.status, &x.body), (y.status, &y.body), "{path} {headers:?}");
-        assert_eq!(x.status, 200);
-    }
 }

@@ -74,7 +74,11 @@ async fn echo() -> (SocketAddr, Arc<AtomicU64>) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grpc_route_matches_service_and_method() {
     // gateway-api.sigs.k8s.io/guides/grpc-routing.
-    let (exact, svc_only, rest_up) = (upstream("say-hello").await, upstream("greeter").await, upstream("rest").await);
+    let (exact, svc_only, rest_up) = (
+        upstream("say-hello").await,
+        upstream("greeter").await,
+        upstream("rest").await,
+    );
     let port = free_port();
     let docs = format!(
         "{}{}{}apiVersion: gateway.networking.k8s.io/v1
@@ -90,14 +94,35 @@ spec:
     backendRefs: [{{name: greeter, port: 80}}]
   - backendRefs: [{{name: rest, port: 80}}]
 ",
-        service("say-hello.default.svc.cluster.local", &[(exact.addr.port(), "app: a")]),
-        service("greeter.default.svc.cluster.local", &[(svc_only.addr.port(), "app: b")]),
-        service("rest.default.svc.cluster.local", &[(rest_up.addr.port(), "app: c")])
+        service(
+            "say-hello.default.svc.cluster.local",
+            &[(exact.addr.port(), "app: a")]
+        ),
+        service(
+            "greeter.default.svc.cluster.local",
+            &[(svc_only.addr.port(), "app: b")]
+        ),
+        service(
+            "rest.default.svc.cluster.local",
+            &[(rest_up.addr.port(), "app: c")]
+        )
     );
-    let s = start(&format!("  - {{name: http, port: {port}, protocol: HTTP}}\n"), &docs);
+    let s = start(
+        &format!("  - {{name: http, port: {port}, protocol: HTTP}}\n"),
+        &docs,
+    );
     let addr = addr_of(&s, port);
     let call = |path: &'static str| async move {
-        send(addr, "POST", "grpc.example.com", path, &[("content-type", "application/grpc")], Bytes::new(), true).await
+        send(
+            addr,
+            "POST",
+            "grpc.example.com",
+            path,
+            &[("content-type", "application/grpc")],
+            Bytes::new(),
+            true,
+        )
+        .await
     };
     assert_eq!(call("/helloworld.Greeter/SayHello").await.body, "say-hello");
     assert_eq!(call("/helloworld.Greeter/SayGoodbye").await.body, "greeter");
@@ -121,16 +146,25 @@ spec:
         tcp_service("echo-a", a.port()),
         tcp_service("echo-b", b.port())
     );
-    let s = start(&format!("  - {{name: tcp, port: {port}, protocol: TCP}}\n"), &docs);
+    let s = start(
+        &format!("  - {{name: tcp, port: {port}, protocol: TCP}}\n"),
+        &docs,
+    );
     let addr = addr_of(&s, port);
     for _ in 0..3 {
         let mut c = TcpStream::connect(addr).await.unwrap();
         c.write_all(b"ping").await.unwrap();
         let mut buf = [0u8; 4];
-        tokio::time::timeout(Duration::from_secs(5), c.read_exact(&mut buf)).await.expect("echo in time").unwrap();
+        tokio::time::timeout(Duration::from_secs(5), c.read_exact(&mut buf))
+            .await
+            .expect("echo in time")
+            .unwrap();
         assert_eq!(&buf, b"ping");
     }
-    assert_eq!((na.load(Ordering::SeqCst), nb.load(Ordering::SeqCst)), (3, 0));
+    assert_eq!(
+        (na.load(Ordering::SeqCst), nb.load(Ordering::SeqCst)),
+        (3, 0)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -159,12 +193,21 @@ spec:
         tcp_service("tls-a", a.port()),
         tcp_service("tls-b", b.port())
     );
-    let s = start(&format!("  - {{name: tls, port: {port}, protocol: TLS, tls: {{mode: Passthrough}}}}\n"), &docs);
+    let s = start(
+        &format!("  - {{name: tls, port: {port}, protocol: TLS, tls: {{mode: Passthrough}}}}\n"),
+        &docs,
+    );
     let addr = addr_of(&s, port);
     hello(addr, "a.example.com").await;
-    assert!(eventually(Duration::from_secs(5), || na.load(Ordering::SeqCst) == 1).await, "a");
+    assert!(
+        eventually(Duration::from_secs(5), || na.load(Ordering::SeqCst) == 1).await,
+        "a"
+    );
     hello(addr, "x.b.example.com").await;
-    assert!(eventually(Duration::from_secs(5), || nb.load(Ordering::SeqCst) == 1).await, "b");
+    assert!(
+        eventually(Duration::from_secs(5), || nb.load(Ordering::SeqCst) == 1).await,
+        "b"
+    );
     assert_eq!(na.load(Ordering::SeqCst), 1);
 }
 

@@ -54,7 +54,13 @@ pub fn parent_name(route: &Resource, p: &ParentRef) -> String {
 }
 
 /// The bindings of `route` (of `kind`, with `hostnames`) to its parent `p`.
-pub fn attach(ctx: &Ctx, route: &Resource, kind: Kind, hostnames: &[String], p: &ParentRef) -> Result<Vec<Binding>, Condition> {
+pub fn attach(
+    ctx: &Ctx,
+    route: &Resource,
+    kind: Kind,
+    hostnames: &[String],
+    p: &ParentRef,
+) -> Result<Vec<Binding>, Condition> {
     let ns = p.namespace.as_deref().unwrap_or(&route.namespace);
     let group = p.group.as_deref().unwrap_or(GROUP);
     match p.kind.as_deref().unwrap_or("Gateway") {
@@ -76,9 +82,19 @@ pub fn attach(ctx: &Ctx, route: &Resource, kind: Kind, hostnames: &[String], p: 
     }
 }
 
-fn gateway(ctx: &Ctx, route: &Resource, kind: Kind, hostnames: &[String], p: &ParentRef, ns: &str) -> Result<Vec<Binding>, Condition> {
+fn gateway(
+    ctx: &Ctx,
+    route: &Resource,
+    kind: Kind,
+    hostnames: &[String],
+    p: &ParentRef,
+    ns: &str,
+) -> Result<Vec<Binding>, Condition> {
     let Some((gres, gw)) = ctx.gateways.get(&(ns, p.name.as_str())) else {
-        return Err(Condition::fail("NoMatchingParent", format!("no Gateway {ns}/{}", p.name)));
+        return Err(Condition::fail(
+            "NoMatchingParent",
+            format!("no Gateway {ns}/{}", p.name),
+        ));
     };
     let selected: Vec<&Listener> = gw
         .listeners
@@ -87,7 +103,10 @@ fn gateway(ctx: &Ctx, route: &Resource, kind: Kind, hostnames: &[String], p: &Pa
         .filter(|l| p.port.is_none_or(|port| port == l.port))
         .collect();
     if selected.is_empty() {
-        return Err(Condition::fail("NoMatchingParent", "no listener has this sectionName and port"));
+        return Err(Condition::fail(
+            "NoMatchingParent",
+            "no listener has this sectionName and port",
+        ));
     }
     let mut out = Vec::new();
     let mut allowed_any = false;
@@ -96,14 +115,22 @@ fn gateway(ctx: &Ctx, route: &Resource, kind: Kind, hostnames: &[String], p: &Pa
             continue;
         }
         allowed_any = true;
-        let hosts = if kind == Kind::TcpRoute { vec!["*".to_string()] } else { intersect(l.hostname.as_deref(), hostnames) };
+        let hosts = if kind == Kind::TcpRoute {
+            vec!["*".to_string()]
+        } else {
+            intersect(l.hostname.as_deref(), hostnames)
+        };
         if hosts.is_empty() {
             continue;
         }
         let terminates = l.protocol == "TLS"
             && l.tls.as_ref().and_then(|t| t.mode).unwrap_or_default() == TlsMode::Terminate;
         out.push(Binding::Listener {
-            gateway: format!("{}/{}", gres.namespace, istio_gateway_name(&gres.name, &l.name)),
+            gateway: format!(
+                "{}/{}",
+                gres.namespace,
+                istio_gateway_name(&gres.name, &l.name)
+            ),
             namespace: gres.namespace.clone(),
             hosts,
             port: l.port,
@@ -114,11 +141,17 @@ fn gateway(ctx: &Ctx, route: &Resource, kind: Kind, hostnames: &[String], p: &Pa
         (false, _) => Ok(out),
         (true, false) => Err(Condition::fail(
             "NotAllowedByListeners",
-            format!("no listener of Gateway {ns}/{} allows {kind} from namespace {}", p.name, route.namespace),
+            format!(
+                "no listener of Gateway {ns}/{} allows {kind} from namespace {}",
+                p.name, route.namespace
+            ),
         )),
         (true, true) => Err(Condition::fail(
             "NoMatchingListenerHostname",
-            format!("no hostname of the route intersects a listener's of Gateway {ns}/{}", p.name),
+            format!(
+                "no hostname of the route intersects a listener's of Gateway {ns}/{}",
+                p.name
+            ),
         )),
     }
 }
@@ -130,7 +163,9 @@ fn allows(l: &Listener, kind: Kind, gw_ns: &str, route_ns: &str) -> bool {
     let kind_ok = if kinds.is_empty() {
         supported_kinds(l).contains(&kind)
     } else {
-        kinds.iter().any(|k| k.group.as_deref().unwrap_or(GROUP) == GROUP && k.kind == kind.as_str())
+        kinds
+            .iter()
+            .any(|k| k.group.as_deref().unwrap_or(GROUP) == GROUP && k.kind == kind.as_str())
             && supported_kinds(l).contains(&kind)
     };
     let ns = allowed.and_then(|a| a.namespaces.as_ref());
@@ -141,7 +176,9 @@ fn allows(l: &Listener, kind: Kind, gw_ns: &str, route_ns: &str) -> bool {
         // namespace carries, `kubernetes.io/metadata.name`, is the one a selector can test.
         FromNamespaces::Selector => ns.and_then(|n| n.selector.as_ref()).is_some_and(|s| {
             s.match_expressions.is_empty()
-                && s.match_labels.iter().all(|(k, v)| k == "kubernetes.io/metadata.name" && v == route_ns)
+                && s.match_labels
+                    .iter()
+                    .all(|(k, v)| k == "kubernetes.io/metadata.name" && v == route_ns)
         }),
     };
     kind_ok && ns_ok

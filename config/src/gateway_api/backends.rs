@@ -18,13 +18,21 @@ pub struct Target {
 
 /// Resolves `r`, referenced from `from` (a route, or a Gateway for certificates when
 /// `kind` is `Secret`); `enforce_grants` is false for mesh (GAMMA) routes.
-pub fn resolve(ctx: &Ctx, from: &Resource, r: &ObjectRef, enforce_grants: bool) -> Result<Target, Condition> {
+pub fn resolve(
+    ctx: &Ctx,
+    from: &Resource,
+    r: &ObjectRef,
+    enforce_grants: bool,
+) -> Result<Target, Condition> {
     let group = r.group.as_deref().unwrap_or("");
     let kind = r.kind.as_deref().unwrap_or("Service");
     if !group.is_empty() || kind != "Service" {
         return Err(Condition::fail(
             "InvalidKind",
-            format!("backend {group}/{kind} {:?}: only core Services are supported", r.name),
+            format!(
+                "backend {group}/{kind} {:?}: only core Services are supported",
+                r.name
+            ),
         ));
     }
     let ns = r.namespace.as_deref().unwrap_or(&from.namespace);
@@ -38,7 +46,10 @@ pub fn resolve(ctx: &Ctx, from: &Resource, r: &ObjectRef, enforce_grants: bool) 
         ));
     }
     let Some(port) = r.port else {
-        return Err(Condition::fail("BackendNotFound", format!("backend {ns}/{}: port is required for a Service", r.name)));
+        return Err(Condition::fail(
+            "BackendNotFound",
+            format!("backend {ns}/{}: port is required for a Service", r.name),
+        ));
     };
     let host = format!("{}.{ns}.{CLUSTER_DOMAIN}", r.name);
     match ctx.services.get(host.as_str()) {
@@ -58,14 +69,19 @@ pub fn resolve(ctx: &Ctx, from: &Resource, r: &ObjectRef, enforce_grants: bool) 
 /// `kind` object `name` there (grants are additive; a `to` without a name allows all).
 pub fn granted(ctx: &Ctx, from: &Resource, kind: &str, ns: &str, name: &str) -> bool {
     let from_kind = from_kind(from.kind);
-    ctx.grants.iter().filter(|(g, _)| g.namespace == ns).any(|(_, g)| {
-        g.from
-            .iter()
-            .any(|f| f.group == GROUP && f.kind == from_kind && f.namespace == from.namespace)
-            && g.to.iter().any(|t| {
-                t.group.is_empty() && t.kind == kind && t.name.as_deref().is_none_or(|n| n == name)
-            })
-    })
+    ctx.grants
+        .iter()
+        .filter(|(g, _)| g.namespace == ns)
+        .any(|(_, g)| {
+            g.from
+                .iter()
+                .any(|f| f.group == GROUP && f.kind == from_kind && f.namespace == from.namespace)
+                && g.to.iter().any(|t| {
+                    t.group.is_empty()
+                        && t.kind == kind
+                        && t.name.as_deref().is_none_or(|n| n == name)
+                })
+        })
 }
 
 fn from_kind(kind: Kind) -> &'static str {

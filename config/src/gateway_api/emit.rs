@@ -3,9 +3,9 @@
 
 use super::precedence::SortKey;
 use super::status::{Condition, ParentStatus};
-use crate::model::gateway_api::routes::ParentRef;
 use super::Conversion;
 use crate::diag::{Diagnostic, Diagnostics, Origin, Severity};
+use crate::model::gateway_api::routes::ParentRef;
 use crate::model::{Gateway, Kind, ObjectMeta, Resource, Spec, VirtualService};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
@@ -69,7 +69,9 @@ impl Output {
         let st = ParentStatus {
             route: res.id(),
             parent: super::attach::parent_name(res, p),
-            accepted: refused.cloned().unwrap_or_else(|| Condition::ok("Accepted")),
+            accepted: refused
+                .cloned()
+                .unwrap_or_else(|| Condition::ok("Accepted")),
             resolved_refs: issue
                 .as_ref()
                 .map(|(_, c)| c.clone())
@@ -98,7 +100,15 @@ impl Output {
         }
     }
 
-    fn make(&mut self, origin: &Origin, source: &str, kind: Kind, ns: &str, name: &str, spec: Value) -> Option<Resource> {
+    fn make(
+        &mut self,
+        origin: &Origin,
+        source: &str,
+        kind: Kind,
+        ns: &str,
+        name: &str,
+        spec: Value,
+    ) -> Option<Resource> {
         let doc = json!({
             "apiVersion": "networking.istio.io/v1",
             "kind": kind.as_str(),
@@ -106,8 +116,10 @@ impl Output {
             "spec": spec,
         });
         let typed = match kind {
-            Kind::Gateway => serde_json::from_value::<Gateway>(doc["spec"].clone()).map(|g| Spec::Gateway(Box::new(g))),
-            _ => serde_json::from_value::<VirtualService>(doc["spec"].clone()).map(Spec::VirtualService),
+            Kind::Gateway => serde_json::from_value::<Gateway>(doc["spec"].clone())
+                .map(|g| Spec::Gateway(Box::new(g))),
+            _ => serde_json::from_value::<VirtualService>(doc["spec"].clone())
+                .map(Spec::VirtualService),
         };
         let spec = match typed {
             Ok(s) => s,
@@ -167,7 +179,10 @@ impl Output {
                 spec["tcp"] = Value::Array(b.tcp);
             }
             let source = b.sources.into_iter().collect::<Vec<_>>().join(",");
-            let origin = b.origin.unwrap_or_else(|| Origin { file: Default::default(), index: 0 });
+            let origin = b.origin.unwrap_or_else(|| Origin {
+                file: Default::default(),
+                index: 0,
+            });
             if let Some(r) = self.make(&origin, &source, Kind::VirtualService, &ns, &name, spec) {
                 self.resources.push(r);
             }

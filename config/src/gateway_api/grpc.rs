@@ -32,16 +32,31 @@ pub fn convert(ctx: &Ctx, res: &Resource, route: &GrpcRoute, out: &mut Output) {
                 backend_refs: rule.backend_refs.clone(),
                 ..HttpRule::default()
             };
-            let (one, i) = http::convert_rules(ctx, res, std::slice::from_ref(&as_http), !mesh, out);
+            let (one, i) =
+                http::convert_rules(ctx, res, std::slice::from_ref(&as_http), !mesh, out);
             if issue.is_none() {
-                issue = i.map(|(p, c)| (p.replacen("spec.rules[0]", &format!("spec.rules[{ri}]"), 1), c));
+                issue = i.map(|(p, c)| {
+                    (
+                        p.replacen("spec.rules[0]", &format!("spec.rules[{ri}]"), 1),
+                        c,
+                    )
+                });
             }
-            let Some((_, template)) = one.into_iter().next() else { continue };
+            let Some((_, template)) = one.into_iter().next() else {
+                continue;
+            };
             let default_match = [GrpcMatch::default()];
-            let matches: &[GrpcMatch] = if rule.matches.is_empty() { &default_match } else { &rule.matches };
+            let matches: &[GrpcMatch] = if rule.matches.is_empty() {
+                &default_match
+            } else {
+                &rule.matches
+            };
             for (mi, m) in matches.iter().enumerate() {
                 let (uri, svc_len, method_len) = uri(m);
-                let hm = HttpMatch { headers: m.headers.clone(), ..HttpMatch::default() };
+                let hm = HttpMatch {
+                    headers: m.headers.clone(),
+                    ..HttpMatch::default()
+                };
                 let mut v = template.clone();
                 v["match"] = json!([http::match_json(&hm, uri)]);
                 v["name"] = json!(format!("{}.{}.{ri}.{mi}", res.namespace, res.name));
@@ -76,7 +91,9 @@ fn uri(m: &GrpcMatch) -> (Value, usize, usize) {
     let uri = match (mm.kind.unwrap_or_default(), svc, method) {
         (ValueMatchType::Exact, Some(s), Some(me)) => json!({"exact": format!("/{s}/{me}")}),
         (ValueMatchType::Exact, Some(s), None) => json!({"prefix": format!("/{s}/")}),
-        (ValueMatchType::Exact, None, Some(me)) => json!({"regex": format!("/[^/]+/{}", regex::escape(me))}),
+        (ValueMatchType::Exact, None, Some(me)) => {
+            json!({"regex": format!("/[^/]+/{}", regex::escape(me))})
+        }
         (ValueMatchType::RegularExpression, s, me) => {
             json!({"regex": format!("/{}/{}", s.unwrap_or("[^/]+"), me.unwrap_or("[^/]+"))})
         }

@@ -61,11 +61,23 @@ mod tests {
         assert_eq!(intersect(Some("foo.com"), &[]), v(&["foo.com"]));
         assert_eq!(intersect(Some("foo.com"), &v(&["bar.com"])), v(&[]));
         assert_eq!(
-            intersect(Some("*.example.com"), &v(&["a.example.com", "a.b.example.com", "example.com"])),
+            intersect(
+                Some("*.example.com"),
+                &v(&["a.example.com", "a.b.example.com", "example.com"])
+            ),
             v(&["a.example.com", "a.b.example.com"])
         );
-        assert_eq!(intersect(Some("*.example.com"), &v(&["*.com"])), v(&["*.example.com"]));
-        assert_eq!(intersect(Some("foo.example.com"), &v(&["*.example.com"])), v(&["foo.example.com"]));
-        assert_eq!(intersect(Some("*.com"), &v(&["*.example.com"])), v(&["*.example.com"]));
+        assert_eq!(
+            intersect(Some("*.example.com"), &v(&["*.com"])),
+            v(&["*.example.com"])
+        );
+        assert_eq!(
+            intersect(Some("foo.example.com"), &v(&["*.example.com"])),
+            v(&["foo.example.com"])
+        );
+        assert_eq!(
+            intersect(Some("*.com"), &v(&["*.example.com"])),
+            v(&["*.example.com"])
+        );
     }
 }

@@ -29,14 +29,20 @@ pub type Converted = (Vec<(SortKey, Value)>, Issue);
 /// Converts `route` and places its rules on every parent that accepts it.
 pub fn convert(ctx: &Ctx, res: &Resource, route: &HttpRoute, out: &mut Output) {
     let default_rules = [HttpRule::default()];
-    let rules: &[HttpRule] = if route.rules.is_empty() { &default_rules } else { &route.rules };
+    let rules: &[HttpRule] = if route.rules.is_empty() {
+        &default_rules
+    } else {
+        &route.rules
+    };
     let mut cache: [Option<Converted>; 2] = [None, None];
     for (pi, p) in route.parent_refs.iter().enumerate() {
         let mesh = p.kind.as_deref() == Some("Service");
         if cache[mesh as usize].is_none() {
             cache[mesh as usize] = Some(convert_rules(ctx, res, rules, !mesh, out));
         }
-        let Some((entries, issue)) = &cache[mesh as usize] else { continue };
+        let Some((entries, issue)) = &cache[mesh as usize] else {
+            continue;
+        };
         let bindings = attach::attach(ctx, res, Kind::HttpRoute, &route.hostnames, p);
         out.record(res, pi, p, bindings.as_ref().err(), issue);
         for b in bindings.unwrap_or_default() {
@@ -48,13 +54,22 @@ pub fn convert(ctx: &Ctx, res: &Resource, route: &HttpRoute, out: &mut Output) {
 /// Adds `entries` to the VirtualService(s) of binding `b`.
 pub fn place(out: &mut Output, res: &Resource, b: &Binding, entries: &[(SortKey, Value)]) {
     match b {
-        Binding::Listener { gateway, namespace, hosts, .. } => {
+        Binding::Listener {
+            gateway,
+            namespace,
+            hosts,
+            ..
+        } => {
             for h in hosts {
                 let key = (namespace.clone(), gateway.clone(), h.clone());
                 out.bucket(key, res).http.extend(entries.iter().cloned());
             }
         }
-        Binding::Service { host, namespace, port } => {
+        Binding::Service {
+            host,
+            namespace,
+            port,
+        } => {
             let key = (namespace.clone(), "mesh".to_string(), host.clone());
             let bucket = out.bucket(key, res);
             for (k, v) in entries {
@@ -71,7 +86,13 @@ pub fn place(out: &mut Output, res: &Resource, b: &Binding, entries: &[(SortKey,
 }
 
 /// Every rule of a route, one entry per match piece, and the first unresolved reference.
-pub fn convert_rules(ctx: &Ctx, res: &Resource, rules: &[HttpRule], enforce: bool, out: &mut Output) -> Converted {
+pub fn convert_rules(
+    ctx: &Ctx,
+    res: &Resource,
+    rules: &[HttpRule],
+    enforce: bool,
+    out: &mut Output,
+) -> Converted {
     let (created, name) = precedence::route_key(res);
     let mut entries = Vec::new();
     let mut issue: Issue = None;
@@ -79,7 +100,11 @@ pub fn convert_rules(ctx: &Ctx, res: &Resource, rules: &[HttpRule], enforce: boo
         let p = format!("spec.rules[{ri}]");
         let action = action(&RuleCtx { ctx, res, enforce }, &p, rule, &mut issue, out);
         let default_match = [HttpMatch::default()];
-        let matches: &[HttpMatch] = if rule.matches.is_empty() { &default_match } else { &rule.matches };
+        let matches: &[HttpMatch] = if rule.matches.is_empty() {
+            &default_match
+        } else {
+            &rule.matches
+        };
         for (mi, m) in matches.iter().enumerate() {
             let (kind, value) = path_of(m);
             for (pc, piece) in pieces(kind, &value).into_iter().enumerate() {
@@ -98,7 +123,10 @@ pub fn convert_rules(ctx: &Ctx, res: &Resource, rules: &[HttpRule], enforce: boo
                     order: (ri, mi, pc),
                 };
                 let mut v = action.base.clone();
-                v.insert("name".into(), json!(format!("{}.{}.{ri}.{mi}", res.namespace, res.name)));
+                v.insert(
+                    "name".into(),
+                    json!(format!("{}.{}.{ri}.{mi}", res.namespace, res.name)),
+                );
                 v.insert("match".into(), json!([match_json(m, piece.uri())]));
                 if !v.contains_key("directResponse") {
                     if let Some(r) = action.redirect {
@@ -133,10 +161,20 @@ struct Action<'a> {
     rewrite: Option<&'a UrlRewrite>,
 }
 
-fn action<'a>(rc: &RuleCtx, p: &str, rule: &'a HttpRule, issue: &mut Issue, out: &mut Output) -> Action<'a> {
+fn action<'a>(
+    rc: &RuleCtx,
+    p: &str,
+    rule: &'a HttpRule,
+    issue: &mut Issue,
+    out: &mut Output,
+) -> Action<'a> {
     let RuleCtx { ctx, res, enforce } = *rc;
     let mut base = Map::new();
-    let mut a = Action { base: Map::new(), redirect: None, rewrite: None };
+    let mut a = Action {
+        base: Map::new(),
+        redirect: None,
+        rewrite: None,
+    };
     let (mut headers, mut mirrors, mut fail) = (Map::new(), Vec::new(), false);
     for (fi, f) in rule.filters.iter().enumerate() {
         let fp = format!("{p}.filters[{fi}]");
@@ -152,7 +190,11 @@ fn action<'a>(rc: &RuleCtx, p: &str, rule: &'a HttpRule, issue: &mut Issue, out:
                 }
             }
             FilterUse::Done => {}
-            FilterUse::NotEnforced => out.warn(res, &fp, format!("filter {} is accepted but not enforced yet", f.kind)),
+            FilterUse::NotEnforced => out.warn(
+                res,
+                &fp,
+                format!("filter {} is accepted but not enforced yet", f.kind),
+            ),
             FilterUse::Fail => {
                 out.warn(res, &fp, format!("filter {} cannot be resolved: the rule answers 500 (the API forbids skipping it)", f.kind));
                 fail = true;
@@ -163,10 +205,18 @@ fn action<'a>(rc: &RuleCtx, p: &str, rule: &'a HttpRule, issue: &mut Issue, out:
         base.insert("headers".into(), Value::Object(headers));
     }
     if rule.retry.is_some() {
-        out.warn(res, &format!("{p}.retry"), "field is accepted but not enforced yet: the mesh's default retry policy applies");
+        out.warn(
+            res,
+            &format!("{p}.retry"),
+            "field is accepted but not enforced yet: the mesh's default retry policy applies",
+        );
     }
     if rule.session_persistence.is_some() {
-        out.warn(res, &format!("{p}.sessionPersistence"), "field is accepted but not enforced yet");
+        out.warn(
+            res,
+            &format!("{p}.sessionPersistence"),
+            "field is accepted but not enforced yet",
+        );
     }
     if let Some(t) = timeout(rule) {
         base.insert("timeout".into(), json!(t));
@@ -223,7 +273,14 @@ pub fn note(issue: &mut Issue, path: String, c: Condition) {
 /// Weighted destinations; a share of 500s for the weight of invalid backends (GW
 /// `httproute_types.go` `BackendRefs`: requests that would go to an invalid backend get
 /// 500, in proportion; Istio answers 500 when nothing is left).
-fn backends_json(rc: &RuleCtx, p: &str, refs: &[BackendRef], fail: bool, issue: &mut Issue, base: &mut Map<String, Value>) {
+fn backends_json(
+    rc: &RuleCtx,
+    p: &str,
+    refs: &[BackendRef],
+    fail: bool,
+    issue: &mut Issue,
+    base: &mut Map<String, Value>,
+) {
     let RuleCtx { ctx, res, enforce } = *rc;
     let (mut route, mut bad, mut total) = (Vec::new(), 0i64, 0i64);
     for (bi, b) in refs.iter().enumerate() {
@@ -255,7 +312,10 @@ fn backends_json(rc: &RuleCtx, p: &str, refs: &[BackendRef], fail: bool, issue: 
     base.insert("route".into(), Value::Array(route));
     if bad > 0 {
         let pct = 100.0 * bad as f64 / total as f64;
-        base.insert("fault".into(), json!({"abort": {"httpStatus": 500, "percentage": {"value": pct}}}));
+        base.insert(
+            "fault".into(),
+            json!({"abort": {"httpStatus": 500, "percentage": {"value": pct}}}),
+        );
     }
 }
 
@@ -276,7 +336,9 @@ fn mirror_percent(m: &crate::model::gateway_api::routes::RequestMirror) -> f64 {
 fn timeout(rule: &HttpRule) -> Option<String> {
     let t = rule.timeouts.as_ref()?;
     let pick = t.backend_request.as_ref().or(t.request.as_ref())?;
-    super::timeouts::parse_duration(pick).ok().map(|ms| format!("{ms}ms"))
+    super::timeouts::parse_duration(pick)
+        .ok()
+        .map(|ms| format!("{ms}ms"))
 }
 
 /// `set`, `add` and `remove` of a header modifier; of a repeated name the first counts
@@ -285,7 +347,8 @@ fn header_ops(m: &HeaderModifier) -> Value {
     let pairs = |hs: &[crate::model::gateway_api::routes::Header]| {
         let mut o = Map::new();
         for h in hs {
-            o.entry(h.name.to_ascii_lowercase()).or_insert(json!(h.value));
+            o.entry(h.name.to_ascii_lowercase())
+                .or_insert(json!(h.value));
         }
         Value::Object(o)
     };
@@ -296,10 +359,21 @@ fn header_ops(m: &HeaderModifier) -> Value {
 /// `/` is ignored.
 fn path_of(m: &HttpMatch) -> (PathMatchType, String) {
     let kind = m.path.as_ref().and_then(|p| p.kind).unwrap_or_default();
-    let value = m.path.as_ref().and_then(|p| p.value.clone()).unwrap_or_else(|| "/".into());
+    let value = m
+        .path
+        .as_ref()
+        .and_then(|p| p.value.clone())
+        .unwrap_or_else(|| "/".into());
     if kind == PathMatchType::PathPrefix {
         let t = value.trim_end_matches('/');
-        return (kind, if t.is_empty() { "/".into() } else { t.to_string() });
+        return (
+            kind,
+            if t.is_empty() {
+                "/".into()
+            } else {
+                t.to_string()
+            },
+        );
     }
     (kind, value)
 }
@@ -369,7 +443,11 @@ pub fn match_json(m: &HttpMatch, uri: Value) -> Value {
 pub fn values(ms: &[ValueMatch], lowercase: bool) -> Value {
     let mut o = Map::new();
     for m in ms {
-        let name = if lowercase { m.name.to_ascii_lowercase() } else { m.name.clone() };
+        let name = if lowercase {
+            m.name.to_ascii_lowercase()
+        } else {
+            m.name.clone()
+        };
         let v = match m.kind.unwrap_or_default() {
             ValueMatchType::Exact => json!({"exact": m.value}),
             ValueMatchType::RegularExpression => json!({"regex": m.value}),
@@ -428,7 +506,10 @@ fn path_modifier(m: Option<&PathModifier>, piece: Piece) -> Option<PathOut> {
     let m = m?;
     match m.kind.as_str() {
         "ReplaceFullPath" => m.replace_full_path.clone().map(PathOut::Full),
-        "ReplacePrefixMatch" => m.replace_prefix_match.as_deref().map(|r| PathOut::Prefix(piece.replacement(r))),
+        "ReplacePrefixMatch" => m
+            .replace_prefix_match
+            .as_deref()
+            .map(|r| PathOut::Prefix(piece.replacement(r))),
         _ => None,
     }
 }

@@ -14,7 +14,14 @@ use crate::model::{Kind, Resource};
 use serde_json::{json, Value};
 
 /// Converts a TLSRoute (with `hostnames`) or a TCPRoute (without) and places its routes.
-pub fn convert(ctx: &Ctx, res: &Resource, parents: &[ParentRef], hostnames: &[String], rules: &[L4Rule], out: &mut Output) {
+pub fn convert(
+    ctx: &Ctx,
+    res: &Resource,
+    parents: &[ParentRef],
+    hostnames: &[String],
+    rules: &[L4Rule],
+    out: &mut Output,
+) {
     for (pi, p) in parents.iter().enumerate() {
         let mesh = p.kind.as_deref() == Some("Service");
         let mut issue: Issue = None;
@@ -33,12 +40,21 @@ pub fn convert(ctx: &Ctx, res: &Resource, parents: &[ParentRef], hostnames: &[St
     }
 }
 
-fn destinations(ctx: &Ctx, res: &Resource, ri: usize, r: &L4Rule, enforce: bool, issue: &mut Issue) -> Vec<Value> {
+fn destinations(
+    ctx: &Ctx,
+    res: &Resource,
+    ri: usize,
+    r: &L4Rule,
+    enforce: bool,
+    issue: &mut Issue,
+) -> Vec<Value> {
     let mut out = Vec::new();
     for (bi, b) in r.backend_refs.iter().enumerate() {
         let w = b.weight.unwrap_or(1).max(0);
         match backends::resolve(ctx, res, &b.object(), enforce) {
-            Ok(t) if w > 0 => out.push(json!({"destination": {"host": t.host, "port": {"number": t.port}}, "weight": w})),
+            Ok(t) if w > 0 => out.push(
+                json!({"destination": {"host": t.host, "port": {"number": t.port}}, "weight": w}),
+            ),
             Ok(_) => {}
             Err(c) => note(issue, format!("spec.rules[{ri}].backendRefs[{bi}]"), c),
         }
@@ -48,18 +64,32 @@ fn destinations(ctx: &Ctx, res: &Resource, ri: usize, r: &L4Rule, enforce: bool,
 
 fn place(out: &mut Output, res: &Resource, b: &Binding, hostnames: &[String], route: &[Value]) {
     match b {
-        Binding::Listener { gateway, namespace, hosts, port, terminates } => {
+        Binding::Listener {
+            gateway,
+            namespace,
+            hosts,
+            port,
+            terminates,
+        } => {
             let tls = res.kind == Kind::TlsRoute && !terminates;
             // The SNI names are the VirtualService's hosts: one key for them all.
             let key_host = if tls { hosts.join(",") } else { "*".into() };
             let bucket = out.bucket((namespace.clone(), gateway.clone(), key_host), res);
             if tls {
-                bucket.tls.push(json!({"match": [{"sniHosts": hosts, "port": port}], "route": route}));
+                bucket
+                    .tls
+                    .push(json!({"match": [{"sniHosts": hosts, "port": port}], "route": route}));
             } else {
-                bucket.tcp.push(json!({"match": [{"port": port}], "route": route}));
+                bucket
+                    .tcp
+                    .push(json!({"match": [{"port": port}], "route": route}));
             }
         }
-        Binding::Service { host, namespace, port } => {
+        Binding::Service {
+            host,
+            namespace,
+            port,
+        } => {
             let bucket = out.bucket((namespace.clone(), "mesh".into(), host.clone()), res);
             let mut m = json!({});
             if let Some(p) = port {

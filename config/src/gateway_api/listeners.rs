@@ -34,7 +34,13 @@ pub fn convert(ctx: &Ctx, res: &Resource, gw: &KubeGateway, out: &mut Output) {
     for (i, l) in gw.listeners.iter().enumerate() {
         let path = format!("spec.listeners[{i}]");
         if let Some(why) = conflict(gw, i) {
-            out.warn(res, &path, format!("listener status: Conflicted=True, reason {why}; the listener is not served"));
+            out.warn(
+                res,
+                &path,
+                format!(
+                    "listener status: Conflicted=True, reason {why}; the listener is not served"
+                ),
+            );
             continue;
         }
         let Some(server) = server(ctx, res, l, &path, out) else {
@@ -51,13 +57,21 @@ pub fn convert(ctx: &Ctx, res: &Resource, gw: &KubeGateway, out: &mut Output) {
 
 /// The Istio server for listener `l`, or `None` (with a warning) when it cannot serve.
 fn server(ctx: &Ctx, res: &Resource, l: &Listener, path: &str, out: &mut Output) -> Option<Value> {
-    let host = format!("*/{}", l.hostname.as_deref().filter(|h| !h.is_empty()).unwrap_or("*"));
+    let host = format!(
+        "*/{}",
+        l.hostname
+            .as_deref()
+            .filter(|h| !h.is_empty())
+            .unwrap_or("*")
+    );
     let port = json!({"number": l.port, "protocol": l.protocol, "name": l.name});
     let tls = l.tls.as_ref();
     let mode = tls.and_then(|t| t.mode).unwrap_or_default();
     let server = match (l.protocol.as_str(), mode) {
         ("HTTP", _) | ("TCP", _) => json!({"port": port, "hosts": [host]}),
-        ("TLS", TlsMode::Passthrough) => json!({"port": port, "hosts": [host], "tls": {"mode": "PASSTHROUGH"}}),
+        ("TLS", TlsMode::Passthrough) => {
+            json!({"port": port, "hosts": [host], "tls": {"mode": "PASSTHROUGH"}})
+        }
         ("HTTPS", _) | ("TLS", TlsMode::Terminate) => {
             let cert = tls.and_then(|t| t.certificate_refs.first());
             let Some(cert) = cert else {
@@ -89,14 +103,26 @@ fn server(ctx: &Ctx, res: &Resource, l: &Listener, path: &str, out: &mut Output)
 /// cannot share a TCP listener's port).
 fn conflict(gw: &KubeGateway, i: usize) -> Option<&'static str> {
     let l = &gw.listeners[i];
-    let family = |p: &str| if p == "TCP" || p == "UDP" { p.to_string() } else { "L7".to_string() };
-    gw.listeners.iter().enumerate().filter(|(j, o)| *j != i && o.port == l.port).find_map(|(_, o)| {
-        if family(&o.protocol) != family(&l.protocol) || (o.protocol != l.protocol && (o.protocol == "HTTP" || l.protocol == "HTTP")) {
-            Some("ProtocolConflict")
-        } else if o.hostname == l.hostname {
-            Some("HostnameConflict")
+    let family = |p: &str| {
+        if p == "TCP" || p == "UDP" {
+            p.to_string()
         } else {
-            None
+            "L7".to_string()
         }
-    })
+    };
+    gw.listeners
+        .iter()
+        .enumerate()
+        .filter(|(j, o)| *j != i && o.port == l.port)
+        .find_map(|(_, o)| {
+            if family(&o.protocol) != family(&l.protocol)
+                || (o.protocol != l.protocol && (o.protocol == "HTTP" || l.protocol == "HTTP"))
+            {
+                Some("ProtocolConflict")
+            } else if o.hostname == l.hostname {
+                Some("HostnameConflict")
+            } else {
+                None
+            }
+        })
 }

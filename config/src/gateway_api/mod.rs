@@ -53,7 +53,9 @@ pub(crate) fn typed_spec<'a>(
         Spec::GatewayApi(Box::new(s))
     }
     match kind {
-        Kind::KubeGateway => typed::<KubeGateway>(doc, |s| wrap(GatewayApiSpec::Gateway(s))),
+        Kind::KubeGateway => {
+            typed::<KubeGateway>(doc, |s| wrap(GatewayApiSpec::Gateway(Box::new(s))))
+        }
         Kind::HttpRoute => typed::<HttpRoute>(doc, |s| wrap(GatewayApiSpec::HttpRoute(s))),
         Kind::GrpcRoute => typed::<GrpcRoute>(doc, |s| wrap(GatewayApiSpec::GrpcRoute(s))),
         Kind::TlsRoute => typed::<TlsRoute>(doc, |s| wrap(GatewayApiSpec::TlsRoute(s))),
@@ -120,7 +122,7 @@ impl<'a> Ctx<'a> {
                 }
                 (_, Some(GatewayApiSpec::Gateway(g))) => {
                     ctx.gateways
-                        .insert((r.namespace.as_str(), r.name.as_str()), (r, g));
+                        .insert((r.namespace.as_str(), r.name.as_str()), (r, g.as_ref()));
                 }
                 (_, Some(GatewayApiSpec::ReferenceGrant(g))) => ctx.grants.push((r, g)),
                 _ => {}

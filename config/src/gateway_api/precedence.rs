@@ -36,7 +36,11 @@ pub struct SortKey {
 pub fn created(res: &Resource) -> (bool, String) {
     let ts = serde_json::from_str::<serde_json::Value>(&res.raw)
         .ok()
-        .and_then(|v| v["metadata"]["creationTimestamp"].as_str().map(str::to_string));
+        .and_then(|v| {
+            v["metadata"]["creationTimestamp"]
+                .as_str()
+                .map(str::to_string)
+        });
     match ts {
         Some(t) => (false, t),
         None => (true, String::new()),

@@ -69,7 +69,12 @@ impl ParentStatus {
             })
         };
         if !self.accepted.status {
-            push(parent_path, "Accepted", &self.accepted, "; the route is not attached there");
+            push(
+                parent_path,
+                "Accepted",
+                &self.accepted,
+                "; the route is not attached there",
+            );
         }
         if !self.resolved_refs.status {
             push(refs_path, "ResolvedRefs", &self.resolved_refs, "");

@@ -2,7 +2,9 @@
 
 /// The duration in milliseconds, or why the text is not a Gateway API duration.
 pub fn parse_duration(s: &str) -> Result<u64, String> {
-    let bad = || format!("invalid duration {s:?}: expected 1 to 4 of <1-5 digits><h|m|s|ms>, e.g. 1h30m or 500ms (GEP-2257)");
+    let bad = || {
+        format!("invalid duration {s:?}: expected 1 to 4 of <1-5 digits><h|m|s|ms>, e.g. 1h30m or 500ms (GEP-2257)")
+    };
     let (mut rest, mut total, mut parts) = (s, 0u64, 0);
     while !rest.is_empty() {
         let digits = rest.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;

@@ -246,7 +246,7 @@ pub enum Spec {
 #[derive(Clone, Debug, PartialEq)]
 pub enum GatewayApiSpec {
     /// Gateway.
-    Gateway(gateway_api::KubeGateway),
+    Gateway(Box<gateway_api::KubeGateway>),
     /// HTTPRoute.
     HttpRoute(gateway_api::HttpRoute),
     /// GRPCRoute.

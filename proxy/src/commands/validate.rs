@@ -57,7 +57,11 @@ fn gateway_api_detail(snap: &Snapshot, kind: Kind, docs: &[&Spec]) -> String {
         Kind::ReferenceGrant => "validated".to_string(),
         _ => {
             let prefix = format!("{kind}/");
-            let of_kind = || snap.gateway_api.iter().filter(|s| s.route.starts_with(&prefix));
+            let of_kind = || {
+                snap.gateway_api
+                    .iter()
+                    .filter(|s| s.route.starts_with(&prefix))
+            };
             let accepted = of_kind().filter(|s| s.accepted.status).count();
             format!("{accepted} of {} parents accepted", of_kind().count())
         }

@@ -10,13 +10,18 @@ use crate::model::gateway_api::routes::{
 use crate::validate::names;
 use std::collections::HashSet;
 
-const METHODS: [&str; 9] = ["GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"];
+const METHODS: [&str; 9] = [
+    "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH",
+];
 
 pub(super) fn http_route(v: &mut V, r: &HttpRoute) {
     parents(v, &r.parent_refs);
     hostnames(v, &r.hostnames, 16);
     if r.rules.len() > 16 {
-        v.err("spec.rules", format!("at most 16 rules, got {}", r.rules.len()));
+        v.err(
+            "spec.rules",
+            format!("at most 16 rules, got {}", r.rules.len()),
+        );
     }
     let total: usize = r.rules.iter().map(|x| x.matches.len()).sum();
     if total > 128 {
@@ -40,18 +45,38 @@ fn http_rule(v: &mut V, p: &str, rule: &HttpRule) {
         v.err(&format!("{p}.filters"), "May specify either httpRouteFilterRequestRedirect or httpRouteFilterRequestRewrite, but not both");
     }
     if kinds.contains(&"RequestRedirect") && !rule.backend_refs.is_empty() {
-        v.err(&format!("{p}.backendRefs"), "RequestRedirect filter must not be used together with backendRefs");
+        v.err(
+            &format!("{p}.backendRefs"),
+            "RequestRedirect filter must not be used together with backendRefs",
+        );
     }
     let prefix_modifier = rule.filters.iter().any(|f| {
-        let m = f.request_redirect.as_ref().and_then(|r| r.path.as_ref()).or(f.url_rewrite.as_ref().and_then(|r| r.path.as_ref()));
+        let m = f
+            .request_redirect
+            .as_ref()
+            .and_then(|r| r.path.as_ref())
+            .or(f.url_rewrite.as_ref().and_then(|r| r.path.as_ref()));
         m.is_some_and(|m| m.kind == "ReplacePrefixMatch")
     });
     let one_prefix = rule.matches.len() == 1
-        && rule.matches[0].path.as_ref().and_then(|x| x.kind).unwrap_or_default() == PathMatchType::PathPrefix;
+        && rule.matches[0]
+            .path
+            .as_ref()
+            .and_then(|x| x.kind)
+            .unwrap_or_default()
+            == PathMatchType::PathPrefix;
     if prefix_modifier && !one_prefix {
-        v.err(&format!("{p}.filters"), "When using ReplacePrefixMatch, exactly one PathPrefix match must be specified");
+        v.err(
+            &format!("{p}.filters"),
+            "When using ReplacePrefixMatch, exactly one PathPrefix match must be specified",
+        );
     }
-    backends(v, &format!("{p}.backendRefs"), &rule.backend_refs, FilterSet::Http);
+    backends(
+        v,
+        &format!("{p}.backendRefs"),
+        &rule.backend_refs,
+        FilterSet::Http,
+    );
     if let Some(t) = &rule.timeouts {
         let req = t.request.as_deref().map(|d| (d, parse_duration(d)));
         let back = t.backend_request.as_deref().map(|d| (d, parse_duration(d)));
@@ -62,7 +87,10 @@ fn http_rule(v: &mut V, p: &str, rule: &HttpRule) {
         }
         if let (Some((_, Ok(r))), Some((_, Ok(b)))) = (req, back) {
             if r != 0 && b > r {
-                v.err(&format!("{p}.timeouts"), "backendRequest timeout cannot be longer than request timeout");
+                v.err(
+                    &format!("{p}.timeouts"),
+                    "backendRequest timeout cannot be longer than request timeout",
+                );
             }
         }
     }
@@ -85,11 +113,19 @@ fn http_match(v: &mut V, p: &str, m: &HttpMatch) {
                 }
                 for bad in ["//", "/./", "/../", "%2f", "%2F", "#"] {
                     if value.contains(bad) {
-                        v.err(&pp, format!("must not contain '{bad}' when type one of ['Exact', 'PathPrefix']"));
+                        v.err(
+                            &pp,
+                            format!(
+                                "must not contain '{bad}' when type one of ['Exact', 'PathPrefix']"
+                            ),
+                        );
                     }
                 }
                 if value.ends_with("/..") || value.ends_with("/.") {
-                    v.err(&pp, "must not end with '/..' or '/.' when type one of ['Exact', 'PathPrefix']");
+                    v.err(
+                        &pp,
+                        "must not end with '/..' or '/.' when type one of ['Exact', 'PathPrefix']",
+                    );
                 }
             }
         }
@@ -103,16 +139,26 @@ fn http_match(v: &mut V, p: &str, m: &HttpMatch) {
             if h.name.is_empty() || (field == "headers" && !names::is_token(&h.name)) {
                 v.err(&format!("{hp}.name"), format!("invalid name {:?}", h.name));
             }
-            if h.kind == Some(crate::model::gateway_api::routes::ValueMatchType::RegularExpression) {
+            if h.kind == Some(crate::model::gateway_api::routes::ValueMatchType::RegularExpression)
+            {
                 if let Err(e) = regex::Regex::new(&h.value) {
-                    v.err(&format!("{hp}.value"), format!("invalid regular expression: {e}"));
+                    v.err(
+                        &format!("{hp}.value"),
+                        format!("invalid regular expression: {e}"),
+                    );
                 }
             }
         }
     }
     if let Some(method) = &m.method {
         if !METHODS.contains(&method.as_str()) {
-            v.err(&format!("{p}.method"), format!("Unsupported value: {method:?}: supported values: {}", METHODS.join(", ")));
+            v.err(
+                &format!("{p}.method"),
+                format!(
+                    "Unsupported value: {method:?}: supported values: {}",
+                    METHODS.join(", ")
+                ),
+            );
         }
     }
 }
@@ -132,14 +178,37 @@ fn filters(v: &mut V, p: &str, fs: &[HttpFilter], set: FilterSet) {
     for (i, f) in fs.iter().enumerate() {
         let fp = format!("{p}[{i}]");
         let allowed: &[&str] = match set {
-            FilterSet::Http => &["RequestHeaderModifier", "ResponseHeaderModifier", "RequestRedirect", "URLRewrite", "RequestMirror", "CORS", "ExtensionRef", "ExternalAuth"],
-            FilterSet::Grpc => &["RequestHeaderModifier", "ResponseHeaderModifier", "RequestMirror", "ExtensionRef"],
+            FilterSet::Http => &[
+                "RequestHeaderModifier",
+                "ResponseHeaderModifier",
+                "RequestRedirect",
+                "URLRewrite",
+                "RequestMirror",
+                "CORS",
+                "ExtensionRef",
+                "ExternalAuth",
+            ],
+            FilterSet::Grpc => &[
+                "RequestHeaderModifier",
+                "ResponseHeaderModifier",
+                "RequestMirror",
+                "ExtensionRef",
+            ],
         };
         if !allowed.contains(&f.kind.as_str()) {
-            v.err(&format!("{fp}.type"), format!("Unsupported value: {:?}: supported values: {}", f.kind, allowed.join(", ")));
+            v.err(
+                &format!("{fp}.type"),
+                format!(
+                    "Unsupported value: {:?}: supported values: {}",
+                    f.kind,
+                    allowed.join(", ")
+                ),
+            );
             continue;
         }
-        if !matches!(f.kind.as_str(), "RequestMirror" | "ExtensionRef") && !seen.insert(f.kind.as_str()) {
+        if !matches!(f.kind.as_str(), "RequestMirror" | "ExtensionRef")
+            && !seen.insert(f.kind.as_str())
+        {
             v.err(p, format!("{} filter cannot be repeated", f.kind));
         }
         filter_fields(v, &fp, f);
@@ -150,9 +219,21 @@ fn filters(v: &mut V, p: &str, fs: &[HttpFilter], set: FilterSet) {
 /// filter.type", "filter.x must be nil if the filter.type is not x").
 fn filter_fields(v: &mut V, p: &str, f: &HttpFilter) {
     let fields = [
-        ("RequestHeaderModifier", "requestHeaderModifier", f.request_header_modifier.is_some()),
-        ("ResponseHeaderModifier", "responseHeaderModifier", f.response_header_modifier.is_some()),
-        ("RequestRedirect", "requestRedirect", f.request_redirect.is_some()),
+        (
+            "RequestHeaderModifier",
+            "requestHeaderModifier",
+            f.request_header_modifier.is_some(),
+        ),
+        (
+            "ResponseHeaderModifier",
+            "responseHeaderModifier",
+            f.response_header_modifier.is_some(),
+        ),
+        (
+            "RequestRedirect",
+            "requestRedirect",
+            f.request_redirect.is_some(),
+        ),
         ("URLRewrite", "urlRewrite", f.url_rewrite.is_some()),
         ("RequestMirror", "requestMirror", f.request_mirror.is_some()),
         ("CORS", "cors", f.cors.is_some()),
@@ -161,37 +242,85 @@ fn filter_fields(v: &mut V, p: &str, f: &HttpFilter) {
     ];
     for (kind, field, set) in fields {
         if kind == f.kind && !set {
-            v.err(p, format!("filter.{field} must be specified for {kind} filter.type"));
+            v.err(
+                p,
+                format!("filter.{field} must be specified for {kind} filter.type"),
+            );
         } else if kind != f.kind && set {
-            v.err(&format!("{p}.{field}"), format!("filter.{field} must be nil if the filter.type is not {kind}"));
+            v.err(
+                &format!("{p}.{field}"),
+                format!("filter.{field} must be nil if the filter.type is not {kind}"),
+            );
         }
     }
-    for (field, m) in [("requestHeaderModifier", &f.request_header_modifier), ("responseHeaderModifier", &f.response_header_modifier)] {
+    header_modifiers(v, p, f);
+    redirect_and_rewrite(v, p, f);
+    mirror(v, p, f);
+    if f.cors.is_some() {
+        v.not_enforced(
+            &format!("{p}.cors"),
+            "CORS from a Gateway API filter is not applied",
+        );
+    }
+}
+
+/// Header modifiers: valid names, each once per list.
+fn header_modifiers(v: &mut V, p: &str, f: &HttpFilter) {
+    for (field, m) in [
+        ("requestHeaderModifier", &f.request_header_modifier),
+        ("responseHeaderModifier", &f.response_header_modifier),
+    ] {
         let Some(m) = m else { continue };
-        for (list, names_) in [("set", m.set.iter().map(|h| h.name.as_str()).collect::<Vec<_>>()), ("add", m.add.iter().map(|h| h.name.as_str()).collect()), ("remove", m.remove.iter().map(String::as_str).collect())] {
+        for (list, names_) in [
+            (
+                "set",
+                m.set.iter().map(|h| h.name.as_str()).collect::<Vec<_>>(),
+            ),
+            ("add", m.add.iter().map(|h| h.name.as_str()).collect()),
+            ("remove", m.remove.iter().map(String::as_str).collect()),
+        ] {
             let mut seen = HashSet::new();
             for n in names_ {
                 if !names::is_token(n) {
-                    v.err(&format!("{p}.{field}.{list}"), format!("invalid header name {n:?}"));
+                    v.err(
+                        &format!("{p}.{field}.{list}"),
+                        format!("invalid header name {n:?}"),
+                    );
                 } else if !seen.insert(n.to_ascii_lowercase()) {
-                    v.err(&format!("{p}.{field}.{list}"), format!("header names must be unique: {n:?} is repeated"));
+                    v.err(
+                        &format!("{p}.{field}.{list}"),
+                        format!("header names must be unique: {n:?} is repeated"),
+                    );
                 }
             }
         }
     }
+}
+
+/// `requestRedirect` and `urlRewrite` values.
+fn redirect_and_rewrite(v: &mut V, p: &str, f: &HttpFilter) {
     if let Some(r) = &f.request_redirect {
         if let Some(s) = &r.scheme {
             if s != "http" && s != "https" {
-                v.err(&format!("{p}.requestRedirect.scheme"), format!("Unsupported value: {s:?}: supported values: \"http\", \"https\""));
+                v.err(
+                    &format!("{p}.requestRedirect.scheme"),
+                    format!("Unsupported value: {s:?}: supported values: \"http\", \"https\""),
+                );
             }
         }
         if let Some(c) = r.status_code {
             if ![301, 302, 303, 307, 308].contains(&c) {
-                v.err(&format!("{p}.requestRedirect.statusCode"), format!("Unsupported value: {c}: supported values: 301, 302, 303, 307, 308"));
+                v.err(
+                    &format!("{p}.requestRedirect.statusCode"),
+                    format!("Unsupported value: {c}: supported values: 301, 302, 303, 307, 308"),
+                );
             }
         }
         if r.port.is_some_and(|x| x == 0 || x > 65535) {
-            v.err(&format!("{p}.requestRedirect.port"), "port must be 1 to 65535");
+            v.err(
+                &format!("{p}.requestRedirect.port"),
+                "port must be 1 to 65535",
+            );
         }
         if let Some(h) = &r.hostname {
             hostname(v, &format!("{p}.requestRedirect.hostname"), h);
@@ -204,10 +333,17 @@ fn filter_fields(v: &mut V, p: &str, f: &HttpFilter) {
         }
         path_modifier(v, &format!("{p}.urlRewrite.path"), r.path.as_ref());
     }
+}
+
+/// `requestMirror`: one share form, in range, and a backend port.
+fn mirror(v: &mut V, p: &str, f: &HttpFilter) {
     if let Some(m) = &f.request_mirror {
         let mp = format!("{p}.requestMirror");
         if m.percent.is_some() && m.fraction.is_some() {
-            v.err(&mp, "Only one of percent or fraction may be specified in HTTPRequestMirrorFilter");
+            v.err(
+                &mp,
+                "Only one of percent or fraction may be specified in HTTPRequestMirrorFilter",
+            );
         }
         if m.percent.is_some_and(|x| x > 100) {
             v.err(&format!("{mp}.percent"), "percent must be 0 to 100");
@@ -218,12 +354,14 @@ fn filter_fields(v: &mut V, p: &str, f: &HttpFilter) {
                 v.err(&format!("{mp}.fraction"), "numerator must be less than or equal to denominator, and the denominator above 0");
             }
         }
-        if m.backend_ref.port.is_none() && m.backend_ref.kind.as_deref().unwrap_or("Service") == "Service" {
-            v.err(&format!("{mp}.backendRef"), "Must have port for Service reference");
+        if m.backend_ref.port.is_none()
+            && m.backend_ref.kind.as_deref().unwrap_or("Service") == "Service"
+        {
+            v.err(
+                &format!("{mp}.backendRef"),
+                "Must have port for Service reference",
+            );
         }
-    }
-    if f.cors.is_some() {
-        v.not_enforced(&format!("{p}.cors"), "CORS from a Gateway API filter is not applied");
     }
 }
 
@@ -236,10 +374,16 @@ fn path_modifier(v: &mut V, p: &str, m: Option<&PathModifier>) {
         other => v.err(&format!("{p}.type"), format!("Unsupported value: {other:?}: supported values: \"ReplaceFullPath\", \"ReplacePrefixMatch\"")),
     }
     if m.kind != "ReplaceFullPath" && m.replace_full_path.is_some() {
-        v.err(p, "type must be 'ReplaceFullPath' when replaceFullPath is set");
+        v.err(
+            p,
+            "type must be 'ReplaceFullPath' when replaceFullPath is set",
+        );
     }
     if m.kind != "ReplacePrefixMatch" && m.replace_prefix_match.is_some() {
-        v.err(p, "type must be 'ReplacePrefixMatch' when replacePrefixMatch is set");
+        v.err(
+            p,
+            "type must be 'ReplacePrefixMatch' when replacePrefixMatch is set",
+        );
     }
 }
 
@@ -249,7 +393,8 @@ fn backends(v: &mut V, p: &str, bs: &[BackendRef], set: FilterSet) {
     }
     for (i, b) in bs.iter().enumerate() {
         let bp = format!("{p}[{i}]");
-        let core_service = b.group.as_deref().unwrap_or("").is_empty() && b.kind.as_deref().unwrap_or("Service") == "Service";
+        let core_service = b.group.as_deref().unwrap_or("").is_empty()
+            && b.kind.as_deref().unwrap_or("Service") == "Service";
         if core_service && b.port.is_none() {
             v.err(&bp, "Must have port for Service reference");
         }
@@ -266,16 +411,26 @@ fn parents(v: &mut V, ps: &[ParentRef]) {
     }
     let mut seen: HashSet<(&str, &str, &str, &str)> = HashSet::new();
     let mut sections = HashSet::new();
-    let same_parent = |a: &ParentRef, b: &ParentRef| a.kind == b.kind && a.group == b.group && a.name == b.name && a.namespace == b.namespace;
+    let same_parent = |a: &ParentRef, b: &ParentRef| {
+        a.kind == b.kind && a.group == b.group && a.name == b.name && a.namespace == b.namespace
+    };
     for (i, p) in ps.iter().enumerate() {
         if p.name.is_empty() {
             v.err(&format!("spec.parentRefs[{i}].name"), "name is required");
         }
-        let repeated = ps.iter().enumerate().any(|(j, o)| j != i && same_parent(p, o));
+        let repeated = ps
+            .iter()
+            .enumerate()
+            .any(|(j, o)| j != i && same_parent(p, o));
         if repeated && p.section_name.is_none() && p.port.is_none() {
             v.err(&format!("spec.parentRefs[{i}]"), "sectionName or port must be specified when parentRefs includes 2 or more references to the same parent");
         }
-        let key = (p.kind.as_deref().unwrap_or(""), p.namespace.as_deref().unwrap_or(""), p.name.as_str(), p.section_name.as_deref().unwrap_or(""));
+        let key = (
+            p.kind.as_deref().unwrap_or(""),
+            p.namespace.as_deref().unwrap_or(""),
+            p.name.as_str(),
+            p.section_name.as_deref().unwrap_or(""),
+        );
         if repeated && p.section_name.is_some() && !sections.insert((key, p.port)) {
             v.err(&format!("spec.parentRefs[{i}].sectionName"), "sectionName must be unique when parentRefs includes 2 or more references to the same parent");
         }
@@ -301,20 +456,40 @@ pub(super) fn grpc_route(v: &mut V, r: &GrpcRoute) {
             let Some(mm) = &m.method else { continue };
             let mp = format!("{p}.matches[{j}].method");
             if mm.service.is_none() && mm.method.is_none() {
-                v.err(&mp, "One or both of 'service' or 'method' must be specified");
+                v.err(
+                    &mp,
+                    "One or both of 'service' or 'method' must be specified",
+                );
             }
-            if mm.kind.unwrap_or_default() == crate::model::gateway_api::routes::ValueMatchType::Exact {
-                let svc_ok = |s: &str| s.trim_start_matches('.').split('.').all(|part| !part.is_empty() && part.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') && !part.starts_with(|c: char| c.is_ascii_digit()));
+            if mm.kind.unwrap_or_default()
+                == crate::model::gateway_api::routes::ValueMatchType::Exact
+            {
+                let svc_ok = |s: &str| {
+                    s.trim_start_matches('.').split('.').all(|part| {
+                        !part.is_empty()
+                            && part.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                            && !part.starts_with(|c: char| c.is_ascii_digit())
+                    })
+                };
                 if mm.service.as_deref().is_some_and(|s| !svc_ok(s)) {
                     v.err(&format!("{mp}.service"), "service must only contain valid characters (matching ^(?i)\\.?[a-z_][a-z_0-9]*(\\.[a-z_][a-z_0-9]*)*$)");
                 }
-                if mm.method.as_deref().is_some_and(|s| !svc_ok(s) || s.contains('.')) {
+                if mm
+                    .method
+                    .as_deref()
+                    .is_some_and(|s| !svc_ok(s) || s.contains('.'))
+                {
                     v.err(&format!("{mp}.method"), "method must only contain valid characters (matching ^[A-Za-z_][A-Za-z_0-9]*$)");
                 }
             }
         }
         filters(v, &format!("{p}.filters"), &rule.filters, FilterSet::Grpc);
-        backends(v, &format!("{p}.backendRefs"), &rule.backend_refs, FilterSet::Grpc);
+        backends(
+            v,
+            &format!("{p}.backendRefs"),
+            &rule.backend_refs,
+            FilterSet::Grpc,
+        );
     }
 }
 
@@ -344,8 +519,16 @@ fn l4_rules(v: &mut V, rules: &[L4Rule], v1: bool) {
     }
     for (i, rule) in rules.iter().enumerate() {
         if rule.backend_refs.is_empty() {
-            v.err(&format!("spec.rules[{i}].backendRefs"), "at least 1 backendRef is required");
+            v.err(
+                &format!("spec.rules[{i}].backendRefs"),
+                "at least 1 backendRef is required",
+            );
         }
-        backends(v, &format!("spec.rules[{i}].backendRefs"), &rule.backend_refs, FilterSet::Grpc);
+        backends(
+            v,
+            &format!("spec.rules[{i}].backendRefs"),
+            &rule.backend_refs,
+            FilterSet::Grpc,
+        );
     }
 }

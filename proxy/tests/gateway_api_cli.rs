@@ -106,6 +106,25 @@ fn validate_reports_route_status_and_the_apis_rules() {
 }
 
 #[test]
+fn the_bookinfo_example_validates_clean() {
+    let here = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = Command::new(env!("CARGO_BIN_EXE_meshproxy"))
+        .args(["validate", "-c"])
+        .arg(here.join("../examples/bookinfo/services.yaml"))
+        .arg("-c")
+        .arg(here.join("../examples/gateway-api"))
+        .output()
+        .expect("runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert_eq!(text.lines().next(), Some("ok"), "{text}");
+    assert!(
+        text.contains("HTTPRoute: 2 (2 of 2 parents accepted)"),
+        "{text}"
+    );
+}
+
+#[test]
 fn config_dump_lists_route_status_and_generated_documents() {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()

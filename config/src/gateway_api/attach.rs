@@ -1,6 +1,6 @@
 //! Which parents a route attaches to: the listeners of a Gateway that accept it (kind,
 //! namespace, hostname), or a Service for mesh routing (GAMMA), with the `Accepted`
-//! reason when none does (GW `shared_types.go` `ParentReference`, `gateway_types.go`
+//! reason when none does (Gateway API `shared_types.go` `ParentReference`, `gateway_types.go`
 //! `AllowedRoutes`).
 
 use super::hostnames::intersect;

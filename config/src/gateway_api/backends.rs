@@ -1,6 +1,6 @@
 //! A route's references to Services: backends and mirror targets, resolved through the
 //! registry as `name.namespace.svc.cluster.local`, with the ReferenceGrant handshake for
-//! another namespace (GW `referencegrant_types.go`; Istio enforces it for Gateway parents
+//! another namespace (Gateway API `referencegrant_types.go`; Istio enforces it for Gateway parents
 //! only, `route_collections.go`, which GEP-1294 allows for mesh routes).
 
 use super::{status::Condition, Ctx, CLUSTER_DOMAIN};

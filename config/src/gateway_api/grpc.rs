@@ -2,7 +2,7 @@
 //! `conversion.go` `createGRPCURIMatch`: service and method → exact `/svc/m`, service
 //! only → prefix `/svc/`, method only → regex `/[^/]+/m`), filters and backends as for
 //! HTTPRoute. Precedence: the longer service, then method, then more header matches
-//! (GW `grpcroute_types.go`).
+//! (Gateway API `grpcroute_types.go`).
 
 use super::attach;
 use super::emit::Output;

@@ -1,4 +1,4 @@
-//! Hostname intersection between a listener and a route (GW
+//! Hostname intersection between a listener and a route (Gateway API
 //! `site/content/en/docs/concepts/hostnames.md`): an unset hostname is `*`; two precise
 //! names intersect when equal; a wildcard intersects the names it suffix-matches and the
 //! wildcards it contains; the result is the more specific of the two.

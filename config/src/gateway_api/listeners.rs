@@ -98,7 +98,7 @@ fn server(ctx: &Ctx, res: &Resource, l: &Listener, path: &str, out: &mut Output)
     Some(server)
 }
 
-/// Why listener `i` conflicts with another of the Gateway (GW `gateway_types.go`:
+/// Why listener `i` conflicts with another of the Gateway (Gateway API `gateway_types.go`:
 /// listeners must be distinct by port and hostname, and an HTTP, HTTPS or TLS listener
 /// cannot share a TCP listener's port).
 fn conflict(gw: &KubeGateway, i: usize) -> Option<&'static str> {

@@ -1,4 +1,4 @@
-//! Precedence between the rules of every route on one parent and hostname (GW
+//! Precedence between the rules of every route on one parent and hostname (Gateway API
 //! `httproute_types.go`, `HTTPRouteRule`): an Exact path first, then the longest
 //! PathPrefix, a method match, the most header matches, the most query matches, then the
 //! oldest route (`creationTimestamp`), `{namespace}/{name}` alphabetically, and rule and

@@ -1,6 +1,6 @@
 //! Route status as the Gateway API's `status.parents[]` would carry it: one entry per
 //! (route, parentRef) with its `Accepted` and `ResolvedRefs` conditions and their reasons
-//! (GW `apis/v1/shared_types.go`, `RouteConditionType` and `RouteConditionReason`).
+//! (Gateway API `apis/v1/shared_types.go`, `RouteConditionType` and `RouteConditionReason`).
 
 use crate::diag::{Diagnostic, Severity};
 use crate::model::Resource;

@@ -1,4 +1,4 @@
-//! The route kinds' rules (GW `httproute_types.go`, `grpcroute_types.go`,
+//! The route kinds' rules (Gateway API `httproute_types.go`, `grpcroute_types.go`,
 //! `tlsroute_types.go`, `tcproute_types.go`, `shared_types.go`).
 
 use super::{hostname, V};
@@ -215,7 +215,7 @@ fn filters(v: &mut V, p: &str, fs: &[HttpFilter], set: FilterSet) {
     }
 }
 
-/// The filter's own field is set, and no other (GW CEL: "filter.x must be specified for x
+/// The filter's own field is set, and no other (Gateway API CEL: "filter.x must be specified for x
 /// filter.type", "filter.x must be nil if the filter.type is not x").
 fn filter_fields(v: &mut V, p: &str, f: &HttpFilter) {
     let fields = [

@@ -526,3 +526,59 @@ spec:
     let r = req(addr, "t.example", "/", &[("x-test-delay-ms", "2000")]).await;
     assert_eq!(r.status, 504);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cors_filter_answers_preflights() {
+    // gateway-api.sigs.k8s.io/reference/spec/#httpcorsfilter.
+    let up = upstream("app").await;
+    let port = free_port();
+    let rest = format!(
+        "{}apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{name: cors}}
+spec:
+  parentRefs: [{{name: public}}]
+  rules:
+  - filters:
+    - type: CORS
+      cors:
+        allowOrigins: [\"https://app.example\", \"https://*.trusted.example\"]
+        allowMethods: [GET, POST]
+        allowHeaders: [x-custom]
+        maxAge: 60
+    backendRefs: [{{name: app, port: 80}}]
+",
+        svc("app", "default", &up)
+    );
+    let (_s, addr, _) = start(port, &http_listener(port), &rest);
+    let preflight = |origin: &'static str| {
+        let h = [
+            ("origin", origin),
+            ("access-control-request-method", "POST"),
+        ];
+        async move { send(addr, "OPTIONS", "c.example", "/", &h, Bytes::new(), false).await }
+    };
+    let r = preflight("https://app.example").await;
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        r.header("access-control-allow-origin"),
+        "https://app.example"
+    );
+    assert_eq!(r.header("access-control-allow-methods"), "GET,POST");
+    assert_eq!(r.header("access-control-max-age"), "60");
+    assert_eq!(up.count(), 0, "the proxy answers an allowed preflight");
+    let r = preflight("https://x.trusted.example").await;
+    assert_eq!(
+        r.header("access-control-allow-origin"),
+        "https://x.trusted.example"
+    );
+    let r = req(
+        addr,
+        "c.example",
+        "/",
+        &[("origin", "https://evil.example")],
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    assert!(r.headers.get("access-control-allow-origin").is_none());
+}

@@ -190,16 +190,15 @@ fn action<'a>(
                 }
             }
             FilterUse::Done => {}
-            FilterUse::NotEnforced => out.warn(
-                res,
-                &fp,
-                format!("filter {} is accepted but not enforced yet", f.kind),
-            ),
             FilterUse::Fail => {
                 out.warn(res, &fp, format!("filter {} cannot be resolved: the rule answers 500 (the API forbids skipping it)", f.kind));
                 fail = true;
             }
         }
+    }
+    // The CORS filter's policy travels with the header operations until here.
+    if let Some(cors) = headers.remove("corsPolicy") {
+        base.insert("corsPolicy".into(), cors);
     }
     if !headers.is_empty() {
         base.insert("headers".into(), Value::Object(headers));
@@ -237,7 +236,6 @@ enum FilterUse {
     Rewrite,
     Mirror,
     Done,
-    NotEnforced,
     Fail,
 }
 
@@ -258,7 +256,12 @@ fn filter(f: &HttpFilter, headers: &mut Map<String, Value>) -> FilterUse {
         "RequestRedirect" => FilterUse::Redirect,
         "URLRewrite" => FilterUse::Rewrite,
         "RequestMirror" => FilterUse::Mirror,
-        "CORS" => FilterUse::NotEnforced,
+        "CORS" => {
+            if let Some(c) = &f.cors {
+                headers.insert("corsPolicy".into(), super::cors::policy(c));
+            }
+            FilterUse::Done
+        }
         _ => FilterUse::Fail,
     }
 }

@@ -13,6 +13,7 @@
 
 mod attach;
 mod backends;
+mod cors;
 mod emit;
 mod grpc;
 mod hostnames;

@@ -116,6 +116,8 @@ fn the_api_reference_rules_are_errors() {
         ("  rules:\n  - filters: [{type: RequestHeaderModifier, requestHeaderModifier: {set: [{name: a, value: b}, {name: A, value: c}]}}]\n", "spec.rules[0].filters[0].requestHeaderModifier.set", "header names must be unique"),
         ("  rules:\n  - filters: [{type: RequestRedirect, requestRedirect: {statusCode: 305}}]\n", "spec.rules[0].filters[0].requestRedirect.statusCode", "Unsupported value: 305"),
         ("  hostnames: [\"1.2.3.4\"]\n", "spec.hostnames[0]", "invalid hostname"),
+        ("  rules:\n  - filters: [{type: CORS, cors: {allowOrigins: [\"*\"], allowCredentials: true}}]\n", "spec.rules[0].filters[0].cors.allowOrigins", "not allowed when allowCredentials is true"),
+        ("  rules:\n  - filters: [{type: CORS, cors: {allowOrigins: [\"app.example\"]}}]\n", "spec.rules[0].filters[0].cors.allowOrigins[0]", "invalid origin"),
     ];
     for (body, path, msg) in bad {
         let p = problems(&format!("{GW}{}", route("r", body)));

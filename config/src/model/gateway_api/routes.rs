@@ -214,15 +214,39 @@ pub struct HttpFilter {
     /// For `RequestMirror`.
     #[serde(default)]
     pub request_mirror: Option<RequestMirror>,
-    /// For `CORS`: accepted, not enforced (warned).
+    /// For `CORS`.
     #[serde(default)]
-    pub cors: Option<serde_yaml::Value>,
+    pub cors: Option<CorsFilter>,
     /// For `ExtensionRef`: never resolvable here, so the rule answers 500.
     #[serde(default)]
     pub extension_ref: Option<serde_yaml::Value>,
     /// For `ExternalAuth`: not supported, so the rule answers 500 (fail closed).
     #[serde(default)]
     pub external_auth: Option<serde_yaml::Value>,
+}
+
+/// `HTTPCORSFilter` (Standard since v1.5).
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CorsFilter {
+    /// Origins: `*`, or `scheme://host[:port]` whose host may start with a `*` label.
+    #[serde(default)]
+    pub allow_origins: Vec<String>,
+    /// `Access-Control-Allow-Credentials: true`.
+    #[serde(default)]
+    pub allow_credentials: Option<bool>,
+    /// Methods (`*`: any).
+    #[serde(default)]
+    pub allow_methods: Vec<String>,
+    /// Request headers (`*`: any).
+    #[serde(default)]
+    pub allow_headers: Vec<String>,
+    /// Response headers the client may read.
+    #[serde(default)]
+    pub expose_headers: Vec<String>,
+    /// Seconds a preflight may be cached, default 5.
+    #[serde(default)]
+    pub max_age: Option<u32>,
 }
 
 /// `HTTPHeaderFilter`.

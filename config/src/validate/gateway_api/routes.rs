@@ -256,11 +256,8 @@ fn filter_fields(v: &mut V, p: &str, f: &HttpFilter) {
     header_modifiers(v, p, f);
     redirect_and_rewrite(v, p, f);
     mirror(v, p, f);
-    if f.cors.is_some() {
-        v.not_enforced(
-            &format!("{p}.cors"),
-            "CORS from a Gateway API filter is not applied",
-        );
+    if let Some(c) = &f.cors {
+        cors(v, &format!("{p}.cors"), c);
     }
 }
 
@@ -362,6 +359,47 @@ fn mirror(v: &mut V, p: &str, f: &HttpFilter) {
                 "Must have port for Service reference",
             );
         }
+    }
+}
+
+/// `HTTPCORSFilter`: origins, and the wildcards the API forbids with credentials.
+fn cors(v: &mut V, p: &str, c: &crate::model::gateway_api::routes::CorsFilter) {
+    for (i, o) in c.allow_origins.iter().enumerate() {
+        let ok = o == "*"
+            || o.split_once("://").is_some_and(|(scheme, host)| {
+                !scheme.is_empty()
+                    && !host.is_empty()
+                    && !host.contains('/')
+                    && !host.chars().skip(1).any(|c| c == '*')
+            });
+        if !ok {
+            v.err(
+                &format!("{p}.allowOrigins[{i}]"),
+                format!("invalid origin {o:?}: \"*\" or scheme://host[:port], the host optionally starting with \"*.\""),
+            );
+        }
+    }
+    if c.allow_credentials == Some(true) {
+        for (field, list) in [
+            ("allowOrigins", &c.allow_origins),
+            ("allowMethods", &c.allow_methods),
+            ("allowHeaders", &c.allow_headers),
+            ("exposeHeaders", &c.expose_headers),
+        ] {
+            if list.iter().any(|x| x == "*") {
+                v.err(
+                    &format!("{p}.{field}"),
+                    "a wildcard \"*\" is not allowed when allowCredentials is true",
+                );
+            }
+        }
+    }
+    let methods = c.allow_methods.iter().any(|m| m == "*");
+    if methods && c.allow_methods.len() > 1 {
+        v.err(
+            &format!("{p}.allowMethods"),
+            "AllowMethods cannot contain '*' alongside other methods",
+        );
     }
 }
 

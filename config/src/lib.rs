@@ -14,6 +14,7 @@ pub mod model;
 pub use diag::{Diagnostic, Diagnostics, Origin, Severity};
 pub use duration::Duration;
 pub mod compile;
+pub mod gateway_api;
 pub mod host;
 pub mod paths;
 pub mod validate;

@@ -62,6 +62,7 @@ pub fn load_paths_sharing<P: AsRef<Path>>(paths: &[P], known: &HashSet<Arc<str>>
         }
         out.files.push(file);
     }
+    crate::gateway_api::expand(&mut out.resources, &mut out.diagnostics);
     out
 }
 
@@ -267,7 +268,7 @@ fn load_document<'a>(
         });
         return None;
     }
-    let Some(kind) = Kind::from_name(&kind_str) else {
+    let Some(kind) = Kind::from_document(&kind_str, &api_version) else {
         err(diags, id(&kind_str), "kind", unknown_kind(&kind_str));
         return None;
     };
@@ -340,7 +341,12 @@ fn ignored_kind(kind: &str, api_version: &str) -> Option<&'static str> {
 fn unknown_kind(kind: &str) -> String {
     format!(
         "unknown kind {kind:?} (expected one of {})",
-        Kind::ALL.map(|k| k.as_str()).join(", ")
+        Kind::ALL
+            .into_iter()
+            .filter(|k| *k != Kind::KubeGateway)
+            .map(|k| k.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
     )
 }
 
@@ -365,7 +371,7 @@ fn compact_text(value: &serde_yaml::Value, known: &HashSet<Arc<str>>) -> Arc<str
     }
 }
 
-type TypedError = serde_path_to_error::Error<serde_yaml::Error>;
+pub(crate) type TypedError = serde_path_to_error::Error<serde_yaml::Error>;
 
 /// The metadata and typed spec of a document of `kind` ([`typed`]).
 fn typed_spec<'a>(
@@ -399,12 +405,14 @@ fn typed_spec<'a>(
             typed::<RateLimitPolicy>(doc, |s| Spec::RateLimitPolicy(Box::new(s)))
         }
         Kind::Rollout => typed::<Rollout>(doc, |s| Spec::Rollout(Box::new(s))),
+        k if k.is_gateway_api() => crate::gateway_api::typed_spec(k, doc),
+        _ => unreachable!("every kind is listed above"),
     }
 }
 
 /// The typed document, converted from its value; when that fails, parsed from its text
 /// for the error (path and line) of the parser.
-fn typed<'a, S: DeserializeOwned + Default>(
+pub(crate) fn typed<'a, S: DeserializeOwned + Default>(
     (value, text): (
         &serde_yaml::Value,
         impl FnOnce() -> Option<serde_yaml::Deserializer<'a>>,

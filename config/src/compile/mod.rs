@@ -72,8 +72,12 @@ pub fn load_reusing<P: AsRef<Path>>(
     let warnings = checked(&resources, loaded.diagnostics, MissingFiles::Refuse)?;
     let proxy = ProxySettings::from_resources(&resources);
     let services = services::Services::for_config(&resources, &proxy, previous);
+    // Route status reads the registry's hosts: before the ServiceEntries are released.
+    let gateway_api = crate::gateway_api::status(&resources);
     services::release_inputs(&mut resources);
-    Ok(compile_with(&resources, warnings, proxy, services))
+    let mut snap = compile_with(&resources, warnings, proxy, services);
+    snap.gateway_api = gateway_api;
+    Ok(snap)
 }
 
 /// Like [`load`], also returning the typed documents (which the snapshot does not keep:
@@ -103,13 +107,16 @@ pub fn load_documents_for_workload<P: AsRef<Path>>(
     let mut proxy = ProxySettings::from_resources(&loaded.resources);
     proxy.labels = labels;
     let services = services::Services::for_config(&loaded.resources, &proxy, None);
-    Ok(compile_with(&loaded.resources, warnings, proxy, services))
+    let mut snap = compile_with(&loaded.resources, warnings, proxy, services);
+    snap.gateway_api = crate::gateway_api::status(&loaded.resources);
+    Ok(snap)
 }
 
 /// Like [`load`] for a config held in memory (the embedded demo), named `name` in errors.
 pub fn load_str(name: &str, text: &str) -> Result<Snapshot, Diagnostics> {
     let mut loaded = crate::loader::Loaded::default();
     crate::loader::load_str(Path::new(name), text, &mut loaded);
+    crate::gateway_api::expand(&mut loaded.resources, &mut loaded.diagnostics);
     finish(&loaded.resources, loaded.diagnostics, MissingFiles::Refuse)
 }
 
@@ -147,7 +154,9 @@ fn checked(
 pub fn compile(resources: &[Resource], warnings: Diagnostics) -> Snapshot {
     let proxy = ProxySettings::from_resources(resources);
     let services = services::Services::for_config(resources, &proxy, None);
-    compile_with(resources, warnings, proxy, services)
+    let mut snap = compile_with(resources, warnings, proxy, services);
+    snap.gateway_api = crate::gateway_api::status(resources);
+    snap
 }
 
 /// [`compile`] with the proxy settings and services of `resources` already made.
@@ -195,6 +204,9 @@ fn compile_with(
     let jwt_authn = jwt::JwtAuthn::compile(resources, &proxy);
     let rate_limits = rate_limit::RateLimits::compile(resources, &proxy);
     Snapshot {
+        // Set by the callers: the route status needs the ServiceEntries, which a reload
+        // releases before compiling.
+        gateway_api: Vec::new(),
         telemetry,
         rate_limits,
         version,

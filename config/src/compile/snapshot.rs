@@ -84,6 +84,8 @@ pub struct Snapshot {
     pub jwt_authn: Option<super::jwt::JwtAuthn>,
     /// RateLimitPolicy rules for this workload's requests.
     pub rate_limits: super::rate_limit::RateLimits,
+    /// Gateway API route status per parent (empty without Gateway API documents).
+    pub gateway_api: Vec<crate::gateway_api::ParentStatus>,
 }
 
 impl Snapshot {

@@ -10,6 +10,7 @@ pub mod common;
 pub mod destination_rule;
 pub mod extension_provider;
 pub mod gateway;
+pub mod gateway_api;
 pub mod map;
 pub mod peer_authentication;
 pub mod proxy;
@@ -71,11 +72,24 @@ pub enum Kind {
     RateLimitPolicy,
     /// meshproxy.io Rollout (`meshproxy rollout`'s input; nothing in a proxy's snapshot).
     Rollout,
+    /// gateway.networking.k8s.io Gateway (its `kind:` is also "Gateway": the API group
+    /// tells it from Istio's).
+    KubeGateway,
+    /// gateway.networking.k8s.io HTTPRoute.
+    HttpRoute,
+    /// gateway.networking.k8s.io GRPCRoute.
+    GrpcRoute,
+    /// gateway.networking.k8s.io TLSRoute.
+    TlsRoute,
+    /// gateway.networking.k8s.io TCPRoute.
+    TcpRoute,
+    /// gateway.networking.k8s.io ReferenceGrant.
+    ReferenceGrant,
 }
 
 impl Kind {
     /// Every kind, in the order summaries print them.
-    pub const ALL: [Kind; 13] = [
+    pub const ALL: [Kind; 19] = [
         Kind::Proxy,
         Kind::Gateway,
         Kind::ServiceEntry,
@@ -89,6 +103,12 @@ impl Kind {
         Kind::RequestAuthentication,
         Kind::RateLimitPolicy,
         Kind::Rollout,
+        Kind::KubeGateway,
+        Kind::HttpRoute,
+        Kind::GrpcRoute,
+        Kind::TlsRoute,
+        Kind::TcpRoute,
+        Kind::ReferenceGrant,
     ];
 
     /// The `kind:` string.
@@ -107,12 +127,41 @@ impl Kind {
             Kind::Proxy => "Proxy",
             Kind::RateLimitPolicy => "RateLimitPolicy",
             Kind::Rollout => "Rollout",
+            Kind::KubeGateway => "Gateway",
+            Kind::HttpRoute => "HTTPRoute",
+            Kind::GrpcRoute => "GRPCRoute",
+            Kind::TlsRoute => "TLSRoute",
+            Kind::TcpRoute => "TCPRoute",
+            Kind::ReferenceGrant => "ReferenceGrant",
         }
     }
 
-    /// Parses a `kind:` string.
+    /// Parses a `kind:` string (`Gateway` is Istio's: see [`Kind::from_document`]).
     pub fn from_name(s: &str) -> Option<Kind> {
         Kind::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+
+    /// The kind of a document: its `kind:` string, and its `apiVersion`'s group for the
+    /// one name two APIs share (`Gateway`).
+    pub fn from_document(kind: &str, api_version: &str) -> Option<Kind> {
+        let group = api_version.split('/').next().unwrap_or("");
+        match Kind::from_name(kind)? {
+            Kind::Gateway if group == gateway_api::GROUP => Some(Kind::KubeGateway),
+            k => Some(k),
+        }
+    }
+
+    /// True for the Kubernetes Gateway API kinds.
+    pub fn is_gateway_api(&self) -> bool {
+        matches!(
+            self,
+            Kind::KubeGateway
+                | Kind::HttpRoute
+                | Kind::GrpcRoute
+                | Kind::TlsRoute
+                | Kind::TcpRoute
+                | Kind::ReferenceGrant
+        )
     }
 
     /// The `apiVersion` values accepted for this kind. Istio serves one schema under several
@@ -134,6 +183,28 @@ impl Kind {
             }
             Kind::Telemetry => &["telemetry.istio.io/v1", "telemetry.istio.io/v1alpha1"],
             Kind::Proxy | Kind::RateLimitPolicy | Kind::Rollout => &["meshproxy.io/v1alpha1"],
+            Kind::KubeGateway | Kind::HttpRoute => &[
+                "gateway.networking.k8s.io/v1",
+                "gateway.networking.k8s.io/v1beta1",
+            ],
+            Kind::GrpcRoute => &[
+                "gateway.networking.k8s.io/v1",
+                "gateway.networking.k8s.io/v1alpha2",
+            ],
+            Kind::TlsRoute => &[
+                "gateway.networking.k8s.io/v1",
+                "gateway.networking.k8s.io/v1alpha3",
+                "gateway.networking.k8s.io/v1alpha2",
+            ],
+            Kind::TcpRoute => &[
+                "gateway.networking.k8s.io/v1",
+                "gateway.networking.k8s.io/v1alpha2",
+            ],
+            Kind::ReferenceGrant => &[
+                "gateway.networking.k8s.io/v1",
+                "gateway.networking.k8s.io/v1beta1",
+                "gateway.networking.k8s.io/v1alpha2",
+            ],
         }
     }
 }
@@ -175,6 +246,25 @@ pub enum Spec {
     RateLimitPolicy(Box<RateLimitPolicy>),
     /// Rollout.
     Rollout(Box<Rollout>),
+    /// A Gateway API kind.
+    GatewayApi(Box<GatewayApiSpec>),
+}
+
+/// The spec of a Kubernetes Gateway API document.
+#[derive(Clone, Debug, PartialEq)]
+pub enum GatewayApiSpec {
+    /// Gateway.
+    Gateway(Box<gateway_api::KubeGateway>),
+    /// HTTPRoute.
+    HttpRoute(gateway_api::HttpRoute),
+    /// GRPCRoute.
+    GrpcRoute(gateway_api::GrpcRoute),
+    /// TLSRoute.
+    TlsRoute(gateway_api::TlsRoute),
+    /// TCPRoute.
+    TcpRoute(gateway_api::TcpRoute),
+    /// ReferenceGrant.
+    ReferenceGrant(gateway_api::ReferenceGrant),
 }
 
 /// One loaded configuration document.
@@ -298,6 +388,14 @@ impl Resource {
     pub fn as_rollout(&self) -> Option<&Rollout> {
         match &self.spec {
             Spec::Rollout(v) => Some(v.as_ref()),
+            _ => None,
+        }
+    }
+
+    /// The Gateway API spec, if this is one of its kinds.
+    pub fn as_gateway_api(&self) -> Option<&GatewayApiSpec> {
+        match &self.spec {
+            Spec::GatewayApi(v) => Some(v.as_ref()),
             _ => None,
         }
     }

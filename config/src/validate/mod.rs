@@ -7,6 +7,7 @@ mod destination_rule;
 mod extension_providers;
 mod files;
 mod gateway;
+mod gateway_api;
 pub mod names;
 mod peer_authentication;
 mod proxy;
@@ -54,6 +55,7 @@ pub fn validate(resources: &[Resource], missing_files: MissingFiles) -> Diagnost
             Spec::Proxy(s) => proxy::validate(&mut v, s),
             Spec::RateLimitPolicy(s) => rate_limit_policy::validate(&mut v, s),
             Spec::Rollout(s) => rollout::validate(&mut v, s),
+            Spec::GatewayApi(s) => gateway_api::validate(&mut v, s),
         }
     }
     references::check(resources, &mut out);

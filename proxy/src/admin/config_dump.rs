@@ -58,6 +58,7 @@ pub fn render(active: &Active) -> Value {
         "route_tables": s.route_tables.iter().map(|t| json!({"name": t.name, "virtual_hosts": t.virtual_hosts.len(), "domains": t.domain_count()})).collect::<Vec<_>>(),
         "clusters": s.clusters.len(),
         "resources": resources,
+        "gateway_api_status": s.gateway_api,
         "warnings": s.warnings.0.iter().map(|w| w.to_string()).collect::<Vec<_>>(),
     })
 }

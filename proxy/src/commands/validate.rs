@@ -37,6 +37,37 @@ pub fn run(paths: &[PathBuf], out: &mut dyn Write) -> i32 {
     }
 }
 
+/// The summary of a Gateway API kind: listeners, or routes' parents accepted.
+fn gateway_api_detail(snap: &Snapshot, kind: Kind, docs: &[&Spec]) -> String {
+    use meshproxy_config::model::GatewayApiSpec;
+    match kind {
+        Kind::KubeGateway => {
+            let listeners: usize = docs
+                .iter()
+                .map(|d| match d {
+                    Spec::GatewayApi(g) => match g.as_ref() {
+                        GatewayApiSpec::Gateway(g) => g.listeners.len(),
+                        _ => 0,
+                    },
+                    _ => 0,
+                })
+                .sum();
+            format!("{listeners} listeners")
+        }
+        Kind::ReferenceGrant => "validated".to_string(),
+        _ => {
+            let prefix = format!("{kind}/");
+            let of_kind = || {
+                snap.gateway_api
+                    .iter()
+                    .filter(|s| s.route.starts_with(&prefix))
+            };
+            let accepted = of_kind().filter(|s| s.accepted.status).count();
+            format!("{accepted} of {} parents accepted", of_kind().count())
+        }
+    }
+}
+
 /// One line per kind present in `resources` (the documents `snap` was compiled from):
 /// the count and what it holds.
 pub fn summary(snap: &Snapshot, resources: &[Resource]) -> Vec<String> {
@@ -124,8 +155,13 @@ pub fn summary(snap: &Snapshot, resources: &[Resource]) -> Vec<String> {
                 snap.proxy.name,
                 snap.listeners.len()
             ),
+            _ => gateway_api_detail(snap, kind, &docs),
         };
-        lines.push(format!("{kind}: {n} ({detail})"));
+        let label = match kind {
+            Kind::KubeGateway => "Gateway (gateway.networking.k8s.io)".to_string(),
+            k => k.to_string(),
+        };
+        lines.push(format!("{label}: {n} ({detail})"));
     }
     lines
 }

@@ -20,16 +20,7 @@ async fn a_workload_override_beats_the_mesh_default() {
     let elsewhere = "apiVersion: telemetry.istio.io/v1\nkind: Telemetry\nmetadata: {name: ratings-off, namespace: other}\nspec:\n  selector: {matchLabels: {app: ratings}}\n  tracing: [{disableSpanReporting: true}]\n---\n";
     let telemetry = format!("{}{reviews_quiet}{elsewhere}", mesh_tracing(100.0));
     let chain = chain(&Export::zipkin(port), &telemetry).await;
-    let r = common::send(
-        chain.entry,
-        "GET",
-        "productpage:9080",
-        "/",
-        &[],
-        Default::default(),
-        false,
-    )
-    .await;
+    let r = get(chain.entry, "productpage:9080", &[]).await;
     assert_eq!(r.status, 200);
     let got = spans.wait_for(3).await;
     let trace = spans.trace(got[0]["trace_id"].as_str().unwrap());
@@ -128,14 +119,7 @@ async fn the_access_log_filter_and_a_disabled_metric() {
 async fn a_reload_changes_sampling_without_dropping_requests() {
     let (port, spans) = zipkin_receiver().await;
     let ok = common::upstream("ok").await;
-    let provider = "  extensionProviders: [{name: zipkin, zipkin: {service: zipkin.istio-system.svc.cluster.local, port: 9411}}]\n";
-    let collector = entry(
-        "zipkin",
-        "zipkin.istio-system.svc.cluster.local",
-        9411,
-        "TCP",
-        port,
-    );
+    let (provider, collector) = (ZIPKIN_PROVIDER, zipkin_collector(port));
     let doc = |pct: u32| {
         let tracing = format!("apiVersion: telemetry.istio.io/v1\nkind: Telemetry\nmetadata: {{name: mesh-default, namespace: istio-system}}\nspec:\n  tracing: [{{providers: [{{name: zipkin}}], randomSamplingPercentage: {pct}}}]\n");
         proxy_with(provider, &format!("{collector}{tracing}"), &ok)
@@ -165,32 +149,16 @@ async fn a_reload_changes_sampling_without_dropping_requests() {
 async fn custom_tags_from_literals_the_environment_and_headers() {
     let (port, spans) = zipkin_receiver().await;
     let ok = common::upstream("ok").await;
-    let provider = "  extensionProviders: [{name: zipkin, zipkin: {service: zipkin.istio-system.svc.cluster.local, port: 9411}}]\n";
-    let collector = entry(
-        "zipkin",
-        "zipkin.istio-system.svc.cluster.local",
-        9411,
-        "TCP",
-        port,
-    );
+    let (provider, collector) = (ZIPKIN_PROVIDER, zipkin_collector(port));
     let telemetry = "apiVersion: telemetry.istio.io/v1\nkind: Telemetry\nmetadata: {name: mesh-default, namespace: istio-system}\nspec:\n  tracing:\n  - providers: [{name: zipkin}]\n    randomSamplingPercentage: 100\n    customTags:\n      team: {literal: {value: checkout}}\n      region: {environment: {name: MESHPROXY_TEST_SURELY_UNSET, defaultValue: eu-west}}\n      user: {header: {name: x-user, defaultValue: anonymous}}\n";
     let p = binary::run(
         &proxy_with(provider, &format!("{collector}{telemetry}"), &ok),
         &["--access-log", "off"],
     );
     let out = p.addr("outbound");
-    let r = common::send(
-        out,
-        "GET",
-        "ok",
-        "/",
-        &[("x-user", "jason")],
-        Default::default(),
-        false,
-    )
-    .await;
+    let r = get(out, "ok", &[("x-user", "jason")]).await;
     assert_eq!(r.status, 200);
-    let r = common::send(out, "GET", "ok", "/", &[], Default::default(), false).await;
+    let r = get(out, "ok", &[]).await;
     assert_eq!(r.status, 200);
     let got = spans.wait_for(2).await;
     assert_eq!(got.len(), 2, "{got:#?}");

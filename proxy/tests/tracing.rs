@@ -137,16 +137,7 @@ async fn every_request_is_one_trace_with_a_span_per_hop_over_otlp() {
     let receiver = receiver_or_skip!();
     let chain = chain(&Export::otlp(receiver.port), &mesh_tracing(100.0)).await;
     for _ in 0..5 {
-        let r = common::send(
-            chain.entry,
-            "GET",
-            "productpage:9080",
-            "/",
-            &[],
-            Default::default(),
-            false,
-        )
-        .await;
+        let r = get(chain.entry, "productpage:9080", &[]).await;
         assert_eq!(r.status, 200, "{}", r.body);
         assert_eq!(r.body, "hello from productpage");
     }
@@ -164,16 +155,7 @@ async fn a_w3c_caller_is_continued() {
     let chain = chain(&Export::otlp(receiver.port), &mesh_tracing(0.0)).await;
     // Sampled by the caller: kept although the mesh samples 0 %.
     let tp = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
-    let r = common::send(
-        chain.entry,
-        "GET",
-        "productpage:9080",
-        "/",
-        &[("traceparent", tp)],
-        Default::default(),
-        false,
-    )
-    .await;
+    let r = get(chain.entry, "productpage:9080", &[("traceparent", tp)]).await;
     assert_eq!(r.status, 200);
     receiver.spans.wait_for(5).await;
     check_trace(
@@ -182,16 +164,7 @@ async fn a_w3c_caller_is_continued() {
     );
     // Not sampled by the caller: nothing is recorded.
     let tp = "00-1af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00";
-    let r = common::send(
-        chain.entry,
-        "GET",
-        "productpage:9080",
-        "/",
-        &[("traceparent", tp)],
-        Default::default(),
-        false,
-    )
-    .await;
+    let r = get(chain.entry, "productpage:9080", &[("traceparent", tp)]).await;
     assert_eq!(r.status, 200);
     assert!(receiver
         .spans
@@ -208,29 +181,11 @@ async fn zipkin_export_and_a_b3_caller() {
         ("x-b3-spanid", "a2fb4a1d1a96d312"),
         ("x-b3-sampled", "1"),
     ];
-    let r = common::send(
-        chain.entry,
-        "GET",
-        "productpage:9080",
-        "/",
-        &headers,
-        Default::default(),
-        false,
-    )
-    .await;
+    let r = get(chain.entry, "productpage:9080", &headers).await;
     assert_eq!(r.status, 200);
     // The single-header form too, with a 64-bit trace id.
     let single = [("b3", "5b4185666d50f68b-5b4185666d50f68b-1")];
-    let r = common::send(
-        chain.entry,
-        "GET",
-        "productpage:9080",
-        "/",
-        &single,
-        Default::default(),
-        false,
-    )
-    .await;
+    let r = get(chain.entry, "productpage:9080", &single).await;
     assert_eq!(r.status, 200);
     spans.wait_for(10).await;
     check_trace(
@@ -249,16 +204,7 @@ async fn ten_percent_sampling_samples_a_tenth_alike_on_every_hop() {
     for _ in 0..16 {
         tasks.push(tokio::spawn(async move {
             for _ in 0..125 {
-                let r = common::send(
-                    entry,
-                    "GET",
-                    "productpage:9080",
-                    "/",
-                    &[],
-                    Default::default(),
-                    false,
-                )
-                .await;
+                let r = get(entry, "productpage:9080", &[]).await;
                 assert_eq!(r.status, 200);
             }
         }));
@@ -345,7 +291,7 @@ async fn otlp_http_export_and_the_span_counters() {
     );
     let out = p.addr("outbound");
     for _ in 0..10 {
-        let r = common::send(out, "GET", "ok", "/", &[], Default::default(), false).await;
+        let r = get(out, "ok", &[]).await;
         assert_eq!(r.status, 200);
         // The upstream got this hop's context.
         let tp = ok.last_headers()["traceparent"]
@@ -355,16 +301,7 @@ async fn otlp_http_export_and_the_span_counters() {
         assert!(tp.starts_with("00-") && tp.ends_with("-01"), "{tp}");
     }
     // A 5xx marks its span as an error.
-    let r = common::send(
-        out,
-        "GET",
-        "ok",
-        "/",
-        &[("x-test-status", "500")],
-        Default::default(),
-        false,
-    )
-    .await;
+    let r = get(out, "ok", &[("x-test-status", "500")]).await;
     assert_eq!(r.status, 500);
     let spans = receiver.spans.wait_for(11).await;
     assert_eq!(spans.len(), 11, "{spans:#?}");
@@ -400,7 +337,7 @@ async fn spans_a_collector_cannot_take_are_dropped_and_counted() {
     );
     let out = p.addr("outbound");
     for _ in 0..5 {
-        let r = common::send(out, "GET", "ok", "/", &[], Default::default(), false).await;
+        let r = get(out, "ok", &[]).await;
         assert_eq!(
             r.status, 200,
             "a collector that is down costs requests nothing"

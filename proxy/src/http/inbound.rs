@@ -4,7 +4,7 @@
 
 use super::attempts::{self, Attempts, Pick};
 use super::exchange::Exchange;
-use super::forward::Transport;
+use super::forward::{Transport, UpstreamHead};
 use super::relay::{self, ResponseEdits};
 use super::tunnel;
 use super::upstream_head::{self, Edits};
@@ -13,6 +13,7 @@ use crate::conn_info::ConnInfo;
 use crate::flags::Flags;
 use crate::policy::grpc_timeout;
 use crate::policy::headers as hdr;
+use crate::runtime::active::{Active, InboundCluster};
 use http::header::{HeaderMap, HeaderValue};
 use http::request::Parts;
 use http::Response;
@@ -53,43 +54,12 @@ pub(super) async fn forward(
     else {
         return x.reply(503, Flags::NO_CLUSTER_FOUND, "cluster_not_found", "");
     };
-    let mut jwt = None;
-    if let Some(resp) = super::authn::authenticate(x, &mut parts, &mut jwt) {
+    if let Some(resp) = admit(x, &mut parts, &authority, ib).await {
         return resp;
-    }
-    let claims = jwt.as_ref().map(|v| &v.claims);
-    if let Some(resp) = authorize(x, &parts, &authority, ib.cluster.key.port, claims) {
-        return resp;
-    }
-    if let Some(limiter) = active.rate_limiter.as_deref() {
-        let port = x
-            .conn
-            .original_dst
-            .map_or(ib.cluster.key.port, |d| d.port());
-        if let Some(resp) = rate_limit(x, limiter, &parts, &authority, port).await {
-            return resp;
-        }
     }
     let version = parts.version;
-    let mut head = upstream_head::build(parts, &x.conn, &Edits::default(), &authority);
+    let mut head = application_request(x, parts, &authority, ib);
     let (policy, timeout) = policies(x);
-    if let Some(r) = x.record.as_mut() {
-        r.upstream_cluster = ib.cluster.name.clone();
-    }
-    if let Some(s) = x.span.as_mut() {
-        s.tag("upstream_cluster", &*ib.cluster.name);
-    }
-    // Istio's inbound sidecar: SANITIZE_SET. A client's own x-forwarded-client-cert is
-    // never trusted; the one describing the mTLS peer is set.
-    head.headers.remove(&hdr::X_FORWARDED_CLIENT_CERT);
-    if let Some(v) = x
-        .conn
-        .xfcc
-        .as_deref()
-        .and_then(|v| HeaderValue::from_str(v).ok())
-    {
-        head.headers.insert(hdr::X_FORWARDED_CLIENT_CERT.clone(), v);
-    }
     // The local application gets upgrades too (Envoy's inbound routes enable websocket).
     let transport = match &x.upgrade {
         Some(u) => {
@@ -98,29 +68,12 @@ pub(super) async fn forward(
         }
         None => Transport::pooled(upstream_head::upstream_h2(&ib.cluster, version)),
     };
-    // Intercepted: the application port the client called, on the forwardTo address
-    // (Istio's inbound cluster per workload port, `inbound|<port>||`), or where the
-    // Sidecar's `ingress[].defaultEndpoint` for that port says.
-    let port = x
-        .conn
-        .original_dst
-        .map_or(ib.forward_to.port(), |d| d.port());
-    let target = active.snapshot.proxy.inbound_target(ib.forward_to, port);
-    let pick = if target != ib.forward_to {
-        Pick {
-            original_dst: Some(target),
-            pinned: true,
-            ..Pick::default()
-        }
-    } else {
-        Pick::default()
-    };
     let a = Attempts {
         cluster: &ib.cluster,
         state: &ib.state,
         head: &head,
         transport,
-        pick,
+        pick: application_pick(x, &active, ib),
         policy: &policy,
         timeout,
     };
@@ -137,6 +90,78 @@ pub(super) async fn forward(
             let switch = tunnel::take_switch(x, &mut att.response);
             relay::respond(x, att, &ib.state, switch, edits, (flags, None, None))
         }
+    }
+}
+
+/// The checks before the application sees the request, in Envoy's filter order:
+/// RequestAuthentication, AuthorizationPolicy (with the token's claims), RateLimitPolicy.
+async fn admit(
+    x: &mut Exchange,
+    parts: &mut Parts,
+    authority: &str,
+    ib: &InboundCluster,
+) -> Option<Response<ResponseBody>> {
+    let mut jwt = None;
+    if let Some(resp) = super::authn::authenticate(x, parts, &mut jwt) {
+        return Some(resp);
+    }
+    let claims = jwt.as_ref().map(|v| &v.claims);
+    if let Some(resp) = authorize(x, parts, authority, ib.cluster.key.port, claims) {
+        return Some(resp);
+    }
+    let active = x.active.clone();
+    let limiter = active.rate_limiter.as_deref()?;
+    let port = x
+        .conn
+        .original_dst
+        .map_or(ib.cluster.key.port, |d| d.port());
+    rate_limit(x, limiter, parts, authority, port).await
+}
+
+/// The request as the application gets it: Istio's inbound sidecar sets
+/// `x-forwarded-client-cert` (SANITIZE_SET: a client's own is never trusted; the one
+/// describing the mTLS peer is set).
+fn application_request(
+    x: &mut Exchange,
+    parts: Parts,
+    authority: &str,
+    ib: &InboundCluster,
+) -> UpstreamHead {
+    let mut head = upstream_head::build(parts, &x.conn, &Edits::default(), authority);
+    if let Some(r) = x.record.as_mut() {
+        r.upstream_cluster = ib.cluster.name.clone();
+    }
+    if let Some(s) = x.span.as_mut() {
+        s.tag("upstream_cluster", &*ib.cluster.name);
+    }
+    head.headers.remove(&hdr::X_FORWARDED_CLIENT_CERT);
+    if let Some(v) = x
+        .conn
+        .xfcc
+        .as_deref()
+        .and_then(|v| HeaderValue::from_str(v).ok())
+    {
+        head.headers.insert(hdr::X_FORWARDED_CLIENT_CERT.clone(), v);
+    }
+    head
+}
+
+/// Intercepted: the application port the client called, on the forwardTo address
+/// (Istio's inbound cluster per workload port, `inbound|<port>||`), or where the
+/// Sidecar's `ingress[].defaultEndpoint` for that port says.
+fn application_pick(x: &Exchange, active: &Active, ib: &InboundCluster) -> Pick {
+    let port = x
+        .conn
+        .original_dst
+        .map_or(ib.forward_to.port(), |d| d.port());
+    let target = active.snapshot.proxy.inbound_target(ib.forward_to, port);
+    if target == ib.forward_to {
+        return Pick::default();
+    }
+    Pick {
+        original_dst: Some(target),
+        pinned: true,
+        ..Pick::default()
     }
 }
 

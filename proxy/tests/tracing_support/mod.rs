@@ -265,6 +265,26 @@ impl Export {
     }
 }
 
+/// GET / on `addr`, for `host`, with `headers` (HTTP/1.1).
+pub async fn get(addr: SocketAddr, host: &str, headers: &[(&str, &str)]) -> crate::common::Reply {
+    crate::common::send(addr, "GET", host, "/", headers, Bytes::new(), false).await
+}
+
+/// A `Proxy.spec` line naming the Zipkin provider `zipkin` (its collector:
+/// [`zipkin_collector`]).
+pub const ZIPKIN_PROVIDER: &str = "  extensionProviders: [{name: zipkin, zipkin: {service: zipkin.istio-system.svc.cluster.local, port: 9411}}]\n";
+
+/// The ServiceEntry that puts [`ZIPKIN_PROVIDER`]'s collector on 127.0.0.1:`port`.
+pub fn zipkin_collector(port: u16) -> String {
+    entry(
+        "zipkin",
+        "zipkin.istio-system.svc.cluster.local",
+        9411,
+        "TCP",
+        port,
+    )
+}
+
 /// A service entry for `host` on `port` → 127.0.0.1:`target`.
 pub fn entry(name: &str, host: &str, port: u16, proto: &str, target: u16) -> String {
     format!(

@@ -3,6 +3,10 @@
 //! Prometheus, and a `meshproxy rollout` process whose stderr lines are read as they come.
 #![allow(dead_code)]
 
+mod flow;
+
+pub use flow::*;
+
 use super::{binary, common};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};

@@ -698,9 +698,9 @@ impl Drop for Pki {
     }
 }
 
-/// A TLS HTTP/1.1 server with the certificate in `cert_dir` (`cert.pem`, `key.pem`)
-/// answering every request with 200 and `body`; its port.
-pub async fn tls_app(cert_dir: &std::path::Path, body: &'static str) -> u16 {
+/// A TLS acceptor offering HTTP/1.1 with the certificate in `cert_dir` (`cert.pem`,
+/// `key.pem`), no client certificate asked.
+pub fn tls_acceptor(cert_dir: &std::path::Path) -> tokio_rustls::TlsAcceptor {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
     let chain: Vec<CertificateDer<'static>> =
@@ -717,7 +717,13 @@ pub async fn tls_app(cert_dir: &std::path::Path, body: &'static str) -> u16 {
         &[b"http/1.1"],
     )
     .unwrap();
-    let acceptor = tokio_rustls::TlsAcceptor::from(config);
+    tokio_rustls::TlsAcceptor::from(config)
+}
+
+/// A TLS HTTP/1.1 server with the certificate in `cert_dir` (`cert.pem`, `key.pem`)
+/// answering every request with 200 and `body`; its port.
+pub async fn tls_app(cert_dir: &std::path::Path, body: &'static str) -> u16 {
+    let acceptor = tls_acceptor(cert_dir);
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = l.local_addr().unwrap().port();
     tokio::spawn(async move {

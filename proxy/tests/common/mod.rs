@@ -2,6 +2,8 @@
 //! in-process proxy started from YAML, and HTTP/1.1 and h2c clients.
 #![allow(dead_code)]
 
+pub mod prometheus;
+
 use bytes::Bytes;
 use http::{HeaderMap, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};

@@ -1,12 +1,14 @@
 //! The pieces of proxy/tests/rollout.rs: a canary upstream that can be told to fail, a
 //! `meshproxy run` in front of two versions, a load loop recording every answer, a real
-//! Prometheus, and a `meshproxy rollout` process whose stderr lines are read as they come.
+//! Prometheus (from `common::prometheus`), and a `meshproxy rollout` process whose stderr
+//! lines are read as they come.
 #![allow(dead_code)]
 
 mod flow;
 
 pub use flow::*;
 
+pub use super::common::prometheus::{have, Prometheus};
 use super::{binary, common};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -17,16 +19,6 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
-
-/// Whether `tool --version` runs.
-pub fn have(tool: &str) -> bool {
-    Command::new(tool)
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok()
-}
 
 /// An upstream answering `200 <name>` until `bad` is set, then `500`; `x-upstream: name`.
 pub async fn switchable(name: &'static str) -> (SocketAddr, Arc<AtomicBool>) {
@@ -203,72 +195,6 @@ impl Load {
 impl Drop for Load {
     fn drop(&mut self) {
         self.stop();
-    }
-}
-
-/// A real Prometheus scraping `target` every second; killed on drop.
-pub struct Prometheus {
-    child: Child,
-    /// Its base URL.
-    pub url: String,
-    dir: PathBuf,
-}
-
-impl Prometheus {
-    /// Starts it and waits until it is ready.
-    pub async fn start(target: SocketAddr) -> Prometheus {
-        let dir = std::env::temp_dir().join(format!(
-            "meshproxy-rollout-prom-{}-{}",
-            std::process::id(),
-            target.port()
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(
-            dir.join("prometheus.yml"),
-            format!("global: {{scrape_interval: 1s, evaluation_interval: 1s}}\nscrape_configs:\n- job_name: meshproxy\n  static_configs:\n  - targets: ['{target}']\n"),
-        )
-        .unwrap();
-        let port = common::free_port();
-        let child = Command::new("prometheus")
-            .arg(format!(
-                "--config.file={}",
-                dir.join("prometheus.yml").display()
-            ))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.join("data").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("prometheus starts");
-        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if tokio::net::TcpStream::connect(addr).await.is_ok() {
-                let r = common::send(addr, "GET", "p", "/-/ready", &[], Bytes::new(), false).await;
-                if r.status == 200 {
-                    break;
-                }
-            }
-            assert!(Instant::now() < deadline, "prometheus did not get ready");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        Prometheus {
-            child,
-            url: format!("http://{addr}"),
-            dir,
-        }
-    }
-}
-
-impl Drop for Prometheus {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 

@@ -73,13 +73,33 @@ fn failures(s: &Server) -> u64 {
         .sum()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rotation_is_picked_up_and_an_outage_keeps_the_last_keys() {
+/// `httpbin`, a CA of the test's own, and a key-set server with a certificate of that CA
+/// for `dns`, publishing `key`.
+async fn stage(dns: &str, key: &SigningKey) -> (Upstream, Pki, JwksServer) {
     let app = upstream("httpbin").await;
     let pki = Pki::new();
-    let cert = pki.server("jwks", &["jwks.example.com"]);
+    let cert = pki.server("jwks", &[dns]);
+    let server = jwks_server(&cert, jwks(&[key])).await;
+    (app, pki, server)
+}
+
+/// Waits for a failed fetch of the key set, then checks that a token of `key` is refused
+/// as Envoy refuses it before any fetch succeeded; the token.
+async fn refused_until_fetched(proxy: &Server, addr: SocketAddr, key: &SigningKey) -> String {
+    assert!(eventually(WAIT, || failures(proxy) >= 1).await);
+    let t = token(key, ISS, "alice", json!({}));
+    let r = once(addr, &t).await;
+    assert_eq!(
+        (r.status, r.body.as_str()),
+        (401, "Jwks remote fetch is failed")
+    );
+    t
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotation_is_picked_up_and_an_outage_keeps_the_last_keys() {
     let k1 = ec(Algorithm::ES256, "k1");
-    let server = jwks_server(&cert, jwks(&[&k1])).await;
+    let (app, pki, server) = stage("jwks.example.com", &k1).await;
     let (proxy, addr) = sidecar(app.addr, &pki, server.port);
     let t1 = token(&k1, ISS, "alice", json!({}));
     let r = status(addr, &t1, 200).await;
@@ -125,20 +145,11 @@ async fn rotation_is_picked_up_and_an_outage_keeps_the_last_keys() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tokens_are_refused_until_the_first_fetch_succeeds() {
-    let app = upstream("httpbin").await;
-    let pki = Pki::new();
-    let cert = pki.server("jwks", &["jwks.example.com"]);
     let k = ec(Algorithm::ES384, "k");
-    let server = jwks_server(&cert, jwks(&[&k])).await;
+    let (app, pki, server) = stage("jwks.example.com", &k).await;
     server.status.store(500, Ordering::SeqCst);
     let (proxy, addr) = sidecar(app.addr, &pki, server.port);
-    assert!(eventually(WAIT, || failures(&proxy) >= 1).await);
-    let t = token(&k, ISS, "alice", json!({}));
-    let r = once(addr, &t).await;
-    assert_eq!(
-        (r.status, r.body.as_str()),
-        (401, "Jwks remote fetch is failed")
-    );
+    let t = refused_until_fetched(&proxy, addr, &k).await;
     // A request without a token passes meanwhile.
     assert_eq!(get_at(addr, "httpbin.foo").await, 200);
     server.status.store(200, Ordering::SeqCst);
@@ -147,11 +158,8 @@ async fn tokens_are_refused_until_the_first_fetch_succeeds() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_host_outside_the_registry_is_resolved_by_dns_and_checked_against_system_roots() {
-    let app = upstream("httpbin").await;
-    let pki = Pki::new();
-    let cert = pki.server("jwks", &["localhost"]);
     let k = ec(Algorithm::ES256, "k");
-    let server = jwks_server(&cert, jwks(&[&k])).await;
+    let (app, _pki, server) = stage("localhost", &k).await;
     let yaml = format!(
         "{}{}",
         proxy_doc(app.addr),
@@ -167,13 +175,7 @@ async fn a_host_outside_the_registry_is_resolved_by_dns_and_checked_against_syst
     let (proxy, addr) = start_inbound(compile(&yaml));
     // DNS finds the server (it is reached: the handshake happens), but the test's CA is
     // not among the system roots, so the set is never trusted and tokens stay refused.
-    assert!(eventually(WAIT, || failures(&proxy) >= 1).await);
-    let t = token(&k, ISS, "alice", json!({}));
-    let r = once(addr, &t).await;
-    assert_eq!(
-        (r.status, r.body.as_str()),
-        (401, "Jwks remote fetch is failed")
-    );
+    refused_until_fetched(&proxy, addr, &k).await;
     assert_eq!(
         server.hits.load(Ordering::SeqCst),
         0,

@@ -307,18 +307,16 @@ async fn a_virtual_service_claiming_the_host_is_refused() {
 /// post-rollout hooks hear the end; the payload is Flagger's.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn webhooks_gate_the_release() {
-    let (hook, calls) = hooks(|kind, nth| match (kind, nth) {
+    let (url, calls) = hooks(|kind, nth| match (kind, nth) {
         ("pre-rollout", 0) => 500,
         ("confirm-promotion", 0 | 1) => 403,
         _ => 200,
     })
     .await;
-    let url = format!("http://{hook}/hook");
     let analysis = format!(
         "    interval: 1s\n    threshold: 3\n    stepWeights: [50]\n    webhooks:\n    - {{name: gate, type: pre-rollout, url: \"{url}\"}}\n    - {{name: load, url: \"{url}\", metadata: {{cmd: hey}}}}\n    - {{name: approve, type: confirm-promotion, url: \"{url}\"}}\n    - {{name: notify, type: post-rollout, url: \"{url}\"}}\n"
     );
-    let dir = config_dir(1, 2, &analysis);
-    let mut r = Rollout::start(&dir, &["--scrape", "127.0.0.1:1"]);
+    let (dir, mut r) = rollout_alone(&analysis);
     r.expect_exit(Duration::from_secs(30), 0).await;
     let kinds: Vec<String> = calls
         .lock()
@@ -363,17 +361,15 @@ async fn webhooks_gate_the_release() {
 /// A rollback hook answering 2xx fails the release at once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rollback_webhook_rolls_back_at_once() {
-    let (hook, calls) = hooks(|kind, nth| match (kind, nth) {
+    let (url, calls) = hooks(|kind, nth| match (kind, nth) {
         ("rollback", 0) => 404,
         _ => 200,
     })
     .await;
-    let url = format!("http://{hook}/hook");
     let analysis = format!(
         "    interval: 1s\n    threshold: 5\n    stepWeights: [10, 20, 30, 40]\n    webhooks:\n    - {{name: stop, type: rollback, url: \"{url}\"}}\n    - {{name: notify, type: post-rollout, url: \"{url}\"}}\n"
     );
-    let dir = config_dir(1, 2, &analysis);
-    let mut r = Rollout::start(&dir, &["--scrape", "127.0.0.1:1"]);
+    let (dir, mut r) = rollout_alone(&analysis);
     r.expect_exit(Duration::from_secs(30), 1).await;
     let want = steps(&[
         ("Initializing", 0),

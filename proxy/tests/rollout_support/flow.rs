@@ -19,6 +19,14 @@ pub fn skip_without_prometheus() -> bool {
     true
 }
 
+/// `meshproxy rollout` on a Rollout of `analysis` with no proxy behind it and nothing to
+/// scrape (every metric check fails): the config directory and the process.
+pub fn rollout_alone(analysis: &str) -> (PathBuf, Rollout) {
+    let dir = config_dir(1, 2, analysis);
+    let rollout = Rollout::start(&dir, &["--scrape", "127.0.0.1:1"]);
+    (dir, rollout)
+}
+
 /// `(phase, weight)` pairs as [`Rollout::steps`] returns them.
 pub fn steps(list: &[(&str, u32)]) -> Vec<(String, u32)> {
     list.iter().map(|(p, w)| (p.to_string(), *w)).collect()

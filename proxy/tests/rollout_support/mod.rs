@@ -343,9 +343,9 @@ pub struct HookCall {
     pub body: serde_json::Value,
 }
 
-/// A webhook receiver: every call recorded; `answer(kind, nth call of that kind)` is
-/// the status it answers.
-pub async fn hooks(answer: fn(&str, usize) -> u16) -> (SocketAddr, Arc<Mutex<Vec<HookCall>>>) {
+/// A webhook receiver: its URL and every call recorded; `answer(kind, nth call of that
+/// kind)` is the status it answers.
+pub async fn hooks(answer: fn(&str, usize) -> u16) -> (String, Arc<Mutex<Vec<HookCall>>>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let calls = Arc::new(Mutex::new(Vec::<HookCall>::new()));
@@ -391,5 +391,5 @@ pub async fn hooks(answer: fn(&str, usize) -> u16) -> (SocketAddr, Arc<Mutex<Vec
             });
         }
     });
-    (addr, calls)
+    (format!("http://{addr}/hook"), calls)
 }

@@ -4,10 +4,11 @@
 //! in-process proxies with real upstreams; GAMMA is in `gateway_api_mesh.rs`.
 
 mod common;
+mod gateway_api_support;
 use bytes::Bytes;
 use common::*;
-use meshproxy::access_log::AccessLog;
-use meshproxy::server::{Options, Server};
+use gateway_api_support::{listener, svc};
+use meshproxy::server::Server;
 use meshproxy_config::gateway_api::ParentStatus;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -15,54 +16,31 @@ use std::time::Duration;
 /// A gateway proxy serving Gateway `default/public` (`listeners`: YAML list items at
 /// four spaces) with the other documents `rest`; the address of the listener on `port`.
 fn start(port: u16, listeners: &str, rest: &str) -> (Server, SocketAddr, Vec<ParentStatus>) {
-    let yaml = format!(
-        "apiVersion: meshproxy.io/v1alpha1
-kind: Proxy
-metadata: {{name: public-istio, namespace: default}}
-spec:
-  workload: {{labels: {{gateway.networking.k8s.io/gateway-name: public}}}}
-  gatewayAddress: 127.0.0.1
-  listeners: []
----
-apiVersion: gateway.networking.k8s.io/v1
-kind: Gateway
-metadata: {{name: public, namespace: default}}
-spec:
-  gatewayClassName: istio
-  listeners:
-{listeners}---
-{rest}"
-    );
-    let snap = meshproxy_config::compile::load_str("t.yaml", &yaml)
-        .unwrap_or_else(|d| panic!("config refused:\n{d}"));
-    let status = snap.gateway_api.clone();
-    let s = Server::start(snap, Options::default(), AccessLog::disabled()).expect("starts");
+    let (s, status) = gateway_api_support::start_gateway("public", listeners, rest);
     let addr = listener(&s, port);
     (s, addr, status)
-}
-
-fn listener(s: &Server, port: u16) -> SocketAddr {
-    s.addrs()
-        .iter()
-        .find(|(n, _)| n.contains(&port.to_string()))
-        .map(|(_, a)| *a)
-        .unwrap_or_else(|| panic!("no listener on {port}: {:?}", s.addrs()))
 }
 
 fn http_listener(port: u16) -> String {
     format!("  - {{name: http, port: {port}, protocol: HTTP, allowedRoutes: {{namespaces: {{from: All}}}}}}\n")
 }
 
-async fn req(addr: SocketAddr, host: &str, path: &str, headers: &[(&str, &str)]) -> Reply {
-    send(addr, "GET", host, path, headers, Bytes::new(), false).await
+/// `rest` behind one HTTP listener on a free port: the proxy, the listener's address
+/// and its port.
+fn serve(rest: &str) -> (Server, SocketAddr, u16) {
+    let port = free_port();
+    let (s, addr, _) = start(port, &http_listener(port), rest);
+    (s, addr, port)
 }
 
-/// A Service `name` in `ns` backed by `up` (port 80).
-fn svc(name: &str, ns: &str, up: &Upstream) -> String {
-    service(
-        &format!("{name}.{ns}.svc.cluster.local"),
-        &[(up.addr.port(), "app: x")],
-    )
+/// An HTTPRoute `name` attached to Gateway `public`; `spec` is the rest of its spec
+/// (hostnames, rules) at two spaces.
+fn http_route(name: &str, spec: &str) -> String {
+    format!("apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {{name: {name}}}\nspec:\n  parentRefs: [{{name: public}}]\n{spec}---\n")
+}
+
+async fn req(addr: SocketAddr, host: &str, path: &str, headers: &[(&str, &str)]) -> Reply {
+    send(addr, "GET", host, path, headers, Bytes::new(), false).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -73,34 +51,30 @@ async fn http_routing_by_host_path_and_header() {
         upstream("bar").await,
         upstream("bar-canary").await,
     );
-    let port = free_port();
     let rest = format!(
-        "{}{}{}apiVersion: gateway.networking.k8s.io/v1
-kind: HTTPRoute
-metadata: {{name: foo-route}}
-spec:
-  parentRefs: [{{name: public}}]
-  hostnames: [foo.example.com]
-  rules:
-  - matches: [{{path: {{type: PathPrefix, value: /login}}}}]
-    backendRefs: [{{name: foo-svc, port: 80}}]
----
-apiVersion: gateway.networking.k8s.io/v1
-kind: HTTPRoute
-metadata: {{name: bar-route}}
-spec:
-  parentRefs: [{{name: public}}]
-  hostnames: [bar.example.com]
-  rules:
-  - matches: [{{headers: [{{type: Exact, name: env, value: canary}}]}}]
-    backendRefs: [{{name: bar-svc-canary, port: 80}}]
-  - backendRefs: [{{name: bar-svc, port: 80}}]
-",
+        "{}{}{}{}{}",
         svc("foo-svc", "default", &foo),
         svc("bar-svc", "default", &bar),
-        svc("bar-svc-canary", "default", &canary)
+        svc("bar-svc-canary", "default", &canary),
+        http_route(
+            "foo-route",
+            "  hostnames: [foo.example.com]
+  rules:
+  - matches: [{path: {type: PathPrefix, value: /login}}]
+    backendRefs: [{name: foo-svc, port: 80}]
+"
+        ),
+        http_route(
+            "bar-route",
+            "  hostnames: [bar.example.com]
+  rules:
+  - matches: [{headers: [{type: Exact, name: env, value: canary}]}]
+    backendRefs: [{name: bar-svc-canary, port: 80}]
+  - backendRefs: [{name: bar-svc, port: 80}]
+"
+        ),
     );
-    let (_s, addr, _) = start(port, &http_listener(port), &rest);
+    let (_s, addr, _) = serve(&rest);
     let cases = [
         ("foo.example.com", "/login", &[][..], 200, "foo"),
         ("foo.example.com", "/login/form?x=1", &[][..], 200, "foo"),
@@ -135,7 +109,6 @@ async fn precedence_across_routes_follows_the_api() {
         upstream("method").await,
         upstream("headers").await,
     ];
-    let port = free_port();
     let mut rest: String = ups.iter().map(|u| svc(&u.name, "default", u)).collect();
     // Each rule in its own route, listed least specific first: the API's order decides.
     let rules = [
@@ -146,9 +119,11 @@ async fn precedence_across_routes_follows_the_api() {
         ("e-headers", "{path: {type: PathPrefix, value: /api}, headers: [{name: x-a, value: \"1\"}, {name: x-b, value: \"2\"}]}", "headers"),
     ];
     for (name, m, to) in rules {
-        rest.push_str(&format!("apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {{name: {name}}}\nspec:\n  parentRefs: [{{name: public}}]\n  rules:\n  - matches: [{m}]\n    backendRefs: [{{name: {to}, port: 80}}]\n---\n"));
+        let spec =
+            format!("  rules:\n  - matches: [{m}]\n    backendRefs: [{{name: {to}, port: 80}}]\n");
+        rest.push_str(&http_route(name, &spec));
     }
-    let (_s, addr, _) = start(port, &http_listener(port), &rest);
+    let (_s, addr, _) = serve(&rest);
     assert_eq!(req(addr, "a.example", "/api/v1/x", &[]).await.body, "exact");
     assert_eq!(req(addr, "a.example", "/api/v1/y", &[]).await.body, "long");
     assert_eq!(
@@ -180,28 +155,26 @@ async fn precedence_across_routes_follows_the_api() {
 async fn traffic_splitting_by_weight_and_invalid_backends_answer_500() {
     // gateway-api.sigs.k8s.io/guides/traffic-splitting.
     let (v1, v2) = (upstream("v1").await, upstream("v2").await);
-    let port = free_port();
     let rest = format!(
-        "{}{}apiVersion: gateway.networking.k8s.io/v1
-kind: HTTPRoute
-metadata: {{name: foo-route}}
-spec:
-  parentRefs: [{{name: public}}]
-  hostnames: [foo.example.com]
-  rules:
-  - matches: [{{headers: [{{name: traffic, value: test}}]}}]
-    backendRefs: [{{name: foo-v2, port: 80}}]
-  - matches: [{{path: {{value: /zero}}}}]
-    backendRefs: [{{name: foo-v1, port: 80, weight: 1}}, {{name: foo-v2, port: 80, weight: 0}}]
-  - matches: [{{path: {{value: /broken}}}}]
-    backendRefs: [{{name: foo-v1, port: 80}}, {{name: missing, port: 80}}]
-  - matches: [{{path: {{value: /none}}}}]
-  - backendRefs: [{{name: foo-v1, port: 80, weight: 50}}, {{name: foo-v2, port: 80, weight: 50}}]
-",
+        "{}{}{}",
         svc("foo-v1", "default", &v1),
-        svc("foo-v2", "default", &v2)
+        svc("foo-v2", "default", &v2),
+        http_route(
+            "foo-route",
+            "  hostnames: [foo.example.com]
+  rules:
+  - matches: [{headers: [{name: traffic, value: test}]}]
+    backendRefs: [{name: foo-v2, port: 80}]
+  - matches: [{path: {value: /zero}}]
+    backendRefs: [{name: foo-v1, port: 80, weight: 1}, {name: foo-v2, port: 80, weight: 0}]
+  - matches: [{path: {value: /broken}}]
+    backendRefs: [{name: foo-v1, port: 80}, {name: missing, port: 80}]
+  - matches: [{path: {value: /none}}]
+  - backendRefs: [{name: foo-v1, port: 80, weight: 50}, {name: foo-v2, port: 80, weight: 50}]
+"
+        )
     );
-    let (_s, addr, _) = start(port, &http_listener(port), &rest);
+    let (_s, addr, _) = serve(&rest);
     assert_eq!(
         req(addr, "foo.example.com", "/", &[("traffic", "test")])
             .await
@@ -241,38 +214,36 @@ spec:
 async fn header_modifiers_on_requests_responses_and_one_backend() {
     // gateway-api.sigs.k8s.io/guides/http-header-modifier.
     let up = upstream("echo").await;
-    let port = free_port();
     let rest = format!(
-        "{}apiVersion: gateway.networking.k8s.io/v1
-kind: HTTPRoute
-metadata: {{name: header-http-echo}}
-spec:
-  parentRefs: [{{name: public}}]
-  rules:
-  - matches: [{{path: {{type: PathPrefix, value: /add-a-request-header}}}}]
+        "{}{}",
+        svc("echo", "default", &up),
+        http_route(
+            "header-http-echo",
+            "  rules:
+  - matches: [{path: {type: PathPrefix, value: /add-a-request-header}}]
     filters:
     - type: RequestHeaderModifier
       requestHeaderModifier:
-        add: [{{name: my-header-name, value: my-header-value}}]
-        set: [{{name: my-set, value: bar}}]
+        add: [{name: my-header-name, value: my-header-value}]
+        set: [{name: my-set, value: bar}]
         remove: [x-remove-me]
     - type: ResponseHeaderModifier
       responseHeaderModifier:
-        add: [{{name: X-Header-Add-1, value: header-add-1}}]
-        set: [{{name: X-Header-Set, value: set-overwrites-values}}]
+        add: [{name: X-Header-Add-1, value: header-add-1}]
+        set: [{name: X-Header-Set, value: set-overwrites-values}]
         remove: [x-upstream]
-    backendRefs: [{{name: echo, port: 80}}]
-  - matches: [{{path: {{value: /per-backend}}}}]
+    backendRefs: [{name: echo, port: 80}]
+  - matches: [{path: {value: /per-backend}}]
     backendRefs:
     - name: echo
       port: 80
       filters:
       - type: RequestHeaderModifier
-        requestHeaderModifier: {{set: [{{name: x-backend, value: echo}}]}}
-",
-        svc("echo", "default", &up)
+        requestHeaderModifier: {set: [{name: x-backend, value: echo}]}
+"
+        )
     );
-    let (_s, addr, _) = start(port, &http_listener(port), &rest);
+    let (_s, addr, _) = serve(&rest);
     let r = req(
         addr,
         "h.example",
@@ -296,54 +267,50 @@ spec:
 async fn redirects_and_rewrites() {
     // gateway-api.sigs.k8s.io/guides/http-redirect-rewrite.
     let up = upstream("app").await;
-    let port = free_port();
     let rest = format!(
-        "{}apiVersion: gateway.networking.k8s.io/v1
-kind: HTTPRoute
-metadata: {{name: redirects}}
-spec:
-  parentRefs: [{{name: public}}]
-  hostnames: [redirect.example]
+        "{}{}{}",
+        svc("app", "default", &up),
+        http_route(
+            "redirects",
+            "  hostnames: [redirect.example]
   rules:
-  - matches: [{{path: {{type: PathPrefix, value: /cayenne}}}}]
+  - matches: [{path: {type: PathPrefix, value: /cayenne}}]
     filters:
     - type: RequestRedirect
       requestRedirect:
-        path: {{type: ReplacePrefixMatch, replacePrefixMatch: /paprika}}
+        path: {type: ReplacePrefixMatch, replacePrefixMatch: /paprika}
         statusCode: 302
-  - matches: [{{path: {{type: PathPrefix, value: /moved}}}}]
+  - matches: [{path: {type: PathPrefix, value: /moved}}]
     filters:
     - type: RequestRedirect
-      requestRedirect: {{hostname: www.example.com, statusCode: 301}}
----
-apiVersion: gateway.networking.k8s.io/v1
-kind: HTTPRoute
-metadata: {{name: rewrites}}
-spec:
-  parentRefs: [{{name: public}}]
-  hostnames: [rewrite.example]
+      requestRedirect: {hostname: www.example.com, statusCode: 301}
+"
+        ),
+        http_route(
+            "rewrites",
+            "  hostnames: [rewrite.example]
   rules:
-  - matches: [{{path: {{type: PathPrefix, value: /prefix/one}}}}]
+  - matches: [{path: {type: PathPrefix, value: /prefix/one}}]
     filters:
     - type: URLRewrite
       urlRewrite:
         hostname: elsewhere.example
-        path: {{type: ReplacePrefixMatch, replacePrefixMatch: /one}}
-    backendRefs: [{{name: app, port: 80}}]
-  - matches: [{{path: {{type: PathPrefix, value: /strip}}}}]
+        path: {type: ReplacePrefixMatch, replacePrefixMatch: /one}
+    backendRefs: [{name: app, port: 80}]
+  - matches: [{path: {type: PathPrefix, value: /strip}}]
     filters:
     - type: URLRewrite
-      urlRewrite: {{path: {{type: ReplacePrefixMatch, replacePrefixMatch: /}}}}
-    backendRefs: [{{name: app, port: 80}}]
-  - matches: [{{path: {{type: PathPrefix, value: /full}}}}]
+      urlRewrite: {path: {type: ReplacePrefixMatch, replacePrefixMatch: /}}
+    backendRefs: [{name: app, port: 80}]
+  - matches: [{path: {type: PathPrefix, value: /full}}]
     filters:
     - type: URLRewrite
-      urlRewrite: {{path: {{type: ReplaceFullPath, replaceFullPath: /replaced}}}}
-    backendRefs: [{{name: app, port: 80}}]
-",
-        svc("app", "default", &up)
+      urlRewrite: {path: {type: ReplaceFullPath, replaceFullPath: /replaced}}
+    backendRefs: [{name: app, port: 80}]
+"
+        ),
     );
-    let (_s, addr, _) = start(port, &http_listener(port), &rest);
+    let (_s, addr, port) = serve(&rest);
     let r = req(addr, "redirect.example", "/cayenne/pepper?x=1", &[]).await;
     assert_eq!(r.status, 302);
     assert_eq!(
@@ -431,24 +398,22 @@ spec:
 async fn request_mirroring() {
     // gateway-api.sigs.k8s.io/guides/http-request-mirroring.
     let (main, mirror) = (upstream("foo-v1").await, upstream("foo-v2").await);
-    let port = free_port();
     let rest = format!(
-        "{}{}apiVersion: gateway.networking.k8s.io/v1
-kind: HTTPRoute
-metadata: {{name: http-filter-mirror}}
-spec:
-  parentRefs: [{{name: public}}]
-  hostnames: [mirror.example]
+        "{}{}{}",
+        svc("foo-v1", "default", &main),
+        svc("foo-v2", "default", &mirror),
+        http_route(
+            "http-filter-mirror",
+            "  hostnames: [mirror.example]
   rules:
-  - backendRefs: [{{name: foo-v1, port: 80}}]
+  - backendRefs: [{name: foo-v1, port: 80}]
     filters:
     - type: RequestMirror
-      requestMirror: {{backendRef: {{name: foo-v2, port: 80}}}}
-",
-        svc("foo-v1", "default", &main),
-        svc("foo-v2", "default", &mirror)
+      requestMirror: {backendRef: {name: foo-v2, port: 80}}
+"
+        )
     );
-    let (_s, addr, _) = start(port, &http_listener(port), &rest);
+    let (_s, addr, _) = serve(&rest);
     let r = req(addr, "mirror.example", "/m", &[]).await;
     assert_eq!((r.status, r.body.as_str()), (200, "foo-v1"));
     assert!(
@@ -508,20 +473,18 @@ spec:
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn timeouts_request_bounds_the_exchange() {
     let up = upstream("slow").await;
-    let port = free_port();
     let rest = format!(
-        "{}apiVersion: gateway.networking.k8s.io/v1
-kind: HTTPRoute
-metadata: {{name: slow}}
-spec:
-  parentRefs: [{{name: public}}]
-  rules:
-  - timeouts: {{request: 200ms}}
-    backendRefs: [{{name: slow, port: 80}}]
-",
-        svc("slow", "default", &up)
+        "{}{}",
+        svc("slow", "default", &up),
+        http_route(
+            "slow",
+            "  rules:
+  - timeouts: {request: 200ms}
+    backendRefs: [{name: slow, port: 80}]
+"
+        )
     );
-    let (_s, addr, _) = start(port, &http_listener(port), &rest);
+    let (_s, addr, _) = serve(&rest);
     assert_eq!(req(addr, "t.example", "/", &[]).await.status, 200);
     let r = req(addr, "t.example", "/", &[("x-test-delay-ms", "2000")]).await;
     assert_eq!(r.status, 504);
@@ -531,14 +494,12 @@ spec:
 async fn cors_filter_answers_preflights() {
     // gateway-api.sigs.k8s.io/reference/spec/#httpcorsfilter.
     let up = upstream("app").await;
-    let port = free_port();
     let rest = format!(
-        "{}apiVersion: gateway.networking.k8s.io/v1
-kind: HTTPRoute
-metadata: {{name: cors}}
-spec:
-  parentRefs: [{{name: public}}]
-  rules:
+        "{}{}",
+        svc("app", "default", &up),
+        http_route(
+            "cors",
+            "  rules:
   - filters:
     - type: CORS
       cors:
@@ -546,11 +507,11 @@ spec:
         allowMethods: [GET, POST]
         allowHeaders: [x-custom]
         maxAge: 60
-    backendRefs: [{{name: app, port: 80}}]
-",
-        svc("app", "default", &up)
+    backendRefs: [{name: app, port: 80}]
+"
+        )
     );
-    let (_s, addr, _) = start(port, &http_listener(port), &rest);
+    let (_s, addr, _) = serve(&rest);
     let preflight = |origin: &'static str| {
         let h = [
             ("origin", origin),

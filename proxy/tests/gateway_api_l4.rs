@@ -3,10 +3,11 @@
 //! ClientHello's SNI without terminating.
 
 mod common;
+mod gateway_api_support;
 use bytes::Bytes;
 use common::*;
-use meshproxy::access_log::AccessLog;
-use meshproxy::server::{Options, Server};
+use gateway_api_support::{listener, svc};
+use meshproxy::server::Server;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -14,36 +15,12 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-fn start(listeners: &str, rest: &str) -> Server {
-    let yaml = format!(
-        "apiVersion: meshproxy.io/v1alpha1
-kind: Proxy
-metadata: {{name: edge-istio, namespace: default}}
-spec:
-  workload: {{labels: {{gateway.networking.k8s.io/gateway-name: edge}}}}
-  gatewayAddress: 127.0.0.1
-  listeners: []
----
-apiVersion: gateway.networking.k8s.io/v1
-kind: Gateway
-metadata: {{name: edge}}
-spec:
-  gatewayClassName: istio
-  listeners:
-{listeners}---
-{rest}"
-    );
-    let snap = meshproxy_config::compile::load_str("t.yaml", &yaml)
-        .unwrap_or_else(|d| panic!("config refused:\n{d}"));
-    Server::start(snap, Options::default(), AccessLog::disabled()).expect("starts")
-}
-
-fn addr_of(s: &Server, port: u16) -> SocketAddr {
-    s.addrs()
-        .iter()
-        .find(|(n, _)| n.contains(&port.to_string()))
-        .map(|(_, a)| *a)
-        .unwrap_or_else(|| panic!("no listener on {port}: {:?}", s.addrs()))
+/// A gateway proxy for Gateway `edge` with one listener (`listener`: the YAML list item
+/// at four spaces, on `port`) and the documents `rest`; the listener's address.
+fn start(port: u16, listener_item: &str, rest: &str) -> (Server, SocketAddr) {
+    let (s, _) = gateway_api_support::start_gateway("edge", listener_item, rest);
+    let addr = listener(&s, port);
+    (s, addr)
 }
 
 /// A TCP ServiceEntry `name.default.svc.cluster.local:9000` → `port`.
@@ -94,24 +71,12 @@ spec:
     backendRefs: [{{name: greeter, port: 80}}]
   - backendRefs: [{{name: rest, port: 80}}]
 ",
-        service(
-            "say-hello.default.svc.cluster.local",
-            &[(exact.addr.port(), "app: a")]
-        ),
-        service(
-            "greeter.default.svc.cluster.local",
-            &[(svc_only.addr.port(), "app: b")]
-        ),
-        service(
-            "rest.default.svc.cluster.local",
-            &[(rest_up.addr.port(), "app: c")]
-        )
+        svc("say-hello", "default", &exact),
+        svc("greeter", "default", &svc_only),
+        svc("rest", "default", &rest_up)
     );
-    let s = start(
-        &format!("  - {{name: http, port: {port}, protocol: HTTP}}\n"),
-        &docs,
-    );
-    let addr = addr_of(&s, port);
+    let listener_item = format!("  - {{name: http, port: {port}, protocol: HTTP}}\n");
+    let (_s, addr) = start(port, &listener_item, &docs);
     let call = |path: &'static str| async move {
         send(
             addr,
@@ -146,11 +111,8 @@ spec:
         tcp_service("echo-a", a.port()),
         tcp_service("echo-b", b.port())
     );
-    let s = start(
-        &format!("  - {{name: tcp, port: {port}, protocol: TCP}}\n"),
-        &docs,
-    );
-    let addr = addr_of(&s, port);
+    let listener_item = format!("  - {{name: tcp, port: {port}, protocol: TCP}}\n");
+    let (_s, addr) = start(port, &listener_item, &docs);
     for _ in 0..3 {
         let mut c = TcpStream::connect(addr).await.unwrap();
         c.write_all(b"ping").await.unwrap();
@@ -193,11 +155,9 @@ spec:
         tcp_service("tls-a", a.port()),
         tcp_service("tls-b", b.port())
     );
-    let s = start(
-        &format!("  - {{name: tls, port: {port}, protocol: TLS, tls: {{mode: Passthrough}}}}\n"),
-        &docs,
-    );
-    let addr = addr_of(&s, port);
+    let listener_item =
+        format!("  - {{name: tls, port: {port}, protocol: TLS, tls: {{mode: Passthrough}}}}\n");
+    let (_s, addr) = start(port, &listener_item, &docs);
     hello(addr, "a.example.com").await;
     assert!(
         eventually(Duration::from_secs(5), || na.load(Ordering::SeqCst) == 1).await,

@@ -3,15 +3,9 @@
 //! a VirtualService and as an HTTPRoute giving the same routing.
 
 mod common;
+mod gateway_api_support;
 use common::*;
-
-/// A Service `name` in `ns` backed by `up` (port 80).
-fn svc(name: &str, ns: &str, up: &Upstream) -> String {
-    service(
-        &format!("{name}.{ns}.svc.cluster.local"),
-        &[(up.addr.port(), "app: x")],
-    )
-}
+use gateway_api_support::svc;
 
 /// A sidecar (outbound listener) with `docs`.
 fn sidecar(docs: &str) -> Proxy {

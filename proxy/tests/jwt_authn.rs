@@ -13,8 +13,7 @@ use bytes::Bytes;
 use common::*;
 use jsonwebtoken::Algorithm;
 use jwt_support::*;
-use meshproxy::access_log::AccessLog;
-use meshproxy::server::{Options, Server};
+use meshproxy::server::Server;
 use serde_json::json;
 use std::net::SocketAddr;
 
@@ -22,12 +21,7 @@ const ISS: &str = "testing@secure.istio.io";
 
 /// A sidecar for `httpbin` in `foo` forwarding to `app`, with `docs`.
 fn sidecar(app: SocketAddr, docs: &str) -> (Server, SocketAddr) {
-    let proxy = format!("apiVersion: meshproxy.io/v1alpha1\nkind: Proxy\nmetadata: {{name: httpbin, namespace: foo}}\nspec:\n  workload: {{labels: {{app: httpbin}}}}\n  listeners:\n  - {{name: inbound, address: \"127.0.0.1:0\", direction: INBOUND, forwardTo: \"{app}\"}}\n---\n");
-    let snap = meshproxy_config::compile::load_str("t.yaml", &format!("{proxy}{docs}"))
-        .unwrap_or_else(|d| panic!("config refused:\n{d}"));
-    let server = Server::start(snap, Options::default(), AccessLog::disabled()).unwrap();
-    let addr = server.addr("inbound").unwrap();
-    (server, addr)
+    start_inbound(compile(&format!("{}{docs}", httpbin_sidecar(app, ""))))
 }
 
 async fn call(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Reply {

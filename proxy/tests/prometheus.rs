@@ -8,18 +8,10 @@
 mod binary;
 mod common;
 
+use common::prometheus::{have, Prometheus};
 use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-fn have(tool: &str) -> bool {
-    Command::new(tool)
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok()
-}
 
 async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
     common::send(
@@ -89,30 +81,8 @@ async fn prometheus_scrapes_and_queries_istio_metrics() {
     assert!(unexpected.is_empty(), "promtool complaints:\n{complaints}");
 
     // A real Prometheus scraping every second.
-    let dir = std::env::temp_dir().join(format!("meshproxy-prom-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(
-        dir.join("prometheus.yml"),
-        format!("global: {{scrape_interval: 1s, evaluation_interval: 1s}}\nscrape_configs:\n- job_name: meshproxy\n  static_configs:\n  - targets: ['{admin}']\n"),
-    )
-    .unwrap();
-    let prom_port = common::free_port();
-    let mut prom = Command::new("prometheus")
-        .arg(format!(
-            "--config.file={}",
-            dir.join("prometheus.yml").display()
-        ))
-        .arg(format!(
-            "--storage.tsdb.path={}",
-            dir.join("data").display()
-        ))
-        .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("prometheus starts");
-    let prom_addr: std::net::SocketAddr = format!("127.0.0.1:{prom_port}").parse().unwrap();
+    let prom = Prometheus::start(admin).await;
+    let prom_addr = prom.addr;
     let query = "/api/v1/query?query=sum(rate(istio_requests_total%7Bresponse_code%3D%22200%22%7D%5B1m%5D))";
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut last = String::new();
@@ -138,9 +108,7 @@ async fn prometheus_scrapes_and_queries_istio_metrics() {
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     };
-    let _ = prom.kill();
-    let _ = prom.wait();
-    let _ = std::fs::remove_dir_all(&dir);
+    drop(prom);
     assert!(
         found,
         "no positive rate from Prometheus; last answer: {last}"

@@ -8,7 +8,10 @@ mod binary;
 mod common;
 mod ratelimit;
 
-use ratelimit::{metric, next_second, paced, redis_counts, redis_missing, Redis, LATE};
+use ratelimit::{
+    next_second, ok_service, outbound_proxy, paced, policy, redis_counts, redis_missing,
+    rule_counter, run_quiet, Redis, LATE,
+};
 use std::time::Duration;
 
 fn config(upstream: u16, redis: u16) -> String {
@@ -17,28 +20,23 @@ fn config(upstream: u16, redis: u16) -> String {
 
 /// The test's Proxy (`rate_limit` lines added to `spec.rateLimit`) and Global policy.
 fn config_with(upstream: u16, redis: u16, rate_limit: &str, limit: &str) -> String {
+    let redis = format!(
+        "  rateLimit:\n    redis: {{address: \"127.0.0.1:{redis}\", timeout: 250ms}}\n{rate_limit}"
+    );
     format!(
-        "apiVersion: meshproxy.io/v1alpha1
-kind: Proxy
-metadata: {{name: api, namespace: default}}
-spec:
-  admin: {{address: \"127.0.0.1:0\"}}
-  workload: {{labels: {{app: api}}}}
-  listeners:
-  - {{name: outbound, address: \"127.0.0.1:0\", direction: OUTBOUND}}
-  rateLimit:
-    redis: {{address: \"127.0.0.1:{redis}\", timeout: 250ms}}
-{rate_limit}---
-{svc}apiVersion: meshproxy.io/v1alpha1
-kind: RateLimitPolicy
-metadata: {{name: shared, namespace: default}}
-spec:
-  type: Global
-  rules:
-  - limit: {limit}
-",
-        svc = common::service("ok", &[(upstream, "version: v1")])
+        "{}{}{}",
+        outbound_proxy("api", &redis),
+        ok_service(upstream),
+        policy(
+            "shared",
+            &format!("  type: Global\n  rules:\n  - limit: {limit}\n")
+        )
     )
+}
+
+/// The backend errors counted for the policy's rule.
+async fn backend_errors(admin: std::net::SocketAddr) -> u64 {
+    rule_counter(admin, "backend_errors", "default/shared", 0).await
 }
 
 fn skip() -> bool {
@@ -84,8 +82,7 @@ async fn two_proxies_share_one_global_limit() {
     let ok = common::upstream("ok").await;
     let redis = Redis::start(common::free_port());
     let yaml = config(ok.addr.port(), redis.port);
-    let a = binary::run(&yaml, &["--workers", "2", "--access-log", "off"]);
-    let b = binary::run(&yaml, &["--workers", "2", "--access-log", "off"]);
+    let (a, b) = (run_quiet(&yaml, "2"), run_quiet(&yaml, "2"));
     until_limited(&a).await;
     until_limited(&b).await;
     let start = next_second();
@@ -128,7 +125,7 @@ async fn redis_down_fails_open_and_limits_resume_when_it_is_back() {
     let port = common::free_port();
     let mut redis = Redis::start(port);
     let yaml = config(ok.addr.port(), port);
-    let p = binary::run(&yaml, &["--workers", "2", "--access-log", "off"]);
+    let p = run_quiet(&yaml, "2");
     until_limited(&p).await;
     let start = next_second();
     let load = paced(
@@ -162,11 +159,7 @@ async fn redis_down_fails_open_and_limits_resume_when_it_is_back() {
         (95..=105).contains(&after),
         "a second after Redis is back {after}, expected 100 ± 5 %"
     );
-    let errors = metric(
-        p.addr("admin"),
-        "meshproxy_ratelimit_backend_errors_total{policy=\"default/shared\",rule=\"0\"}",
-    )
-    .await;
+    let errors = backend_errors(p.addr("admin")).await;
     assert!(
         errors as usize >= passed * 9 / 10,
         "backend errors {errors} for {passed} requests"
@@ -198,7 +191,7 @@ async fn a_key_over_its_limit_is_refused_without_asking_redis() {
     let ok = common::upstream("ok").await;
     let redis = Redis::start(common::free_port());
     let yaml = config_with(ok.addr.port(), redis.port, "", "{requests: 2, unit: Hour}");
-    let p = binary::run(&yaml, &["--workers", "1", "--access-log", "off"]);
+    let p = run_quiet(&yaml, "1");
     let out = p.addr("outbound");
     // Until the proxy's Redis connection is up (the first request finding it counts).
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
@@ -247,10 +240,6 @@ async fn failure_mode_deny_refuses_when_redis_does_not_answer() {
         .recv_timeout(Duration::from_secs(10))
         .expect("an access log line");
     assert!(line.contains(" 500 ") && line.contains(" RLSE "), "{line}");
-    let errors = metric(
-        p.addr("admin"),
-        "meshproxy_ratelimit_backend_errors_total{policy=\"default/shared\",rule=\"0\"}",
-    )
-    .await;
+    let errors = backend_errors(p.addr("admin")).await;
     assert_eq!(errors, 1);
 }

@@ -7,27 +7,21 @@ mod binary;
 mod common;
 mod ratelimit;
 
-use ratelimit::{metric, paced};
+use ratelimit::{ok_service, outbound_proxy, paced, policy, rule_counter, run_quiet};
 use std::time::Duration;
 
-fn config(upstream: u16, policy: &str) -> String {
+fn config(upstream: u16, spec: &str) -> String {
     format!(
-        "apiVersion: meshproxy.io/v1alpha1
-kind: Proxy
-metadata: {{name: test, namespace: default}}
-spec:
-  admin: {{address: \"127.0.0.1:0\"}}
-  workload: {{labels: {{app: test}}}}
-  listeners:
-  - {{name: outbound, address: \"127.0.0.1:0\", direction: OUTBOUND}}
----
-{svc}apiVersion: meshproxy.io/v1alpha1
-kind: RateLimitPolicy
-metadata: {{name: api, namespace: default}}
-spec:
-{policy}",
-        svc = common::service("ok", &[(upstream, "version: v1")])
+        "{}{}{}",
+        outbound_proxy("test", ""),
+        ok_service(upstream),
+        policy("api", spec)
     )
+}
+
+/// A counter of the policy's first rule.
+async fn counter(admin: std::net::SocketAddr, name: &str) -> u64 {
+    rule_counter(admin, name, "default/api", 0).await
 }
 
 /// The issue's acceptance: a 100 req/s limit, a client sending 300 req/s for 10 s. The
@@ -41,7 +35,7 @@ async fn a_local_limit_holds_per_proxy_under_three_times_the_load() {
         ok.addr.port(),
         "  rules:\n  - limit: {requests: 100, unit: Second}\n",
     );
-    let p = binary::run(&yaml, &["--workers", "2", "--access-log", "off"]);
+    let p = run_quiet(&yaml, "2");
     let start = tokio::time::Instant::now() + Duration::from_millis(50);
     let out = paced(
         p.addr("outbound"),
@@ -69,15 +63,8 @@ async fn a_local_limit_holds_per_proxy_under_three_times_the_load() {
         "through after the first second {steady}, expected {refill:.0} ± 5 %"
     );
     let admin = p.addr("admin");
-    let series = "{policy=\"default/api\",rule=\"0\"}";
-    assert_eq!(
-        metric(admin, &format!("meshproxy_ratelimit_allowed_total{series}")).await,
-        through as u64
-    );
-    assert_eq!(
-        metric(admin, &format!("meshproxy_ratelimit_limited_total{series}")).await,
-        limited as u64
-    );
+    assert_eq!(counter(admin, "allowed").await, through as u64);
+    assert_eq!(counter(admin, "limited").await, limited as u64);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -123,7 +110,7 @@ async fn each_distinct_header_value_has_its_own_limit() {
         ok.addr.port(),
         "  rules:\n  - clientSelectors: [{headers: [{name: x-user, type: Distinct}]}]\n    limit: {requests: 5, unit: Minute}\n",
     );
-    let p = binary::run(&yaml, &["--workers", "2", "--access-log", "off"]);
+    let p = run_quiet(&yaml, "2");
     let out = p.addr("outbound");
     let mut passed = std::collections::BTreeMap::new();
     for user in ["ann", "bob", "cyd"] {
@@ -160,28 +147,14 @@ async fn a_shadow_rule_refuses_nothing_and_counts_what_it_would_have() {
         ok.addr.port(),
         "  rules:\n  - limit: {requests: 5, unit: Minute}\n    shadow: true\n",
     );
-    let p = binary::run(&yaml, &["--workers", "1", "--access-log", "off"]);
+    let p = run_quiet(&yaml, "1");
     for _ in 0..20 {
         assert_eq!(common::get_at(p.addr("outbound"), "ok").await, 200);
     }
     let admin = p.addr("admin");
-    let series = "{policy=\"default/api\",rule=\"0\"}";
-    assert_eq!(
-        metric(
-            admin,
-            &format!("meshproxy_ratelimit_shadow_limited_total{series}")
-        )
-        .await,
-        15
-    );
-    assert_eq!(
-        metric(admin, &format!("meshproxy_ratelimit_allowed_total{series}")).await,
-        5
-    );
-    assert_eq!(
-        metric(admin, &format!("meshproxy_ratelimit_limited_total{series}")).await,
-        0
-    );
+    assert_eq!(counter(admin, "shadow_limited").await, 15);
+    assert_eq!(counter(admin, "allowed").await, 5);
+    assert_eq!(counter(admin, "limited").await, 0);
 }
 
 /// Match, hosts and the reload: a rule counts only its route's requests, and a reload

@@ -16,7 +16,7 @@ const STEPS: &str = "    stepWeights: [5, 10, 25, 50]\n";
 const CHECKS: &str = "    metrics:\n    - {name: request-success-rate, thresholdRange: {min: 99}, interval: 10s}\n    - {name: request-duration, thresholdRange: {max: 500}, interval: 10s}\n";
 
 fn canary_steps() -> Vec<(String, u32)> {
-    [
+    steps(&[
         ("Initializing", 0),
         ("Progressing", 5),
         ("Progressing", 10),
@@ -24,9 +24,7 @@ fn canary_steps() -> Vec<(String, u32)> {
         ("Progressing", 50),
         ("Promoting", 100),
         ("Succeeded", 100),
-    ]
-    .map(|(p, w)| (p.to_string(), w))
-    .to_vec()
+    ])
 }
 
 /// Every answer a success, from one of the two versions.
@@ -47,11 +45,9 @@ fn assert_all_ok(answers: &[Answer]) {
 /// A healthy canary goes 5 → 10 → 25 → 50 → 100 and is promoted; `source` args pick
 /// the metrics.
 async fn healthy_canary_is_promoted(interval: &str, prometheus: bool) {
-    let v1 = common::upstream("v1").await;
-    let (v2, _) = switchable("v2").await;
     let analysis = format!("    interval: {interval}\n    threshold: 2\n{STEPS}{CHECKS}");
-    let dir = config_dir(v1.addr.port(), v2.port(), &analysis);
-    let (_proxy, admin, out) = run_proxy(&dir);
+    let stage = Stage::start(&analysis).await;
+    let (dir, admin) = (&stage.dir, stage.admin);
     let prom = if prometheus {
         Some(Prometheus::start(admin).await)
     } else {
@@ -63,33 +59,21 @@ async fn healthy_canary_is_promoted(interval: &str, prometheus: bool) {
     };
     let mut args: Vec<&str> = source.iter().map(String::as_str).collect();
     args.extend(["--metrics-address", "127.0.0.1:0"]);
-    let mut rollout = Rollout::start(&dir, &args);
-    // The route exists (all on v1) before the load starts: without it Istio's default
-    // balances over both versions.
-    assert!(
-        wait_in_force(admin, "Initializing", Duration::from_secs(20)).await,
-        "{}",
-        rollout.log()
-    );
-    let load = Load::start(out, &["a"]);
+    let mut rollout = Rollout::start(dir, &args);
+    let load = stage.load_once_routed(&rollout, &["a"]).await;
 
     let line = rollout
-        .wait_line("metrics on http://", Duration::from_secs(5))
+        .expect_line("metrics on http://", Duration::from_secs(5))
         .await;
     let metrics_addr = line
-        .as_deref()
-        .and_then(|l| l.split("http://").nth(1))
+        .split("http://")
+        .nth(1)
         .and_then(|a| a.split('/').next())
         .and_then(|a| a.parse().ok())
         .expect("the metrics address line");
-    assert!(
-        rollout
-            .wait_line("canary weight 25%", Duration::from_secs(40))
-            .await
-            .is_some(),
-        "{}",
-        rollout.log()
-    );
+    rollout
+        .expect_line("canary weight 25%", Duration::from_secs(40))
+        .await;
     let text = common::send(
         metrics_addr,
         "GET",
@@ -111,13 +95,8 @@ async fn healthy_canary_is_promoted(interval: &str, prometheus: bool) {
     eprintln!("{}", rollout.log());
     assert_eq!(code, Some(0), "{}", rollout.log());
     assert_eq!(rollout.steps(), canary_steps(), "{}", rollout.log());
-    assert_eq!(on_disk(&dir), Some(("Succeeded".into(), 100)));
-    assert!(wait_in_force(admin, "Succeeded", Duration::from_secs(10)).await);
-    let promoted = Instant::now();
-    common::eventually(Duration::from_secs(5), || {
-        load.answers().iter().filter(|a| a.sent > promoted).count() > 50
-    })
-    .await;
+    assert_eq!(on_disk(dir), Some(("Succeeded".into(), 100)));
+    let promoted = stage.settled("Succeeded", &load).await;
     load.stop();
     let answers = load.answers();
     assert_all_ok(&answers);
@@ -127,13 +106,12 @@ async fn healthy_canary_is_promoted(interval: &str, prometheus: bool) {
         .any(|a| a.sent < promoted && a.upstream == "v2"));
     let after: Vec<_> = answers.iter().filter(|a| a.sent > promoted).collect();
     assert!(!after.is_empty() && after.iter().all(|a| a.upstream == "v2"));
-    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn healthy_canary_is_promoted_judged_by_prometheus() {
-    if !have("prometheus") {
-        eprintln!("SKIPPED: prometheus not installed (apt-get install prometheus; .ci/run does)");
+    if skip_without_prometheus() {
         return;
     }
     // Prometheus needs two scrapes of the canary's new series before rate() has a
@@ -151,46 +129,29 @@ async fn healthy_canary_is_promoted_judged_from_scraped_metrics() {
 /// own 500s, and none once the rollback is in force.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failing_canary_is_rolled_back() {
-    if !have("prometheus") {
-        eprintln!("SKIPPED: prometheus not installed (apt-get install prometheus; .ci/run does)");
+    if skip_without_prometheus() {
         return;
     }
-    let v1 = common::upstream("v1").await;
-    let (v2, bad) = switchable("v2").await;
     let interval = Duration::from_secs(4);
     let analysis = format!("    interval: 4s\n    threshold: 2\n{STEPS}{CHECKS}");
-    let dir = config_dir(v1.addr.port(), v2.port(), &analysis);
-    let (_proxy, admin, out) = run_proxy(&dir);
-    let prom = Prometheus::start(admin).await;
-    let mut rollout = Rollout::start(&dir, &["--prometheus", &prom.url]);
-    assert!(wait_in_force(admin, "Initializing", Duration::from_secs(20)).await);
-    let load = Load::start(out, &["a"]);
-    assert!(
-        rollout
-            .wait_line("canary weight 10%", Duration::from_secs(40))
-            .await
-            .is_some(),
-        "{}",
-        rollout.log()
-    );
-    bad.store(true, Ordering::SeqCst);
+    let stage = Stage::start(&analysis).await;
+    let prom = Prometheus::start(stage.admin).await;
+    let mut rollout = Rollout::start(&stage.dir, &["--prometheus", &prom.url]);
+    let load = stage.load_once_routed(&rollout, &["a"]).await;
+    rollout
+        .expect_line("canary weight 10%", Duration::from_secs(40))
+        .await;
+    stage.bad.store(true, Ordering::SeqCst);
     let flipped = Instant::now();
 
-    assert_eq!(
-        rollout.wait_exit(Duration::from_secs(60)).await,
-        Some(1),
-        "{}",
-        rollout.log()
-    );
-    let steps: Vec<(String, u32)> = [
+    rollout.expect_exit(Duration::from_secs(60), 1).await;
+    let want = steps(&[
         ("Initializing", 0),
         ("Progressing", 5),
         ("Progressing", 10),
         ("Failed", 0),
-    ]
-    .map(|(p, w)| (p.to_string(), w))
-    .to_vec();
-    assert_eq!(rollout.steps(), steps, "{}", rollout.log());
+    ]);
+    assert_eq!(rollout.steps(), want, "{}", rollout.log());
     // The check that reaches the threshold is the rollback itself, at the regular
     // interval (no later one), within `threshold` intervals of the first 500.
     let Some(at) = rollout
@@ -218,17 +179,8 @@ async fn failing_canary_is_rolled_back() {
         t_failed.duration_since(flipped),
         rollout.log()
     );
-    assert_eq!(on_disk(&dir), Some(("Failed".into(), 0)));
-    assert!(wait_in_force(admin, "Failed", Duration::from_secs(10)).await);
-    let rolled_back = Instant::now();
-    common::eventually(Duration::from_secs(5), || {
-        load.answers()
-            .iter()
-            .filter(|a| a.sent > rolled_back)
-            .count()
-            > 50
-    })
-    .await;
+    assert_eq!(on_disk(&stage.dir), Some(("Failed".into(), 0)));
+    let rolled_back = stage.settled("Failed", &load).await;
     load.stop();
     let answers = load.answers();
     let failures: Vec<_> = answers.iter().filter(|a| a.status != 200).collect();
@@ -243,40 +195,25 @@ async fn failing_canary_is_rolled_back() {
     );
     let after: Vec<_> = answers.iter().filter(|a| a.sent > rolled_back).collect();
     assert!(after.iter().all(|a| a.status == 200 && a.upstream == "v1"));
-    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(&stage.dir);
 }
 
 /// A/B: only the matching user reaches the canary until the promotion.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_b_sends_only_matching_users_to_the_canary() {
-    if !have("prometheus") {
-        eprintln!("SKIPPED: prometheus not installed (apt-get install prometheus; .ci/run does)");
+    if skip_without_prometheus() {
         return;
     }
-    let v1 = common::upstream("v1").await;
-    let (v2, _) = switchable("v2").await;
     let analysis = format!("    interval: 4s\n    threshold: 2\n    iterations: 3\n    match: [{{headers: {{x-user: {{exact: beta}}}}}}]\n{CHECKS}");
-    let dir = config_dir(v1.addr.port(), v2.port(), &analysis);
-    let (_proxy, admin, out) = run_proxy(&dir);
-    let prom = Prometheus::start(admin).await;
-    let mut rollout = Rollout::start(&dir, &["--prometheus", &prom.url]);
-    assert!(wait_in_force(admin, "Initializing", Duration::from_secs(20)).await);
-    let load = Load::start(out, &["alpha", "beta"]);
-    assert!(
-        rollout
-            .wait_line("Promoting", Duration::from_secs(60))
-            .await
-            .is_some(),
-        "{}",
-        rollout.log()
-    );
+    let stage = Stage::start(&analysis).await;
+    let prom = Prometheus::start(stage.admin).await;
+    let mut rollout = Rollout::start(&stage.dir, &["--prometheus", &prom.url]);
+    let load = stage.load_once_routed(&rollout, &["alpha", "beta"]).await;
+    rollout
+        .expect_line("Promoting", Duration::from_secs(60))
+        .await;
     let promoting = Instant::now();
-    assert_eq!(
-        rollout.wait_exit(Duration::from_secs(30)).await,
-        Some(0),
-        "{}",
-        rollout.log()
-    );
+    rollout.expect_exit(Duration::from_secs(30), 0).await;
     load.stop();
     let answers = load.answers();
     assert_all_ok(&answers);
@@ -301,36 +238,28 @@ async fn a_b_sends_only_matching_users_to_the_canary() {
         "{}",
         rollout.log()
     );
-    assert_eq!(on_disk(&dir), Some(("Succeeded".into(), 100)));
-    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(on_disk(&stage.dir), Some(("Succeeded".into(), 100)));
+    let _ = std::fs::remove_dir_all(&stage.dir);
 }
 
 /// Killing `meshproxy rollout` mid-way and starting it again resumes from the written
 /// state: no step is repeated or skipped, and the load never notices.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restarted_rollout_resumes_from_the_written_state() {
-    let v1 = common::upstream("v1").await;
-    let (v2, _) = switchable("v2").await;
     let analysis = format!("    interval: 1s\n    threshold: 2\n{STEPS}{CHECKS}");
-    let dir = config_dir(v1.addr.port(), v2.port(), &analysis);
-    let (_proxy, admin, out) = run_proxy(&dir);
-    let scrape = format!("http://{admin}");
-    let mut first = Rollout::start(&dir, &["--scrape", &scrape]);
-    assert!(wait_in_force(admin, "Initializing", Duration::from_secs(20)).await);
-    let load = Load::start(out, &["a"]);
-    assert!(
-        first
-            .wait_line("canary weight 25%", Duration::from_secs(30))
-            .await
-            .is_some(),
-        "{}",
-        first.log()
-    );
+    let stage = Stage::start(&analysis).await;
+    let dir = &stage.dir;
+    let scrape = format!("http://{}", stage.admin);
+    let mut first = Rollout::start(dir, &["--scrape", &scrape]);
+    let load = stage.load_once_routed(&first, &["a"]).await;
+    first
+        .expect_line("canary weight 25%", Duration::from_secs(30))
+        .await;
     first.child.kill().expect("kill");
     let _ = first.child.wait();
-    assert_eq!(on_disk(&dir), Some(("Progressing".into(), 25)));
+    assert_eq!(on_disk(dir), Some(("Progressing".into(), 25)));
 
-    let mut second = Rollout::start(&dir, &["--scrape", &scrape]);
+    let mut second = Rollout::start(dir, &["--scrape", &scrape]);
     let resumed = second.wait_line("resumed", Duration::from_secs(10)).await;
     assert!(
         resumed
@@ -339,24 +268,17 @@ async fn a_restarted_rollout_resumes_from_the_written_state() {
         "{}",
         second.log()
     );
-    assert_eq!(
-        second.wait_exit(Duration::from_secs(30)).await,
-        Some(0),
-        "{}",
-        second.log()
-    );
-    let steps: Vec<(String, u32)> = [
+    second.expect_exit(Duration::from_secs(30), 0).await;
+    let want = steps(&[
         ("Progressing", 25),
         ("Progressing", 50),
         ("Promoting", 100),
         ("Succeeded", 100),
-    ]
-    .map(|(p, w)| (p.to_string(), w))
-    .to_vec();
-    assert_eq!(second.steps(), steps, "{}", second.log());
+    ]);
+    assert_eq!(second.steps(), want, "{}", second.log());
     load.stop();
     assert_all_ok(&load.answers());
-    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(dir);
 }
 
 /// Another VirtualService for the host: nothing is started or written, and the error
@@ -385,24 +307,17 @@ async fn a_virtual_service_claiming_the_host_is_refused() {
 /// post-rollout hooks hear the end; the payload is Flagger's.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn webhooks_gate_the_release() {
-    let (hook, calls) = hooks(|kind, nth| match (kind, nth) {
+    let (url, calls) = hooks(|kind, nth| match (kind, nth) {
         ("pre-rollout", 0) => 500,
         ("confirm-promotion", 0 | 1) => 403,
         _ => 200,
     })
     .await;
-    let url = format!("http://{hook}/hook");
     let analysis = format!(
         "    interval: 1s\n    threshold: 3\n    stepWeights: [50]\n    webhooks:\n    - {{name: gate, type: pre-rollout, url: \"{url}\"}}\n    - {{name: load, url: \"{url}\", metadata: {{cmd: hey}}}}\n    - {{name: approve, type: confirm-promotion, url: \"{url}\"}}\n    - {{name: notify, type: post-rollout, url: \"{url}\"}}\n"
     );
-    let dir = config_dir(1, 2, &analysis);
-    let mut r = Rollout::start(&dir, &["--scrape", "127.0.0.1:1"]);
-    assert_eq!(
-        r.wait_exit(Duration::from_secs(30)).await,
-        Some(0),
-        "{}",
-        r.log()
-    );
+    let (dir, mut r) = rollout_alone(&analysis);
+    r.expect_exit(Duration::from_secs(30), 0).await;
     let kinds: Vec<String> = calls
         .lock()
         .unwrap()
@@ -446,32 +361,23 @@ async fn webhooks_gate_the_release() {
 /// A rollback hook answering 2xx fails the release at once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rollback_webhook_rolls_back_at_once() {
-    let (hook, calls) = hooks(|kind, nth| match (kind, nth) {
+    let (url, calls) = hooks(|kind, nth| match (kind, nth) {
         ("rollback", 0) => 404,
         _ => 200,
     })
     .await;
-    let url = format!("http://{hook}/hook");
     let analysis = format!(
         "    interval: 1s\n    threshold: 5\n    stepWeights: [10, 20, 30, 40]\n    webhooks:\n    - {{name: stop, type: rollback, url: \"{url}\"}}\n    - {{name: notify, type: post-rollout, url: \"{url}\"}}\n"
     );
-    let dir = config_dir(1, 2, &analysis);
-    let mut r = Rollout::start(&dir, &["--scrape", "127.0.0.1:1"]);
-    assert_eq!(
-        r.wait_exit(Duration::from_secs(30)).await,
-        Some(1),
-        "{}",
-        r.log()
-    );
-    let steps: Vec<(String, u32)> = [
+    let (dir, mut r) = rollout_alone(&analysis);
+    r.expect_exit(Duration::from_secs(30), 1).await;
+    let want = steps(&[
         ("Initializing", 0),
         ("Progressing", 10),
         ("Progressing", 20),
         ("Failed", 0),
-    ]
-    .map(|(p, w)| (p.to_string(), w))
-    .to_vec();
-    assert_eq!(r.steps(), steps, "{}", r.log());
+    ]);
+    assert_eq!(r.steps(), want, "{}", r.log());
     assert!(
         r.log().contains("rollback webhook stop asked for it"),
         "{}",
@@ -489,38 +395,16 @@ async fn a_rollback_webhook_rolls_back_at_once() {
 /// Blue-green: the canary gets nothing for `iterations` intervals, then everything.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn blue_green_switches_all_at_once() {
-    let v1 = common::upstream("v1").await;
-    let (v2, _) = switchable("v2").await;
-    let dir = config_dir(
-        v1.addr.port(),
-        v2.port(),
-        "    interval: 1s\n    iterations: 2\n",
-    );
-    let (_proxy, admin, out) = run_proxy(&dir);
-    let mut rollout = Rollout::start(&dir, &["--scrape", &format!("http://{admin}")]);
-    assert!(wait_in_force(admin, "Initializing", Duration::from_secs(20)).await);
-    let load = Load::start(out, &["a"]);
-    assert!(
-        rollout
-            .wait_line("Promoting", Duration::from_secs(30))
-            .await
-            .is_some(),
-        "{}",
-        rollout.log()
-    );
+    let stage = Stage::start("    interval: 1s\n    iterations: 2\n").await;
+    let scrape = format!("http://{}", stage.admin);
+    let mut rollout = Rollout::start(&stage.dir, &["--scrape", &scrape]);
+    let load = stage.load_once_routed(&rollout, &["a"]).await;
+    rollout
+        .expect_line("Promoting", Duration::from_secs(30))
+        .await;
     let switched = Instant::now();
-    assert_eq!(
-        rollout.wait_exit(Duration::from_secs(30)).await,
-        Some(0),
-        "{}",
-        rollout.log()
-    );
-    assert!(wait_in_force(admin, "Succeeded", Duration::from_secs(10)).await);
-    let promoted = Instant::now();
-    common::eventually(Duration::from_secs(5), || {
-        load.answers().iter().filter(|a| a.sent > promoted).count() > 50
-    })
-    .await;
+    rollout.expect_exit(Duration::from_secs(30), 0).await;
+    let promoted = stage.settled("Succeeded", &load).await;
     load.stop();
     let answers = load.answers();
     assert_all_ok(&answers);
@@ -532,7 +416,7 @@ async fn blue_green_switches_all_at_once() {
         .iter()
         .filter(|a| a.sent > promoted)
         .all(|a| a.upstream == "v2"));
-    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(&stage.dir);
 }
 
 /// `meshproxy validate` lists Rollouts with the other kinds.

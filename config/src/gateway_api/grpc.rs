@@ -45,13 +45,7 @@ pub fn convert(ctx: &Ctx, res: &Resource, route: &GrpcRoute, out: &mut Output) {
             let Some((_, template)) = one.into_iter().next() else {
                 continue;
             };
-            let default_match = [GrpcMatch::default()];
-            let matches: &[GrpcMatch] = if rule.matches.is_empty() {
-                &default_match
-            } else {
-                &rule.matches
-            };
-            for (mi, m) in matches.iter().enumerate() {
+            for (mi, m) in http::or_default(&rule.matches).iter().enumerate() {
                 let (uri, svc_len, method_len) = uri(m);
                 let hm = HttpMatch {
                     headers: m.headers.clone(),

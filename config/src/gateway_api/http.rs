@@ -17,6 +17,7 @@ use crate::model::gateway_api::routes::{
 };
 use crate::model::{Kind, Resource};
 use serde_json::{json, Map, Value};
+use std::borrow::Cow;
 use std::cmp::Reverse;
 
 /// The first reference of a route that did not resolve: its field path and condition.
@@ -28,17 +29,12 @@ pub type Converted = (Vec<(SortKey, Value)>, Issue);
 
 /// Converts `route` and places its rules on every parent that accepts it.
 pub fn convert(ctx: &Ctx, res: &Resource, route: &HttpRoute, out: &mut Output) {
-    let default_rules = [HttpRule::default()];
-    let rules: &[HttpRule] = if route.rules.is_empty() {
-        &default_rules
-    } else {
-        &route.rules
-    };
+    let rules = or_default(&route.rules);
     let mut cache: [Option<Converted>; 2] = [None, None];
     for (pi, p) in route.parent_refs.iter().enumerate() {
         let mesh = p.kind.as_deref() == Some("Service");
         if cache[mesh as usize].is_none() {
-            cache[mesh as usize] = Some(convert_rules(ctx, res, rules, !mesh, out));
+            cache[mesh as usize] = Some(convert_rules(ctx, res, &rules, !mesh, out));
         }
         let Some((entries, issue)) = &cache[mesh as usize] else {
             continue;
@@ -48,6 +44,16 @@ pub fn convert(ctx: &Ctx, res: &Resource, route: &HttpRoute, out: &mut Output) {
         for b in bindings.unwrap_or_default() {
             place(out, res, &b, entries);
         }
+    }
+}
+
+/// `items`, or one default item where there are none: the API's default rule (no rules:
+/// one forwarding nothing) and default match (no matches: every request).
+pub fn or_default<T: Clone + Default>(items: &[T]) -> Cow<'_, [T]> {
+    if items.is_empty() {
+        Cow::Owned(vec![T::default()])
+    } else {
+        Cow::Borrowed(items)
     }
 }
 
@@ -99,13 +105,7 @@ pub fn convert_rules(
     for (ri, rule) in rules.iter().enumerate() {
         let p = format!("spec.rules[{ri}]");
         let action = action(&RuleCtx { ctx, res, enforce }, &p, rule, &mut issue, out);
-        let default_match = [HttpMatch::default()];
-        let matches: &[HttpMatch] = if rule.matches.is_empty() {
-            &default_match
-        } else {
-            &rule.matches
-        };
-        for (mi, m) in matches.iter().enumerate() {
+        for (mi, m) in or_default(&rule.matches).iter().enumerate() {
             let (kind, value) = path_of(m);
             for (pc, piece) in pieces(kind, &value).into_iter().enumerate() {
                 let key = SortKey {

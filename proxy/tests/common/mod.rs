@@ -2,6 +2,11 @@
 //! in-process proxy started from YAML, and HTTP/1.1 and h2c clients.
 #![allow(dead_code)]
 
+pub mod prometheus;
+mod tls;
+
+pub use tls::tls_acceptor;
+
 use bytes::Bytes;
 use http::{HeaderMap, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
@@ -701,23 +706,7 @@ impl Drop for Pki {
 /// A TLS HTTP/1.1 server with the certificate in `cert_dir` (`cert.pem`, `key.pem`)
 /// answering every request with 200 and `body`; its port.
 pub async fn tls_app(cert_dir: &std::path::Path, body: &'static str) -> u16 {
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-    let chain: Vec<CertificateDer<'static>> =
-        CertificateDer::pem_file_iter(cert_dir.join("cert.pem"))
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap();
-    let key = PrivateKeyDer::from_pem_file(cert_dir.join("key.pem")).unwrap();
-    let config = meshproxy_certs::server_config(
-        chain,
-        key,
-        None,
-        meshproxy_certs::ClientAuth::None,
-        &[b"http/1.1"],
-    )
-    .unwrap();
-    let acceptor = tokio_rustls::TlsAcceptor::from(config);
+    let acceptor = tls_acceptor(cert_dir);
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = l.local_addr().unwrap().port();
     tokio::spawn(async move {

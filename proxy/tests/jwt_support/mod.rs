@@ -164,23 +164,7 @@ impl JwksServer {
 
 /// Starts a JWKS server with the certificate in `cert_dir` (`cert.pem`, `key.pem`).
 pub async fn jwks_server(cert_dir: &std::path::Path, body: String) -> JwksServer {
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-    let chain: Vec<CertificateDer<'static>> =
-        CertificateDer::pem_file_iter(cert_dir.join("cert.pem"))
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap();
-    let key = PrivateKeyDer::from_pem_file(cert_dir.join("key.pem")).unwrap();
-    let config = meshproxy_certs::server_config(
-        chain,
-        key,
-        None,
-        meshproxy_certs::ClientAuth::None,
-        &[b"http/1.1"],
-    )
-    .unwrap();
-    let acceptor = tokio_rustls::TlsAcceptor::from(config);
+    let acceptor = crate::common::tls_acceptor(cert_dir);
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = l.local_addr().unwrap().port();
     let body = Arc::new(Mutex::new(body));
@@ -245,4 +229,30 @@ pub fn ra(ns: &str, name: &str, spec: &str) -> String {
 /// An AuthorizationPolicy document.
 pub fn ap(ns: &str, name: &str, spec: &str) -> String {
     format!("apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {{name: {name}, namespace: {ns}}}\nspec:\n{spec}---\n")
+}
+
+/// The Proxy document of `httpbin`'s sidecar in `foo`, its INBOUND listener forwarding
+/// to `app`; `spec_extra` adds lines to its spec (at two spaces).
+pub fn httpbin_sidecar(app: std::net::SocketAddr, spec_extra: &str) -> String {
+    format!("apiVersion: meshproxy.io/v1alpha1\nkind: Proxy\nmetadata: {{name: httpbin, namespace: foo}}\nspec:\n  workload: {{labels: {{app: httpbin}}}}\n{spec_extra}  listeners:\n  - {{name: inbound, address: \"127.0.0.1:0\", direction: INBOUND, forwardTo: \"{app}\"}}\n---\n")
+}
+
+/// `yaml` compiled; a refusal fails the test with the diagnostics.
+pub fn compile(yaml: &str) -> meshproxy_config::compile::Snapshot {
+    meshproxy_config::compile::load_str("t.yaml", yaml)
+        .unwrap_or_else(|d| panic!("config refused:\n{d}"))
+}
+
+/// An in-process proxy on `snap`, and the address of its `inbound` listener.
+pub fn start_inbound(
+    snap: meshproxy_config::compile::Snapshot,
+) -> (meshproxy::server::Server, std::net::SocketAddr) {
+    let server = meshproxy::server::Server::start(
+        snap,
+        meshproxy::server::Options::default(),
+        meshproxy::access_log::AccessLog::disabled(),
+    )
+    .unwrap();
+    let addr = server.addr("inbound").unwrap();
+    (server, addr)
 }

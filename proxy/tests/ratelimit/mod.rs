@@ -1,6 +1,10 @@
-//! What the rate-limit tests share: paced load from a real HTTP client, `/metrics`
-//! counters, and a `redis-server` of the test's own on a loopback port.
+//! What the rate-limit tests share: the proxy they start, paced load from a real HTTP
+//! client, `/metrics` counters, and a `redis-server` of the test's own on a loopback port.
 #![allow(dead_code)]
+
+mod setup;
+
+pub use setup::*;
 
 use bytes::Bytes;
 use http_body_util::Full;

@@ -1,8 +1,14 @@
 //! The pieces of proxy/tests/rollout.rs: a canary upstream that can be told to fail, a
 //! `meshproxy run` in front of two versions, a load loop recording every answer, a real
-//! Prometheus, and a `meshproxy rollout` process whose stderr lines are read as they come.
+//! Prometheus (from `common::prometheus`), and a `meshproxy rollout` process whose stderr
+//! lines are read as they come.
 #![allow(dead_code)]
 
+mod flow;
+
+pub use flow::*;
+
+pub use super::common::prometheus::{have, Prometheus};
 use super::{binary, common};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -13,16 +19,6 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
-
-/// Whether `tool --version` runs.
-pub fn have(tool: &str) -> bool {
-    Command::new(tool)
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok()
-}
 
 /// An upstream answering `200 <name>` until `bad` is set, then `500`; `x-upstream: name`.
 pub async fn switchable(name: &'static str) -> (SocketAddr, Arc<AtomicBool>) {
@@ -202,72 +198,6 @@ impl Drop for Load {
     }
 }
 
-/// A real Prometheus scraping `target` every second; killed on drop.
-pub struct Prometheus {
-    child: Child,
-    /// Its base URL.
-    pub url: String,
-    dir: PathBuf,
-}
-
-impl Prometheus {
-    /// Starts it and waits until it is ready.
-    pub async fn start(target: SocketAddr) -> Prometheus {
-        let dir = std::env::temp_dir().join(format!(
-            "meshproxy-rollout-prom-{}-{}",
-            std::process::id(),
-            target.port()
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(
-            dir.join("prometheus.yml"),
-            format!("global: {{scrape_interval: 1s, evaluation_interval: 1s}}\nscrape_configs:\n- job_name: meshproxy\n  static_configs:\n  - targets: ['{target}']\n"),
-        )
-        .unwrap();
-        let port = common::free_port();
-        let child = Command::new("prometheus")
-            .arg(format!(
-                "--config.file={}",
-                dir.join("prometheus.yml").display()
-            ))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.join("data").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("prometheus starts");
-        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if tokio::net::TcpStream::connect(addr).await.is_ok() {
-                let r = common::send(addr, "GET", "p", "/-/ready", &[], Bytes::new(), false).await;
-                if r.status == 200 {
-                    break;
-                }
-            }
-            assert!(Instant::now() < deadline, "prometheus did not get ready");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        Prometheus {
-            child,
-            url: format!("http://{addr}"),
-            dir,
-        }
-    }
-}
-
-impl Drop for Prometheus {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
 /// A `meshproxy rollout` process; killed on drop.
 pub struct Rollout {
     /// The process.
@@ -413,9 +343,9 @@ pub struct HookCall {
     pub body: serde_json::Value,
 }
 
-/// A webhook receiver: every call recorded; `answer(kind, nth call of that kind)` is
-/// the status it answers.
-pub async fn hooks(answer: fn(&str, usize) -> u16) -> (SocketAddr, Arc<Mutex<Vec<HookCall>>>) {
+/// A webhook receiver: its URL and every call recorded; `answer(kind, nth call of that
+/// kind)` is the status it answers.
+pub async fn hooks(answer: fn(&str, usize) -> u16) -> (String, Arc<Mutex<Vec<HookCall>>>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let calls = Arc::new(Mutex::new(Vec::<HookCall>::new()));
@@ -461,5 +391,5 @@ pub async fn hooks(answer: fn(&str, usize) -> u16) -> (SocketAddr, Arc<Mutex<Vec
             });
         }
     });
-    (addr, calls)
+    (format!("http://{addr}/hook"), calls)
 }

@@ -26,9 +26,10 @@ pub(super) fn start(x: &mut Exchange, parts: &mut Parts, listener: &Listener, au
         _ => Kind::Server,
     };
     let local_port = x.conn.original_dst.unwrap_or(x.conn.local).port();
-    let (host, port) = split_authority(authority);
-    // Istio's route decorator: `<host>:<port>/*` (inbound: the workload's service).
+    // Istio's route decorator: `<host>:<port>/*` (inbound: the workload's service); made
+    // only for a span that is recorded.
     let name = || {
+        let (host, port) = split_authority(authority);
         let port = port.unwrap_or(local_port);
         if inbound {
             format!("{}:{port}/*", active.inbound_service.host)

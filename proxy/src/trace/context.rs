@@ -167,53 +167,76 @@ pub struct Outgoing {
 }
 
 impl Outgoing {
-    /// Replaces the request's W3C context (`tracestate` is the caller's and is passed on).
-    pub fn write_w3c(&self, h: &mut HeaderMap) {
-        let mut buf = [0u8; 55];
-        buf[..3].copy_from_slice(b"00-");
-        write_hex(&mut buf[3..35], self.trace_id);
-        buf[35] = b'-';
-        write_hex(&mut buf[36..52], self.span_id as u128);
-        buf[52] = b'-';
-        buf[53..].copy_from_slice(if self.sampled { b"01" } else { b"00" });
-        if let Ok(v) = HeaderValue::from_bytes(&buf) {
-            h.insert(TRACEPARENT.clone(), v);
-        }
-    }
-
-    /// Replaces the request's B3 context with the multi-header form (Envoy's Zipkin
-    /// tracer writes it whatever form it read).
-    pub fn write_b3(&self, h: &mut HeaderMap) {
-        h.remove(&B3);
-        h.remove(&B3_FLAGS);
-        let mut trace = [0u8; 32];
-        let trace = if self.short_id {
-            write_hex(&mut trace[..16], self.trace_id & u64::MAX as u128);
-            &trace[..16]
-        } else {
-            write_hex(&mut trace, self.trace_id);
-            &trace[..]
+    /// Writes this context into `h`: W3C (`traceparent`; the caller's `tracestate` is
+    /// passed on) and/or B3 (the multi-header form, which Envoy's Zipkin tracer writes
+    /// whatever form it read). Every value is a slice of one buffer: one allocation per
+    /// request, not one per header (the step runs on every request of a traced side).
+    pub fn write(&self, h: &mut HeaderMap, w3c: bool, b3: bool) {
+        let mut buf = bytes::BytesMut::with_capacity(55 + 32 + 16 + 16 + 1);
+        let mut push = |len: usize, f: &dyn Fn(&mut [u8])| {
+            let start = buf.len();
+            buf.resize(start + len, 0);
+            f(&mut buf[start..]);
+            start..start + len
         };
-        let mut span = [0u8; 16];
-        write_hex(&mut span, self.span_id as u128);
-        let mut put = |name: &HeaderName, v: &[u8]| {
-            if let Ok(v) = HeaderValue::from_bytes(v) {
+        let traceparent = w3c.then(|| {
+            push(55, &|b| {
+                b[..3].copy_from_slice(b"00-");
+                write_hex(&mut b[3..35], self.trace_id);
+                b[35] = b'-';
+                write_hex(&mut b[36..52], self.span_id as u128);
+                b[52] = b'-';
+                b[53..].copy_from_slice(if self.sampled { b"01" } else { b"00" });
+            })
+        });
+        let b3_ids = b3.then(|| {
+            let trace = if self.short_id {
+                push(16, &|b| write_hex(b, self.trace_id & u64::MAX as u128))
+            } else {
+                push(32, &|b| write_hex(b, self.trace_id))
+            };
+            let span = push(16, &|b| write_hex(b, self.span_id as u128));
+            let parent = self
+                .parent_id
+                .map(|p| push(16, &|b| write_hex(b, p as u128)));
+            (trace, span, parent)
+        });
+        let buf = buf.freeze();
+        let mut put = |name: &HeaderName, v: bytes::Bytes| {
+            if let Ok(v) = HeaderValue::from_maybe_shared(v) {
                 h.insert(name.clone(), v);
             }
         };
-        put(&B3_TRACE_ID, trace);
-        put(&B3_SPAN_ID, &span);
-        put(&B3_SAMPLED, if self.sampled { b"1" } else { b"0" });
-        match self.parent_id {
-            Some(p) => {
-                let mut parent = [0u8; 16];
-                write_hex(&mut parent, p as u128);
-                put(&B3_PARENT_SPAN_ID, &parent);
-            }
+        if let Some(r) = traceparent {
+            put(&TRACEPARENT, buf.slice(r));
+        }
+        let Some((trace, span, parent)) = b3_ids else {
+            return;
+        };
+        put(&B3_TRACE_ID, buf.slice(trace));
+        put(&B3_SPAN_ID, buf.slice(span));
+        put(
+            &B3_SAMPLED,
+            bytes::Bytes::from_static(if self.sampled { b"1" } else { b"0" }),
+        );
+        match parent {
+            Some(r) => put(&B3_PARENT_SPAN_ID, buf.slice(r)),
             None => {
                 h.remove(&B3_PARENT_SPAN_ID);
             }
         }
+        h.remove(&B3);
+        h.remove(&B3_FLAGS);
+    }
+
+    /// Replaces the request's W3C context ([`Outgoing::write`]).
+    pub fn write_w3c(&self, h: &mut HeaderMap) {
+        self.write(h, true, false);
+    }
+
+    /// Replaces the request's B3 context ([`Outgoing::write`]).
+    pub fn write_b3(&self, h: &mut HeaderMap) {
+        self.write(h, false, true);
     }
 }
 

@@ -128,12 +128,8 @@ pub fn start(
         short_id,
     };
     if policy.propagate {
-        if policy.provider.propagation.w3c() {
-            out.write_w3c(headers);
-        }
-        if policy.provider.propagation.b3() {
-            out.write_b3(headers);
-        }
+        let p = policy.provider.propagation;
+        out.write(headers, p.w3c(), p.b3());
     }
     if !(sampled && policy.report) {
         return Started { span: None };

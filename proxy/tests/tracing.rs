@@ -212,15 +212,21 @@ async fn ten_percent_sampling_samples_a_tenth_alike_on_every_hop() {
     for t in tasks {
         t.await.unwrap();
     }
-    // Every export is flushed within a second; wait until the count holds still.
-    let mut seen = usize::MAX;
+    // A worker hands its batch over at most 1 s after its first span (batch::FLUSH_INTERVAL):
+    // once the load has ended, a count that holds across 1.5 s is every span there is.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let mut seen = receiver.spans.wait_for(1).await.len();
     loop {
-        let n = receiver.spans.wait_for(1).await.len();
         tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
-        if n == seen && receiver.spans.all().len() == n {
+        let now = receiver.spans.all().len();
+        if now == seen {
             break;
         }
-        seen = receiver.spans.all().len();
+        assert!(
+            std::time::Instant::now() < deadline,
+            "spans still arriving: {now}"
+        );
+        seen = now;
     }
     let traces = by_trace(receiver.spans.all());
     assert!(

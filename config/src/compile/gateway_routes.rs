@@ -52,6 +52,12 @@ pub(super) fn gateway_tables(rc: &mut RouteCompiler, resources: &[Resource], t: 
 /// Gateway servers of the Gateways that select this proxy, grouped by bind address.
 /// A Gateway without a selector is not applied: unlike Istio, where only gateway
 /// deployments receive Gateways, every meshproxy could match an empty selector.
+/// Whether `proxy` serves Gateway `gw`: its selector is non-empty and the workload
+/// carries every label of it.
+pub(crate) fn serves(gw: &crate::model::Gateway, proxy: &ProxySettings) -> bool {
+    !gw.selector.is_empty() && proxy.selected_by(&gw.selector)
+}
+
 fn gateway_servers(
     resources: &[Resource],
     proxy: &ProxySettings,
@@ -59,7 +65,7 @@ fn gateway_servers(
     let mut out: BTreeMap<SocketAddr, Vec<GatewayServer>> = BTreeMap::new();
     for r in resources {
         let Some(gw) = r.as_gateway() else { continue };
-        if gw.selector.is_empty() || !proxy.selected_by(&gw.selector) {
+        if !serves(gw, proxy) {
             continue;
         }
         for s in &gw.servers {

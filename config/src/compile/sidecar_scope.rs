@@ -171,5 +171,5 @@ fn is_gateway(resources: &[Resource], proxy: &ProxySettings) -> bool {
     resources
         .iter()
         .filter_map(Resource::as_gateway)
-        .any(|g| !g.selector.is_empty() && proxy.selected_by(&g.selector))
+        .any(|g| super::gateway_routes::serves(g, proxy))
 }

@@ -15,6 +15,10 @@ use meshproxy_config::host::split_authority;
 /// Starts the request's span (see the module doc).
 pub(super) fn start(x: &mut Exchange, parts: &mut Parts, listener: &Listener, authority: &str) {
     let inbound = matches!(listener.role, ListenerRole::Inbound { .. });
+    // Untraced sides stop at this check: no reference count taken, nothing else read.
+    if x.active.snapshot.telemetry.side(inbound).tracing.is_none() {
+        return;
+    }
     let active = x.active.clone();
     let Some(policy) = active.snapshot.telemetry.side(inbound).tracing.as_ref() else {
         return;

@@ -34,13 +34,20 @@ pub struct Loaded {
 
 /// Loads every document found at `paths` (files, or directories read recursively in name order).
 pub fn load_paths<P: AsRef<Path>>(paths: &[P]) -> Loaded {
-    load_paths_sharing(paths, &HashSet::new())
+    load_paths_sharing(paths, &HashSet::new(), false)
 }
 
 /// Like [`load_paths`]; a document whose compact text is in `known` (the texts of the
 /// config in force) gets that text instead of a copy, so a reload holds the texts of the
-/// documents it did not change once.
-pub fn load_paths_sharing<P: AsRef<Path>>(paths: &[P], known: &HashSet<Arc<str>>) -> Loaded {
+/// documents it did not change once. With `defer`, VirtualServices and ServiceEntries
+/// keep no typed spec ([`Spec::Deferred`]): they are parsed again from their text where
+/// they are read, one at a time.
+pub fn load_paths_sharing<P: AsRef<Path>>(
+    paths: &[P],
+    known: &HashSet<Arc<str>>,
+    defer: bool,
+) -> Loaded {
+    let sharing = Sharing { known, defer };
     let mut out = Loaded::default();
     let mut files = Vec::new();
     for p in paths {
@@ -54,7 +61,7 @@ pub fn load_paths_sharing<P: AsRef<Path>>(paths: &[P], known: &HashSet<Arc<str>>
     }
     for file in files {
         match std::fs::read_to_string(&file) {
-            Ok(text) => load_text(&file, &text, known, &mut out),
+            Ok(text) => load_text(&file, &text, &sharing, &mut out),
             Err(e) => out.diagnostics.push(Diagnostic::global(
                 Severity::Error,
                 format!("{}: cannot read: {e}", file.display()),
@@ -144,11 +151,24 @@ struct Document<S> {
 
 /// Parses every document of one file's text and appends the results to `out`.
 pub fn load_str(file: &Path, text: &str, out: &mut Loaded) {
-    load_text(file, text, &HashSet::new(), out)
+    let known = HashSet::new();
+    let sharing = Sharing {
+        known: &known,
+        defer: false,
+    };
+    load_text(file, text, &sharing, out)
 }
 
-/// [`load_str`], sharing the texts in `known` ([`load_paths_sharing`]).
-fn load_text(file: &Path, text: &str, known: &HashSet<Arc<str>>, out: &mut Loaded) {
+/// What a load shares with the config in force ([`load_paths_sharing`]).
+struct Sharing<'a> {
+    /// The texts of the documents in force.
+    known: &'a HashSet<Arc<str>>,
+    /// Keep VirtualServices and ServiceEntries as text only.
+    defer: bool,
+}
+
+/// [`load_str`], sharing as `sharing` says ([`load_paths_sharing`]).
+fn load_text(file: &Path, text: &str, sharing: &Sharing<'_>, out: &mut Loaded) {
     let file = Arc::new(file.to_path_buf());
     // One document at a time: holding every document's generic value until a typed pass
     // ran made a 10,000-service file peak at hundreds of MB (docs/performance.md).
@@ -177,7 +197,7 @@ fn load_text(file: &Path, text: &str, known: &HashSet<Arc<str>>, out: &mut Loade
             }
         };
         let doc = || texts.document(index);
-        if let Some(res) = load_document(origin, doc, value, known, &mut out.diagnostics) {
+        if let Some(res) = load_document(origin, doc, value, sharing, &mut out.diagnostics) {
             out.resources.push(res);
         }
     }
@@ -215,7 +235,7 @@ fn load_document<'a>(
     origin: Origin,
     doc: impl FnOnce() -> Option<serde_yaml::Deserializer<'a>>,
     value: serde_yaml::Value,
-    known: &HashSet<Arc<str>>,
+    sharing: &Sharing<'_>,
     diags: &mut Diagnostics,
 ) -> Option<Resource> {
     if value.is_null() {
@@ -272,29 +292,36 @@ fn load_document<'a>(
         err(diags, id(&kind_str), "kind", unknown_kind(&kind_str));
         return None;
     };
-    if !kind.api_versions().contains(&api_version.as_str()) {
+    let Some(api_version) = kind.api_versions().iter().find(|v| **v == api_version) else {
         let msg = bad_api_version(kind, &api_version);
         err(diags, id(kind.as_str()), "apiVersion", msg);
         return None;
-    }
-
-    let (meta, spec) = match typed_spec(kind, (&value, doc)) {
-        Ok(v) => v,
-        Err(e) => {
-            let path = e.path().to_string();
-            let path = if path == "." { String::new() } else { path };
-            diags.push(yaml_error(origin, id(kind.as_str()), path, e.inner(), ""));
-            return None;
-        }
     };
-    let raw = compact_text(&value, known);
+
+    let raw = compact_text(&value, sharing.known);
+    // A deferred spec is parsed from the text it will be parsed from again, so every
+    // reading of it is the one checked here; a document that does not parse that way
+    // takes the usual path (and its errors, with lines).
+    let deferred = sharing.defer.then(|| typed_from_text(kind, &raw)).flatten();
+    let (mut meta, spec) = match deferred {
+        Some(meta) => (meta, Spec::Deferred),
+        None => match typed_spec(kind, (&value, doc)) {
+            Ok(v) => v,
+            Err(e) => {
+                let path = e.path().to_string();
+                let path = if path == "." { String::new() } else { path };
+                diags.push(yaml_error(origin, id(kind.as_str()), path, e.inner(), ""));
+                return None;
+            }
+        },
+    };
     Some(Resource {
         origin,
         api_version,
         kind,
-        name: meta.name.clone(),
+        name: std::mem::take(&mut meta.name),
         namespace,
-        meta,
+        annotations: std::mem::take(&mut meta.annotations),
         spec,
         raw,
     })
@@ -371,6 +398,36 @@ fn compact_text(value: &serde_yaml::Value, known: &HashSet<Arc<str>>) -> Arc<str
     }
 }
 
+/// The metadata of a document of a kind that may be deferred, when its compact text
+/// parses as that kind; its spec is dropped (parsed again by [`reparse`]).
+fn typed_from_text(kind: Kind, raw: &str) -> Option<ObjectMeta> {
+    match kind {
+        Kind::VirtualService => serde_json::from_str::<Document<VirtualService>>(raw)
+            .ok()
+            .map(|d| d.metadata),
+        Kind::ServiceEntry => serde_json::from_str::<Document<ServiceEntry>>(raw)
+            .ok()
+            .map(|d| d.metadata),
+        _ => None,
+    }
+}
+
+/// The spec of a [`Spec::Deferred`] document of `kind`, parsed from its compact text
+/// (which [`typed_from_text`] parsed when it was loaded). An empty spec of the kind if
+/// that somehow fails.
+pub(crate) fn reparse(kind: Kind, raw: &str) -> Spec {
+    fn spec<S: DeserializeOwned + Default>(raw: &str) -> S {
+        serde_json::from_str::<Document<S>>(raw)
+            .ok()
+            .and_then(|d| d.spec)
+            .unwrap_or_default()
+    }
+    match kind {
+        Kind::ServiceEntry => Spec::ServiceEntry(Box::new(spec(raw))),
+        _ => Spec::VirtualService(Box::new(spec(raw))),
+    }
+}
+
 pub(crate) type TypedError = serde_path_to_error::Error<serde_yaml::Error>;
 
 /// The metadata and typed spec of a document of `kind` ([`typed`]).
@@ -382,11 +439,11 @@ fn typed_spec<'a>(
     ),
 ) -> Result<(ObjectMeta, Spec), TypedError> {
     match kind {
-        Kind::VirtualService => typed::<VirtualService>(doc, Spec::VirtualService),
+        Kind::VirtualService => typed::<VirtualService>(doc, |s| Spec::VirtualService(Box::new(s))),
         Kind::DestinationRule => {
             typed::<DestinationRule>(doc, |s| Spec::DestinationRule(Box::new(s)))
         }
-        Kind::ServiceEntry => typed::<ServiceEntry>(doc, Spec::ServiceEntry),
+        Kind::ServiceEntry => typed::<ServiceEntry>(doc, |s| Spec::ServiceEntry(Box::new(s))),
         Kind::Gateway => typed::<Gateway>(doc, |s| Spec::Gateway(Box::new(s))),
         Kind::PeerAuthentication => {
             typed::<PeerAuthentication>(doc, |s| Spec::PeerAuthentication(Box::new(s)))

@@ -91,7 +91,7 @@ fn timeout(s: &Snapshot, host: &str) -> Option<Duration> {
         .unwrap()
         .virtual_hosts
         .iter()
-        .find(|v| v.domains.iter().any(|d| d == host))
+        .find(|v| v.domains.iter().any(|d| &**d == host))
         .unwrap();
     let last = vh.routes.last().unwrap();
     assert!(matches!(last.action, RouteAction::Forward(_)));
@@ -187,4 +187,145 @@ fn a_bad_reload_reports_what_a_fresh_load_reports() {
     assert_eq!(e.path, "spec.http[1].retires");
     assert!(e.line.is_some(), "{e}");
     assert!(e.origin.as_ref().unwrap().file.ends_with("c.yaml"));
+}
+
+#[test]
+fn unchanged_rules_share_their_parts_with_the_config_in_force() {
+    let dir = Dir::new("parts");
+    let first = ok(load(&[dir.write("c.yaml", &config("10.0.0.1", 2))]));
+    let path = dir.write("c.yaml", &config("10.0.0.1", 3));
+    let next = ok(load_reusing(&[path], Some(&first)));
+    let rules = |s: &Snapshot| {
+        let t = s.mesh_routes().unwrap();
+        let vh = t.find("a.default.svc.cluster.local").unwrap();
+        vh.routes.clone()
+    };
+    let (old, new) = (rules(&first), rules(&next));
+    let destinations = |r: &meshproxy_config::compile::route::Route| match &r.action {
+        RouteAction::Forward(w) => w.destinations.clone(),
+        _ => panic!("a forwarding rule"),
+    };
+    // Rule 0 (a header match to a subset) did not change: its conditions, destinations
+    // and policy are the ones in force.
+    assert!(Arc::ptr_eq(&old[0].matches, &new[0].matches));
+    assert!(Arc::ptr_eq(&destinations(&old[0]), &destinations(&new[0])));
+    assert!(Arc::ptr_eq(&old[0].policy, &new[0].policy));
+    // Rule 1's timeout changed: a new policy, the destinations in force.
+    assert!(!Arc::ptr_eq(&old[1].policy, &new[1].policy));
+    assert_eq!(new[1].policy.timeout, Some(Duration::from_secs(3)));
+    assert!(Arc::ptr_eq(&destinations(&old[1]), &destinations(&new[1])));
+    // Equal parts of different services are not shared: `b`'s destinations are its own.
+    let b = next
+        .mesh_routes()
+        .unwrap()
+        .find("b.default.svc.cluster.local")
+        .unwrap();
+    assert!(!Arc::ptr_eq(
+        &destinations(&b.routes[1]),
+        &destinations(&new[1])
+    ));
+    assert!(Arc::ptr_eq(&b.routes[0].matches, &new[0].matches));
+}
+
+/// Documents using most of what VirtualServices and ServiceEntries can say.
+const RICH: &str = r#"apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: ext, namespace: shop, labels: {team: a}, annotations: {note: x}}
+spec:
+  hosts: [api.example.com, "*.example.org"]
+  addresses: [240.0.0.1/32]
+  ports: [{number: 443, name: tls, protocol: TLS, targetPort: 8443}, {number: 80, name: http, protocol: HTTP}]
+  location: MESH_EXTERNAL
+  resolution: DNS
+  exportTo: [".", shop]
+  subjectAltNames: [spiffe://x/ns/a/sa/b]
+  endpoints:
+  - {address: a.example.com, ports: {tls: 9443}, labels: {version: v1}, network: n1, locality: r/z/s, weight: 3, serviceAccount: sa}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: rich, namespace: shop}
+spec:
+  hosts: [api.example.com]
+  gateways: [mesh, shop/gw]
+  exportTo: ["*"]
+  http:
+  - name: first
+    match:
+    - {uri: {regex: "/v[0-9]+/.*"}, method: {exact: GET}, headers: {x-a: {prefix: b}}, withoutHeaders: {x-c: {}}, queryParams: {q: {exact: "1"}}, port: 80, sourceLabels: {app: web}, ignoreUriCase: true, name: m0}
+    - {authority: {prefix: api}, scheme: {exact: https}}
+    route:
+    - destination: {host: api.example.com, port: {number: 80}, subset: v1}
+      weight: 75
+      headers: {request: {set: {x-b: "1"}, add: {x-c: "2"}, remove: [x-d]}, response: {set: {x-e: "3"}}}
+    - {destination: {host: api.example.com}, weight: 25}
+    timeout: 1.5s
+    retries: {attempts: 2, perTryTimeout: 500ms, retryOn: "5xx,reset", retryRemoteLocalities: true}
+    fault: {delay: {fixedDelay: 1s, percentage: {value: 0.5}}, abort: {httpStatus: 503, percentage: {value: 1.25}}}
+    mirror: {host: api.example.com}
+    mirrorPercentage: {value: 10.5}
+    corsPolicy: {allowOrigins: [{exact: "https://a"}], allowMethods: [GET], maxAge: 24h, allowCredentials: true}
+    headers: {request: {set: {x-f: g}}}
+    rewrite: {uri: /x, authority: b}
+  - match: [{uri: {prefix: /old}}]
+    redirect: {uri: /new, redirectCode: 308, port: 8080}
+  - match: [{uri: {exact: /gone}}]
+    directResponse: {status: 410, body: {string: gone}}
+  tcp:
+  - match: [{port: 9000, destinationSubnets: [10.0.0.0/8]}]
+    route: [{destination: {host: api.example.com, port: {number: 443}}}]
+  tls:
+  - match: [{port: 443, sniHosts: [api.example.com]}]
+    route: [{destination: {host: api.example.com}}]
+---
+"#;
+
+#[test]
+fn a_deferred_document_reads_as_the_document_loaded_whole() {
+    use meshproxy_config::loader::{load_paths, load_paths_sharing};
+    use meshproxy_config::model::Spec;
+    let dir = Dir::new("deferred");
+    dir.write("rich.yaml", RICH);
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
+    let paths = [dir.0.clone(), examples];
+    let whole = load_paths(&paths);
+    let deferred = load_paths_sharing(&paths, &Default::default(), true);
+    assert_eq!(whole.diagnostics.0.len(), deferred.diagnostics.0.len());
+    assert_eq!(whole.resources.len(), deferred.resources.len());
+    let ids: Vec<String> = whole.resources.iter().map(|r| r.id()).collect();
+    for id in ["ServiceEntry/shop/ext", "VirtualService/shop/rich"] {
+        assert!(
+            ids.iter().any(|i| i == id),
+            "{id} did not load: {}",
+            whole.diagnostics
+        );
+    }
+    let mut kept_as_text = 0;
+    for (w, d) in whole.resources.iter().zip(&deferred.resources) {
+        assert_eq!((w.kind, &w.name, &w.raw), (d.kind, &d.name, &d.raw));
+        assert_eq!(w.annotations, d.annotations, "{}", d.id());
+        assert_eq!(*w.spec(), *d.spec(), "{}", d.id());
+        if matches!(d.spec, Spec::Deferred) {
+            kept_as_text += 1;
+        }
+    }
+    let large = |k: &str| {
+        deferred
+            .resources
+            .iter()
+            .filter(|r| {
+                r.kind.as_str() == k
+                    && !r
+                        .annotations
+                        .contains_key(meshproxy_config::gateway_api::SOURCE_ANNOTATION)
+            })
+            .count()
+    };
+    // Every VirtualService and ServiceEntry written in a file (not those made from the
+    // Gateway API's kinds) is held as text.
+    assert_eq!(
+        kept_as_text,
+        large("VirtualService") + large("ServiceEntry")
+    );
+    assert!(kept_as_text >= 5, "{kept_as_text}");
 }

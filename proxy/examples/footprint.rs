@@ -162,6 +162,8 @@ fn reload(
     }
     let base = live();
     PEAK.store(base, Ordering::Relaxed);
+    STEP_BASE.store(base, Ordering::Relaxed);
+    let _ = meshproxy_config::compile::STEP_HOOK.set(print_step);
     let snap = match meshproxy_config::compile::load_reusing(&[path], Some(&active.snapshot)) {
         Ok(s) => s,
         Err(d) => {
@@ -169,7 +171,9 @@ fn reload(
             return None;
         }
     };
-    let peak = PEAK.load(Ordering::Relaxed) - base;
+    let peak = STEPS_PEAK
+        .load(Ordering::Relaxed)
+        .max(PEAK.load(Ordering::Relaxed) - base);
     let added = live() - base;
     let new = Active::build(Arc::new(snap), Some(&active), 1, mesh);
     drop(active);
@@ -183,6 +187,24 @@ fn reload(
         mb(live() - base + held),
     );
     Some(new)
+}
+
+/// What a reload's steps are measured from (the heap held when it started).
+static STEP_BASE: AtomicIsize = AtomicIsize::new(0);
+/// The highest step peak so far, above [`STEP_BASE`].
+static STEPS_PEAK: AtomicIsize = AtomicIsize::new(0);
+
+/// Prints the peak of the reload's step that just ended above the heap held when it
+/// started, and starts the next step's peak from now.
+fn print_step(name: &'static str) {
+    let base = STEP_BASE.load(Ordering::Relaxed);
+    STEPS_PEAK.fetch_max(PEAK.load(Ordering::Relaxed) - base, Ordering::Relaxed);
+    println!(
+        "  reload step {name}: peak {} above the start, {} held after it",
+        mb(PEAK.load(Ordering::Relaxed) - base),
+        mb(live() - base)
+    );
+    PEAK.store(live(), Ordering::Relaxed);
 }
 
 /// Frees the snapshot part by part, measuring each.

@@ -15,8 +15,15 @@
 /// thread frees it (the next reload's) returns to the operating system. The parse's
 /// temporaries are given back before the thread ends: the allocator would otherwise
 /// purge them only when some thread next allocates, and an idle proxy does not.
+///
+/// While it runs, freed pages are given back at once ([`PurgeNow`]): a load frees as much
+/// as it keeps (each document's parse tree, the typed specs once compiled), and with the
+/// allocator's default delay those pages stayed resident until the load was over, so they
+/// added to its peak instead of being reused or returned (a 10,000-service reload peaked
+/// 15 MiB higher; docs/performance.md).
 pub fn on_own_thread<T: Send>(f: impl FnOnce() -> T + Send) -> T {
     let run = || {
+        let _purge = PurgeNow::start();
         let v = f();
         release_freed_memory();
         v
@@ -25,6 +32,38 @@ pub fn on_own_thread<T: Send>(f: impl FnOnce() -> T + Send) -> T {
         Ok(v) => v,
         Err(panic) => std::panic::resume_unwind(panic),
     })
+}
+
+/// mimalloc's `mi_option_purge_delay` (the same index in its v2 and v3 option lists; the
+/// binding names no constant for it).
+const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+
+/// The allocator purges freed pages immediately while this lives, then goes back to its
+/// delay. The delay (1 s by default) batches the `madvise` calls of a serving proxy, whose
+/// frees are mostly reused soon; a load's frees are not, and it is short. The option is
+/// process-wide: workers freeing during the load purge at once too, which costs a system
+/// call now and then for a second, never correctness.
+struct PurgeNow {
+    delay: std::os::raw::c_long,
+}
+
+impl PurgeNow {
+    #[allow(unsafe_code)] // FFI into the allocator; see SAFETY below
+    fn start() -> PurgeNow {
+        // SAFETY: reading and setting an option is allowed at any time from any thread
+        // (mimalloc keeps options in atomics); 0 means "purge immediately".
+        let delay = unsafe { libmimalloc_sys::mi_option_get(MI_OPTION_PURGE_DELAY) };
+        unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 0) };
+        PurgeNow { delay }
+    }
+}
+
+impl Drop for PurgeNow {
+    #[allow(unsafe_code)] // FFI into the allocator; see SAFETY in `start`
+    fn drop(&mut self) {
+        // SAFETY: as in `start`.
+        unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, self.delay) };
+    }
 }
 
 /// Returns the memory this thread freed to the operating system now. Harmless when

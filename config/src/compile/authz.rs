@@ -805,10 +805,7 @@ fn applies(r: &Resource, ap: &AuthorizationPolicy, proxy: &ProxySettings) -> boo
 /// Istio reads `istio.io/dry-run` with Go's `strconv.ParseBool`.
 fn dry_run(r: &Resource) -> bool {
     matches!(
-        r.meta
-            .annotations
-            .get("istio.io/dry-run")
-            .map(String::as_str),
+        r.annotations.get("istio.io/dry-run").map(String::as_str),
         Some("1" | "t" | "T" | "TRUE" | "true" | "True")
     )
 }

@@ -12,6 +12,7 @@ use crate::model::proxy::ListenerProtocol;
 use crate::model::Resource;
 use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 /// A listener per Gateway bind address, with its route table (and its TCP route table
 /// when every server on it is TCP, TLS or MONGO).
@@ -186,7 +187,7 @@ fn gateway_route_table(
         if domains.is_empty() {
             continue;
         }
-        let routes = rc.virtual_service(r, v, &ctx);
+        let routes = rc.virtual_service(r, &v, &ctx);
         for d in domains {
             match per_domain.iter_mut().find(|(x, _)| *x == d) {
                 Some((_, rs)) => rs.extend(routes.iter().cloned()),
@@ -198,8 +199,12 @@ fn gateway_route_table(
     for (domain, mut routes) in per_domain {
         // Stable: catch-alls after everything else, as Istio does when merging.
         routes.sort_by_key(|r| r.matches.is_empty());
-        let mut domains = vec![domain.clone()];
-        domains.extend(host::alt_forms(&domain, &rc.proxy.namespace));
+        let mut domains: Vec<Arc<str>> = vec![domain.as_str().into()];
+        domains.extend(
+            host::alt_forms(&domain, &rc.proxy.namespace)
+                .into_iter()
+                .map(Arc::from),
+        );
         table.add(VirtualHost {
             name: domain,
             domains,

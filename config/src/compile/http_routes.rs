@@ -12,9 +12,10 @@ use super::snapshot::ClusterId;
 use crate::diag::{Diagnostics, Severity};
 use crate::host;
 use crate::model::virtual_service as vs;
-use crate::model::{Resource, Spec};
+use crate::model::{Kind, Resource};
 use crate::validate::diag_for;
 use http::header::{HeaderName, HeaderValue};
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
@@ -43,17 +44,14 @@ impl RouteContext {
         &'r self,
         resources: &'r [Resource],
         proxy: &'r ProxySettings,
-    ) -> impl Iterator<Item = (&'r Resource, &'r vs::VirtualService)> + 'r {
-        resources.iter().filter_map(move |r| match &r.spec {
-            Spec::VirtualService(v)
-                if !v.hosts.is_empty()
-                    && self.admits(&v.gateways, &r.namespace)
-                    && proxy.sees(&r.namespace, &v.export_to)
-                    && (!matches!(self, RouteContext::Mesh) || sidecar_sees(proxy, r, v)) =>
-            {
-                Some((r, v))
-            }
-            _ => None,
+    ) -> impl Iterator<Item = (&'r Resource, Cow<'r, vs::VirtualService>)> + 'r {
+        resources.iter().filter_map(move |r| {
+            let v = r.as_virtual_service()?;
+            let used = !v.hosts.is_empty()
+                && self.admits(&v.gateways, &r.namespace)
+                && proxy.sees(&r.namespace, &v.export_to)
+                && (!matches!(self, RouteContext::Mesh) || sidecar_sees(proxy, r, &v));
+            used.then_some((r, v))
         })
     }
 
@@ -117,14 +115,17 @@ impl RouteCompiler<'_> {
                 } else {
                     d.namespace.as_str()
                 };
-                let Some((dres, dvs)) = self.resources.iter().find_map(|r| match &r.spec {
-                    Spec::VirtualService(v)
-                        if r.namespace == ns && r.name == d.name && v.hosts.is_empty() =>
-                    {
-                        Some((r, v))
-                    }
-                    _ => None,
-                }) else {
+                let resources = self.resources;
+                let Some((dres, dvs)) = resources
+                    .iter()
+                    .filter(|r| {
+                        r.kind == Kind::VirtualService && r.namespace == ns && r.name == d.name
+                    })
+                    .find_map(|r| {
+                        let v = r.as_virtual_service()?;
+                        v.hosts.is_empty().then_some((r, v))
+                    })
+                else {
                     self.warn(res, &format!("spec.http[{i}].delegate"), format!("delegate {ns}/{} not found or not a delegate VirtualService; rule skipped", d.name));
                     continue;
                 };
@@ -212,7 +213,7 @@ impl RouteCompiler<'_> {
             if ![301, 302, 303, 307, 308].contains(&code) {
                 return None; // Istio drops routes with other 3xx codes (Action = nil).
             }
-            RouteAction::Redirect(Redirect {
+            RouteAction::Redirect(Box::new(Redirect {
                 code: code as u16,
                 scheme: rd.scheme.clone().filter(|s| !s.is_empty()),
                 authority: rd.authority.clone().filter(|s| !s.is_empty()),
@@ -231,7 +232,7 @@ impl RouteCompiler<'_> {
                     (_, Some(p)) if !p.is_empty() => RedirectPath::PrefixRewrite(p.clone()),
                     _ => RedirectPath::Keep,
                 },
-            })
+            }))
         } else if let Some(dr) = &rule.direct_response {
             let body = match &dr.body {
                 Some(vs::HttpBody {
@@ -242,11 +243,11 @@ impl RouteCompiler<'_> {
                 }
                 _ => bytes::Bytes::new(),
             };
-            RouteAction::DirectResponse(DirectResponse {
+            RouteAction::DirectResponse(Box::new(DirectResponse {
                 status: dr.status.min(600) as u16,
                 body,
                 cluster: None,
-            })
+            }))
         } else {
             RouteAction::Forward(self.weighted(&rule.route, ns))
         };
@@ -312,11 +313,10 @@ impl RouteCompiler<'_> {
             mirrors,
             cors: rule.cors_policy.as_ref().map(|c| self.cors(c)),
         };
-        matches.shrink_to_fit();
         Some(Route {
             name: rule.name.as_str().into(),
             origin,
-            matches,
+            matches: self.interner.matches(matches),
             action,
             policy: self.interner.policy(policy),
         })
@@ -391,7 +391,7 @@ impl RouteCompiler<'_> {
         (host, choice)
     }
 
-    fn weighted(&self, route: &[vs::HttpRouteDestination], ns: &str) -> WeightedClusters {
+    fn weighted(&mut self, route: &[vs::HttpRouteDestination], ns: &str) -> WeightedClusters {
         let single = route.len() == 1;
         let mut destinations = Vec::new();
         for d in route {
@@ -413,15 +413,12 @@ impl RouteCompiler<'_> {
                 target,
                 host,
                 subset: dest.subset.clone(),
-                request_headers,
-                response_headers,
-                authority,
+                headers: DestinationHeaders::boxed(request_headers, response_headers, authority),
             });
         }
         let total_weight = destinations.iter().map(|d| d.weight).sum();
-        destinations.shrink_to_fit();
         WeightedClusters {
-            destinations,
+            destinations: self.interner.destinations(destinations),
             total_weight,
         }
     }

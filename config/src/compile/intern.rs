@@ -4,8 +4,12 @@
 //! keeps one shared copy of each instead of one per endpoint or route
 //! (docs/performance.md, "Memory with many services").
 
-use super::route::RoutePolicy;
+use super::matcher::RouteMatch;
+use super::route::{RouteAction, RoutePolicy, WeightedDestination};
+use super::snapshot::Snapshot;
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fmt::{self, Debug, Write as _};
+use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
 
 /// Endpoint labels, shared by every endpoint that has the same set.
@@ -22,6 +26,66 @@ pub struct Interner {
     /// Keyed by the policy's debug text: policies hold compiled regexes and header
     /// values, which have no `Hash`, and equal text means equal behaviour.
     policies: HashMap<String, Arc<RoutePolicy>>,
+    /// Route conditions and weighted destinations, by the hash of their debug text (the
+    /// text itself is not kept: at 10,000 services the keys would cost what sharing
+    /// saves). Equal text means equal behaviour, as for policies.
+    matches: Shared<[RouteMatch]>,
+    destinations: Shared<[WeightedDestination]>,
+}
+
+/// Shared copies by the hash of their debug text; a hash held by unequal values keeps
+/// them all.
+struct Shared<T: ?Sized> {
+    by_hash: HashMap<u64, Vec<Arc<T>>>,
+    hasher: std::collections::hash_map::RandomState,
+}
+
+impl<T: ?Sized> Default for Shared<T> {
+    fn default() -> Self {
+        Shared {
+            by_hash: HashMap::new(),
+            hasher: Default::default(),
+        }
+    }
+}
+
+impl<T: ?Sized + Debug> Shared<T> {
+    /// The hash of `v`'s debug text, written straight into the hasher.
+    fn hash(&self, v: &T) -> u64 {
+        struct Into<H: Hasher>(H);
+        impl<H: Hasher> fmt::Write for Into<H> {
+            fn write_str(&mut self, s: &str) -> fmt::Result {
+                self.0.write(s.as_bytes());
+                Ok(())
+            }
+        }
+        let mut h = Into(self.hasher.build_hasher());
+        let _ = write!(h, "{v:?}");
+        h.0.finish()
+    }
+
+    /// The copy equal to `v` if there is one, else `v` made shared.
+    fn get<V: std::borrow::Borrow<T> + Into<Arc<T>>>(&mut self, v: V) -> Arc<T> {
+        let hash = self.hash(v.borrow());
+        let same = self.by_hash.get(&hash).and_then(|list| {
+            let text = format!("{:?}", v.borrow());
+            list.iter().find(|c| format!("{c:?}") == text).cloned()
+        });
+        same.unwrap_or_else(|| {
+            let s: Arc<T> = v.into();
+            self.by_hash.entry(hash).or_default().push(s.clone());
+            s
+        })
+    }
+
+    /// Offers `s` as the copy of its value (a copy already known stays).
+    fn offer(&mut self, s: &Arc<T>) {
+        let hash = self.hash(s);
+        let list = self.by_hash.entry(hash).or_default();
+        if list.is_empty() {
+            list.push(s.clone());
+        }
+    }
 }
 
 impl Interner {
@@ -43,6 +107,42 @@ impl Interner {
         let s = Arc::new(p);
         self.ports.insert(s.clone());
         s
+    }
+
+    /// An interner that already holds the route conditions, destinations and policies
+    /// of `previous` (the snapshot in force, on a reload): a route the reload did not
+    /// change shares them instead of a second copy beside the old snapshot until the swap
+    /// (docs/performance.md).
+    pub fn sharing_with(previous: Option<&Snapshot>) -> Interner {
+        let mut i = Interner::default();
+        let Some(prev) = previous else {
+            return i;
+        };
+        let routes = prev
+            .route_tables
+            .iter()
+            .flat_map(|t| &t.virtual_hosts)
+            .flat_map(|v| &v.routes);
+        for r in routes {
+            i.matches.offer(&r.matches);
+            if let RouteAction::Forward(w) = &r.action {
+                i.destinations.offer(&w.destinations);
+            }
+            i.policies
+                .entry(format!("{:?}", r.policy))
+                .or_insert_with(|| r.policy.clone());
+        }
+        i
+    }
+
+    /// The shared copy of a route's conditions.
+    pub fn matches(&mut self, m: Vec<RouteMatch>) -> Arc<[RouteMatch]> {
+        self.matches.get(m)
+    }
+
+    /// The shared copy of a route's weighted destinations.
+    pub fn destinations(&mut self, d: Vec<WeightedDestination>) -> Arc<[WeightedDestination]> {
+        self.destinations.get(d)
     }
 
     /// The shared copy of a route policy.

@@ -45,9 +45,21 @@ use sha2::{Digest, Sha256};
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
+use std::sync::Arc;
 use std::time::SystemTime;
 
 pub use snapshot::{ClusterId, Snapshot};
+
+/// Called with the name of each step of [`load_reusing`] as it ends, when set: the
+/// `footprint` example reads its counting allocator there to tell which step a load's
+/// memory peaks in (docs/performance.md). The proxy never sets it.
+pub static STEP_HOOK: std::sync::OnceLock<fn(&'static str)> = std::sync::OnceLock::new();
+
+fn step(name: &'static str) {
+    if let Some(hook) = STEP_HOOK.get() {
+        hook(name);
+    }
+}
 
 /// Loads, validates and compiles the configuration at `paths` to be served (`run`, a
 /// reload): a certificate, key or CA file that cannot be read is an error. Errors refuse
@@ -66,17 +78,21 @@ pub fn load_reusing<P: AsRef<Path>>(
     previous: Option<&Snapshot>,
 ) -> Result<Snapshot, Diagnostics> {
     let known = previous.map(|p| p.texts()).unwrap_or_default();
-    let loaded = crate::loader::load_paths_sharing(paths, &known);
+    let loaded = crate::loader::load_paths_sharing(paths, &known, previous.is_some());
     drop(known);
+    step("parse");
     let mut resources = loaded.resources;
     let warnings = checked(&resources, loaded.diagnostics, MissingFiles::Refuse)?;
+    step("validate");
     let proxy = ProxySettings::from_resources(&resources);
     let services = services::Services::for_config(&resources, &proxy, previous);
+    step("services");
     // Route status reads the registry's hosts: before the ServiceEntries are released.
     let gateway_api = crate::gateway_api::status(&resources);
     services::release_inputs(&mut resources);
-    let mut snap = compile_with(&resources, warnings, proxy, services);
+    let mut snap = compile_with(&resources, warnings, proxy, services, previous);
     snap.gateway_api = gateway_api;
+    step("the rest");
     Ok(snap)
 }
 
@@ -107,7 +123,7 @@ pub fn load_documents_for_workload<P: AsRef<Path>>(
     let mut proxy = ProxySettings::from_resources(&loaded.resources);
     proxy.labels = labels;
     let services = services::Services::for_config(&loaded.resources, &proxy, None);
-    let mut snap = compile_with(&loaded.resources, warnings, proxy, services);
+    let mut snap = compile_with(&loaded.resources, warnings, proxy, services, None);
     snap.gateway_api = crate::gateway_api::status(&loaded.resources);
     Ok(snap)
 }
@@ -154,17 +170,19 @@ fn checked(
 pub fn compile(resources: &[Resource], warnings: Diagnostics) -> Snapshot {
     let proxy = ProxySettings::from_resources(resources);
     let services = services::Services::for_config(resources, &proxy, None);
-    let mut snap = compile_with(resources, warnings, proxy, services);
+    let mut snap = compile_with(resources, warnings, proxy, services, None);
     snap.gateway_api = crate::gateway_api::status(resources);
     snap
 }
 
-/// [`compile`] with the proxy settings and services of `resources` already made.
+/// [`compile`] with the proxy settings and services of `resources` already made; route
+/// parts equal to those of `previous` (the snapshot in force) are shared with it.
 fn compile_with(
     resources: &[Resource],
     mut warnings: Diagnostics,
     proxy: ProxySettings,
     services: services::Services,
+    previous: Option<&Snapshot>,
 ) -> Snapshot {
     let services::Services {
         registry,
@@ -179,7 +197,7 @@ fn compile_with(
         .collect();
 
     let mut regex = RegexCache::default();
-    let mut interner = intern::Interner::default();
+    let mut interner = intern::Interner::sharing_with(previous);
     let mut rc = RouteCompiler {
         registry: &registry,
         clusters: &cluster_index,
@@ -192,6 +210,7 @@ fn compile_with(
     };
     let mut tables = Tables::default();
     sidecar_tables(&mut rc, resources, &mut tables);
+    step("sidecar route tables");
     gateway_routes::gateway_tables(&mut rc, resources, &mut tables);
     for t in &mut tables.route_tables {
         t.shrink_to_fit();
@@ -330,12 +349,12 @@ fn block_all_route(id: ClusterId) -> Route {
     Route {
         name: "block_all".into(),
         origin: "block_all (outboundTrafficPolicy REGISTRY_ONLY)".into(),
-        matches: Vec::new(),
-        action: RouteAction::DirectResponse(route::DirectResponse {
+        matches: Arc::default(),
+        action: RouteAction::DirectResponse(Box::new(route::DirectResponse {
             status: 502,
             body: bytes::Bytes::new(),
             cluster: Some(id),
-        }),
+        })),
         policy: RoutePolicy::shared_default(),
     }
 }
@@ -346,17 +365,16 @@ fn allow_any_route(id: ClusterId) -> Route {
     Route {
         name: "allow_any".into(),
         origin: "allow_any (outboundTrafficPolicy ALLOW_ANY)".into(),
-        matches: Vec::new(),
+        matches: Arc::default(),
         action: RouteAction::Forward(WeightedClusters {
             destinations: vec![WeightedDestination {
                 weight: 1,
                 target: route::ClusterChoice::Fixed(id),
                 host: cluster::PASSTHROUGH_CLUSTER.into(),
                 subset: String::new(),
-                request_headers: Default::default(),
-                response_headers: Default::default(),
-                authority: None,
-            }],
+                headers: None,
+            }]
+            .into(),
             total_weight: 1,
         }),
         policy: RoutePolicy::shared_default(),
@@ -365,12 +383,16 @@ fn allow_any_route(id: ClusterId) -> Route {
 
 /// The request-side domains of a service: its host, the Kubernetes short forms, and its
 /// plain virtual IPs.
-fn service_domains(svc: &registry::Service, proxy_ns: &str) -> Vec<String> {
-    let mut d = vec![svc.host.clone()];
-    d.extend(host::alt_forms(&svc.host, proxy_ns));
+fn service_domains(svc: &registry::Service, proxy_ns: &str) -> Vec<Arc<str>> {
+    let mut d: Vec<Arc<str>> = vec![svc.host.as_str().into()];
+    d.extend(
+        host::alt_forms(&svc.host, proxy_ns)
+            .into_iter()
+            .map(Arc::from),
+    );
     for a in &svc.addresses {
         if a.prefix_len() == a.max_prefix_len() {
-            d.push(a.addr().to_string());
+            d.push(a.addr().to_string().into());
         }
     }
     d
@@ -386,17 +408,16 @@ fn default_route(rc: &RouteCompiler, svc_host: &str) -> Route {
     Route {
         name: "default".into(),
         origin: format!("default route to {host}"),
-        matches: Vec::new(),
+        matches: Arc::default(),
         action: RouteAction::Forward(WeightedClusters {
             destinations: vec![WeightedDestination {
                 weight: 1,
                 target,
                 host,
                 subset: String::new(),
-                request_headers: Default::default(),
-                response_headers: Default::default(),
-                authority: None,
-            }],
+                headers: None,
+            }]
+            .into(),
             total_weight: 1,
         }),
         policy: RoutePolicy::shared_default(),
@@ -423,10 +444,10 @@ fn mesh_route_table(rc: &mut RouteCompiler, resources: &[Resource]) -> RouteTabl
             continue;
         }
         let idx = vhosts.len();
-        let mut domains = Vec::new();
+        let mut domains: Vec<Arc<str>> = Vec::new();
         for h in &hosts {
             claimed.insert(h.clone(), idx);
-            domains.push(h.clone());
+            domains.push(h.as_str().into());
             match rc.registry.get(h) {
                 Some(si) => {
                     for d in service_domains(&rc.registry.services[si], &rc.proxy.namespace) {
@@ -435,10 +456,14 @@ fn mesh_route_table(rc: &mut RouteCompiler, resources: &[Resource]) -> RouteTabl
                         }
                     }
                 }
-                None => domains.extend(host::alt_forms(h, &rc.proxy.namespace)),
+                None => domains.extend(
+                    host::alt_forms(h, &rc.proxy.namespace)
+                        .into_iter()
+                        .map(Arc::from),
+                ),
             }
         }
-        let routes = rc.virtual_service(r, v, &ctx);
+        let routes = rc.virtual_service(r, &v, &ctx);
         vhosts.push(VirtualHost {
             name: r.id(),
             domains,
@@ -484,9 +509,5 @@ fn mesh_route_table(rc: &mut RouteCompiler, resources: &[Resource]) -> RouteTabl
             });
         }
     }
-    let mut table = RouteTable::new("mesh");
-    for vh in vhosts {
-        table.add(vh);
-    }
-    table
+    RouteTable::from_virtual_hosts("mesh", vhosts)
 }

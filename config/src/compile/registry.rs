@@ -5,7 +5,7 @@ use super::cluster::{Endpoint, EndpointAddress, Protocol};
 use super::intern::{Interner, Labels, PortMap};
 use crate::host;
 use crate::model::service_entry::{Location, Resolution};
-use crate::model::{Resource, Spec, WorkloadEntry};
+use crate::model::{Resource, WorkloadEntry};
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 
@@ -145,7 +145,7 @@ impl Registry {
         let mut reg = Registry::default();
         let mut interner = Interner::default();
         for r in resources {
-            let Spec::ServiceEntry(se) = &r.spec else {
+            let Some(se) = r.as_service_entry() else {
                 continue;
             };
             if !se.hosts.iter().any(|h| {

@@ -16,8 +16,9 @@ pub struct Route {
     pub name: std::sync::Arc<str>,
     /// Where the rule came from: `VirtualService/ns/name` and rule index, or the default route.
     pub origin: String,
-    /// Conditions, OR'ed; empty = match everything.
-    pub matches: Vec<RouteMatch>,
+    /// Conditions, OR'ed; empty = match everything. Shared by routes with equal
+    /// conditions, and with the snapshot in force on a reload ([`super::intern`]).
+    pub matches: Arc<[RouteMatch]>,
     /// What to do with a matching request.
     pub action: RouteAction,
     /// Policies applied on the way; routes with equal policies share one copy.
@@ -40,17 +41,18 @@ impl Route {
 pub enum RouteAction {
     /// Forward to one of several weighted destinations.
     Forward(WeightedClusters),
-    /// Answer with a redirect.
-    Redirect(Redirect),
+    /// Answer with a redirect (boxed, as the next: most routes forward, and every route
+    /// was the size of the largest action).
+    Redirect(Box<Redirect>),
     /// Answer directly.
-    DirectResponse(DirectResponse),
+    DirectResponse(Box<DirectResponse>),
 }
 
 /// Weighted destinations: relative weights, weight-0 entries dropped (Istio).
 #[derive(Clone, Debug)]
 pub struct WeightedClusters {
-    /// Destinations with positive weight, in order.
-    pub destinations: Vec<WeightedDestination>,
+    /// Destinations with positive weight, in order. Shared like [`Route::matches`].
+    pub destinations: Arc<[WeightedDestination]>,
     /// Sum of the weights.
     pub total_weight: u32,
 }
@@ -59,7 +61,7 @@ impl WeightedClusters {
     /// Picks a destination for `r` uniformly drawn in `0..total_weight`.
     pub fn pick(&self, r: u32) -> &WeightedDestination {
         let mut acc = 0u32;
-        for d in &self.destinations {
+        for d in self.destinations.iter() {
             acc += d.weight;
             if r < acc {
                 return d;
@@ -81,12 +83,65 @@ pub struct WeightedDestination {
     pub host: String,
     /// Subset name, empty when none.
     pub subset: String,
-    /// Per-destination header operations (applied after the route's).
-    pub request_headers: HeaderOps,
-    /// Per-destination response header operations.
-    pub response_headers: HeaderOps,
+    /// Per-destination header operations, when the destination has any. Nearly every
+    /// destination has none: held inline, the two empty lists were half of a compiled
+    /// route's size (docs/performance.md, "Memory with many services").
+    pub headers: Option<Box<DestinationHeaders>>,
+}
+
+/// A weighted destination's own header operations (`HTTPRouteDestination.headers`).
+#[derive(Clone, Debug, Default)]
+pub struct DestinationHeaders {
+    /// Request header operations (applied after the route's).
+    pub request: HeaderOps,
+    /// Response header operations.
+    pub response: HeaderOps,
     /// Host rewrite from per-destination `headers.request.set[:authority]`.
     pub authority: Option<HeaderValue>,
+}
+
+impl DestinationHeaders {
+    /// The operations boxed, or `None` when there are none.
+    pub fn boxed(
+        request: HeaderOps,
+        response: HeaderOps,
+        authority: Option<HeaderValue>,
+    ) -> Option<Box<DestinationHeaders>> {
+        let none = request.is_empty() && response.is_empty() && authority.is_none();
+        (!none).then(|| {
+            Box::new(DestinationHeaders {
+                request,
+                response,
+                authority,
+            })
+        })
+    }
+}
+
+/// No header operations, for a destination without any.
+static NO_HEADER_OPS: HeaderOps = HeaderOps {
+    set: Vec::new(),
+    add: Vec::new(),
+    remove: Vec::new(),
+};
+
+impl WeightedDestination {
+    /// Per-destination request header operations (applied after the route's).
+    pub fn request_headers(&self) -> &HeaderOps {
+        self.headers.as_ref().map_or(&NO_HEADER_OPS, |h| &h.request)
+    }
+
+    /// Per-destination response header operations.
+    pub fn response_headers(&self) -> &HeaderOps {
+        self.headers
+            .as_ref()
+            .map_or(&NO_HEADER_OPS, |h| &h.response)
+    }
+
+    /// Host rewrite from per-destination `headers.request.set[:authority]`.
+    pub fn authority(&self) -> Option<&HeaderValue> {
+        self.headers.as_ref().and_then(|h| h.authority.as_ref())
+    }
 }
 
 /// How a destination maps to a cluster.
@@ -456,12 +511,10 @@ mod tests {
             },
             host: String::new(),
             subset: String::new(),
-            request_headers: HeaderOps::default(),
-            response_headers: HeaderOps::default(),
-            authority: None,
+            headers: None,
         };
         let wc = WeightedClusters {
-            destinations: vec![d(49), d(50)],
+            destinations: vec![d(49), d(50)].into(),
             total_weight: 99,
         };
         let mut counts = [0u32; 2];

@@ -69,8 +69,8 @@ impl Services {
 /// otherwise be held while the route tables are compiled.
 pub(crate) fn release_inputs(resources: &mut [Resource]) {
     for r in resources {
-        if let Spec::ServiceEntry(se) = &mut r.spec {
-            *se = Default::default();
+        if let Spec::ServiceEntry(_) = r.spec {
+            r.spec = Spec::Deferred;
         }
     }
 }

@@ -18,7 +18,7 @@ use crate::diag::Severity;
 use crate::host;
 use crate::model::map::Map;
 use crate::model::virtual_service as vs;
-use crate::model::{Resource, Spec};
+use crate::model::Resource;
 use crate::validate::diag_for;
 use ipnet::IpNet;
 use std::collections::HashSet;
@@ -192,9 +192,10 @@ pub fn compile(rc: &mut RouteCompiler, resources: &[Resource], tctx: &TcpContext
     };
     let mut claimed = HashSet::new();
     for r in resources {
-        let Spec::VirtualService(v) = &r.spec else {
+        let Some(v) = r.as_virtual_service() else {
             continue;
         };
+        let v = &*v;
         if v.hosts.is_empty()
             || (v.tls.is_empty() && v.tcp.is_empty())
             || !ctx.admits(&v.gateways, &r.namespace)
@@ -347,10 +348,9 @@ pub fn compile(rc: &mut RouteCompiler, resources: &[Resource], tctx: &TcpContext
                         target: ClusterChoice::Fixed(id),
                         host: super::cluster::PASSTHROUGH_CLUSTER.into(),
                         subset: String::new(),
-                        request_headers: Default::default(),
-                        response_headers: Default::default(),
-                        authority: None,
-                    }],
+                        headers: None,
+                    }]
+                    .into(),
                     total_weight: 1,
                 },
                 vips: Vec::new(),
@@ -415,10 +415,9 @@ fn default_routes(rc: &RouteCompiler, claimed: &HashSet<String>, table: &mut Tcp
                         target: ClusterChoice::Fixed(*id),
                         host: svc.host.clone(),
                         subset: String::new(),
-                        request_headers: Default::default(),
-                        response_headers: Default::default(),
-                        authority: None,
-                    }],
+                        headers: None,
+                    }]
+                    .into(),
                     total_weight: 1,
                 },
                 vips: Vec::new(),
@@ -504,14 +503,12 @@ fn weighted(
             target,
             host,
             subset: dest.subset.clone(),
-            request_headers: Default::default(),
-            response_headers: Default::default(),
-            authority: None,
+            headers: None,
         });
     }
     let total_weight = destinations.iter().map(|d| d.weight).sum();
     WeightedClusters {
-        destinations,
+        destinations: destinations.into(),
         total_weight,
     }
 }
@@ -534,7 +531,7 @@ mod tests {
             origin: origin.into(),
             matches,
             destinations: WeightedClusters {
-                destinations: Vec::new(),
+                destinations: Vec::new().into(),
                 total_weight: 0,
             },
             vips: Vec::new(),

@@ -6,7 +6,7 @@ use super::status::{Condition, ParentStatus};
 use super::Conversion;
 use crate::diag::{Diagnostic, Diagnostics, Origin, Severity};
 use crate::model::gateway_api::routes::ParentRef;
-use crate::model::{Gateway, Kind, ObjectMeta, Resource, Spec, VirtualService};
+use crate::model::{Gateway, Kind, Resource, Spec, VirtualService};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -119,7 +119,7 @@ impl Output {
             Kind::Gateway => serde_json::from_value::<Gateway>(doc["spec"].clone())
                 .map(|g| Spec::Gateway(Box::new(g))),
             _ => serde_json::from_value::<VirtualService>(doc["spec"].clone())
-                .map(Spec::VirtualService),
+                .map(|v| Spec::VirtualService(Box::new(v))),
         };
         let spec = match typed {
             Ok(s) => s,
@@ -136,19 +136,13 @@ impl Output {
                 return None;
             }
         };
-        let meta = ObjectMeta {
-            name: name.to_string(),
-            namespace: Some(ns.to_string()),
-            annotations: [(SOURCE_ANNOTATION.to_string(), source.to_string())].into(),
-            ..ObjectMeta::default()
-        };
         Some(Resource {
             origin: origin.clone(),
-            api_version: "networking.istio.io/v1".to_string(),
+            api_version: "networking.istio.io/v1",
             kind,
             name: name.to_string(),
             namespace: ns.to_string(),
-            meta,
+            annotations: [(SOURCE_ANNOTATION.to_string(), source.to_string())].into(),
             spec,
             raw: doc.to_string().into(),
         })

@@ -24,6 +24,7 @@ mod precedence;
 mod status;
 mod timeouts;
 
+pub use emit::SOURCE_ANNOTATION;
 pub use status::{Condition, ParentStatus};
 pub use timeouts::parse_duration;
 
@@ -103,7 +104,7 @@ pub(crate) struct Ctx<'a> {
     /// ReferenceGrants.
     pub grants: Vec<(&'a Resource, &'a ReferenceGrant)>,
     /// The registry's hosts (ServiceEntries) and their ports (empty: any).
-    pub services: HashMap<&'a str, Vec<u32>>,
+    pub services: HashMap<String, Vec<u32>>,
 }
 
 impl<'a> Ctx<'a> {
@@ -114,18 +115,19 @@ impl<'a> Ctx<'a> {
             services: HashMap::new(),
         };
         for r in resources {
-            match (&r.spec, r.as_gateway_api()) {
-                (Spec::ServiceEntry(se), _) => {
-                    let ports: Vec<u32> = se.ports.iter().map(|p| p.number).collect();
-                    for h in &se.hosts {
-                        ctx.services.entry(h.as_str()).or_default().extend(&ports);
-                    }
+            if let Some(se) = r.as_service_entry() {
+                let ports: Vec<u32> = se.ports.iter().map(|p| p.number).collect();
+                for h in &se.hosts {
+                    ctx.services.entry(h.clone()).or_default().extend(&ports);
                 }
-                (_, Some(GatewayApiSpec::Gateway(g))) => {
+                continue;
+            }
+            match r.as_gateway_api() {
+                Some(GatewayApiSpec::Gateway(g)) => {
                     ctx.gateways
                         .insert((r.namespace.as_str(), r.name.as_str()), (r, g.as_ref()));
                 }
-                (_, Some(GatewayApiSpec::ReferenceGrant(g))) => ctx.grants.push((r, g)),
+                Some(GatewayApiSpec::ReferenceGrant(g)) => ctx.grants.push((r, g)),
                 _ => {}
             }
         }

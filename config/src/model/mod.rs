@@ -23,6 +23,8 @@ pub mod telemetry;
 pub mod virtual_service;
 
 use crate::diag::Origin;
+use map::Map;
+use std::borrow::Cow;
 use std::fmt;
 
 pub use authorization_policy::AuthorizationPolicy;
@@ -221,11 +223,11 @@ impl fmt::Display for Kind {
 #[derive(Clone, Debug, PartialEq)]
 pub enum Spec {
     /// VirtualService.
-    VirtualService(VirtualService),
+    VirtualService(Box<VirtualService>),
     /// DestinationRule.
     DestinationRule(Box<DestinationRule>),
     /// ServiceEntry.
-    ServiceEntry(ServiceEntry),
+    ServiceEntry(Box<ServiceEntry>),
     /// Gateway.
     Gateway(Box<Gateway>),
     /// PeerAuthentication.
@@ -248,6 +250,12 @@ pub enum Spec {
     Rollout(Box<Rollout>),
     /// A Gateway API kind.
     GatewayApi(Box<GatewayApiSpec>),
+    /// Not held: a VirtualService or ServiceEntry of a reload, parsed again from
+    /// [`Resource::raw`] each time it is read ([`Resource::spec`]). A reload builds the
+    /// new snapshot beside the one in force; holding every typed spec while the route
+    /// tables are compiled made a 10,000-service reload peak at twice the footprint
+    /// (docs/performance.md, "Memory with many services").
+    Deferred,
 }
 
 /// The spec of a Kubernetes Gateway API document.
@@ -272,16 +280,18 @@ pub enum GatewayApiSpec {
 pub struct Resource {
     /// File and document index.
     pub origin: Origin,
-    /// The `apiVersion` as written.
-    pub api_version: String,
+    /// The `apiVersion` as written (one of the kind's [`Kind::api_versions`]).
+    pub api_version: &'static str,
     /// The kind.
     pub kind: Kind,
     /// `metadata.name`.
     pub name: String,
     /// `metadata.namespace`, `default` when absent.
     pub namespace: String,
-    /// The whole metadata block.
-    pub meta: ObjectMeta,
+    /// `metadata.annotations` (`istio.io/dry-run` is read from there), the one part of
+    /// the metadata read after loading besides the name and namespace; the labels stay
+    /// in the text.
+    pub annotations: Map<String, String>,
     /// The typed spec.
     pub spec: Spec,
     /// The document as written, as compact JSON text (for `/config_dump` and the content
@@ -296,10 +306,21 @@ impl Resource {
         format!("{}/{}/{}", self.kind, self.namespace, self.name)
     }
 
-    /// The VirtualService spec, if this is one.
-    pub fn as_virtual_service(&self) -> Option<&VirtualService> {
+    /// The typed spec: the one held, or for a [`Spec::Deferred`] document the one parsed
+    /// again from its text (the loader checked that this parse succeeds; should it not,
+    /// the document reads as an empty spec of its kind).
+    pub fn spec(&self) -> Cow<'_, Spec> {
         match &self.spec {
-            Spec::VirtualService(v) => Some(v),
+            Spec::Deferred => Cow::Owned(crate::loader::reparse(self.kind, &self.raw)),
+            s => Cow::Borrowed(s),
+        }
+    }
+
+    /// The VirtualService spec, if this is one (parsed from its text when deferred).
+    pub fn as_virtual_service(&self) -> Option<Cow<'_, VirtualService>> {
+        match self.spec() {
+            Cow::Borrowed(Spec::VirtualService(v)) => Some(Cow::Borrowed(v.as_ref())),
+            Cow::Owned(Spec::VirtualService(v)) => Some(Cow::Owned(*v)),
             _ => None,
         }
     }
@@ -312,10 +333,11 @@ impl Resource {
         }
     }
 
-    /// The ServiceEntry spec, if this is one.
-    pub fn as_service_entry(&self) -> Option<&ServiceEntry> {
-        match &self.spec {
-            Spec::ServiceEntry(v) => Some(v),
+    /// The ServiceEntry spec, if this is one (parsed from its text when deferred).
+    pub fn as_service_entry(&self) -> Option<Cow<'_, ServiceEntry>> {
+        match self.spec() {
+            Cow::Borrowed(Spec::ServiceEntry(v)) => Some(Cow::Borrowed(v.as_ref())),
+            Cow::Owned(Spec::ServiceEntry(v)) => Some(Cow::Owned(*v)),
             _ => None,
         }
     }

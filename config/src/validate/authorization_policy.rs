@@ -88,7 +88,7 @@ pub(crate) fn validate(v: &mut V, ap: &AuthorizationPolicy) {
     if action == Action::Custom {
         v.warn("spec.action", "CUSTOM (external authorization) is not supported by meshproxy: this policy is not enforced");
     }
-    if let Some(dry) = v.res.meta.annotations.get("istio.io/dry-run") {
+    if let Some(dry) = v.res.annotations.get("istio.io/dry-run") {
         const DRY_RUN: &str = "metadata.annotations.istio.io/dry-run";
         // Istio (`checkDryRunAnnotation`): only ALLOW and DENY take the annotation, whatever
         // its value; there it must parse with Go's strconv.ParseBool.

@@ -41,7 +41,7 @@ pub fn validate(resources: &[Resource], missing_files: MissingFiles) -> Diagnost
             missing_files,
         };
         v.metadata();
-        match &res.spec {
+        match &*res.spec() {
             Spec::VirtualService(s) => virtual_service::validate(&mut v, s),
             Spec::DestinationRule(s) => destination_rule::validate(&mut v, s),
             Spec::ServiceEntry(s) => service_entry::validate(&mut v, s),
@@ -56,6 +56,8 @@ pub fn validate(resources: &[Resource], missing_files: MissingFiles) -> Diagnost
             Spec::RateLimitPolicy(s) => rate_limit_policy::validate(&mut v, s),
             Spec::Rollout(s) => rollout::validate(&mut v, s),
             Spec::GatewayApi(s) => gateway_api::validate(&mut v, s),
+            // `spec()` never yields it.
+            Spec::Deferred => {}
         }
     }
     references::check(resources, &mut out);
@@ -114,7 +116,7 @@ impl V<'_> {
             );
         }
         if res.kind != crate::model::Kind::AuthorizationPolicy
-            && res.meta.annotations.contains_key("istio.io/dry-run")
+            && res.annotations.contains_key("istio.io/dry-run")
         {
             self.err(
                 "metadata.annotations.istio.io/dry-run",
@@ -167,7 +169,7 @@ impl V<'_> {
 
     /// `exportTo` lists.
     pub fn export_to(&mut self, path: &str, list: &[String]) {
-        let is_se = matches!(self.res.spec, Spec::ServiceEntry(_));
+        let is_se = self.res.kind == crate::model::Kind::ServiceEntry;
         for e in names::check_export_to(list, &self.res.namespace, is_se) {
             self.err(path, e);
         }

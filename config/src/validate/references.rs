@@ -8,7 +8,7 @@ use super::virtual_service::MESH_GATEWAY;
 use crate::diag::{Diagnostics, Severity};
 use crate::host;
 use crate::model::virtual_service::Destination;
-use crate::model::{Kind, Resource, Spec};
+use crate::model::{Kind, Resource};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// The namespace whose PeerAuthentication/AuthorizationPolicy apply mesh-wide, unless the
@@ -115,16 +115,19 @@ pub(crate) fn check(resources: &[Resource], out: &mut Diagnostics) {
         .iter()
         .filter_map(|r| r.as_virtual_service().map(|vs| (r, vs)))
         .flat_map(|(r, vs)| {
-            vs.http.iter().filter_map(move |h| {
-                h.delegate.as_ref().map(|d| {
-                    let ns = if d.namespace.is_empty() {
-                        &r.namespace
-                    } else {
-                        &d.namespace
-                    };
-                    format!("{ns}/{}", d.name)
+            vs.http
+                .iter()
+                .filter_map(|h| {
+                    h.delegate.as_ref().map(|d| {
+                        let ns = if d.namespace.is_empty() {
+                            &r.namespace
+                        } else {
+                            &d.namespace
+                        };
+                        format!("{ns}/{}", d.name)
+                    })
                 })
-            })
+                .collect::<Vec<_>>()
         })
         .collect();
 
@@ -164,7 +167,7 @@ pub(crate) fn check(resources: &[Resource], out: &mut Diagnostics) {
 
     let mut mesh_hosts: BTreeMap<String, &Resource> = BTreeMap::new();
     for r in resources {
-        let Spec::VirtualService(vs) = &r.spec else {
+        let Some(vs) = r.as_virtual_service() else {
             continue;
         };
         for (i, g) in vs.gateways.iter().enumerate() {

@@ -254,11 +254,11 @@ fn destination(
         }
         (None, _) => Some(format!("the service has no port {}", ctx.port)),
     };
-    let mut header_ops = describe::header_ops("request", &d.request_headers);
-    header_ops.extend(describe::header_ops("response", &d.response_headers));
+    let mut header_ops = describe::header_ops("request", d.request_headers());
+    header_ops.extend(describe::header_ops("response", d.response_headers()));
     let mut response = HeaderMap::new();
     hdr::apply(&route.policy.response_headers, &mut response);
-    hdr::apply(&d.response_headers, &mut response);
+    hdr::apply(d.response_headers(), &mut response);
     response.extend(cors_headers.clone());
     let mut response_headers = header_map(&response)
         .into_iter()
@@ -269,7 +269,7 @@ fn destination(
         .response_headers
         .remove
         .iter()
-        .chain(&d.response_headers.remove)
+        .chain(&d.response_headers().remove)
     {
         response_headers.entry(k.to_string()).or_insert(None);
     }

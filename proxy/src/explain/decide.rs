@@ -69,7 +69,7 @@ pub fn decide(snap: &Snapshot, spec: &RequestSpec) -> Result<Decision, String> {
     };
     d.virtual_host = Some(VirtualHostInfo {
         name: vh.name.clone(),
-        domains: vh.domains.clone(),
+        domains: vh.domains.iter().map(|d| d.to_string()).collect(),
     });
     let view = RequestView {
         method: req.method.as_str(),

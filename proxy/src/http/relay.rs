@@ -91,7 +91,7 @@ pub(super) async fn to_cluster(
         timeout,
     };
     let relayed = attempts::run(x, attempt, &mut flags).await;
-    let route_headers = [&r.route.policy.response_headers, &c.dest.response_headers];
+    let route_headers = [&r.route.policy.response_headers, c.dest.response_headers()];
     match relayed {
         Err(mut resp) => {
             // Envoy: the router's local replies (503, 504, 408) are finalized with the

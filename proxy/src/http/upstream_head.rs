@@ -67,7 +67,7 @@ pub(crate) fn build(
     let authority = route
         .and_then(|r| r.policy.rewrite.as_ref())
         .and_then(|rw| rw.authority.clone())
-        .or_else(|| dest.and_then(|d| d.authority.clone()))
+        .or_else(|| dest.and_then(|d| d.authority().cloned()))
         .or_else(|| HeaderValue::from_str(authority).ok())
         .unwrap_or_else(|| HeaderValue::from_static("localhost"));
     let headers = &mut parts.headers;
@@ -87,7 +87,7 @@ pub(crate) fn build(
         hdr::apply(&r.policy.request_headers, headers);
     }
     if let Some(d) = dest {
-        hdr::apply(&d.request_headers, headers);
+        hdr::apply(d.request_headers(), headers);
     }
     UpstreamHead {
         method: parts.method,

@@ -158,7 +158,7 @@ mod tests {
         );
         out.resources[0]
             .as_virtual_service()
-            .cloned()
+            .map(std::borrow::Cow::into_owned)
             .expect("a VirtualService")
     }
 

@@ -303,8 +303,9 @@ fn load_document<'a>(
     // reading of it is the one checked here; a document that does not parse that way
     // takes the usual path (and its errors, with lines).
     let deferred = sharing.defer.then(|| typed_from_text(kind, &raw)).flatten();
+    let defer = deferred.is_some();
     let (mut meta, spec) = match deferred {
-        Some(meta) => (meta, Spec::Deferred),
+        Some(v) => v,
         None => match typed_spec(kind, (&value, doc)) {
             Ok(v) => v,
             Err(e) => {
@@ -315,7 +316,7 @@ fn load_document<'a>(
             }
         },
     };
-    Some(Resource {
+    let mut res = Resource {
         origin,
         api_version,
         kind,
@@ -324,7 +325,29 @@ fn load_document<'a>(
         annotations: std::mem::take(&mut meta.annotations),
         spec,
         raw,
-    })
+    };
+    if defer {
+        // Validated now, while the spec is at hand, then dropped (`Spec::Deferred`).
+        crate::validate::document(&res, crate::validate::MissingFiles::Refuse, diags);
+        let vs = res.as_virtual_service();
+        let summary = crate::model::Deferred {
+            l4_rules: vs
+                .as_ref()
+                .is_some_and(|v| !v.tcp.is_empty() || !v.tls.is_empty()),
+            delegates: vs
+                .as_ref()
+                .is_some_and(|v| v.http.iter().any(|h| h.delegate.is_some())),
+            on_mesh: vs
+                .as_ref()
+                .is_some_and(|v| v.gateways.is_empty() || v.gateways.iter().any(|g| g == "mesh")),
+            on_gateways: vs
+                .as_ref()
+                .is_some_and(|v| v.gateways.iter().any(|g| g != "mesh")),
+        };
+        drop(vs);
+        res.spec = Spec::Deferred(summary);
+    }
+    Some(res)
 }
 
 /// Istio kinds a real Istio config directory holds that have no meaning without Envoy or
@@ -398,16 +421,16 @@ fn compact_text(value: &serde_yaml::Value, known: &HashSet<Arc<str>>) -> Arc<str
     }
 }
 
-/// The metadata of a document of a kind that may be deferred, when its compact text
-/// parses as that kind; its spec is dropped (parsed again by [`reparse`]).
-fn typed_from_text(kind: Kind, raw: &str) -> Option<ObjectMeta> {
+/// The metadata and spec of a document of a kind that may be deferred, parsed from its
+/// compact text (as [`reparse`] will parse it again), when it parses.
+fn typed_from_text(kind: Kind, raw: &str) -> Option<(ObjectMeta, Spec)> {
+    fn parse<S: DeserializeOwned + Default>(raw: &str) -> Option<(ObjectMeta, S)> {
+        let d = serde_json::from_str::<Document<S>>(raw).ok()?;
+        Some((d.metadata, d.spec.unwrap_or_default()))
+    }
     match kind {
-        Kind::VirtualService => serde_json::from_str::<Document<VirtualService>>(raw)
-            .ok()
-            .map(|d| d.metadata),
-        Kind::ServiceEntry => serde_json::from_str::<Document<ServiceEntry>>(raw)
-            .ok()
-            .map(|d| d.metadata),
+        Kind::VirtualService => parse(raw).map(|(m, s)| (m, Spec::VirtualService(Box::new(s)))),
+        Kind::ServiceEntry => parse(raw).map(|(m, s)| (m, Spec::ServiceEntry(Box::new(s)))),
         _ => None,
     }
 }

@@ -12,7 +12,7 @@ use super::snapshot::ClusterId;
 use crate::diag::{Diagnostics, Severity};
 use crate::host;
 use crate::model::virtual_service as vs;
-use crate::model::{Kind, Resource};
+use crate::model::{Deferred, Kind, Resource};
 use crate::validate::diag_for;
 use http::header::{HeaderName, HeaderValue};
 use std::borrow::Cow;
@@ -46,6 +46,13 @@ impl RouteContext {
         proxy: &'r ProxySettings,
     ) -> impl Iterator<Item = (&'r Resource, Cow<'r, vs::VirtualService>)> + 'r {
         resources.iter().filter_map(move |r| {
+            let bound = |d: &Deferred| match self {
+                RouteContext::Mesh => d.on_mesh,
+                RouteContext::Gateways(_) => d.on_gateways,
+            };
+            if Deferred::skips(r, bound) {
+                return None; // not bound here: not worth parsing again
+            }
             let v = r.as_virtual_service()?;
             let used = !v.hosts.is_empty()
                 && self.admits(&v.gateways, &r.namespace)

@@ -70,7 +70,12 @@ impl Services {
 pub(crate) fn release_inputs(resources: &mut [Resource]) {
     for r in resources {
         if let Spec::ServiceEntry(_) = r.spec {
-            r.spec = Spec::Deferred;
+            r.spec = Spec::Deferred(crate::model::Deferred {
+                l4_rules: false,
+                delegates: false,
+                on_mesh: false,
+                on_gateways: false,
+            });
         }
     }
 }

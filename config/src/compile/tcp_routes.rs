@@ -18,7 +18,7 @@ use crate::diag::Severity;
 use crate::host;
 use crate::model::map::Map;
 use crate::model::virtual_service as vs;
-use crate::model::Resource;
+use crate::model::{Deferred, Resource};
 use crate::validate::diag_for;
 use ipnet::IpNet;
 use std::collections::HashSet;
@@ -192,6 +192,9 @@ pub fn compile(rc: &mut RouteCompiler, resources: &[Resource], tctx: &TcpContext
     };
     let mut claimed = HashSet::new();
     for r in resources {
+        if Deferred::skips(r, |d| d.l4_rules) {
+            continue; // no `tcp` or `tls` rule: not worth parsing again
+        }
         let Some(v) = r.as_virtual_service() else {
             continue;
         };

@@ -251,11 +251,34 @@ pub enum Spec {
     /// A Gateway API kind.
     GatewayApi(Box<GatewayApiSpec>),
     /// Not held: a VirtualService or ServiceEntry of a reload, parsed again from
-    /// [`Resource::raw`] each time it is read ([`Resource::spec`]). A reload builds the
-    /// new snapshot beside the one in force; holding every typed spec while the route
-    /// tables are compiled made a 10,000-service reload peak at twice the footprint
-    /// (docs/performance.md, "Memory with many services").
-    Deferred,
+    /// [`Resource::raw`] each time it is read ([`Resource::spec`]); validated on its own
+    /// when it was loaded. A reload builds the new snapshot beside the one in force;
+    /// holding every typed spec while the route tables are compiled made a
+    /// 10,000-service reload peak at twice the footprint (docs/performance.md, "Memory
+    /// with many services").
+    Deferred(Deferred),
+}
+
+/// What is known of a deferred spec without parsing it again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Deferred {
+    /// A VirtualService with `tcp` or `tls` rules (the TCP route tables read only those).
+    pub l4_rules: bool,
+    /// A VirtualService with rules that delegate (the check for unused delegates reads
+    /// only those).
+    pub delegates: bool,
+    /// A VirtualService bound to the mesh (no `gateways`, or `mesh` among them).
+    pub on_mesh: bool,
+    /// A VirtualService bound to a gateway (a name other than `mesh` in `gateways`).
+    pub on_gateways: bool,
+}
+
+impl Deferred {
+    /// Whether `res` is a deferred document of which `test` says no: the callers skip it
+    /// without parsing it again.
+    pub fn skips(res: &Resource, test: impl Fn(&Deferred) -> bool) -> bool {
+        matches!(&res.spec, Spec::Deferred(d) if !test(d))
+    }
 }
 
 /// The spec of a Kubernetes Gateway API document.
@@ -311,7 +334,7 @@ impl Resource {
     /// the document reads as an empty spec of its kind).
     pub fn spec(&self) -> Cow<'_, Spec> {
         match &self.spec {
-            Spec::Deferred => Cow::Owned(crate::loader::reparse(self.kind, &self.raw)),
+            Spec::Deferred(_) => Cow::Owned(crate::loader::reparse(self.kind, &self.raw)),
             s => Cow::Borrowed(s),
         }
     }

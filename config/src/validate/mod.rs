@@ -35,9 +35,24 @@ use crate::model::{Resource, Spec};
 pub fn validate(resources: &[Resource], missing_files: MissingFiles) -> Diagnostics {
     let mut out = Diagnostics::default();
     for res in resources {
+        // A deferred document was validated on its own as it was loaded
+        // ([`document`]): parsing it again here would only repeat that.
+        if !matches!(res.spec, Spec::Deferred(_)) {
+            document(res, missing_files, &mut out);
+        }
+    }
+    references::check(resources, &mut out);
+    rate_limit_policy::check_global_backend(resources, &mut out);
+    rollout::check_subsets(resources, &mut out);
+    out
+}
+
+/// Validates one resource on its own (its metadata and spec), adding to `out`.
+pub(crate) fn document(res: &Resource, missing_files: MissingFiles, out: &mut Diagnostics) {
+    {
         let mut v = V {
             res,
-            out: &mut out,
+            out,
             missing_files,
         };
         v.metadata();
@@ -57,13 +72,9 @@ pub fn validate(resources: &[Resource], missing_files: MissingFiles) -> Diagnost
             Spec::Rollout(s) => rollout::validate(&mut v, s),
             Spec::GatewayApi(s) => gateway_api::validate(&mut v, s),
             // `spec()` never yields it.
-            Spec::Deferred => {}
+            Spec::Deferred(_) => {}
         }
     }
-    references::check(resources, &mut out);
-    rate_limit_policy::check_global_backend(resources, &mut out);
-    rollout::check_subsets(resources, &mut out);
-    out
 }
 
 /// The validation context of one resource: where diagnostics go and whom they name.

@@ -113,6 +113,7 @@ pub(crate) fn check(resources: &[Resource], out: &mut Diagnostics) {
         .collect();
     let delegates_used: BTreeSet<String> = resources
         .iter()
+        .filter(|r| !crate::model::Deferred::skips(r, |d| d.delegates))
         .filter_map(|r| r.as_virtual_service().map(|vs| (r, vs)))
         .flat_map(|(r, vs)| {
             vs.http

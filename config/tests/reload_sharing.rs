@@ -107,12 +107,20 @@ fn same_text(a: &Snapshot, b: &Snapshot, kind: &str) -> Vec<bool> {
         .collect()
 }
 
+/// A config loaded, then reloaded with every default route's timeout changed (2 s to
+/// 3 s): the directory, the config's path, the first snapshot and the reloaded one.
+fn timeout_change(name: &str) -> (Dir, PathBuf, Snapshot, Snapshot) {
+    let dir = Dir::new(name);
+    let first = ok(load(&[dir.write("c.yaml", &config("10.0.0.1", 2))]));
+    let path = dir.write("c.yaml", &config("10.0.0.1", 3)).to_path_buf();
+    let next = ok(load_reusing(&[&path], Some(&first)));
+    (dir, path, first, next)
+}
+
 #[test]
 fn a_route_change_keeps_the_services_and_unchanged_texts_in_force() {
-    let dir = Dir::new("routes");
-    let first = ok(load(&[dir.write("c.yaml", &config("10.0.0.1", 2))]));
-    let path = dir.write("c.yaml", &config("10.0.0.1", 3));
-    let next = ok(load_reusing(&[path], Some(&first)));
+    let (_dir, path, first, next) = timeout_change("routes");
+    let path = path.as_path();
 
     assert!(Arc::ptr_eq(&first.registry, &next.registry));
     assert!(Arc::ptr_eq(&first.clusters, &next.clusters));
@@ -191,10 +199,7 @@ fn a_bad_reload_reports_what_a_fresh_load_reports() {
 
 #[test]
 fn unchanged_rules_share_their_parts_with_the_config_in_force() {
-    let dir = Dir::new("parts");
-    let first = ok(load(&[dir.write("c.yaml", &config("10.0.0.1", 2))]));
-    let path = dir.write("c.yaml", &config("10.0.0.1", 3));
-    let next = ok(load_reusing(&[path], Some(&first)));
+    let (_dir, _, first, next) = timeout_change("parts");
     let rules = |s: &Snapshot| {
         let t = s.mesh_routes().unwrap();
         let vh = t.find("a.default.svc.cluster.local").unwrap();

@@ -92,6 +92,12 @@ pub fn load_reusing<P: AsRef<Path>>(
     services::release_inputs(&mut resources);
     let mut snap = compile_with(&resources, warnings, proxy, services, previous);
     snap.gateway_api = gateway_api;
+    // Moved, not copied (their names and texts). Into a list of its own size: collected
+    // in place, the sources would keep the documents' larger block for the life of the
+    // snapshot (the allocator does not shrink a block by less than half).
+    snap.resources = Vec::with_capacity(resources.len());
+    snap.resources
+        .extend(resources.into_iter().map(snapshot::Source::from));
     step("the rest");
     Ok(snap)
 }
@@ -125,6 +131,11 @@ pub fn load_documents_for_workload<P: AsRef<Path>>(
     let services = services::Services::for_config(&loaded.resources, &proxy, None);
     let mut snap = compile_with(&loaded.resources, warnings, proxy, services, None);
     snap.gateway_api = crate::gateway_api::status(&loaded.resources);
+    snap.resources = loaded
+        .resources
+        .iter()
+        .map(snapshot::Source::from)
+        .collect();
     Ok(snap)
 }
 
@@ -172,6 +183,7 @@ pub fn compile(resources: &[Resource], warnings: Diagnostics) -> Snapshot {
     let services = services::Services::for_config(resources, &proxy, None);
     let mut snap = compile_with(resources, warnings, proxy, services, None);
     snap.gateway_api = crate::gateway_api::status(resources);
+    snap.resources = resources.iter().map(snapshot::Source::from).collect();
     snap
 }
 
@@ -241,7 +253,8 @@ fn compile_with(
         clusters,
         cluster_index,
         registry,
-        resources: resources.iter().map(snapshot::Source::from).collect(),
+        // Set by the callers, from the documents they own or borrow.
+        resources: Vec::new(),
         warnings,
     }
 }

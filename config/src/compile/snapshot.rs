@@ -29,6 +29,20 @@ pub struct Source {
     pub raw: Arc<str>,
 }
 
+impl From<Resource> for Source {
+    /// Takes the document's parts (a load that owns its documents moves their names and
+    /// texts instead of copying them).
+    fn from(r: Resource) -> Self {
+        Source {
+            origin: r.origin,
+            kind: r.kind,
+            namespace: r.namespace,
+            name: r.name,
+            raw: r.raw,
+        }
+    }
+}
+
 impl From<&Resource> for Source {
     fn from(r: &Resource) -> Self {
         Source {

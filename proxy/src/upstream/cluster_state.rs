@@ -57,6 +57,12 @@ pub struct EndpointState {
     pub returned: Notify,
 }
 
+impl outlier::HasOutlier for Arc<EndpointState> {
+    fn outlier(&self) -> &OutlierState {
+        &self.outlier
+    }
+}
+
 impl EndpointState {
     /// A fresh endpoint with pools for `workers`.
     pub fn new(address: EndpointAddress, weight: u32, labels: Labels, workers: usize) -> Self {
@@ -269,8 +275,7 @@ impl ClusterState {
         let Some(policy) = &self.outlier else { return };
         let set = self.endpoints();
         let Some(i) = set.position(i, ep) else { return };
-        let refs: Vec<&OutlierState> = set.iter().map(|e| &e.outlier).collect();
-        if outlier::record(policy, &refs, i, event, outlier::now_nanos()) {
+        if outlier::record(policy, &set.list, i, event, outlier::now_nanos()) {
             tracing::info!(cluster = %self.key.name(), endpoint = %ep.name, times = ep.outlier.times_ejected(), "outlier ejected");
             // Envoy closes an unhealthy host's pooled connections.
             ep.pool.clear();

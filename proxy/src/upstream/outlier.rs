@@ -79,16 +79,29 @@ fn is_error(policy: &OutlierPolicy, status: u16) -> bool {
     }
 }
 
+/// What holds an endpoint's outlier state: the cluster's endpoints are recorded against
+/// as they are listed, with no list of their states made per request.
+pub trait HasOutlier {
+    /// The endpoint's outlier state.
+    fn outlier(&self) -> &OutlierState;
+}
+
+impl HasOutlier for &OutlierState {
+    fn outlier(&self) -> &OutlierState {
+        self
+    }
+}
+
 /// Records `event` for endpoint `i` of `endpoints` and ejects it when a threshold is
 /// reached. Returns true when this call ejected the endpoint.
-pub fn record(
+pub fn record<E: HasOutlier>(
     policy: &OutlierPolicy,
-    endpoints: &[&OutlierState],
+    endpoints: &[E],
     i: usize,
     event: Event,
     now: u64,
 ) -> bool {
-    let s = endpoints[i];
+    let s = endpoints[i].outlier();
     // Without the split, a local-origin failure counts as a 503 (Envoy maps connect
     // failures and timeouts to gateway errors).
     let (status, local) = match event {
@@ -124,15 +137,18 @@ pub fn record(
     eject(policy, endpoints, i, now)
 }
 
-fn eject(policy: &OutlierPolicy, endpoints: &[&OutlierState], i: usize, now: u64) -> bool {
+fn eject<E: HasOutlier>(policy: &OutlierPolicy, endpoints: &[E], i: usize, now: u64) -> bool {
     let total = endpoints.len();
-    let ejected = endpoints.iter().filter(|e| e.is_ejected(now)).count();
+    let ejected = endpoints
+        .iter()
+        .filter(|e| e.outlier().is_ejected(now))
+        .count();
     // The percentage is computed after the prospective ejection (envoy#27624/#27909), so
     // 1 of 2 endpoints is never ejected under the default 10%.
     if (ejected + 1) * 100 > policy.max_ejection_percent as usize * total {
         return false;
     }
-    let s = endpoints[i];
+    let s = endpoints[i].outlier();
     // Decay: one step per healthy interval since the previous ejection ended.
     let prev_until = s.ejected_until.load(Ordering::Relaxed);
     let mut times = s.times_ejected.load(Ordering::Relaxed);

@@ -327,7 +327,8 @@ fn load_document<'a>(
         raw,
     };
     if defer {
-        // Validated now, while the spec is at hand, then dropped (`Spec::Deferred`).
+        // Validated now, while the spec is at hand, then dropped (`Spec::Deferred`). The
+        // file mode does not matter: VirtualServices and ServiceEntries name no files.
         crate::validate::document(&res, crate::validate::MissingFiles::Refuse, diags);
         let vs = res.as_virtual_service();
         let summary = crate::model::Deferred {
@@ -445,6 +446,7 @@ pub(crate) fn reparse(kind: Kind, raw: &str) -> Spec {
             .and_then(|d| d.spec)
             .unwrap_or_default()
     }
+    // Only the kinds `typed_from_text` defers are ever deferred.
     match kind {
         Kind::ServiceEntry => Spec::ServiceEntry(Box::new(spec(raw))),
         _ => Spec::VirtualService(Box::new(spec(raw))),

@@ -49,31 +49,29 @@ pub fn validate(resources: &[Resource], missing_files: MissingFiles) -> Diagnost
 
 /// Validates one resource on its own (its metadata and spec), adding to `out`.
 pub(crate) fn document(res: &Resource, missing_files: MissingFiles, out: &mut Diagnostics) {
-    {
-        let mut v = V {
-            res,
-            out,
-            missing_files,
-        };
-        v.metadata();
-        match &*res.spec() {
-            Spec::VirtualService(s) => virtual_service::validate(&mut v, s),
-            Spec::DestinationRule(s) => destination_rule::validate(&mut v, s),
-            Spec::ServiceEntry(s) => service_entry::validate(&mut v, s),
-            Spec::Gateway(s) => gateway::validate(&mut v, s),
-            Spec::PeerAuthentication(s) => peer_authentication::validate(&mut v, s),
-            Spec::AuthorizationPolicy(s) => authorization_policy::validate(&mut v, s),
-            Spec::Telemetry(s) => telemetry::validate(&mut v, s),
-            Spec::WorkloadEntry(s) => service_entry::validate_workload_entry(&mut v, s),
-            Spec::Sidecar(s) => sidecar::validate(&mut v, s),
-            Spec::RequestAuthentication(s) => request_authentication::validate(&mut v, s),
-            Spec::Proxy(s) => proxy::validate(&mut v, s),
-            Spec::RateLimitPolicy(s) => rate_limit_policy::validate(&mut v, s),
-            Spec::Rollout(s) => rollout::validate(&mut v, s),
-            Spec::GatewayApi(s) => gateway_api::validate(&mut v, s),
-            // `spec()` never yields it.
-            Spec::Deferred(_) => {}
-        }
+    let mut v = V {
+        res,
+        out,
+        missing_files,
+    };
+    v.metadata();
+    match &*res.spec() {
+        Spec::VirtualService(s) => virtual_service::validate(&mut v, s),
+        Spec::DestinationRule(s) => destination_rule::validate(&mut v, s),
+        Spec::ServiceEntry(s) => service_entry::validate(&mut v, s),
+        Spec::Gateway(s) => gateway::validate(&mut v, s),
+        Spec::PeerAuthentication(s) => peer_authentication::validate(&mut v, s),
+        Spec::AuthorizationPolicy(s) => authorization_policy::validate(&mut v, s),
+        Spec::Telemetry(s) => telemetry::validate(&mut v, s),
+        Spec::WorkloadEntry(s) => service_entry::validate_workload_entry(&mut v, s),
+        Spec::Sidecar(s) => sidecar::validate(&mut v, s),
+        Spec::RequestAuthentication(s) => request_authentication::validate(&mut v, s),
+        Spec::Proxy(s) => proxy::validate(&mut v, s),
+        Spec::RateLimitPolicy(s) => rate_limit_policy::validate(&mut v, s),
+        Spec::Rollout(s) => rollout::validate(&mut v, s),
+        Spec::GatewayApi(s) => gateway_api::validate(&mut v, s),
+        // `spec()` never yields it.
+        Spec::Deferred(_) => {}
     }
 }
 

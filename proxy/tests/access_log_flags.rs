@@ -212,21 +212,10 @@ spec:
             "case {i}: {line}"
         );
     }
-    let metrics = common::send(
-        p.addr("admin"),
-        "GET",
-        "admin",
-        "/metrics",
-        &[],
-        bytes::Bytes::new(),
-        false,
-    )
-    .await;
+    let metrics = common::metrics_text(p.addr("admin")).await;
     assert!(
-        metrics
-            .body
-            .contains("\nmeshproxy_downstream_protocol_errors_total{protocol=\"http1\"} 3\n"),
+        metrics.contains("\nmeshproxy_downstream_protocol_errors_total{protocol=\"http1\"} 3\n"),
         "{}",
-        metrics.body
+        metrics
     );
 }

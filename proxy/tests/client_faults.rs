@@ -159,20 +159,6 @@ fn metric(text: &str, name: &str, labels: &[&str]) -> u64 {
         .sum::<f64>() as u64
 }
 
-async fn metrics(admin: std::net::SocketAddr) -> String {
-    common::send(
-        admin,
-        "GET",
-        "admin",
-        "/metrics",
-        &[],
-        bytes::Bytes::new(),
-        false,
-    )
-    .await
-    .body
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_faults_never_eject_a_healthy_upstream() {
     let up = upstream().await;
@@ -224,7 +210,7 @@ async fn client_faults_never_eject_a_healthy_upstream() {
     }
     assert_eq!((dpe, dc), (20, 20));
 
-    let text = metrics(admin).await;
+    let text = common::metrics_text(admin).await;
     assert_eq!(
         metric(&text, "meshproxy_outlier_ejections_total", &[]),
         0,
@@ -266,7 +252,7 @@ async fn client_faults_never_eject_a_healthy_upstream() {
         let r = common::send(addr, "GET", "web", "/fail", &[], bytes::Bytes::new(), false).await;
         assert_eq!(r.status, 503);
     }
-    let text = metrics(admin).await;
+    let text = common::metrics_text(admin).await;
     assert_eq!(
         metric(&text, "meshproxy_outlier_ejections_total", &[]),
         1,

@@ -191,25 +191,15 @@ async fn h2c_listener_passes_h2spec_style_checks() {
     assert!(web.count() >= 10, "upstream saw {} requests", web.count());
     // The guard's refusals are counted as HTTP/2 protocol errors, and none of these
     // HTTP/2 connections was mistaken for a refused HTTP/1 request.
-    let metrics = common::send(
-        p.addr("admin"),
-        "GET",
-        "admin",
-        "/metrics",
-        &[],
-        bytes::Bytes::new(),
-        false,
-    )
-    .await;
+    let metrics = common::metrics_text(p.addr("admin")).await;
     let count = |protocol: &str| -> u64 {
         let key = format!("meshproxy_downstream_protocol_errors_total{{protocol=\"{protocol}\"}} ");
         metrics
-            .body
             .lines()
             .find_map(|l| l.strip_prefix(key.as_str()))
             .and_then(|v| v.trim().parse().ok())
-            .unwrap_or_else(|| panic!("no {key} in {}", metrics.body))
+            .unwrap_or_else(|| panic!("no {key} in {}", metrics))
     };
-    assert!(count("http2") >= 15, "{}", metrics.body);
-    assert_eq!(count("http1"), 0, "{}", metrics.body);
+    assert!(count("http2") >= 15, "{}", metrics);
+    assert_eq!(count("http1"), 0, "{}", metrics);
 }

@@ -151,17 +151,7 @@ async fn known_mix_is_counted_exactly() {
     // The slow request's completion is recorded when its body ends; poll until it shows.
     let mut text = String::new();
     for _ in 0..200 {
-        text = common::send(
-            admin,
-            "GET",
-            "admin",
-            "/metrics",
-            &[],
-            bytes::Bytes::new(),
-            false,
-        )
-        .await
-        .body;
+        text = common::metrics_text(admin).await;
         if requests_total(&text)
             .0
             .get(&("slow".into(), "200".into(), "-".into()))

@@ -112,26 +112,16 @@ async fn istio_mutual_to_strict_end_to_end() {
 
     // The server reports the request as mutual TLS, from the client's certificate
     // identity (Istio's `source_principal` on the destination side).
-    let metrics = common::send(
-        server.addr("admin"),
-        "GET",
-        "admin",
-        "/metrics",
-        &[],
-        Bytes::new(),
-        false,
-    )
-    .await;
+    let metrics = common::metrics_text(server.addr("admin")).await;
     assert!(
         metrics
-            .body
             .lines()
             .any(|l| l.starts_with("istio_requests_total")
                 && l.contains("reporter=\"destination\"")
                 && l.contains("connection_security_policy=\"mutual_tls\"")
                 && l.contains(&format!("source_principal=\"{}\"", spiffe("productpage")))),
         "{}",
-        metrics.body
+        metrics
     );
 }
 
@@ -397,8 +387,8 @@ async fn certificates_rotate_twenty_times_under_load() {
             .unwrap();
         let mut seen = 0;
         for _ in 0..500 {
-            let m = common::send(admin, "GET", "admin", "/metrics", &[], Bytes::new(), false).await;
-            seen = rotations(&m.body);
+            let m = common::metrics_text(admin).await;
+            seen = rotations(&m);
             if seen >= i {
                 break;
             }
@@ -458,21 +448,10 @@ async fn istio_mutual_h2_is_served_through_the_h2_guard() {
         .recv_timeout(Duration::from_secs(5))
         .expect("an access log line from the server sidecar");
     assert!(line.contains("HTTP/2"), "{line}");
-    let metrics = common::send(
-        server.addr("admin"),
-        "GET",
-        "admin",
-        "/metrics",
-        &[],
-        Bytes::new(),
-        false,
-    )
-    .await;
+    let metrics = common::metrics_text(server.addr("admin")).await;
     assert!(
-        metrics
-            .body
-            .contains("\nmeshproxy_downstream_protocol_errors_total{protocol=\"http2\"} 0\n"),
+        metrics.contains("\nmeshproxy_downstream_protocol_errors_total{protocol=\"http2\"} 0\n"),
         "{}",
-        metrics.body
+        metrics
     );
 }

@@ -74,17 +74,7 @@ async fn healthy_canary_is_promoted(interval: &str, prometheus: bool) {
     rollout
         .expect_line("canary weight 25%", Duration::from_secs(40))
         .await;
-    let text = common::send(
-        metrics_addr,
-        "GET",
-        "m",
-        "/metrics",
-        &[],
-        bytes::Bytes::new(),
-        false,
-    )
-    .await
-    .body;
+    let text = common::metrics_text(metrics_addr).await;
     assert!(
         text.contains("meshproxy_rollout_weight{namespace=\"default\",name=\"reviews\"} 25"),
         "{text}"

@@ -57,20 +57,6 @@ fn proxy_with(spec: &str, docs: &str, upstream: &common::Upstream) -> String {
     )
 }
 
-async fn metrics(admin: std::net::SocketAddr) -> String {
-    common::send(
-        admin,
-        "GET",
-        "admin",
-        "/metrics",
-        &[],
-        Default::default(),
-        false,
-    )
-    .await
-    .body
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_access_log_filter_and_a_disabled_metric() {
     let ok = common::upstream("ok").await;
@@ -102,11 +88,11 @@ async fn the_access_log_filter_and_a_disabled_metric() {
     // REQUEST_COUNT is off for the CLIENT side; the duration histogram stays.
     let admin = p.addr("admin");
     let deadline = Instant::now() + Duration::from_secs(10);
-    let mut text = metrics(admin).await;
+    let mut text = common::metrics_text(admin).await;
     while !text.contains("istio_request_duration_milliseconds_count{") && Instant::now() < deadline
     {
         tokio::time::sleep(Duration::from_millis(20)).await;
-        text = metrics(admin).await;
+        text = common::metrics_text(admin).await;
     }
     assert!(
         text.contains("istio_request_duration_milliseconds_count{"),

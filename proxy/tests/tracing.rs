@@ -259,17 +259,7 @@ fn single_sidecar(
 }
 
 async fn counter(admin: std::net::SocketAddr, name: &str) -> u64 {
-    let text = common::send(
-        admin,
-        "GET",
-        "admin",
-        "/metrics",
-        &[],
-        Default::default(),
-        false,
-    )
-    .await
-    .body;
+    let text = common::metrics_text(admin).await;
     text.lines()
         .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
         .unwrap_or_else(|| panic!("{name} on /metrics: {text}"))

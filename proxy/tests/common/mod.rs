@@ -291,6 +291,13 @@ pub async fn get(p: &Proxy, host: &str, path: &str, headers: &[(&str, &str)]) ->
     send(p.addr, "GET", host, path, headers, Bytes::new(), false).await
 }
 
+/// The text of an admin listener's `/metrics`.
+pub async fn metrics_text(admin: SocketAddr) -> String {
+    send(admin, "GET", "admin", "/metrics", &[], Bytes::new(), false)
+        .await
+        .body
+}
+
 /// Sends a request over HTTP/1.1 (or h2c when `h2`).
 pub async fn send(
     addr: SocketAddr,
